@@ -1,0 +1,142 @@
+"""The project configuration: one YAML file per use (``configs/``), checked before any work.
+
+Unknown keys and bad values fail at load time with the offending key named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fercore.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(_Strict):
+    """Where FER-2013 comes from and how it is split."""
+
+    source: str = Field("kaggle", description="'kaggle', or a folder / .zip / .tar.gz / fer2013.csv path")
+    kaggle_dataset: str = "msambare/fer2013"
+    cache_dir: str | None = Field(None, description="default: $FER_CACHE_DIR or ~/.cache/fer-mlops")
+    use_cache: bool = True
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 42
+    drop_test_overlap: bool = Field(False, description="drop train copies of images that are also in test")
+    max_per_class: int | None = Field(None, ge=1, description="keep at most this many images per split and class")
+
+
+class RebalanceConfig(_Strict):
+    """How the training split is rebalanced (see :mod:`fercore.rebalance`)."""
+
+    method: Literal["resample", "class_weights", "none"] = "resample"
+    seed: int = 42
+    size: int | None = Field(None, ge=1, description="rows drawn by 'resample'; default the train split's size")
+
+
+class AugmentConfig(_Strict):
+    """Random augmentation of training batches."""
+
+    hflip: bool = True
+    crop_padding: int = Field(4, ge=0, le=16)
+    rotation_degrees: float = Field(10.0, ge=0.0, le=45.0)
+    erasing: float = Field(0.0, ge=0.0, le=1.0, description="probability of random erasing")
+
+
+class ResourcesConfig(_Strict):
+    """What the GPU-backed training steps ask of the orchestrator (ZenML ResourceSettings)."""
+
+    gpu_count: int = Field(1, ge=0)
+    cpu_count: float | None = Field(None, gt=0)
+    memory: str | None = Field(None, description="e.g. '16GB'")
+
+
+class CnnConfig(_Strict):
+    """The CNN trained from scratch."""
+
+    enabled: bool = True
+    architecture: Literal["v1", "v2_1", "resnet"] = "resnet"
+    width: int = Field(32, ge=8, le=256, description="channels of the first stage of 'resnet'")
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping")
+    mixed_precision: bool = Field(True, description="autocast on CUDA (fp16) and bf16-capable CPUs")
+    channels_last: bool = True
+    seed: int = 42
+    max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
+    augment: AugmentConfig = AugmentConfig()
+
+
+class RegistryConfig(_Strict):
+    """MLflow tracking and model registry."""
+
+    tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, the ZenML stack's tracker, or ./mlflow.db")
+    experiment_name: str = "fer2013-emotion"
+    model_name: str = "fer2013-emotion"
+
+
+class ScheduleConfig(_Strict):
+    """When ``run.py --schedule`` retrains."""
+
+    cron: str = "0 3 * * 1"
+
+
+class Config(_Strict):
+    """The whole project configuration."""
+
+    data: DataConfig = DataConfig()
+    rebalance: RebalanceConfig = RebalanceConfig()
+    cnn: CnnConfig = CnnConfig()
+    registry: RegistryConfig = RegistryConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming")
+    output_dir: str = Field("outputs", description="plots and tables of the last run")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], origin: str = "config") -> Config:
+    """Validates a mapping; raises :class:`ConfigError` naming each bad key."""
+    try:
+        return Config.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{origin} is invalid:\n{_describe(exc)}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Reads a YAML config and applies dotted-key overrides (``{"data.source": "x"}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist. Pick one in configs/ or pass --config PATH.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data, cnn, ...), not {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return parse_config(raw, str(path))

@@ -1,0 +1,7 @@
+"""ZenML pipelines: wiring only."""
+
+from pipelines.ingest import ingest_pipeline
+
+PIPELINES = {"ingest": ingest_pipeline}
+
+__all__ = ["PIPELINES", "ingest_pipeline"]

@@ -1,0 +1,119 @@
+"""Command line entry point: loads a YAML config from configs/ and runs or schedules a pipeline.
+
+Examples:
+    python run.py --pipeline ingest --data ../shared/data/fer2013/fer2013.tar.gz
+    python run.py --pipeline train_all --config configs/smoke.yaml
+    python run.py --pipeline train_all --schedule            # cron from the config
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from fercore.config import Config, load_config
+from fercore.errors import FerError
+
+ROOT = Path(__file__).resolve().parent
+PIPELINE_NAMES = ("ingest", "train_all")
+logger = logging.getLogger("run")
+
+
+def default_config_path() -> Path:
+    """``configs/train_all.yaml`` (the paper's setup) with a CUDA GPU, else ``configs/cpu.yaml``."""
+    import torch
+
+    return ROOT / "configs" / ("train_all.yaml" if torch.cuda.is_available() else "cpu.yaml")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Run the FER-2013 emotion-recognition pipelines.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Pipelines:\n  ingest     ingest + validate + split + rebalance, prints the counts\n"
+        "  train_all  ingest -> rebalance -> train -> evaluate -> register (-> promote)",
+    )
+    parser.add_argument("--pipeline", choices=PIPELINE_NAMES, required=True, help="which pipeline to run")
+    parser.add_argument("--config", type=Path, help="YAML config (default: configs/train_all.yaml with a GPU, "
+                        "else configs/cpu.yaml)")
+    parser.add_argument("--data", help="data source: 'kaggle' or a folder / .zip / .tar.gz / fer2013.csv path "
+                        "(overrides data.source)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set cnn.epochs=5 (repeatable; VALUE is YAML)")
+    parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
+                        help="schedule the pipeline instead of running it now (cron from the config if omitted)")
+    parser.add_argument("--no-cache", action="store_true", help="disable ZenML step caching for this run")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise FerError(f"--set expects KEY=VALUE, got '{item}'")
+        overrides[key.strip()] = yaml.safe_load(value)
+    if args.data:
+        overrides["data.source"] = args.data
+    path = args.config or default_config_path()
+    logger.info("Using config %s", path)
+    return load_config(path, overrides)
+
+
+def ensure_zenml_repository() -> None:
+    """Runs ``zenml init`` in the project folder on first use (default local stack, SQLite store)."""
+    from zenml.client import Client
+
+    if not (ROOT / ".zen").exists():
+        Client.initialize(root=ROOT)
+
+
+def print_counts(run) -> None:
+    """Prints per-split, per-class counts of the dataset and of the rebalanced train rows."""
+    from fercore.constants import CLASS_NAMES
+
+    dataset = run.steps["split_data"].outputs["fer2013"][0].load()
+    plan = run.steps["rebalance_data"].outputs["train_plan"][0].load()
+    rows = dataset.counts()
+    rows[f"train ({plan.method})"] = plan.counts_after
+    print(f"\n{'split':<22}" + "".join(f"{c:>9}" for c in CLASS_NAMES) + f"{'total':>9}")
+    for split, per_class in rows.items():
+        print(f"{split:<22}" + "".join(f"{per_class[c]:>9}" for c in CLASS_NAMES) + f"{sum(per_class.values()):>9}")
+    dup = dataset.metadata.get("duplicates", {})
+    if dup:
+        cross = dup["cross_split"]
+        print(f"\nduplicates: {dup['within_train']['extra_copies']} extra copies in train, "
+              f"{dup['within_test']['extra_copies']} in test; {cross['test_images']} test images also in train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        config = build_config(args)
+        ensure_zenml_repository()
+        from pipelines import PIPELINES
+
+        pipeline = PIPELINES[args.pipeline]
+        if args.no_cache:
+            pipeline = pipeline.with_options(enable_cache=False)
+        if args.schedule is not None:
+            from fercore.schedule import schedule_pipeline
+
+            schedule_pipeline(pipeline, config, args.schedule or config.schedule.cron, args.pipeline)
+            return 0
+        run = pipeline(config=config)
+        if args.pipeline == "ingest":
+            print_counts(run)
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ZenML steps: thin, typed wrappers around :mod:`fercore`."""

@@ -1,0 +1,31 @@
+"""Step: load FER-2013 from Kaggle, a folder, an archive or the CSV, and validate it."""
+
+from typing import Annotated
+
+from zenml import step
+
+from fercore.config import DataConfig
+from fercore.dataset import FerDataset, limit_per_class
+from fercore.ingest import ingest
+from fercore.validate import drop_train_copies_of_test
+from materializers import FerDatasetMaterializer
+
+
+# Not cached by ZenML: the source's content can change under the same path; fercore caches by sha256.
+@step(enable_cache=False, output_materializers=FerDatasetMaterializer)
+def ingest_data(config: DataConfig) -> Annotated[FerDataset, "fer2013_raw"]:
+    """Reads and validates the dataset (train and test splits).
+
+    Args:
+        config: the ``data`` section of the config.
+
+    Returns:
+        The validated dataset; its metadata holds counts, sha256 and duplicates.
+    """
+    ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache)
+    if config.drop_test_overlap:
+        ds, dropped = drop_train_copies_of_test(ds)
+        ds.metadata.update(dropped_test_overlap=dropped, counts=ds.counts())
+    if config.max_per_class:
+        ds = limit_per_class(ds, config.max_per_class, config.seed)
+    return ds
