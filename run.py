@@ -17,6 +17,7 @@ import yaml
 
 from fercore.config import Config, load_config
 from fercore.errors import FerError
+from fercore.ingest import check_source
 
 ROOT = Path(__file__).resolve().parent
 PIPELINE_NAMES = ("ingest", "train_all")
@@ -28,6 +29,17 @@ def default_config_path() -> Path:
     import torch
 
     return ROOT / "configs" / ("train_all.yaml" if torch.cuda.is_available() else "cpu.yaml")
+
+
+def configure_logging() -> None:
+    """INFO logs of this project; ZenML installs its own console handler on the root logger."""
+    import zenml  # noqa: F401  (sets up ZenML's handler first, so ours is not doubled)
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("fercore", "run"):
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +91,7 @@ def print_counts(run) -> None:
     dataset = run.steps["split_data"].outputs["fer2013"][0].load()
     plan = run.steps["rebalance_data"].outputs["train_plan"][0].load()
     rows = dataset.counts()
-    rows[f"train ({plan.method})"] = plan.counts_after
+    rows[f"train:{plan.method}"] = plan.counts_after
     print(f"\n{'split':<22}" + "".join(f"{c:>9}" for c in CLASS_NAMES) + f"{'total':>9}")
     for split, per_class in rows.items():
         print(f"{split:<22}" + "".join(f"{per_class[c]:>9}" for c in CLASS_NAMES) + f"{sum(per_class.values()):>9}")
@@ -91,10 +103,11 @@ def print_counts(run) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_args(argv)
     try:
         config = build_config(args)
+        check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
         ensure_zenml_repository()
         from pipelines import PIPELINES
 
@@ -112,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # ZenML wraps a failed step; its own log above has the cause
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

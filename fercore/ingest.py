@@ -78,6 +78,16 @@ def ingest(
     return ds
 
 
+def check_source(source: str | Path, cache_dir: str | Path | None = None, kaggle_dataset: str = KAGGLE_DATASET) -> None:
+    """Fails fast, before any pipeline work, when the source path or Kaggle credentials are missing."""
+    if str(source) == "kaggle":
+        cached = Path(cache_dir) if cache_dir else default_cache_dir()
+        if not (cached / "kaggle" / kaggle_dataset.replace("/", "__") / ".complete").exists():
+            _require_kaggle_credentials()
+    elif not Path(source).expanduser().exists():
+        raise DataError(f"data source {source} does not exist. {_HELP}")
+
+
 def read_source(path: Path) -> FerDataset:
     """Decodes a folder, archive or CSV (no cache); adds counts and duplicates to metadata."""
     if path.is_file() and path.suffix.lower() == ".csv":
@@ -276,17 +286,21 @@ def kaggle_credentials_present() -> bool:
     return (config_dir / "kaggle.json").exists() or (config_dir / "access_token").exists()
 
 
+def _require_kaggle_credentials() -> None:
+    if not kaggle_credentials_present():
+        raise DataError(
+            "Kaggle credentials are missing. Set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save "
+            "kaggle.json from kaggle.com/settings into ~/.kaggle/; or use a local copy with --data PATH."
+        )
+
+
 def download_kaggle(dataset: str, cache_dir: Path) -> Path:
     """Downloads and unzips a Kaggle dataset once into ``cache_dir/kaggle``; returns its folder."""
     target = Path(cache_dir) / "kaggle" / dataset.replace("/", "__")
     if (target / ".complete").exists():
         logger.info("Using the Kaggle download cached in %s", target)
         return target
-    if not kaggle_credentials_present():
-        raise DataError(
-            "Kaggle credentials are missing. Set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save "
-            "kaggle.json from kaggle.com/settings into ~/.kaggle/; or use a local copy with --data PATH."
-        )
+    _require_kaggle_credentials()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:

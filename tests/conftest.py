@@ -1,0 +1,96 @@
+"""Shared fixtures: isolated ZenML/MLflow stores and synthetic FER-style data."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Before anything imports zenml or mlflow: private stores, no analytics, no network.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="fer-tests-"))
+os.environ.update(
+    ZENML_ANALYTICS_OPT_IN="false",
+    ZENML_CONFIG_PATH=str(_SESSION_DIR / "zenml"),
+    ZENML_LOGGING_COLORS_DISABLED="true",
+    FER_CACHE_DIR=str(_SESSION_DIR / "cache"),
+    MLFLOW_TRACKING_URI=f"sqlite:///{_SESSION_DIR / 'mlflow.db'}",
+    HF_HUB_OFFLINE="1",
+    TOKENIZERS_PARALLELISM="false",
+)
+
+from PIL import Image  # noqa: E402
+
+from fercore.constants import CLASS_NAMES  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_ARCHIVE = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.tar.gz"
+
+
+def face(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A synthetic 'face' whose class is learnable: a bright bar whose position encodes the label."""
+    img = rng.integers(0, 60, size=(size, size), dtype=np.uint8)
+    row = int((label + 0.5) * size / len(CLASS_NAMES))
+    img[max(row - 3, 0): row + 3, :] = 200 + rng.integers(0, 40)
+    return img
+
+
+def jpeg_bytes(pixels: np.ndarray, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buf, format="PNG" if mode == "RGBA" else "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def write_tree(root: Path, train_per_class: int = 6, test_per_class: int = 3, seed: int = 0) -> Path:
+    """Writes a Kaggle-layout tree: train/<class>/Training_<i>.jpg, test/<class>/{Public,Private}Test_<i>.jpg."""
+    rng = np.random.default_rng(seed)
+    counter = 0
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(CLASS_NAMES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                counter += 1
+                prefix = "Training" if split == "train" else ("PublicTest" if i % 2 == 0 else "PrivateTest")
+                (folder / f"{prefix}_{counter}.jpg").write_bytes(jpeg_bytes(face(label, rng)))
+    return root
+
+
+@pytest.fixture
+def fer_tree(tmp_path: Path) -> Path:
+    return write_tree(tmp_path / "fer")
+
+
+@pytest.fixture
+def fer_tar(tmp_path: Path, fer_tree: Path) -> Path:
+    path = tmp_path / "fer.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for split in ("train", "test"):
+            tf.add(fer_tree / split, arcname=f"fer2013/{split}")
+    return path
+
+
+@pytest.fixture
+def fer_zip(tmp_path: Path, fer_tree: Path) -> Path:
+    path = tmp_path / "fer.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for file in sorted(fer_tree.rglob("*.jpg")):
+            zf.write(file, file.relative_to(fer_tree).as_posix())
+    return path
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def real_archive() -> Path:
+    if not REAL_ARCHIVE.exists():
+        pytest.skip(f"real FER-2013 archive not found at {REAL_ARCHIVE}")
+    return REAL_ARCHIVE

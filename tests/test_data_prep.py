@@ -1,0 +1,126 @@
+"""Duplicates, validation split, rebalancing and config checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fercore.config import load_config, parse_config
+from fercore.constants import CLASS_NAMES, NUM_CLASSES
+from fercore.dataset import FerDataset, limit_per_class
+from fercore.errors import ConfigError
+from fercore.rebalance import rebalance
+from fercore.split import split_validation
+from fercore.validate import drop_train_copies_of_test, duplicate_report
+
+
+def _dataset(per_class=(50, 5, 40, 80, 60, 55, 30), test_per_class=10, seed=0) -> FerDataset:
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.full(n, c) for c, n in enumerate(per_class)] + [np.repeat(np.arange(7), test_per_class)])
+    n_train = sum(per_class)
+    splits = np.array(["train"] * n_train + ["test"] * (len(labels) - n_train))
+    images = rng.integers(0, 256, size=(len(labels), 48, 48), dtype=np.uint8)
+    return FerDataset(images, labels, splits, np.array([f"x/{i}" for i in range(len(labels))]), np.array(["Training"] * len(labels)))
+
+
+def test_duplicate_report_counts_groups_conflicts_and_leakage():
+    ds = _dataset()
+    train = np.flatnonzero(ds.splits == "train")
+    test = np.flatnonzero(ds.splits == "test")
+    ds.images[train[1]] = ds.images[train[0]]  # same label (class 0)
+    ds.images[train[60]] = ds.images[train[0]]  # group of 3, conflicting label
+    ds.images[train[2]] = ds.images[test[0]]  # leak, same label as test[0]? test[0] is class 0
+    ds.images[train[70]] = ds.images[test[5]]  # leak with another label
+    ds.images[test[6]] = 0
+    ds.images[test[7]] = 0
+    rep = duplicate_report(ds)
+    assert rep["within_train"] == {"groups": 1, "images": 3, "extra_copies": 2, "groups_with_conflicting_labels": 1}
+    assert rep["within_test"]["groups"] == 1 and rep["within_test"]["extra_copies"] == 1
+    assert rep["cross_split"] == {
+        "distinct_images": 2, "test_images": 2, "train_images": 2, "test_images_without_same_label_in_train": 1,
+    }
+    assert rep["all_black_images"] == 2
+    cleaned, dropped = drop_train_copies_of_test(ds)
+    assert dropped == 2 and duplicate_report(cleaned)["cross_split"]["test_images"] == 0
+    assert cleaned.class_counts("test") == ds.class_counts("test")
+
+
+def test_validation_split_is_stratified_seeded_and_leaves_test_alone():
+    ds = _dataset()
+    a, b = split_validation(ds, 0.2, seed=3), split_validation(ds, 0.2, seed=3)
+    assert np.array_equal(a.splits, b.splits)
+    assert not np.array_equal(a.splits, split_validation(ds, 0.2, seed=4).splits)
+    assert (a.splits == "val").sum() == round(0.2 * (ds.splits == "train").sum())
+    assert np.array_equal(a.splits == "test", ds.splits == "test")
+    val = a.class_counts("val")
+    assert val["happy"] == 16 and val["disgust"] == 1  # 20% of 80 and of 5
+    with pytest.raises(ConfigError, match="val_fraction"):
+        split_validation(ds, 1.5, seed=0)
+
+
+def test_resample_balances_train_only_and_is_seeded():
+    ds = split_validation(_dataset(), 0.1, seed=0)
+    plan = rebalance(ds, "resample", seed=1)
+    assert set(ds.splits[plan.indices]) == {"train"}
+    assert len(plan.indices) == (ds.splits == "train").sum()
+    after = np.array(list(plan.counts_after.values()))
+    assert after.min() > 0.6 * after.mean() and after.max() < 1.4 * after.mean()
+    assert plan.counts_before == ds.class_counts("train")
+    assert np.array_equal(plan.indices, rebalance(ds, "resample", seed=1).indices)
+    assert len(rebalance(ds, "resample", seed=1, size=1000).indices) == 1000
+
+
+def test_class_weights_and_none():
+    ds = split_validation(_dataset(), 0.1, seed=0)
+    weighted = rebalance(ds, "class_weights", seed=0)
+    counts = np.array(list(weighted.counts_before.values()))
+    assert np.allclose(weighted.class_weights, counts.sum() / (NUM_CLASSES * counts), rtol=1e-5)
+    assert weighted.counts_after == weighted.counts_before
+    plain = rebalance(ds, "none", seed=0)
+    assert np.all(plain.class_weights == 1) and plain.counts_after == plain.counts_before
+
+
+def test_limit_per_class():
+    small = limit_per_class(_dataset(), 3, seed=0)
+    assert small.counts() == {"train": dict.fromkeys(CLASS_NAMES, 3), "test": dict.fromkeys(CLASS_NAMES, 3)}
+
+
+def test_dataset_save_load_roundtrip(tmp_path):
+    ds = _dataset()
+    ds.metadata["sha256"] = "abc"
+    ds.save(tmp_path)
+    back = FerDataset.load(tmp_path)
+    assert np.array_equal(back.images, ds.images) and list(back.ids) == list(ds.ids)
+    assert back.metadata == {"sha256": "abc"}
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_dataset_rejects_wrong_shapes():
+    from fercore.errors import DataError
+
+    with pytest.raises(DataError, match="shape"):
+        FerDataset(np.zeros((2, 32, 32), np.uint8), [0, 1], ["train"] * 2, ["a", "b"], ["Training"] * 2)
+
+
+def test_config_unknown_key_and_bad_value_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.sourse: unknown key"):
+        parse_config({"data": {"sourse": "x"}})
+    with pytest.raises(ConfigError, match=r"data\.val_fraction"):
+        parse_config({"data": {"val_fraction": 2}})
+    with pytest.raises(ConfigError, match=r"rebalance\.method"):
+        parse_config({"rebalance": {"method": "smote"}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path, {"data.source": "x"})
