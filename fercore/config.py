@@ -56,26 +56,37 @@ class ResourcesConfig(_Strict):
     memory: str | None = Field(None, description="e.g. '16GB'")
 
 
-class CnnConfig(_Strict):
-    """The CNN trained from scratch."""
+class TrainingConfig(_Strict):
+    """What every trained model shares: optimisation, early stopping, precision, augmentation."""
 
     enabled: bool = True
-    architecture: Literal["v1", "v2_1", "resnet"] = "resnet"
-    width: int = Field(32, ge=8, le=256, description="channels of the first stage of 'resnet'")
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(128, ge=1)
+    grad_accumulation: int = Field(1, ge=1, description="batches whose gradients are summed per optimizer step")
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     learning_rate: float = Field(2e-3, gt=0.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
     patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping")
-    mixed_precision: bool = Field(True, description="autocast on CUDA (fp16) and bf16-capable CPUs")
+    mixed_precision: bool = Field(True, description="autocast: fp16/bf16 on CUDA, bf16 on CPUs with AVX-512")
     channels_last: bool = True
+    tta_hflip: bool = Field(True, description="average predictions over the image and its mirror")
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
+    max_train_minutes: float | None = Field(None, gt=0, description="stop training after this wall time")
     augment: AugmentConfig = AugmentConfig()
+
+
+class CnnConfig(TrainingConfig):
+    """The CNN trained from scratch."""
+
+    architecture: Literal["v1", "v2_1", "vgg8"] = "vgg8"
+    width: int = Field(32, ge=8, le=256, description="channels of the first stage of vgg8")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"dropout": self.dropout, **({"width": self.width} if self.architecture == "vgg8" else {})}
 
 
 class RegistryConfig(_Strict):

@@ -1,0 +1,75 @@
+"""CNNs trained from scratch: the paper's V1 and V2.1, and the stronger VGG-8 used by default."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fercore.constants import NUM_CLASSES
+
+# Mean and spread of FER-2013 train pixels in [0, 1]; normalisation lives inside the model so that
+# every consumer (pyfunc, predict CLI) only divides uint8 pixels by 255.
+PIXEL_MEAN, PIXEL_STD = 0.508, 0.255
+
+
+class Normalize(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - PIXEL_MEAN) / PIXEL_STD
+
+
+def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def cnn_v1(dropout: float = 0.0, **_: object) -> nn.Sequential:
+    """The paper's V1: two conv layers with max-pooling and a fully connected head."""
+    return nn.Sequential(
+        Normalize(),
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 12 * 12, 128), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(128, NUM_CLASSES),
+    )
+
+
+def cnn_v2_1(dropout: float = 0.5, **_: object) -> nn.Sequential:
+    """The paper's V2.1: four conv layers (32, 64, 128, 256), batch norm, ReLU, 2x2 max-pooling, dropout 0.5."""
+    layers: list[nn.Module] = [Normalize()]
+    for cin, cout in ((1, 32), (32, 64), (64, 128), (128, 256)):
+        layers += [*_conv_bn(cin, cout), nn.MaxPool2d(2)]
+    return nn.Sequential(
+        *layers, nn.Flatten(), nn.Dropout(dropout), nn.Linear(256 * 3 * 3, 256), nn.ReLU(inplace=True),
+        nn.Dropout(dropout), nn.Linear(256, NUM_CLASSES),
+    )
+
+
+def cnn_vgg8(width: int = 32, dropout: float = 0.3, **_: object) -> nn.Sequential:
+    """VGG-style: four stages of two 3x3 conv+BN+ReLU (w, 2w, 4w, 8w channels), global pooling.
+
+    Plain convolutions (no residual adds) keep it fast on CPUs; with ``width=32`` it has 1.17 M
+    parameters and costs about 117 M multiply-adds per 48x48 image.
+    """
+    layers: list[nn.Module] = [Normalize()]
+    cin = 1
+    for stage in range(4):
+        cout = width * 2**stage
+        layers += [*_conv_bn(cin, cout), *_conv_bn(cout, cout)]
+        layers.append(nn.MaxPool2d(2) if stage < 3 else nn.AdaptiveAvgPool2d(1))
+        cin = cout
+    return nn.Sequential(*layers, nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, NUM_CLASSES))
+
+
+ARCHITECTURES = {"v1": cnn_v1, "v2_1": cnn_v2_1, "vgg8": cnn_vgg8}
+
+
+def build_cnn(architecture: str, **kwargs: object) -> nn.Module:
+    """Builds a CNN by name (``v1``, ``v2_1``, ``vgg8``)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown CNN architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[architecture](**kwargs)
+    model.fer_spec = {"family": "cnn", "architecture": architecture, "kwargs": dict(kwargs)}
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

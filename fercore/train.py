@@ -1,0 +1,308 @@
+"""The training loop shared by every model: plain PyTorch, seeded, resumable, early-stopped.
+
+Batches are built from in-memory uint8 arrays and augmented on the device in one batched call;
+for 48x48 images a DataLoader with per-image PIL transforms costs more than the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from fercore.config import AugmentConfig, TrainingConfig
+from fercore.dataset import FerDataset
+from fercore.rebalance import Rebalanced
+
+logger = logging.getLogger(__name__)
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else the CPU with all its cores."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The mixed-precision type for ``device``, or ``None`` for full fp32."""
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # bf16 convolutions are only fast where oneDNN has native AVX-512 bf16 kernels
+    return torch.bfloat16 if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") else None
+
+
+class BatchAugmenter:
+    """Random flips, rotations and shifts (one affine resample), and erasing, per image of a batch."""
+
+    def __init__(self, cfg: AugmentConfig, generator: torch.Generator):
+        self.cfg, self.gen = cfg, generator
+
+    def _rand(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.rand(n, generator=self.gen).to(device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        cfg, dev = self.cfg, x.device
+        if cfg.hflip:
+            flip = self._rand(n, dev) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if cfg.rotation_degrees or cfg.crop_padding:
+            angle = (self._rand(n, dev) * 2 - 1) * math.radians(cfg.rotation_degrees)
+            shift = (torch.rand(n, 2, generator=self.gen).to(dev) * 2 - 1) * (2 * cfg.crop_padding / w)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if cfg.erasing:
+            x = self._erase(x)
+        return x
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        size = (torch.rand(n, 2, generator=self.gen) * 0.3 + 0.1) * torch.tensor([h, w])
+        corner = torch.rand(n, 2, generator=self.gen) * (torch.tensor([h, w]) - size)
+        rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+        inside_r = (rows >= corner[:, :1]) & (rows < corner[:, :1] + size[:, :1])
+        inside_c = (cols >= corner[:, 1:]) & (cols < corner[:, 1:] + size[:, 1:])
+        active = torch.rand(n, generator=self.gen) < self.cfg.erasing
+        mask = (inside_r[:, :, None] & inside_c[:, None, :] & active[:, None, None]).to(x.device)
+        return x.masked_fill(mask[:, None], 0.5)
+
+
+def to_batch(images: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """uint8 ``(B, 48, 48)`` -> float ``(B, 1, 48, 48)`` in [0, 1] on ``device``."""
+    t = torch.as_tensor(images).to(device, non_blocking=True)
+    x = t.unsqueeze(1).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512, hflip_tta: bool = False,
+                  device: torch.device | None = None) -> np.ndarray:
+    """Class probabilities ``(N, 7)`` for uint8 images ``(N, 48, 48)``, in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_batch(images[start:start + batch_size], device)
+        logits = model(x).float()
+        if hflip_tta:
+            logits = (logits.softmax(-1) + model(x.flip(-1)).float().softmax(-1)).log()
+        out.append(logits.softmax(-1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 7), np.float32)
+
+
+@dataclass
+class TrainResult:
+    """What training produced besides the weights (which are restored into the model)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+    train_images_per_s: float = 0.0
+    wall_s: float = 0.0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
+    # All parameters, frozen ones too: they have no gradient and are skipped until unfrozen.
+    params = list(model.parameters())
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainingConfig, total_steps: int):
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=total_steps, pct_start=0.2)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def checkpoint_key(spec: dict[str, Any], cfg: TrainingConfig, dataset: FerDataset, plan: Rebalanced) -> str:
+    """Identifies a training job: a checkpoint is resumed only by the same job."""
+    h = hashlib.sha256(json.dumps([spec, cfg.model_dump(mode="json"), dataset.metadata.get("sha256")], sort_keys=True,
+                                  default=str).encode())
+    h.update(plan.indices.tobytes())
+    h.update(dataset.splits.tobytes())
+    return h.hexdigest()[:16]
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset``'s rows picked by ``plan``; validates on the ``val`` split.
+
+    Args:
+        model: maps ``(B, 1, 48, 48)`` floats in [0, 1] to logits.
+        cfg: training settings.
+        checkpoint_dir: a checkpoint is written here after each epoch and resumed from if present.
+        on_epoch_end: called with ``(epoch, metrics)`` after each epoch (e.g. MLflow logging).
+        on_epoch_start: called with ``(epoch, model)`` before each epoch (e.g. unfreezing layers).
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainingConfig, checkpoint_dir: str | Path | None = None,
+                 on_epoch_end: EpochCallback | None = None,
+                 on_epoch_start: Callable[[int, nn.Module], None] | None = None):
+        self.cfg, self.on_epoch_end, self.on_epoch_start = cfg, on_epoch_end, on_epoch_start
+        self.device = pick_device()
+        self.model = model.to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp = autocast_dtype(self.device, cfg.mixed_precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _ckpt_path(self, key: str) -> Path | None:
+        return self.checkpoint_dir / key / "last.pt" if self.checkpoint_dir else None
+
+    def _save(self, path: Path | None, state: dict[str, Any]) -> None:
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".partial")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def fit(self, dataset: FerDataset, plan: Rebalanced) -> TrainResult:
+        """Trains until ``epochs``, early stopping or the time limit; restores the best weights."""
+        cfg, dev = self.cfg, self.device
+        torch.manual_seed(cfg.seed)
+        rows = plan.indices[: cfg.max_train_images] if cfg.max_train_images else plan.indices
+        images = torch.from_numpy(dataset.images)
+        labels = torch.from_numpy(dataset.labels)
+        val = dataset.split("val")
+        steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+        opt_steps = math.ceil(steps_per_epoch / cfg.grad_accumulation) * cfg.epochs
+        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=dev),
+                                      label_smoothing=cfg.label_smoothing)
+        spec = getattr(self.model, "fer_spec", {})
+        ckpt = self._ckpt_path(checkpoint_key(spec, cfg, dataset, plan))
+        result = TrainResult(device=str(dev))
+        start_epoch, bad_epochs, best_state = 0, 0, None
+        if self.on_epoch_start:
+            self.on_epoch_start(0, self.model)
+        opt = _optimizer(self.model, cfg)
+        sched = _scheduler(opt, cfg, opt_steps)
+        if ckpt and ckpt.exists():
+            state = torch.load(ckpt, map_location=dev, weights_only=True)
+            start_epoch = state["epoch"]
+            if self.on_epoch_start:
+                self.on_epoch_start(start_epoch, self.model)
+            self.model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            best_state, bad_epochs = state["best_state"], state["bad_epochs"]
+            result = TrainResult(**state["result"])
+            result.resumed_from_epoch = start_epoch
+            logger.info("Resuming from %s after epoch %d", ckpt, start_epoch)
+        t0, train_time, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=steps_per_epoch * start_epoch, desc="training",
+                   unit="batch", dynamic_ncols=True)
+        for epoch in range(start_epoch, cfg.epochs):
+            if epoch > start_epoch and self.on_epoch_start:
+                self.on_epoch_start(epoch, self.model)
+            t_epoch = time.perf_counter()
+            train_loss, train_acc = self._train_epoch(images, labels, rows, epoch, opt, sched, loss_fn, bar)
+            train_time += time.perf_counter() - t_epoch
+            seen += len(rows)
+            val_loss, val_acc = self._validate(val)
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                       "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
+            result.history.append(metrics)
+            if val_loss < result.best_val_loss:
+                result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch + 1, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            if self.on_epoch_end:
+                self.on_epoch_end(epoch + 1, metrics)
+            self._save(ckpt, {"epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
+                              "scheduler": sched.state_dict(), "scaler": self.scaler.state_dict(),
+                              "best_state": best_state, "bad_epochs": bad_epochs, "result": result.to_dict()})
+            if bad_epochs >= cfg.patience:
+                result.stopped_early = True
+                logger.info("Early stopping after epoch %d (best epoch %d)", epoch + 1, result.best_epoch)
+                break
+            if cfg.max_train_minutes and (time.perf_counter() - t0) / 60 > cfg.max_train_minutes:
+                logger.info("Stopping after epoch %d: max_train_minutes reached", epoch + 1)
+                break
+        bar.close()
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.model.eval()
+        result.wall_s += time.perf_counter() - t0
+        result.train_images_per_s = seen / train_time if train_time else 0.0
+        if ckpt and ckpt.parent.exists():
+            for f in ckpt.parent.iterdir():
+                f.unlink()
+            ckpt.parent.rmdir()  # finished: a later run with the same key starts afresh
+        return result
+
+    def _train_epoch(self, images, labels, rows, epoch, opt, sched, loss_fn, bar) -> tuple[float, float]:
+        cfg, dev = self.cfg, self.device
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # resumable: per-epoch seeds
+        order = torch.as_tensor(rows)[torch.randperm(len(rows), generator=gen)]
+        augment = BatchAugmenter(cfg.augment, gen)
+        self.model.train()
+        total_loss = correct = count = 0.0
+        for step, start in enumerate(range(0, len(order), cfg.batch_size)):
+            idx = order[start:start + cfg.batch_size]
+            x = augment(to_batch(images[idx], dev, cfg.channels_last))
+            y = labels[idx].to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                logits = self.model(x)
+                loss = loss_fn(logits.float(), y)
+            self.scaler.scale(loss / cfg.grad_accumulation).backward()
+            last = start + cfg.batch_size >= len(order)
+            if (step + 1) % cfg.grad_accumulation == 0 or last:
+                self.scaler.step(opt)
+                self.scaler.update()
+                opt.zero_grad(set_to_none=True)
+                sched.step()
+            total_loss += loss.item() * len(idx)
+            correct += (logits.argmax(-1) == y).sum().item()
+            count += len(idx)
+            bar.update(1)
+        return total_loss / count, correct / count
+
+    @torch.no_grad()
+    def _validate(self, val: FerDataset) -> tuple[float, float]:
+        if len(val) == 0:
+            return float("nan"), float("nan")
+        probs = predict_proba(self.model, val.images, device=self.device)
+        p = torch.from_numpy(probs).clamp_min(1e-12)
+        y = torch.from_numpy(val.labels)
+        return float(F.nll_loss(p.log(), y)), float((p.argmax(-1) == y).float().mean())
