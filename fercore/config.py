@@ -69,7 +69,7 @@ class TrainingConfig(_Strict):
     scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping")
-    mixed_precision: bool = Field(True, description="autocast: fp16/bf16 on CUDA, bf16 on CPUs with AVX-512")
+    mixed_precision: bool = Field(True, description="autocast to bf16 (fp16 where unsupported) on CUDA")
     channels_last: bool = True
     tta_hflip: bool = Field(True, description="average predictions over the image and its mirror")
     seed: int = 42
@@ -81,12 +81,12 @@ class TrainingConfig(_Strict):
 class CnnConfig(TrainingConfig):
     """The CNN trained from scratch."""
 
-    architecture: Literal["v1", "v2_1", "vgg8"] = "vgg8"
-    width: int = Field(32, ge=8, le=256, description="channels of the first stage of vgg8")
+    architecture: Literal["v1", "v2_1", "vgg7"] = "vgg7"
+    width: int = Field(32, ge=8, le=256, description="channels of the first stage of vgg7")
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"dropout": self.dropout, **({"width": self.width} if self.architecture == "vgg8" else {})}
+        return {"dropout": self.dropout, **({"width": self.width} if self.architecture == "vgg7" else {})}
 
 
 class RegistryConfig(_Strict):

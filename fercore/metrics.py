@@ -24,12 +24,14 @@ class Evaluation:
             ovr_accuracy (one-vs-rest: (TP + TN) / N).
         confusion: counts, rows = true class, columns = predicted class.
         subsets: ``overall`` metrics per original subset (PublicTest, PrivateTest).
+        history: per-epoch training curves of the model, for the loss-curve figure.
     """
 
     overall: dict[str, float]
     per_class: pd.DataFrame
     confusion: np.ndarray
     subsets: dict[str, dict[str, float]] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,12 +39,13 @@ class Evaluation:
             "per_class": self.per_class.reset_index().to_dict(orient="records"),
             "confusion": self.confusion.tolist(),
             "subsets": self.subsets,
+            "history": self.history,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Evaluation:
         return cls(d["overall"], pd.DataFrame(d["per_class"]).set_index("emotion"), np.asarray(d["confusion"]),
-                   d.get("subsets", {}))
+                   d.get("subsets", {}), d.get("history", []))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

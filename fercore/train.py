@@ -41,13 +41,14 @@ def pick_device() -> torch.device:
 
 
 def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """The mixed-precision type for ``device``, or ``None`` for full fp32."""
+    """The mixed-precision type for ``device`` (CUDA only), or ``None`` for full fp32."""
     if not enabled:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # bf16 convolutions are only fast where oneDNN has native AVX-512 bf16 kernels
-    return torch.bfloat16 if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") else None
+    # Measured on a 2-core AVX-512-bf16 EPYC: bf16 autocast trains these small convnets 2x slower
+    # than fp32 (docs/BENCHMARKS.md), so CPUs stay in fp32.
+    return None
 
 
 class BatchAugmenter:

@@ -1,5 +1,6 @@
 """ZenML materializers: compact numpy/JSON/safetensors formats, never pickle for data."""
 
 from materializers.dataset_materializer import FerDatasetMaterializer, RebalancedMaterializer
+from materializers.model_materializer import EvaluationMaterializer, FerModelMaterializer
 
-__all__ = ["FerDatasetMaterializer", "RebalancedMaterializer"]
+__all__ = ["EvaluationMaterializer", "FerDatasetMaterializer", "FerModelMaterializer", "RebalancedMaterializer"]

@@ -1,7 +1,8 @@
 """ZenML pipelines: wiring only."""
 
 from pipelines.ingest import ingest_pipeline
+from pipelines.train_all import train_all_pipeline
 
-PIPELINES = {"ingest": ingest_pipeline}
+PIPELINES = {"ingest": ingest_pipeline, "train_all": train_all_pipeline}
 
-__all__ = ["PIPELINES", "ingest_pipeline"]
+__all__ = ["PIPELINES", "ingest_pipeline", "train_all_pipeline"]

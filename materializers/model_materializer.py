@@ -1,0 +1,65 @@
+"""Materializers of trained models (safetensors or save_pretrained folders) and evaluations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from zenml.enums import ArtifactType, VisualizationType
+
+from fercore.metrics import Evaluation
+from fercore.models import count_parameters, load_model, save_model
+from fercore.plots import confusion_matrix_png, loss_curves_png
+from materializers.base import LocalDirMaterializer
+
+
+class FerModelMaterializer(LocalDirMaterializer):
+    """Stores a model built by :mod:`fercore.models` as safetensors weights + JSON spec."""
+
+    ASSOCIATED_TYPES = (nn.Module,)
+    ASSOCIATED_ARTIFACT_TYPE = ArtifactType.MODEL
+
+    def load(self, data_type: type[Any]) -> nn.Module:
+        return self.read_dir(load_model)
+
+    def save(self, data: nn.Module) -> None:
+        self.write_dir(lambda folder: save_model(data, folder))
+
+    def extract_metadata(self, data: nn.Module) -> dict[str, Any]:
+        spec = getattr(data, "fer_spec", {})
+        return {"family": spec.get("family", "?"), "architecture": spec.get("architecture", "?"),
+                "parameters": count_parameters(data)}
+
+
+class EvaluationMaterializer(LocalDirMaterializer):
+    """Stores an :class:`Evaluation` as JSON + per-class CSV, with its figures as visualizations."""
+
+    ASSOCIATED_TYPES = (Evaluation,)
+    ASSOCIATED_ARTIFACT_TYPE = ArtifactType.DATA_ANALYSIS
+
+    def load(self, data_type: type[Any]) -> Evaluation:
+        return self.read_dir(lambda folder: Evaluation.from_dict(json.loads((folder / "evaluation.json").read_text())))
+
+    def save(self, data: Evaluation) -> None:
+        def write(folder: Path) -> None:
+            (folder / "evaluation.json").write_text(data.to_json())
+            data.per_class.to_csv(folder / "per_class.csv")
+
+        self.write_dir(write)
+
+    def save_visualizations(self, data: Evaluation) -> dict[str, VisualizationType]:
+        visuals = self.write_visual("per_class.md", data.markdown(), VisualizationType.MARKDOWN)
+        visuals.update(self.write_visual("confusion_matrix.png", confusion_matrix_png(data.confusion), VisualizationType.IMAGE))
+        if data.history:
+            visuals.update(self.write_visual("loss_curves.png", loss_curves_png(data.history), VisualizationType.IMAGE))
+        return visuals
+
+    def extract_metadata(self, data: Evaluation) -> dict[str, Any]:
+        meta: dict[str, Any] = {k: round(v, 4) for k, v in data.overall.items()}
+        meta["per_class_f1"] = {k: round(float(v), 4) for k, v in data.per_class["f1"].items()}
+        meta["per_class_accuracy"] = {k: round(float(v), 4) for k, v in data.per_class["accuracy"].items()}
+        for subset, m in data.subsets.items():
+            meta[f"{subset}_accuracy"] = round(m["accuracy"], 4)
+        return meta

@@ -1,0 +1,116 @@
+"""Accuracy and throughput benchmark of a CNN on the full FER-2013 (a command, not a test).
+
+Trains the config's CNN exactly as the ``train_cnn`` step does (same Trainer, rebalancing and
+evaluation), and measures the Trainer's throughput against a bare PyTorch loop on the same model.
+
+Usage:
+    python scripts/benchmark_cnn.py --data ../shared/data/fer2013/fer2013.tar.gz --config configs/cpu.yaml \
+        [--set cnn.architecture=v2_1] [--out docs/benchmarks/cnn.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fercore.config import load_config  # noqa: E402
+from fercore.ingest import ingest  # noqa: E402
+from fercore.metrics import evaluate_predictions  # noqa: E402
+from fercore.models import build_cnn, count_parameters  # noqa: E402
+from fercore.rebalance import rebalance  # noqa: E402
+from fercore.split import split_validation  # noqa: E402
+from fercore.train import Trainer, pick_device, predict_proba, to_batch  # noqa: E402
+
+
+def bare_loop_images_per_s(cfg, images: np.ndarray, labels: np.ndarray, batches: int) -> float:
+    """The same model, batch size and optimizer in the plainest loop: no augmentation, no bookkeeping."""
+    device = pick_device()
+    model = build_cnn(cfg.architecture, **cfg.model_kwargs()).to(device).train()
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    x_all = to_batch(images[: batches * cfg.batch_size], device, cfg.channels_last)
+    y_all = torch.as_tensor(labels[: batches * cfg.batch_size], device=device)
+    t = 0.0
+    for i in range(batches + 2):
+        j = i % batches
+        x, y = x_all[j * cfg.batch_size:(j + 1) * cfg.batch_size], y_all[j * cfg.batch_size:(j + 1) * cfg.batch_size]
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 2:  # the first two batches warm up oneDNN
+            t += time.perf_counter() - start
+    return batches * cfg.batch_size / t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--config", default="configs/cpu.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--throughput-batches", type=int, default=40)
+    parser.add_argument("--skip-training", action="store_true", help="only measure throughput")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    config = load_config(args.config, {"data.source": args.data, **overrides})
+    cfg = config.cnn
+    t0 = time.perf_counter()
+    ds = split_validation(ingest(args.data, config.data.cache_dir), config.data.val_fraction, config.data.seed)
+    plan = rebalance(ds, config.rebalance.method, config.rebalance.seed, config.rebalance.size)
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores, torch {torch.__version__}, device {pick_device()}",
+              "config": args.config, "overrides": overrides, "architecture": cfg.architecture,
+              "parameters": count_parameters(build_cnn(cfg.architecture, **cfg.model_kwargs()))}
+
+    # Throughput, side by side: the Trainer on the same number of rows as the bare loop.
+    n = args.throughput_batches * cfg.batch_size
+    short = cfg.model_copy(update={"epochs": 1, "max_train_images": n})
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer_ips = Trainer(build_cnn(cfg.architecture, **cfg.model_kwargs()), short, tmp).fit(ds, plan).train_images_per_s
+    bare_ips = bare_loop_images_per_s(cfg, ds.images[plan.indices], ds.labels[plan.indices], args.throughput_batches)
+    report.update(trainer_images_per_s=round(trainer_ips, 1), bare_loop_images_per_s=round(bare_ips, 1),
+                  throughput_ratio=round(trainer_ips / bare_ips, 3))
+    print(json.dumps(report, indent=2), flush=True)
+    if not args.skip_training:
+        model = build_cnn(cfg.architecture, **cfg.model_kwargs())
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Trainer(model, cfg, tmp).fit(ds, plan)
+        test = ds.split("test")
+        ev = evaluate_predictions(test.labels, predict_proba(model, test.images, hflip_tta=cfg.tta_hflip).argmax(1),
+                                  test.subsets)
+        report.update(
+            wall_s=round(time.perf_counter() - t0, 1), train_wall_s=round(result.wall_s, 1),
+            train_images_per_s=round(result.train_images_per_s, 1), epochs_run=len(result.history),
+            best_epoch=result.best_epoch, test_accuracy=round(ev.overall["accuracy"], 4),
+            test_macro_f1=round(ev.overall["macro_f1"], 4),
+            subsets={k: round(v["accuracy"], 4) for k, v in ev.subsets.items()},
+            per_class_accuracy={k: round(float(v), 4) for k, v in ev.per_class["accuracy"].items()},
+            per_class_f1={k: round(float(v), 4) for k, v in ev.per_class["f1"].items()},
+            history=result.history,
+        )
+        print(ev.markdown())
+    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

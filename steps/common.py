@@ -1,0 +1,60 @@
+"""Helpers shared by the training, evaluation and registry steps (ZenML context, MLflow runs)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from zenml import get_step_context
+from zenml.client import Client
+
+from fercore.config import RegistryConfig, TrainingConfig
+from fercore.dataset import FerDataset
+from fercore.models import count_parameters
+from fercore.rebalance import Rebalanced
+from fercore.registry import end_run, epoch_logger, resolve_tracking_uri, start_run
+from fercore.train import Trainer, TrainResult
+
+logger = logging.getLogger(__name__)
+
+
+def stack_tracking_uri() -> str | None:
+    """The tracking URI of the active stack's MLflow experiment tracker, if it has one."""
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is not None and tracker.flavor == "mlflow":
+        return tracker.get_tracking_uri()  # type: ignore[attr-defined]
+    return None
+
+
+def tracking_uri(registry: RegistryConfig) -> str:
+    return resolve_tracking_uri(registry.tracking_uri, stack_tracking_uri())
+
+
+def zenml_run() -> tuple[str, str]:
+    """``(run id, run name)`` of the pipeline run this step belongs to."""
+    run = get_step_context().pipeline_run
+    return str(run.id), run.name
+
+
+def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Rebalanced, config: TrainingConfig,
+                    registry: RegistryConfig, checkpoint_dir: str, extra_params: dict[str, Any] | None = None,
+                    on_epoch_start=None) -> tuple[TrainResult, str]:
+    """Trains ``model`` with per-epoch MLflow logging; returns the result and the MLflow run id."""
+    run_id_zenml, run_name = zenml_run()
+    spec = getattr(model, "fer_spec", {})
+    params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
+              "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
+              **(extra_params or {})}
+    tags = {"architecture": kind, "zenml_run_id": run_id_zenml, "zenml_run_name": run_name,
+            "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": spec.get("family", kind)}
+    run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-{kind}", params, tags)
+    try:
+        trainer = Trainer(model, config, Path(checkpoint_dir) / kind, on_epoch_end=epoch_logger(run_id),
+                          on_epoch_start=on_epoch_start)
+        result = trainer.fit(dataset, plan)
+    except BaseException:
+        end_run(run_id, "FAILED")
+        raise
+    return result, run_id

@@ -1,0 +1,39 @@
+"""Step: train the CNN from scratch (GPU-backed through the pipeline's ResourceSettings)."""
+
+from typing import Annotated, Any
+
+from torch import nn
+from zenml import log_metadata, step
+
+from fercore.config import CnnConfig, RegistryConfig
+from fercore.dataset import FerDataset
+from fercore.models import build_cnn, count_parameters
+from fercore.rebalance import Rebalanced
+from materializers import FerModelMaterializer
+from steps.common import train_and_track
+
+
+@step(output_materializers={"cnn_model": FerModelMaterializer})
+def train_cnn(
+    dataset: FerDataset, plan: Rebalanced, config: CnnConfig, registry: RegistryConfig, checkpoint_dir: str,
+) -> tuple[
+    Annotated[nn.Module, "cnn_model"], Annotated[dict[str, Any], "cnn_training"], Annotated[str, "cnn_mlflow_run_id"]
+]:
+    """Trains the configured CNN with early stopping; epochs are logged to MLflow.
+
+    Args:
+        dataset: split dataset (train rows picked by ``plan``, validation on ``val``).
+        plan: the rebalanced training rows and class weights.
+        config: the ``cnn`` config section.
+        registry: MLflow settings.
+        checkpoint_dir: per-epoch checkpoints, resumed after an interruption.
+
+    Returns:
+        The model with its best weights, the training history and the MLflow run id.
+    """
+    model = build_cnn(config.architecture, **config.model_kwargs())
+    result, run_id = train_and_track(model, "cnn", dataset, plan, config, registry, checkpoint_dir)
+    summary = {k: v for k, v in result.to_dict().items() if k != "history"}
+    log_metadata(metadata={**summary, "parameters": count_parameters(model)}, infer_artifact=True,
+                 artifact_name="cnn_training")
+    return model, result.to_dict(), run_id
