@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(args)
         check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
+        if args.pipeline == "train_all" and config.vit.enabled:
+            from fercore.models.vit import check_checkpoint
+
+            check_checkpoint(config.vit.checkpoint)
         ensure_zenml_repository()
         from pipelines import PIPELINES
 

@@ -89,6 +89,48 @@ class CnnConfig(TrainingConfig):
         return {"dropout": self.dropout, **({"width": self.width} if self.architecture == "vgg7" else {})}
 
 
+class FreezeConfig(_Strict):
+    """Gradual unfreezing of a pretrained ViT: the head first, then the top encoder blocks."""
+
+    initial_trainable_blocks: int = Field(0, ge=0, description="encoder blocks trained from the first epoch")
+    unfreeze_every_epochs: int = Field(1, ge=1)
+    blocks_per_unfreeze: int = Field(2, ge=0, description="blocks unfrozen at each step (0: never)")
+
+    def trainable_blocks(self, epoch: int) -> int:
+        """Top encoder blocks that train in ``epoch`` (0-based); all of them once it exceeds the depth."""
+        return self.initial_trainable_blocks + self.blocks_per_unfreeze * (epoch // self.unfreeze_every_epochs)
+
+
+class ScratchVitConfig(_Strict):
+    """A small ViT for 48x48 grayscale input, trained from scratch (when ``vit.checkpoint`` is null)."""
+
+    image_size: int = Field(48, ge=8)
+    patch_size: int = Field(6, ge=1)
+    hidden_size: int = Field(192, ge=8)
+    layers: int = Field(6, ge=1)
+    heads: int = Field(3, ge=1)
+    mlp_dim: int = Field(384, ge=8)
+
+
+class VitConfig(TrainingConfig):
+    """The Vision Transformer: a pretrained checkpoint fine-tuned, or a small one from scratch."""
+
+    checkpoint: str | None = Field("google/vit-base-patch16-224",
+                                   description="hub name or save_pretrained folder; null trains `scratch`")
+    image_size: int | None = Field(None, ge=16, description="feed a pretrained ViT at this size instead of its own")
+    scratch: ScratchVitConfig = ScratchVitConfig()
+    head_hidden: list[int] = Field([1024, 512, 256, 128], description="hidden widths of the MLP head (5 layers)")
+    head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    freeze: FreezeConfig = FreezeConfig()
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0.0, description="the paper compared 1e-3, 1e-4 and 1e-5")
+    weight_decay: float = Field(0.01, ge=0.0)
+    scheduler: Literal["none", "cosine", "onecycle"] = "cosine"
+    patience: int = Field(3, ge=1)
+    channels_last: bool = False
+
+
 class RegistryConfig(_Strict):
     """MLflow tracking and model registry."""
 
@@ -109,6 +151,7 @@ class Config(_Strict):
     data: DataConfig = DataConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
     cnn: CnnConfig = CnnConfig()
+    vit: VitConfig = VitConfig()
     registry: RegistryConfig = RegistryConfig()
     resources: ResourcesConfig = ResourcesConfig()
     schedule: ScheduleConfig = ScheduleConfig()

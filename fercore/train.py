@@ -199,7 +199,9 @@ class Trainer:
         """Trains until ``epochs``, early stopping or the time limit; restores the best weights."""
         cfg, dev = self.cfg, self.device
         torch.manual_seed(cfg.seed)
-        rows = plan.indices[: cfg.max_train_images] if cfg.max_train_images else plan.indices
+        rows = plan.indices
+        if cfg.max_train_images and cfg.max_train_images < len(rows):  # a random subset, not the first rows
+            rows = np.random.default_rng(cfg.seed).choice(rows, cfg.max_train_images, replace=False)
         images = torch.from_numpy(dataset.images)
         labels = torch.from_numpy(dataset.labels)
         val = dataset.split("val")
@@ -225,6 +227,7 @@ class Trainer:
             sched.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             best_state, bad_epochs = state["best_state"], state["bad_epochs"]
+            torch.set_rng_state(state["torch_rng"].cpu())  # dropout continues as if never interrupted
             result = TrainResult(**state["result"])
             result.resumed_from_epoch = start_epoch
             logger.info("Resuming from %s after epoch %d", ckpt, start_epoch)
@@ -248,11 +251,12 @@ class Trainer:
             else:
                 bad_epochs += 1
             bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
-            if self.on_epoch_end:
-                self.on_epoch_end(epoch + 1, metrics)
             self._save(ckpt, {"epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "scaler": self.scaler.state_dict(),
-                              "best_state": best_state, "bad_epochs": bad_epochs, "result": result.to_dict()})
+                              "best_state": best_state, "bad_epochs": bad_epochs, "result": result.to_dict(),
+                              "torch_rng": torch.get_rng_state()})
+            if self.on_epoch_end:
+                self.on_epoch_end(epoch + 1, metrics)
             if bad_epochs >= cfg.patience:
                 result.stopped_early = True
                 logger.info("Early stopping after epoch %d (best epoch %d)", epoch + 1, result.best_epoch)

@@ -8,6 +8,7 @@ from pipelines.ingest import data_steps
 from steps.evaluate_model import evaluate_model
 from steps.register_model import register_model
 from steps.train_cnn import train_cnn
+from steps.train_vit import train_vit
 
 
 def gpu_settings(config: Config) -> dict:
@@ -28,3 +29,11 @@ def train_all_pipeline(config: Config) -> None:
                                     id="evaluate_cnn")
         register_model(model, evaluation, run_id, dataset, config.registry, "cnn", config.cnn.tta_hflip,
                        id="register_cnn")
+    if config.vit.enabled:
+        model, training, run_id = train_vit.with_options(settings=gpu_settings(config))(
+            dataset, plan, config.vit, config.registry, config.checkpoint_dir
+        )
+        evaluation = evaluate_model(model, dataset, training, run_id, config.registry, config.vit.tta_hflip,
+                                    id="evaluate_vit")
+        register_model(model, evaluation, run_id, dataset, config.registry, "vit", config.vit.tta_hflip,
+                       {"checkpoint": config.vit.checkpoint or "scratch"}, id="register_vit")

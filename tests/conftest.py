@@ -94,3 +94,16 @@ def real_archive() -> Path:
     if not REAL_ARCHIVE.exists():
         pytest.skip(f"real FER-2013 archive not found at {REAL_ARCHIVE}")
     return REAL_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> Path:
+    """A tiny 'pretrained' ViT (1000-class head, RGB, 32 px) written with save_pretrained."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    path = tmp_path_factory.mktemp("tiny-vit")
+    config = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=3,
+                       num_attention_heads=2, intermediate_size=64, num_labels=1000)
+    ViTForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
+    return path
