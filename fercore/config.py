@@ -139,6 +139,18 @@ class RegistryConfig(_Strict):
     model_name: str = "fer2013-emotion"
 
 
+class PromotionConfig(_Strict):
+    """How the promotion step picks champions and reacts to drift."""
+
+    enabled: bool = True
+    metric: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1"
+    min_margin: float = Field(0.0, ge=0.0, description="a new champion must beat the current one by this much")
+    ensemble: bool = Field(True, description="register the routed ensemble of the per-emotion champions")
+    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted image statistics = dataset drift")
+    on_drift: Literal["warn", "block"] = Field("warn", description="'block' moves no alias when drift is detected")
+    drift_max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
+
+
 class ScheduleConfig(_Strict):
     """When ``run.py --schedule`` retrains."""
 
@@ -153,6 +165,7 @@ class Config(_Strict):
     cnn: CnnConfig = CnnConfig()
     vit: VitConfig = VitConfig()
     registry: RegistryConfig = RegistryConfig()
+    promotion: PromotionConfig = PromotionConfig()
     resources: ResourcesConfig = ResourcesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming")

@@ -54,3 +54,35 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
         from fercore.train import predict_proba
 
         return predictions_frame(predict_proba(self.model, as_image_batch(model_input), hflip_tta=self.hflip_tta))
+
+
+def route_probabilities(member_probs: dict[str, np.ndarray], routes: dict[str, str]) -> np.ndarray:
+    """Each class's score from that class's champion, renormalised to sum to one.
+
+    Args:
+        member_probs: member version -> probabilities ``(N, 7)``.
+        routes: emotion -> member version.
+    """
+    first = next(iter(member_probs.values()))
+    scores = np.zeros_like(first, dtype=np.float64)
+    for c, emotion in enumerate(CLASS_NAMES):
+        scores[:, c] = member_probs[routes[emotion]][:, c]
+    return scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
+
+
+class FerEnsembleModel(mlflow.pyfunc.PythonModel):
+    """The routed ensemble: members are registry versions, loaded by version at load time."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        import json
+
+        with open(context.artifacts["routes"]) as f:
+            spec = json.load(f)
+        self.routes: dict[str, str] = spec["routes"]
+        # members come from the registry the ensemble itself was loaded from
+        self.members = {v: mlflow.pyfunc.load_model(f"models:/{spec['model_name']}/{v}") for v in set(self.routes.values())}
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+        images = as_image_batch(model_input)
+        probs = {v: m.predict(images)[list(CLASS_NAMES)].to_numpy() for v, m in self.members.items()}
+        return predictions_frame(route_probabilities(probs, self.routes))

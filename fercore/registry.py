@@ -90,13 +90,23 @@ def pyfunc_signature() -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_and_register(run_id: str, model_dir: str | Path, model_name: str, tags: dict[str, str], description: str,
+def log_and_register(run_id: str, artifacts: dict[str, str], model_name: str, tags: dict[str, str], description: str,
                      input_example: np.ndarray, model_config: dict[str, Any] | None = None,
-                     extra_artifacts: dict[str, str] | None = None) -> str:
-    """Logs a model folder as the project's pyfunc and registers it as a new version.
+                     python_model: mlflow.pyfunc.PythonModel | None = None) -> str:
+    """Logs a model as the project's pyfunc and registers it as a new version.
 
     The model is logged completely before the version is created, so a failure leaves no
     registered version without its model.
+
+    Args:
+        run_id: the MLflow run to log into.
+        artifacts: pyfunc artifacts; ``{"model": folder}`` for :class:`FerEmotionModel`.
+        model_name: registered model name.
+        tags: version tags.
+        description: version description (markdown).
+        input_example: a few uint8 images.
+        model_config: pyfunc model config (e.g. ``{"hflip_tta": True}``).
+        python_model: default :class:`fercore.pyfunc.FerEmotionModel`.
 
     Returns:
         The new version number, as a string.
@@ -106,7 +116,7 @@ def log_and_register(run_id: str, model_dir: str | Path, model_name: str, tags: 
     client = MlflowClient()
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=FerEmotionModel(), artifacts={"model": str(model_dir), **(extra_artifacts or {})},
+            name="model", python_model=python_model or FerEmotionModel(), artifacts=artifacts,
             signature=pyfunc_signature(), input_example=input_example, model_config=model_config or {},
             pip_requirements=PYFUNC_REQUIREMENTS,
         )

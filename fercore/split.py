@@ -23,9 +23,11 @@ def split_validation(ds: FerDataset, fraction: float, seed: int) -> FerDataset:
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"data.val_fraction must lie strictly between 0 and 1, got {fraction}")
     train_idx = np.flatnonzero(ds.splits != "test")
-    _, val_idx = train_test_split(
-        train_idx, test_size=fraction, stratify=ds.labels[train_idx], random_state=seed
-    )
+    try:
+        _, val_idx = train_test_split(train_idx, test_size=fraction, stratify=ds.labels[train_idx], random_state=seed)
+    except ValueError as exc:  # too few images for a stratified split
+        raise ConfigError(f"cannot carve a stratified validation split of {fraction} from {len(train_idx)} train "
+                          f"images: {exc}. Raise data.val_fraction or use more data.") from None
     splits = ds.splits.copy()
     splits[train_idx] = "train"
     splits[val_idx] = "val"

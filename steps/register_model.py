@@ -47,8 +47,8 @@ def register_model(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = save_model(model.cpu(), Path(tmp) / "model")
-            version = log_and_register(mlflow_run_id, model_dir, registry.model_name, tags, description, example,
-                                       model_config={"hflip_tta": hflip_tta})
+            version = log_and_register(mlflow_run_id, {"model": str(model_dir)}, registry.model_name, tags, description,
+                                       example, model_config={"hflip_tta": hflip_tta})
     except BaseException:
         end_run(mlflow_run_id, "FAILED")
         raise

@@ -1,0 +1,123 @@
+"""Drift reports with Evidently (0.7 API): image statistics, embeddings, and predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from evidently import DataDefinition, Dataset, Report
+from evidently.metrics import DriftedColumnsCount, EmbeddingsDrift, ValueDrift
+from evidently.metrics.embeddings import ModelDriftMethod
+from evidently.presets import DataDriftPreset
+from scipy.ndimage import laplace
+
+STAT_COLUMNS = ["brightness", "contrast", "sharpness", "dark_fraction", "bright_fraction"]
+EMBEDDING_THRESHOLD = 0.55  # ROC AUC of a classifier telling reference from current embeddings
+
+
+@dataclass
+class DriftResult:
+    """One Evidently report: its HTML and the figures that gate a promotion."""
+
+    html: str
+    drift_share: float
+    dataset_drift: bool
+    embedding_drift_score: float | None = None
+    embedding_drift: bool | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.dataset_drift or self.embedding_drift)
+
+    def summary(self) -> dict[str, float | bool | None]:
+        return {"drift_share": self.drift_share, "dataset_drift": self.dataset_drift,
+                "embedding_drift_score": self.embedding_drift_score, "embedding_drift": self.embedding_drift}
+
+
+def image_statistics(images: np.ndarray) -> pd.DataFrame:
+    """Per-image brightness, contrast, sharpness (variance of the Laplacian) and clipped shares."""
+    x = images.astype(np.float32) / 255.0
+    flat = x.reshape(len(x), -1)
+    sharpness = np.array([laplace(img).var() for img in x]) if len(x) else np.zeros(0)
+    return pd.DataFrame({
+        "brightness": flat.mean(1), "contrast": flat.std(1), "sharpness": sharpness,
+        "dark_fraction": (flat < 0.125).mean(1), "bright_fraction": (flat > 0.875).mean(1),
+    })
+
+
+@torch.no_grad()
+def embeddings(model: torch.nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Penultimate features of a project model: the CNN before its last layer, the ViT's CLS token."""
+    from fercore.train import to_batch
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_batch(images[start:start + batch_size], device)
+        if hasattr(model, "vit"):  # FerViT
+            size = model.size
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False) if x.shape[-2:] != size else x
+            x = x.expand(-1, model.vit.config.num_channels, -1, -1)
+            hidden = model.vit.vit(pixel_values=(x - model.mean) / model.std, interpolate_pos_encoding=model.interpolate)
+            out.append(hidden.last_hidden_state[:, 0].float().cpu())
+        else:
+            out.append(model[:-1](x).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def _sample(n: int, limit: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+
+
+def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.ndarray | None = None,
+               cur_embeddings: np.ndarray | None = None, drift_share: float = 0.5, max_images: int = 3000,
+               seed: int = 0) -> DriftResult:
+    """Drift of image statistics (and embeddings, when given) from ``reference`` to ``current``.
+
+    Args:
+        reference: uint8 images the models were trained on.
+        current: uint8 images they are evaluated or served on.
+        ref_embeddings: embeddings of ``reference`` (same rows), optional.
+        cur_embeddings: embeddings of ``current``, optional.
+        drift_share: share of drifted statistics that flags the whole dataset.
+        max_images: random rows used per side (the embedding test trains a classifier).
+        seed: sampling seed.
+    """
+    ri, ci = _sample(len(reference), max_images, seed), _sample(len(current), max_images, seed + 1)
+    ref, cur = image_statistics(reference[ri]), image_statistics(current[ci])
+    metrics = [DataDriftPreset(columns=STAT_COLUMNS, drift_share=drift_share)]
+    emb_cols: list[str] = []
+    if ref_embeddings is not None and cur_embeddings is not None:
+        emb_cols = [f"emb_{i}" for i in range(ref_embeddings.shape[1])]
+        ref = pd.concat([ref, pd.DataFrame(ref_embeddings[ri], columns=emb_cols)], axis=1)
+        cur = pd.concat([cur, pd.DataFrame(cur_embeddings[ci], columns=emb_cols)], axis=1)
+        metrics.append(EmbeddingsDrift(embeddings_name="embeddings",
+                                       drift_method=ModelDriftMethod(threshold=EMBEDDING_THRESHOLD)))
+    definition = DataDefinition(numerical_columns=STAT_COLUMNS, embeddings={"embeddings": emb_cols} if emb_cols else None)
+    snapshot = Report(metrics).run(Dataset.from_pandas(cur, data_definition=definition),
+                                   Dataset.from_pandas(ref, data_definition=definition))
+    share, emb_score = 0.0, None
+    for m in snapshot.dict()["metrics"]:
+        name = m.get("metric_name", "")
+        if name.startswith("DriftedColumnsCount"):
+            share = float(m["value"]["share"])
+        elif name.startswith("EmbeddingsDrift"):
+            emb_score = float(m["value"])
+    return DriftResult(snapshot.get_html_str(as_iframe=False), share, share >= drift_share, emb_score,
+                       None if emb_score is None else emb_score > EMBEDDING_THRESHOLD)
+
+
+def prediction_drift(reference_labels: list[str], current_labels: list[str]) -> DriftResult:
+    """Drift of predicted classes between two models on the same images (e.g. champion vs candidate)."""
+    definition = DataDefinition(categorical_columns=["prediction"])
+    ref = Dataset.from_pandas(pd.DataFrame({"prediction": reference_labels}), data_definition=definition)
+    cur = Dataset.from_pandas(pd.DataFrame({"prediction": current_labels}), data_definition=definition)
+    snapshot = Report([ValueDrift(column="prediction"), DriftedColumnsCount(columns=["prediction"])]).run(cur, ref)
+    share = 0.0
+    for m in snapshot.dict()["metrics"]:
+        if m.get("metric_name", "").startswith("DriftedColumnsCount"):
+            share = float(m["value"]["share"])
+    return DriftResult(snapshot.get_html_str(as_iframe=False), share, share > 0)

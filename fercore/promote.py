@@ -1,0 +1,194 @@
+"""Promotion: the winner per emotion, the overall champion, and safe alias moves in MLflow."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from fercore.constants import CLASS_NAMES
+from fercore.metrics import Evaluation
+
+logger = logging.getLogger(__name__)
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+
+
+def category_alias(emotion: str) -> str:
+    return f"champion-{emotion}"
+
+
+@dataclass
+class Candidate:
+    """A registered model version scored on this run's test split."""
+
+    version: str
+    architecture: str
+    evaluation: Evaluation
+    probs: np.ndarray
+    new: bool = True  # trained in this run (else: a current champion read from the registry)
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version} ({self.architecture})"
+
+    def f1(self, emotion: str) -> float:
+        return float(self.evaluation.per_class.loc[emotion, "f1"])
+
+    def score(self, metric: str) -> float:
+        return float(self.evaluation.overall[metric])
+
+
+@dataclass
+class AliasMove:
+    alias: str
+    version: str
+    previous: str | None
+    reason: str
+
+
+@dataclass
+class Decision:
+    """What promotion decided: the table, and the alias moves to apply."""
+
+    table: pd.DataFrame
+    moves: list[AliasMove] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)  # emotion -> version holding its alias afterwards
+
+    def markdown(self) -> str:
+        cols = list(self.table.columns)
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in self.table.itertuples(index=False)]
+        return "\n".join(lines)
+
+
+def _by_version(cands: list[Candidate]) -> dict[str, Candidate]:
+    return {c.version: c for c in cands}
+
+
+def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str = "macro_f1",
+           min_margin: float = 0.0, single_models_only_per_category: bool = True) -> Decision:
+    """Decides every alias from scored candidates and the current alias holders.
+
+    An alias moves only to a version that beats its current holder (per-category: that class's F1;
+    ``champion``: ``metric`` by at least ``min_margin``); ties keep the holder.
+
+    Args:
+        cands: scored candidates, current holders included.
+        holders: alias -> version now holding it (or None).
+        metric: overall metric for ``champion`` and ``challenger``.
+        min_margin: how much a new champion must beat the current one by.
+        single_models_only_per_category: ensembles compete for ``champion`` only.
+    """
+    by_version = _by_version(cands)
+    rows, moves, reasons, routes = [], [], {}, {}
+    per_cat = [c for c in cands if not (single_models_only_per_category and c.architecture == "ensemble")]
+    for emotion in CLASS_NAMES:
+        ranked = sorted(per_cat, key=lambda c: (c.f1(emotion), c.score("macro_f1")), reverse=True)
+        winner = ranked[0]
+        runner_up = ranked[1] if len(ranked) > 1 else None
+        alias = category_alias(emotion)
+        holder = by_version.get(holders.get(alias) or "")
+        if holder is None:
+            decision = "assign"
+        elif holder.version == winner.version:
+            decision = "keep"
+        elif winner.f1(emotion) > holder.f1(emotion):
+            decision = "move"
+        else:
+            decision, winner = "keep", holder
+        row = {"emotion": emotion}
+        for c in per_cat:
+            row[f"{c.label} F1"] = c.f1(emotion)
+            row[f"{c.label} recall"] = float(c.evaluation.per_class.loc[emotion, "recall"])
+        row.update(winner=winner.label,
+                   margin_runner_up=winner.f1(emotion) - runner_up.f1(emotion) if runner_up else float("nan"),
+                   margin_vs_champion=winner.f1(emotion) - holder.f1(emotion) if holder else float("nan"),
+                   decision=decision)
+        rows.append(row)
+        routes[emotion] = winner.version
+        reason = f"{emotion} F1 {winner.f1(emotion):.4f}" + (f" vs holder v{holder.version} {holder.f1(emotion):.4f}" if holder else "")
+        reasons[alias] = f"{decision}: {reason}"
+        if decision in ("assign", "move"):
+            moves.append(AliasMove(alias, winner.version, holder.version if holder else None, reason))
+    moves += _overall_moves(cands, holders, by_version, metric, min_margin, reasons)
+    return Decision(pd.DataFrame(rows), moves, reasons, routes)
+
+
+def _overall_moves(cands, holders, by_version, metric, min_margin, reasons) -> list[AliasMove]:
+    moves = []
+    ranked = sorted(cands, key=lambda c: c.score(metric), reverse=True)
+    best = ranked[0]
+    holder = by_version.get(holders.get(CHAMPION) or "")
+    champion = holder
+    if holder is None or (best.version != holder.version and best.score(metric) >= holder.score(metric) + min_margin
+                          and best.score(metric) > holder.score(metric)):
+        reason = f"{metric} {best.score(metric):.4f}" + (f" vs v{holder.version} {holder.score(metric):.4f}" if holder else "")
+        moves.append(AliasMove(CHAMPION, best.version, holder.version if holder else None, reason))
+        if holder is not None:
+            moves.append(AliasMove(PREVIOUS, holder.version, holders.get(PREVIOUS), f"replaced as champion by v{best.version}"))
+        champion = best
+        reasons[CHAMPION] = f"{'assign' if holder is None else 'move'}: {reason}"
+    else:
+        reasons[CHAMPION] = (f"keep v{holder.version}: best candidate v{best.version} {metric} {best.score(metric):.4f} "
+                             f"does not beat {holder.score(metric):.4f} by {min_margin}")
+    others = [c for c in ranked if c.version != champion.version]
+    if others:
+        runner = others[0]
+        current = by_version.get(holders.get(CHALLENGER) or "")
+        if current is None or current.version == champion.version or runner.score(metric) > current.score(metric):
+            if current is None or runner.version != current.version:
+                moves.append(AliasMove(CHALLENGER, runner.version, holders.get(CHALLENGER),
+                                       f"runner-up {metric} {runner.score(metric):.4f}"))
+                reasons[CHALLENGER] = f"move: v{runner.version} runner-up"
+    return moves
+
+
+def current_holders(client: MlflowClient, name: str) -> dict[str, str | None]:
+    """Alias -> version for every alias this module manages."""
+    try:
+        aliases = client.get_registered_model(name).aliases or {}
+    except MlflowException:
+        return {}
+    return {a: str(v) for a, v in aliases.items()}
+
+
+def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_note: str = "") -> list[AliasMove]:
+    """Moves aliases with a compare-and-swap per alias; rolls back every move if one fails.
+
+    A move is skipped when its alias changed since the decision (another run promoted meanwhile),
+    so a concurrent promotion is never overwritten by a stale decision. Each target version must
+    be READY (its model fully logged) before any alias moves.
+
+    Returns:
+        The moves applied.
+    """
+    for move in moves:
+        if client.get_model_version(name, move.version).status != "READY":
+            raise MlflowException(f"version {move.version} of {name} is not READY; no alias moved")
+    applied: list[AliasMove] = []
+    try:
+        for move in moves:
+            now = current_holders(client, name).get(move.alias)
+            if now != move.previous:
+                logger.warning("Alias %s changed to v%s during promotion; not moving it to v%s", move.alias, now,
+                               move.version)
+                continue
+            client.set_registered_model_alias(name, move.alias, move.version)
+            applied.append(move)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            client.set_model_version_tag(name, move.version, f"promoted.{move.alias}", f"{stamp} {move.reason}{metric_note}")
+    except Exception:
+        for move in reversed(applied):  # put the old holders back
+            if move.previous:
+                client.set_registered_model_alias(name, move.alias, move.previous)
+            else:
+                client.delete_registered_model_alias(name, move.alias)
+        raise
+    return applied
