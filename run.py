@@ -119,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_cache:
             pipeline = pipeline.with_options(enable_cache=False)
         if args.schedule is not None:
-            from fercore.schedule import schedule_pipeline
+            from pipelines.schedule import schedule_pipeline
 
-            schedule_pipeline(pipeline, config, args.schedule or config.schedule.cron, args.pipeline)
+            config_path = args.config or default_config_path()
+            print(schedule_pipeline(pipeline, config, args.schedule or config.schedule.cron, args.pipeline,
+                                    config_path, args.data))
             return 0
         run = pipeline(config=config)
         if args.pipeline == "ingest":

@@ -42,7 +42,8 @@ checkpoint_dir: {tmp / 'ckpt'}
 
 
 def _versions(client):
-    return {v.tags["architecture"]: v for v in client.search_model_versions("name='fer-test'")}
+    versions = client.search_model_versions("name='fer-test'")
+    return {v.tags["architecture"]: v for v in versions if v.tags["architecture"] != "ensemble"}
 
 
 def test_both_models_are_registered_with_tags_and_per_class_metrics(trained):
@@ -95,3 +96,31 @@ def test_vit_artifact_loads_with_from_pretrained(trained):
     path = mlflow.artifacts.download_artifacts(f"models:/fer-test/{version}", dst_path=str(trained["tmp"] / "dl"))
     hf = FerViTForImageClassification.from_pretrained(os.path.join(path, "artifacts", "model"))
     assert hf.config.id2label[6] == "surprise"
+
+
+def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
+    from fercore.constants import CLASS_NAMES
+    from tests.test_train import synthetic
+
+    client = trained["client"]
+    aliases = {k: str(v) for k, v in client.get_registered_model("fer-test").aliases.items()}
+    assert {"champion", "challenger", *(f"champion-{e}" for e in CLASS_NAMES)} <= set(aliases)
+    ensembles = [v for v in client.search_model_versions("name='fer-test'") if v.tags["architecture"] == "ensemble"]
+    assert len(ensembles) == 1
+    members = set(ensembles[0].tags["members"].split(","))
+    assert {aliases[f"champion-{e}"] for e in CLASS_NAMES} == members
+    for alias, version in aliases.items():
+        assert client.get_model_version("fer-test", version).status == "READY", alias
+    ensemble = mlflow.pyfunc.load_model(f"models:/fer-test/{ensembles[0].version}")
+    out = ensemble.predict(synthetic(per_class=10, test_per_class=1).images[:5])
+    assert len(out) == 5 and set(out["label"]) <= set(CLASS_NAMES)
+    run = _zenml_run()
+    promotion = run.steps["promote_models"].outputs["promotion"][0].load()
+    assert promotion["aliases"] == aliases and "champion" in promotion["reasons"]
+    assert "data_drift" in promotion and "prediction_drift" in promotion
+
+
+def _zenml_run():
+    from zenml.client import Client
+
+    return Client().get_pipeline("fer_train_all").last_run
