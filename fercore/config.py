@@ -169,7 +169,6 @@ class Config(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming")
-    output_dir: str = Field("outputs", description="plots and tables of the last run")
 
 
 def _describe(error: ValidationError) -> str:

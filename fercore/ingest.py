@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from fercore.constants import CLASS_INDEX, CLASS_NAMES, CSV_LABEL_NAMES, IMAGE_SIZE, IMAGE_SUFFIXES, SUBSETS, UNKNOWN_SUBSET
 from fercore.dataset import FerDataset
 from fercore.errors import DataError
-from fercore.validate import duplicate_report, image_hashes
+from fercore.validate import duplicate_report
 
 logger = logging.getLogger(__name__)
 

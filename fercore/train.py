@@ -6,7 +6,6 @@ for 48x48 images a DataLoader with per-image PIL transforms costs more than the 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging

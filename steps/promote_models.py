@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from mlflow import MlflowClient
 from zenml import log_metadata, step
 from zenml.types import HTMLString, MarkdownString
