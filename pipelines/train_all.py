@@ -1,9 +1,9 @@
-"""Pipeline ``train_all``: ingest -> rebalance -> train -> evaluate -> register, per model."""
+"""Pipeline ``train_all``: ingest -> rebalance -> train -> evaluate -> register per model -> promote."""
 
 from zenml import pipeline
 from zenml.config import ResourceSettings
 
-from fercore.config import Config
+from fercore.config import Config, TrainingConfig
 from pipelines.ingest import data_steps
 from steps.evaluate_model import evaluate_model
 from steps.promote_models import promote_models
@@ -18,27 +18,27 @@ def gpu_settings(config: Config) -> dict:
     return {"resources": ResourceSettings(gpu_count=r.gpu_count, cpu_count=r.cpu_count, memory=r.memory)}
 
 
+def model_steps(config: Config, dataset, plan, train_step, model_config: TrainingConfig, kind: str,
+                extra_tags: dict[str, str] | None = None):
+    """Wires train -> evaluate -> register for one model; returns the registration artifact."""
+    model, training, run_id = train_step.with_options(settings=gpu_settings(config))(
+        dataset, plan, model_config, config.registry, config.checkpoint_dir
+    )
+    evaluation = evaluate_model(model, dataset, training, run_id, config.registry, model_config.tta_hflip,
+                                id=f"evaluate_{kind}")
+    return register_model(model, evaluation, run_id, dataset, config.registry, kind, model_config.tta_hflip,
+                          extra_tags, id=f"register_{kind}")
+
+
 @pipeline(name="fer_train_all")
 def train_all_pipeline(config: Config) -> None:
-    """Trains, evaluates and registers every enabled model on FER-2013."""
+    """Trains, evaluates and registers every enabled model on FER-2013, then promotes."""
     dataset, plan = data_steps(config)
     registered = {"cnn": None, "vit": None}
     if config.cnn.enabled:
-        model, training, run_id = train_cnn.with_options(settings=gpu_settings(config))(
-            dataset, plan, config.cnn, config.registry, config.checkpoint_dir
-        )
-        evaluation = evaluate_model(model, dataset, training, run_id, config.registry, config.cnn.tta_hflip,
-                                    id="evaluate_cnn")
-        registered["cnn"] = register_model(model, evaluation, run_id, dataset, config.registry, "cnn",
-                                           config.cnn.tta_hflip, id="register_cnn")
+        registered["cnn"] = model_steps(config, dataset, plan, train_cnn, config.cnn, "cnn")
     if config.vit.enabled:
-        model, training, run_id = train_vit.with_options(settings=gpu_settings(config))(
-            dataset, plan, config.vit, config.registry, config.checkpoint_dir
-        )
-        evaluation = evaluate_model(model, dataset, training, run_id, config.registry, config.vit.tta_hflip,
-                                    id="evaluate_vit")
-        registered["vit"] = register_model(model, evaluation, run_id, dataset, config.registry, "vit",
-                                           config.vit.tta_hflip, {"checkpoint": config.vit.checkpoint or "scratch"},
-                                           id="register_vit")
+        registered["vit"] = model_steps(config, dataset, plan, train_vit, config.vit, "vit",
+                                        {"checkpoint": config.vit.checkpoint or "scratch"})
     if config.promotion.enabled and any(registered.values()):
         promote_models(dataset, config.registry, config.promotion, **registered)

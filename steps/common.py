@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from zenml import get_step_context
+from zenml import get_step_context, log_metadata
 from zenml.client import Client
 
 from fercore.config import RegistryConfig, TrainingConfig
@@ -57,4 +57,7 @@ def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Reba
     except BaseException:
         end_run(run_id, "FAILED")
         raise
+    summary = {k: v for k, v in result.to_dict().items() if k != "history"}
+    log_metadata(metadata={**summary, "parameters": count_parameters(model), **(extra_params or {})},
+                 infer_artifact=True, artifact_name=f"{kind}_training")
     return result, run_id

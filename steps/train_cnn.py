@@ -3,11 +3,11 @@
 from typing import Annotated, Any
 
 from torch import nn
-from zenml import log_metadata, step
+from zenml import step
 
 from fercore.config import CnnConfig, RegistryConfig
 from fercore.dataset import FerDataset
-from fercore.models import build_cnn, count_parameters
+from fercore.models import build_cnn
 from fercore.rebalance import Rebalanced
 from materializers import FerModelMaterializer
 from steps.common import train_and_track
@@ -33,7 +33,4 @@ def train_cnn(
     """
     model = build_cnn(config.architecture, **config.model_kwargs())
     result, run_id = train_and_track(model, "cnn", dataset, plan, config, registry, checkpoint_dir)
-    summary = {k: v for k, v in result.to_dict().items() if k != "history"}
-    log_metadata(metadata={**summary, "parameters": count_parameters(model)}, infer_artifact=True,
-                 artifact_name="cnn_training")
     return model, result.to_dict(), run_id

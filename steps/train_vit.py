@@ -4,11 +4,10 @@ import logging
 from typing import Annotated, Any
 
 from torch import nn
-from zenml import log_metadata, step
+from zenml import step
 
 from fercore.config import RegistryConfig, VitConfig
 from fercore.dataset import FerDataset
-from fercore.models import count_parameters
 from fercore.models.vit import FerViT, build_vit, set_trainable_blocks
 from fercore.rebalance import Rebalanced
 from materializers import FerModelMaterializer
@@ -50,7 +49,4 @@ def train_vit(
     schedule = unfreeze_schedule(config) if config.checkpoint else None
     result, run_id = train_and_track(model, "vit", dataset, plan, config, registry, checkpoint_dir,
                                      {"checkpoint": config.checkpoint or "scratch"}, on_epoch_start=schedule)
-    summary = {k: v for k, v in result.to_dict().items() if k != "history"}
-    log_metadata(metadata={**summary, "parameters": count_parameters(model), "checkpoint": config.checkpoint or "scratch"},
-                 infer_artifact=True, artifact_name="vit_training")
     return model, result.to_dict(), run_id
