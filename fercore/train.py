@@ -45,8 +45,8 @@ def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # Measured on a 2-core AVX-512-bf16 EPYC: bf16 autocast trains these small convnets 2x slower
-    # than fp32 (docs/BENCHMARKS.md), so CPUs stay in fp32.
+    # bf16 autocast trained these small convnets 1.5-2.5x slower than fp32 on the 2-core AVX-512 Xeon
+    # of docs/BENCHMARKS.md (no native bf16 there), so CPUs stay in fp32.
     return None
 
 
