@@ -78,3 +78,11 @@ def test_scratch_vit_for_cpu():
     model = build_vit(VitConfig(checkpoint=None, scratch={"hidden_size": 32, "layers": 2, "heads": 2, "mlp_dim": 64}))
     assert model.vit.config.num_channels == 1 and model.vit.config.image_size == 48
     assert model(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+
+
+def test_mlp_head_keeps_the_signal_alive(tiny_vit_dir):
+    """The ViT's std-0.02 init would shrink the signal ~10x per head layer; the head uses He init."""
+    for model in (_vit(tiny_vit_dir), build_vit(VitConfig(checkpoint=None))):
+        first = model.vit.classifier[0]
+        assert float(first.weight.std()) == pytest.approx((2 / first.in_features) ** 0.5, rel=0.2)
+        assert float(model(torch.rand(16, 1, 48, 48)).std()) > 0.1

@@ -29,7 +29,18 @@ def mlp_head(in_features: int, hidden: list[int] | tuple[int, ...], out_features
     for width in hidden:
         layers += [nn.Linear(in_features, width), nn.GELU(), nn.Dropout(dropout)]
         in_features = width
-    return nn.Sequential(*layers, nn.Linear(in_features, out_features))
+    layers.append(nn.Linear(in_features, out_features))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            layer._fer_head = True  # initialised by FerViTForImageClassification._init_weights
+    return nn.Sequential(*layers)
+
+
+def _init_head_layer(layer: nn.Linear) -> None:
+    # ViT's own init (normal, std 0.02) shrinks the signal ~10x per layer of a deep MLP head, which
+    # then barely trains (measured: a from-scratch ViT stuck at chance); He init keeps it alive.
+    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    nn.init.zeros_(layer.bias)
 
 
 class FerViTForImageClassification(ViTForImageClassification):
@@ -45,6 +56,12 @@ class FerViTForImageClassification(ViTForImageClassification):
             self.classifier = mlp_head(config.hidden_size, hidden, config.num_labels,
                                        float(getattr(config, "fer_head_dropout", 0.1)))
             self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if getattr(module, "_fer_head", False):
+            _init_head_layer(module)
+        else:
+            super()._init_weights(module)
 
 
 class FerViT(nn.Module):

@@ -1,0 +1,39 @@
+"""Prints the registered versions of the emotion model: tags, headline and per-class metrics, aliases.
+
+Usage:
+    python scripts/registry_report.py [--tracking-uri sqlite:///mlflow.db] [--model fer2013-emotion]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mlflow import MlflowClient
+
+from fercore.constants import CLASS_NAMES
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    parser.add_argument("--model", default="fer2013-emotion")
+    args = parser.parse_args()
+    client = MlflowClient(args.tracking_uri, registry_uri=args.tracking_uri)
+    model = client.get_registered_model(args.model)
+    by_version: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    print(f"{'version':>7} {'architecture':<12} {'acc':>6} {'macroF1':>7} {'Private':>7}  " +
+          " ".join(f"{c[:7]:>7}" for c in CLASS_NAMES) + "  aliases")
+    for v in sorted(client.search_model_versions(f"name='{args.model}'"), key=lambda v: int(v.version)):
+        metrics = client.get_run(v.run_id).data.metrics
+        per_class = " ".join(f"{metrics.get(f'test_{c}_accuracy', float('nan')):7.3f}" for c in CLASS_NAMES)
+        print(f"{v.version:>7} {v.tags.get('architecture', '?'):<12} {float(v.tags.get('test_accuracy', 'nan')):6.4f} "
+              f"{float(v.tags.get('test_macro_f1', 'nan')):7.4f} {metrics.get('test_PrivateTest_accuracy', float('nan')):7.4f}  "
+              f"{per_class}  {','.join(sorted(by_version.get(str(v.version), [])))}")
+    print("\n(per-class columns: share of that emotion's test images classified correctly)")
+
+
+if __name__ == "__main__":
+    main()
