@@ -36,6 +36,7 @@ def pick_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_flush_denormal(True)  # tiny gradients must not fall into the CPU's slow denormal path
     return torch.device("cpu")
 
 

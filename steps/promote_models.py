@@ -14,6 +14,7 @@ from fercore.config import PromotionConfig, RegistryConfig
 from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
 from fercore.drift import DriftResult, data_drift, embeddings, prediction_drift
+from fercore.metrics import flat_metrics
 from fercore.promote import CHAMPION, Candidate, apply_moves, current_holders, decide
 from fercore.pyfunc import FerEnsembleModel, route_probabilities
 from fercore.registry import connect, end_run, log_and_register, log_files, start_run
@@ -41,6 +42,9 @@ def _register_ensemble(name: str, routes: dict[str, str], cands: list[Candidate]
     run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-ensemble",
                        {"routes": json.dumps(routes)}, {"architecture": "ensemble", "zenml_run_id": run_zenml})
     cand = score_probs("?", "ensemble", probs, test, True)
+    client = MlflowClient()
+    for key, value in flat_metrics(cand.evaluation).items():
+        client.log_metric(run_id, key, value)
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "routes.json"
         spec.write_text(json.dumps({"model_name": name, "routes": routes}, indent=2))
