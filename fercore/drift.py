@@ -57,12 +57,8 @@ def embeddings(model: torch.nn.Module, images: np.ndarray, batch_size: int = 512
     out = []
     for start in range(0, len(images), batch_size):
         x = to_batch(images[start:start + batch_size], device)
-        if hasattr(model, "vit"):  # FerViT
-            size = model.size
-            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False) if x.shape[-2:] != size else x
-            x = x.expand(-1, model.vit.config.num_channels, -1, -1)
-            hidden = model.vit.vit(pixel_values=(x - model.mean) / model.std, interpolate_pos_encoding=model.interpolate)
-            out.append(hidden.last_hidden_state[:, 0].float().cpu())
+        if hasattr(model, "features"):  # FerViT
+            out.append(model.features(x).float().cpu())
         else:
             out.append(model[:-1](x).float().cpu())
     return torch.cat(out).numpy()

@@ -81,11 +81,20 @@ class FerViT(nn.Module):
         self.interpolate = self.size != (vit.config.image_size, vit.config.image_size)
         self.fer_spec = {"family": "vit", "architecture": "vit", "checkpoint": checkpoint}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_values(self, x: torch.Tensor) -> torch.Tensor:
+        """The checkpoint's input: resized, channels repeated, normalised as its image processor says."""
         if tuple(x.shape[-2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=False)
         x = x.expand(-1, self.vit.config.num_channels, -1, -1)
-        return self.vit(pixel_values=(x - self.mean) / self.std, interpolate_pos_encoding=self.interpolate).logits
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit(pixel_values=self.pixel_values(x), interpolate_pos_encoding=self.interpolate).logits
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The CLS token of the last layer (the image embedding)."""
+        out = self.vit.vit(pixel_values=self.pixel_values(x), interpolate_pos_encoding=self.interpolate)
+        return out.last_hidden_state[:, 0]
 
     def save_pretrained(self, directory: str | Path) -> None:
         self.vit.save_pretrained(directory)
