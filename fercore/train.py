@@ -153,6 +153,9 @@ def checkpoint_key(spec: dict[str, Any], cfg: TrainingConfig, dataset: FerDatase
     h = hashlib.sha256(json.dumps([spec, cfg.model_dump(mode="json"), dataset.metadata.get("sha256")], sort_keys=True,
                                   default=str).encode())
     h.update(plan.indices.tobytes())
+    h.update(json.dumps([plan.method, plan.epoch_size, plan.seed]).encode())
+    if plan.sample_weights is not None:
+        h.update(plan.sample_weights.tobytes())
     h.update(dataset.splits.tobytes())
     return h.hexdigest()[:16]
 
@@ -199,13 +202,11 @@ class Trainer:
         """Trains until ``epochs``, early stopping or the time limit; restores the best weights."""
         cfg, dev = self.cfg, self.device
         torch.manual_seed(cfg.seed)
-        rows = plan.indices
-        if cfg.max_train_images and cfg.max_train_images < len(rows):  # a random subset, not the first rows
-            rows = np.random.default_rng(cfg.seed).choice(rows, cfg.max_train_images, replace=False)
+        rows_per_epoch = len(plan.epoch_rows(0, cfg.max_train_images))
         images = torch.from_numpy(dataset.images)
         labels = torch.from_numpy(dataset.labels)
         val = dataset.split("val")
-        steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+        steps_per_epoch = math.ceil(rows_per_epoch / cfg.batch_size)
         opt_steps = math.ceil(steps_per_epoch / cfg.grad_accumulation) * cfg.epochs
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=dev),
                                       label_smoothing=cfg.label_smoothing)
@@ -238,6 +239,7 @@ class Trainer:
             if epoch > start_epoch and self.on_epoch_start:
                 self.on_epoch_start(epoch, self.model)
             t_epoch = time.perf_counter()
+            rows = plan.epoch_rows(epoch, cfg.max_train_images)  # a random subset when capped, fresh each epoch
             train_loss, train_acc = self._train_epoch(images, labels, rows, epoch, opt, sched, loss_fn, bar)
             train_time += time.perf_counter() - t_epoch
             seen += len(rows)

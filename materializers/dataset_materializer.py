@@ -52,15 +52,19 @@ class RebalancedMaterializer(LocalDirMaterializer):
     def load(self, data_type: type[Any]) -> Rebalanced:
         def read(folder: Path) -> Rebalanced:
             with np.load(folder / "plan.npz", allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in ("indices", "class_weights")}
+                arrays = {k: npz[k] for k in ("indices", "class_weights", "sample_weights") if k in npz}
             return Rebalanced(**arrays, **json.loads((folder / "plan.json").read_text()))
 
         return self.read_dir(read)
 
     def save(self, data: Rebalanced) -> None:
         def write(folder: Path) -> None:
-            atomic_write(folder / "plan.npz", lambda f: np.savez(f, indices=data.indices, class_weights=data.class_weights))
-            meta = {"method": data.method, "counts_before": data.counts_before, "counts_after": data.counts_after}
+            arrays = {"indices": data.indices, "class_weights": data.class_weights}
+            if data.sample_weights is not None:
+                arrays["sample_weights"] = data.sample_weights
+            atomic_write(folder / "plan.npz", lambda f: np.savez(f, **arrays))
+            meta = {"method": data.method, "counts_before": data.counts_before, "counts_after": data.counts_after,
+                    "epoch_size": data.epoch_size, "seed": data.seed}
             (folder / "plan.json").write_text(json.dumps(meta, indent=2))
 
         self.write_dir(write)
@@ -75,6 +79,7 @@ class RebalancedMaterializer(LocalDirMaterializer):
         return {
             "method": data.method,
             "rows": int(len(data.indices)),
+            "rows_per_epoch": int(data.epoch_size),
             "counts_before": data.counts_before,
             "counts_after": data.counts_after,
             "class_weights": [round(float(w), 4) for w in data.class_weights],

@@ -81,9 +81,9 @@ def main() -> None:
     short = cfg.model_copy(update={"epochs": 1, "max_train_images": n})
     with tempfile.TemporaryDirectory() as tmp:
         trainer_ips = Trainer(build_cnn(cfg.architecture, **cfg.model_kwargs()), short, tmp).fit(ds, plan).train_images_per_s
-    # The same shuffled rows as training: plan.indices is sorted by class, and a single-class batch
+    # The same shuffled rows as training: the train rows are sorted by class, and a single-class batch
     # stream drives gradients into denormals, which are many times slower on CPUs.
-    rows = np.random.default_rng(cfg.seed).permutation(plan.indices)
+    rows = np.random.default_rng(cfg.seed).permutation(plan.epoch_rows(0))
     bare_ips = bare_loop_images_per_s(cfg, ds.images[rows], ds.labels[rows], args.throughput_batches)
     report.update(trainer_images_per_s=round(trainer_ips, 1), bare_loop_images_per_s=round(bare_ips, 1),
                   throughput_ratio=round(trainer_ips / bare_ips, 3))

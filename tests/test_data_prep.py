@@ -61,13 +61,20 @@ def test_validation_split_is_stratified_seeded_and_leaves_test_alone():
 def test_resample_balances_train_only_and_is_seeded():
     ds = split_validation(_dataset(), 0.1, seed=0)
     plan = rebalance(ds, "resample", seed=1)
-    assert set(ds.splits[plan.indices]) == {"train"}
-    assert len(plan.indices) == (ds.splits == "train").sum()
-    after = np.array(list(plan.counts_after.values()))
-    assert after.min() > 0.6 * after.mean() and after.max() < 1.4 * after.mean()
+    train = np.flatnonzero(ds.splits == "train")
+    assert np.array_equal(plan.indices, train) and plan.epoch_size == len(train)
     assert plan.counts_before == ds.class_counts("train")
-    assert np.array_equal(plan.indices, rebalance(ds, "resample", seed=1).indices)
-    assert len(rebalance(ds, "resample", seed=1, size=1000).indices) == 1000
+    epochs = [plan.epoch_rows(e) for e in range(30)]
+    assert all(len(r) == len(train) and set(ds.splits[r]) == {"train"} for r in epochs)
+    drawn = np.bincount(ds.labels[np.concatenate(epochs)], minlength=NUM_CLASSES)
+    assert drawn.min() > 0.8 * drawn.mean() and drawn.max() < 1.2 * drawn.mean()  # balanced
+    after = np.array(list(plan.counts_after.values()))
+    assert np.all(np.abs(after - len(train) / NUM_CLASSES) <= 1)  # expected rows per class per epoch
+    assert np.array_equal(plan.epoch_rows(3), rebalance(ds, "resample", seed=1).epoch_rows(3))  # seeded
+    assert not np.array_equal(epochs[0], epochs[1])  # a fresh draw each epoch ...
+    assert set(np.concatenate(epochs)) == set(train)  # ... so every image is seen, not a fixed subset
+    assert len(rebalance(ds, "resample", seed=1, size=1000).epoch_rows(0)) == 1000
+    assert len(plan.epoch_rows(0, limit=7)) == 7
 
 
 def test_class_weights_and_none():
