@@ -110,6 +110,7 @@ class ScratchVitConfig(_Strict):
     layers: int = Field(6, ge=1)
     heads: int = Field(3, ge=1)
     mlp_dim: int = Field(384, ge=8)
+    pooling: Literal["cls", "mean"] = Field("cls", description="classify the CLS token or the mean patch token")
 
 
 class VitConfig(TrainingConfig):

@@ -86,3 +86,17 @@ def test_mlp_head_keeps_the_signal_alive(tiny_vit_dir):
         first = model.vit.classifier[0]
         assert float(first.weight.std()) == pytest.approx((2 / first.in_features) ** 0.5, rel=0.2)
         assert float(model(torch.rand(16, 1, 48, 48)).std()) > 0.1
+
+
+def test_mean_pooling_classifies_the_mean_patch_token(tmp_path):
+    cfg = VitConfig(checkpoint=None, head_hidden=[], scratch={"hidden_size": 32, "layers": 2, "heads": 2, "mlp_dim": 64,
+                                                              "pooling": "mean"})
+    model = build_vit(cfg).eval()
+    x = torch.rand(3, 1, 48, 48)
+    tokens = model.vit.vit(pixel_values=model.pixel_values(x)).last_hidden_state
+    assert torch.allclose(model.features(x), tokens[:, 1:].mean(1), atol=1e-6)
+    assert torch.allclose(model(x), model.vit.classifier(tokens[:, 1:].mean(1)), atol=1e-5)
+    save_model(model, tmp_path)
+    reloaded = load_model(tmp_path)
+    assert reloaded.vit.config.fer_pooling == "mean"
+    assert torch.allclose(reloaded(x), model(x), atol=1e-5)

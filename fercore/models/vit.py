@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoImageProcessor, ViTConfig, ViTForImageClassification, ViTImageProcessor
+from transformers.modeling_outputs import ImageClassifierOutput
 
 from fercore.constants import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
 from fercore.errors import ConfigError
@@ -44,7 +45,8 @@ def _init_head_layer(layer: nn.Linear) -> None:
 
 
 class FerViTForImageClassification(ViTForImageClassification):
-    """``ViTForImageClassification`` whose classifier is an MLP (``config.fer_head_hidden``).
+    """``ViTForImageClassification`` whose classifier is an MLP (``config.fer_head_hidden``), fed the
+    CLS token or, with ``config.fer_pooling = "mean"``, the mean of the patch tokens.
 
     ``save_pretrained`` / ``from_pretrained`` work as for any ``transformers`` model.
     """
@@ -62,6 +64,20 @@ class FerViTForImageClassification(ViTForImageClassification):
             _init_head_layer(module)
         else:
             super()._init_weights(module)
+
+    def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
+        """The image embedding: the CLS token, or the mean patch token (``fer_pooling="mean"``)."""
+        if getattr(self.config, "fer_pooling", "cls") == "mean":
+            return last_hidden_state[:, 1:].mean(1)
+        return last_hidden_state[:, 0]
+
+    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                interpolate_pos_encoding: bool | None = None, **kwargs: Any) -> ImageClassifierOutput:
+        out = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        logits = self.classifier(self.pool(out.last_hidden_state))
+        loss = None if labels is None else self.loss_function(labels, logits, self.config)
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                     attentions=out.attentions)
 
 
 class FerViT(nn.Module):
@@ -92,9 +108,9 @@ class FerViT(nn.Module):
         return self.vit(pixel_values=self.pixel_values(x), interpolate_pos_encoding=self.interpolate).logits
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The CLS token of the last layer (the image embedding)."""
+        """The image embedding the classifier sees (CLS or mean patch token of the last layer)."""
         out = self.vit.vit(pixel_values=self.pixel_values(x), interpolate_pos_encoding=self.interpolate)
-        return out.last_hidden_state[:, 0]
+        return self.vit.pool(out.last_hidden_state)
 
     def save_pretrained(self, directory: str | Path) -> None:
         self.vit.save_pretrained(directory)
@@ -112,11 +128,13 @@ def _labels() -> dict[str, Any]:
 
 
 def scratch_vit(image_size: int = 48, patch_size: int = 6, hidden_size: int = 192, layers: int = 6, heads: int = 3,
-                mlp_dim: int = 384, head_hidden: tuple[int, ...] = DEFAULT_HEAD, head_dropout: float = 0.1) -> FerViT:
+                mlp_dim: int = 384, head_hidden: tuple[int, ...] = DEFAULT_HEAD, head_dropout: float = 0.1,
+                pooling: str = "cls") -> FerViT:
     """A small ViT for 48x48 grayscale input, randomly initialised (no hub needed)."""
     config = ViTConfig(image_size=image_size, patch_size=patch_size, num_channels=1, hidden_size=hidden_size,
                        num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=mlp_dim,
-                       fer_head_hidden=list(head_hidden), fer_head_dropout=head_dropout, **_labels())
+                       fer_head_hidden=list(head_hidden), fer_head_dropout=head_dropout, fer_pooling=pooling,
+                       **_labels())
     processor = ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5], image_std=[0.5])
     return FerViT(FerViTForImageClassification(config), processor, "scratch")
 
@@ -217,4 +235,5 @@ def build_vit(config: Any) -> FerViT:
     if config.checkpoint:
         return pretrained_vit(config.checkpoint, head, config.head_dropout, config.image_size)
     s = config.scratch
-    return scratch_vit(s.image_size, s.patch_size, s.hidden_size, s.layers, s.heads, s.mlp_dim, head, config.head_dropout)
+    return scratch_vit(s.image_size, s.patch_size, s.hidden_size, s.layers, s.heads, s.mlp_dim, head, config.head_dropout,
+                       s.pooling)
