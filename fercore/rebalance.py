@@ -41,6 +41,9 @@ class Rebalanced:
     def __post_init__(self) -> None:
         self.epoch_size = self.epoch_size or len(self.indices)
 
+    def rows_per_epoch(self, limit: int | None = None) -> int:
+        return min(self.epoch_size, limit or self.epoch_size)
+
     def epoch_rows(self, epoch: int, limit: int | None = None) -> np.ndarray:
         """The rows of epoch ``epoch`` (0-based), at most ``limit``; the same for the same epoch.
 
@@ -48,7 +51,7 @@ class Rebalanced:
         ``WeightedRandomSampler``: one draw fixed for all epochs would leave ~40 % of FER-2013's
         train images (mostly of the large classes) never seen.
         """
-        n = min(self.epoch_size, limit or self.epoch_size)
+        n = self.rows_per_epoch(limit)
         rng = np.random.default_rng([self.seed, epoch])
         if self.sample_weights is not None:
             return rng.choice(self.indices, size=n, replace=True, p=self.sample_weights)

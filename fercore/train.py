@@ -202,7 +202,7 @@ class Trainer:
         """Trains until ``epochs``, early stopping or the time limit; restores the best weights."""
         cfg, dev = self.cfg, self.device
         torch.manual_seed(cfg.seed)
-        rows_per_epoch = len(plan.epoch_rows(0, cfg.max_train_images))
+        rows_per_epoch = plan.rows_per_epoch(cfg.max_train_images)
         images = torch.from_numpy(dataset.images)
         labels = torch.from_numpy(dataset.labels)
         val = dataset.split("val")
