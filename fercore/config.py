@@ -37,6 +37,7 @@ class RebalanceConfig(_Strict):
     method: Literal["resample", "class_weights", "none"] = "resample"
     seed: int = 42
     size: int | None = Field(None, ge=1, description="rows drawn by 'resample'; default the train split's size")
+    power: float = Field(1.0, ge=0.0, le=1.0, description="'resample' draws rows with probability count(class)**-power")
 
 
 class AugmentConfig(_Strict):
@@ -71,7 +72,7 @@ class TrainingConfig(_Strict):
     patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping")
     mixed_precision: bool = Field(True, description="autocast to bf16 (fp16 where unsupported) on CUDA")
     channels_last: bool = True
-    tta_hflip: bool = Field(True, description="average predictions over the image and its mirror")
+    tta: Literal["none", "hflip", "shift"] = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts")
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
     max_train_minutes: float | None = Field(None, gt=0, description="stop training after this wall time")

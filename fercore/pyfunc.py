@@ -48,12 +48,14 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
         from fercore.models import load_model
 
         self.model = load_model(context.artifacts["model"])
-        self.hflip_tta = bool((context.model_config or {}).get("hflip_tta", False))
+        config = context.model_config or {}
+        # Versions registered before ``tta`` existed carry a boolean ``hflip_tta``.
+        self.tta = config.get("tta") or ("hflip" if config.get("hflip_tta") else "none")
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
         from fercore.train import predict_proba
 
-        return predictions_frame(predict_proba(self.model, as_image_batch(model_input), hflip_tta=self.hflip_tta))
+        return predictions_frame(predict_proba(self.model, as_image_batch(model_input), tta=self.tta))
 
 
 def route_probabilities(member_probs: dict[str, np.ndarray], routes: dict[str, str]) -> np.ndarray:

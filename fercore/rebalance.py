@@ -58,7 +58,7 @@ class Rebalanced:
         return self.indices if n >= len(self.indices) else rng.choice(self.indices, size=n, replace=False)
 
 
-def rebalance(ds: FerDataset, method: Method, seed: int, size: int | None = None) -> Rebalanced:
+def rebalance(ds: FerDataset, method: Method, seed: int, size: int | None = None, power: float = 1.0) -> Rebalanced:
     """Builds the training plan of ``ds``'s ``train`` split.
 
     Args:
@@ -69,6 +69,8 @@ def rebalance(ds: FerDataset, method: Method, seed: int, size: int | None = None
             ``none`` keeps both as they are.
         seed: random seed of the resampling.
         size: rows per epoch for ``resample``; default the train split's size.
+        power: ``resample`` only: a row's draw probability is ``count(class) ** -power``; 1 balances
+            the classes fully (the paper), 0.5 meets halfway, 0 keeps the natural frequencies.
 
     Returns:
         The :class:`Rebalanced` plan.
@@ -79,7 +81,7 @@ def rebalance(ds: FerDataset, method: Method, seed: int, size: int | None = None
     weights = np.ones(NUM_CLASSES, dtype=np.float32)
     sample_weights, epoch_size, after = None, len(train_idx), counts.astype(float)
     if method == "resample":
-        p = 1.0 / counts[labels]
+        p = counts[labels].astype(np.float64) ** -power
         sample_weights = p / p.sum()
         epoch_size = size or len(train_idx)
         after = np.bincount(labels, weights=sample_weights, minlength=NUM_CLASSES) * epoch_size

@@ -105,7 +105,7 @@ def log_and_register(run_id: str, artifacts: dict[str, str], model_name: str, ta
         tags: version tags.
         description: version description (markdown).
         input_example: a few uint8 images.
-        model_config: pyfunc model config (e.g. ``{"hflip_tta": True}``).
+        model_config: pyfunc model config (e.g. ``{"tta": "hflip"}``).
         python_model: default :class:`fercore.pyfunc.FerEmotionModel`.
 
     Returns:

@@ -96,20 +96,36 @@ def to_batch(images: np.ndarray | torch.Tensor, device: torch.device, channels_l
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+TTA_MODES = ("none", "hflip", "shift")
+
+
+def tta_views(x: torch.Tensor, mode: str, shift: int = 2) -> list[torch.Tensor]:
+    """The test-time views of a batch: ``none`` (as is), ``hflip`` (and its mirror), ``shift``
+    (``hflip``'s two views, each also moved ``shift`` pixels up, down, left and right: 10 views)."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of {TTA_MODES}")
+    views = [x] if mode == "none" else [x, x.flip(-1)]
+    if mode == "shift":
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (shift,) * 4, mode="replicate")
+        corners = ((0, shift), (2 * shift, shift), (shift, 0), (shift, 2 * shift))  # down, up, right, left
+        moved = [padded[..., r:r + h, c:c + w] for r, c in corners]
+        views += moved + [m.flip(-1) for m in moved]
+    return views
+
+
 @torch.no_grad()
-def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512, hflip_tta: bool = False,
+def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512, tta: str = "none",
                   device: torch.device | None = None) -> np.ndarray:
-    """Class probabilities ``(N, 7)`` for uint8 images ``(N, 48, 48)``, in eval mode."""
+    """Class probabilities ``(N, 7)`` for uint8 images ``(N, 48, 48)``, in eval mode, averaged over
+    the test-time views of :func:`tta_views`."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = to_batch(images[start:start + batch_size], device)
-        logits = model(x).float()
-        if hflip_tta:
-            logits = (logits.softmax(-1) + model(x.flip(-1)).float().softmax(-1)).log()
-        out.append(logits.softmax(-1).cpu())
+        views = tta_views(to_batch(images[start:start + batch_size], device), tta)
+        out.append(torch.stack([model(v).float().softmax(-1) for v in views]).mean(0).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 7), np.float32)
 
@@ -140,18 +156,80 @@ def _optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
     return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainingConfig, total_steps: int):
-    if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=total_steps, pct_start=0.2)
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+class ProgressSchedule:
+    """Learning rate (and Adam's beta1 / SGD's momentum) as a function of training *progress*.
+
+    Progress is optimizer steps done over ``total_steps``, or, with a time budget, the larger of that
+    and wall time used over the budget: a run that would outlast ``max_train_minutes`` then anneals
+    to the end of its schedule within the budget instead of being cut while the rate is high.
+    ``torch.optim.lr_scheduler``'s schedulers count steps only, hence this class. ``onecycle`` follows
+    ``OneCycleLR`` (warm-up over the first 20 %, cosine annealing, max/25 start, start/1e4 end, momentum
+    cycled 0.95 -> 0.85 -> 0.95); ``cosine`` anneals max -> 0; ``none`` keeps the rate.
+    """
+
+    PCT_START, DIV, FINAL_DIV, MOMENTUM = 0.2, 25.0, 1e4, (0.85, 0.95)
+
+    def __init__(self, opt: torch.optim.Optimizer, kind: str, max_lr: float, total_steps: int,
+                 budget_s: float | None = None):
+        self.opt, self.kind, self.max_lr, self.total_steps, self.budget_s = opt, kind, max_lr, max(total_steps, 1), budget_s
+        self.steps, self.elapsed_before, self._t0 = 0, 0.0, time.perf_counter()
+        self._apply()
+
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._t0
+
+    def progress(self) -> float:
+        done = self.steps / self.total_steps
+        if self.budget_s:
+            done = max(done, self.elapsed_s() / self.budget_s)
+        return min(done, 1.0)
+
+    def finished(self) -> bool:
+        return self.progress() >= 1.0
+
+    def step(self) -> None:
+        self.steps += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        lr, momentum = self.values(self.progress())
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+            if momentum is not None and "betas" in group:
+                group["betas"] = (momentum, group["betas"][1])
+            elif momentum is not None and "momentum" in group:
+                group["momentum"] = momentum
+
+    def values(self, p: float) -> tuple[float, float | None]:
+        """``(learning rate, momentum or None)`` at progress ``p``."""
+        def cos(start: float, end: float, frac: float) -> float:
+            return end + (start - end) / 2 * (math.cos(math.pi * frac) + 1)
+
+        if self.kind == "cosine":
+            return cos(self.max_lr, 0.0, p), None
+        if self.kind != "onecycle":
+            return self.max_lr, None
+        low, high = self.MOMENTUM
+        initial = self.max_lr / self.DIV
+        if p < self.PCT_START:
+            frac = p / self.PCT_START
+            return cos(initial, self.max_lr, frac), cos(high, low, frac)
+        frac = (p - self.PCT_START) / (1 - self.PCT_START)
+        return cos(self.max_lr, initial / self.FINAL_DIV, frac), cos(low, high, frac)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"steps": self.steps, "elapsed_s": self.elapsed_s()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.steps, self.elapsed_before, self._t0 = int(state["steps"]), float(state["elapsed_s"]), time.perf_counter()
+        self._apply()
 
 
 def checkpoint_key(spec: dict[str, Any], cfg: TrainingConfig, dataset: FerDataset, plan: Rebalanced) -> str:
     """Identifies a training job: a checkpoint is resumed only by the same job."""
     h = hashlib.sha256(json.dumps([spec, cfg.model_dump(mode="json"), dataset.metadata.get("sha256")], sort_keys=True,
                                   default=str).encode())
+    h.update(b"checkpoint-format-2")  # format 2: ProgressSchedule state
     h.update(plan.indices.tobytes())
     h.update(json.dumps([plan.method, plan.epoch_size, plan.seed]).encode())
     if plan.sample_weights is not None:
@@ -217,7 +295,8 @@ class Trainer:
         if self.on_epoch_start:
             self.on_epoch_start(0, self.model)
         opt = _optimizer(self.model, cfg)
-        sched = _scheduler(opt, cfg, opt_steps)
+        budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes else None
+        sched = ProgressSchedule(opt, cfg.scheduler, cfg.learning_rate, opt_steps, budget)
         if ckpt and ckpt.exists():
             state = torch.load(ckpt, map_location=dev, weights_only=True)
             start_epoch = state["epoch"]
@@ -240,9 +319,9 @@ class Trainer:
                 self.on_epoch_start(epoch, self.model)
             t_epoch = time.perf_counter()
             rows = plan.epoch_rows(epoch, cfg.max_train_images)  # a random subset when capped, fresh each epoch
-            train_loss, train_acc = self._train_epoch(images, labels, rows, epoch, opt, sched, loss_fn, bar)
+            train_loss, train_acc, trained = self._train_epoch(images, labels, rows, epoch, opt, sched, loss_fn, bar)
             train_time += time.perf_counter() - t_epoch
-            seen += len(rows)
+            seen += trained
             val_loss, val_acc = self._validate(val)
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                        "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
@@ -263,8 +342,9 @@ class Trainer:
                 result.stopped_early = True
                 logger.info("Early stopping after epoch %d (best epoch %d)", epoch + 1, result.best_epoch)
                 break
-            if cfg.max_train_minutes and (time.perf_counter() - t0) / 60 > cfg.max_train_minutes:
-                logger.info("Stopping after epoch %d: max_train_minutes reached", epoch + 1)
+            if sched.budget_s and sched.finished() and epoch + 1 < cfg.epochs:
+                logger.info("max_train_minutes reached in epoch %d of %d (%d of %d rows); the schedule annealed "
+                            "within the budget", epoch + 1, cfg.epochs, trained, len(rows))
                 break
         bar.close()
         if best_state is not None:
@@ -278,7 +358,8 @@ class Trainer:
             ckpt.parent.rmdir()  # finished: a later run with the same key starts afresh
         return result
 
-    def _train_epoch(self, images, labels, rows, epoch, opt, sched, loss_fn, bar) -> tuple[float, float]:
+    def _train_epoch(self, images, labels, rows, epoch, opt, sched, loss_fn, bar) -> tuple[float, float, int]:
+        """One pass over ``rows`` (cut short when the time budget runs out); mean loss, accuracy, rows."""
         cfg, dev = self.cfg, self.device
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # resumable: per-epoch seeds
         order = torch.as_tensor(rows)[torch.randperm(len(rows), generator=gen)]
@@ -303,7 +384,9 @@ class Trainer:
             correct += (logits.argmax(-1) == y).sum().item()
             count += len(idx)
             bar.update(1)
-        return total_loss / count, correct / count
+            if sched.budget_s and sched.finished():
+                break
+        return total_loss / count, correct / count, int(count)
 
     @torch.no_grad()
     def _validate(self, val: FerDataset) -> tuple[float, float]:

@@ -24,9 +24,9 @@ def model_steps(config: Config, dataset, plan, train_step, model_config: Trainin
     model, training, run_id = train_step.with_options(settings=gpu_settings(config))(
         dataset, plan, model_config, config.registry, config.checkpoint_dir
     )
-    evaluation = evaluate_model(model, dataset, training, run_id, config.registry, model_config.tta_hflip,
+    evaluation = evaluate_model(model, dataset, training, run_id, config.registry, model_config.tta,
                                 id=f"evaluate_{kind}")
-    return register_model(model, evaluation, run_id, dataset, config.registry, kind, model_config.tta_hflip,
+    return register_model(model, evaluation, run_id, dataset, config.registry, kind, model_config.tta,
                           extra_tags, id=f"register_{kind}")
 
 

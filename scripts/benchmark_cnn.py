@@ -32,7 +32,7 @@ from fercore.metrics import evaluate_predictions  # noqa: E402
 from fercore.models import build_cnn, count_parameters  # noqa: E402
 from fercore.rebalance import rebalance  # noqa: E402
 from fercore.split import split_validation  # noqa: E402
-from fercore.train import Trainer, pick_device, predict_proba, to_batch  # noqa: E402
+from fercore.train import TTA_MODES, Trainer, pick_device, predict_proba, to_batch  # noqa: E402
 
 
 def bare_loop_images_per_s(cfg, images: np.ndarray, labels: np.ndarray, batches: int) -> float:
@@ -70,7 +70,8 @@ def main() -> None:
     cfg = config.cnn
     t0 = time.perf_counter()
     ds = split_validation(ingest(args.data, config.data.cache_dir), config.data.val_fraction, config.data.seed)
-    plan = rebalance(ds, config.rebalance.method, config.rebalance.seed, config.rebalance.size)
+    plan = rebalance(ds, config.rebalance.method, config.rebalance.seed, config.rebalance.size,
+                     config.rebalance.power)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, torch {torch.__version__}, device {pick_device()}",
               "config": args.config, "overrides": overrides, "architecture": cfg.architecture,
@@ -93,13 +94,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result = Trainer(model, cfg, tmp).fit(ds, plan)
         test = ds.split("test")
-        ev = evaluate_predictions(test.labels, predict_proba(model, test.images, hflip_tta=cfg.tta_hflip).argmax(1),
-                                  test.subsets)
+        by_tta = {mode: predict_proba(model, test.images, tta=mode).argmax(1) for mode in TTA_MODES}
+        ev = evaluate_predictions(test.labels, by_tta[cfg.tta], test.subsets)
         report.update(
             wall_s=round(time.perf_counter() - t0, 1), train_wall_s=round(result.wall_s, 1),
             train_images_per_s=round(result.train_images_per_s, 1), epochs_run=len(result.history),
             best_epoch=result.best_epoch, test_accuracy=round(ev.overall["accuracy"], 4),
-            test_macro_f1=round(ev.overall["macro_f1"], 4),
+            test_macro_f1=round(ev.overall["macro_f1"], 4), tta=cfg.tta,
+            test_accuracy_by_tta={m: round(float((p == test.labels).mean()), 4) for m, p in by_tta.items()},
             subsets={k: round(v["accuracy"], 4) for k, v in ev.subsets.items()},
             per_class_accuracy={k: round(float(v), 4) for k, v in ev.per_class["accuracy"].items()},
             per_class_f1={k: round(float(v), 4) for k, v in ev.per_class["f1"].items()},

@@ -18,7 +18,7 @@ from steps.common import tracking_uri
 @step(output_materializers=EvaluationMaterializer)
 def evaluate_model(
     model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run_id: str, registry: RegistryConfig,
-    hflip_tta: bool = True,
+    tta: str = "hflip",
 ) -> Annotated[Evaluation, "evaluation"]:
     """Scores ``model`` on the test split; logs metrics and figures to its MLflow run.
 
@@ -28,13 +28,13 @@ def evaluate_model(
         training: the training step's result (its history draws the loss curves).
         mlflow_run_id: the model's MLflow run.
         registry: MLflow settings.
-        hflip_tta: average predictions over each image and its mirror.
+        tta: test-time views to average (``none``, ``hflip``, ``shift``).
 
     Returns:
         Accuracy, macro-F1, per-class table, confusion matrix, per-subset accuracy.
     """
     test = dataset.split("test")
-    probs = predict_proba(model.to(pick_device()), test.images, hflip_tta=hflip_tta)
+    probs = predict_proba(model.to(pick_device()), test.images, tta=tta)
     ev = evaluate_predictions(test.labels, probs.argmax(axis=1), test.subsets)
     ev.history = training.get("history", [])
     connect(tracking_uri(registry), registry.experiment_name)

@@ -21,4 +21,4 @@ def rebalance_data(dataset: FerDataset, config: RebalanceConfig) -> Annotated[Re
     Returns:
         The plan, with class counts before and after.
     """
-    return rebalance(dataset, config.method, config.seed, config.size)
+    return rebalance(dataset, config.method, config.seed, config.size, config.power)

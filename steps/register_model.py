@@ -18,7 +18,7 @@ from steps.common import tracking_uri, zenml_run
 @step
 def register_model(
     model: nn.Module, evaluation: Evaluation, mlflow_run_id: str, dataset: FerDataset, registry: RegistryConfig,
-    architecture: str, hflip_tta: bool = True, extra_tags: dict[str, str] | None = None,
+    architecture: str, tta: str = "hflip", extra_tags: dict[str, str] | None = None,
 ) -> Annotated[dict[str, Any], "registered_model"]:
     """Registers a new version of ``registry.model_name`` with tags and the per-class table.
 
@@ -29,7 +29,7 @@ def register_model(
         dataset: the dataset it was trained on (its sha256 becomes a tag).
         registry: MLflow settings.
         architecture: ``cnn``, ``vit`` or ``ensemble``.
-        hflip_tta: whether the pyfunc averages over mirrored images.
+        tta: the test-time views the pyfunc averages over.
         extra_tags: more version tags (e.g. the ViT checkpoint).
 
     Returns:
@@ -48,7 +48,7 @@ def register_model(
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = save_model(model.cpu(), Path(tmp) / "model")
             version = log_and_register(mlflow_run_id, {"model": str(model_dir)}, registry.model_name, tags, description,
-                                       example, model_config={"hflip_tta": hflip_tta})
+                                       example, model_config={"tta": tta})
     except BaseException:
         end_run(mlflow_run_id, "FAILED")
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ from mlflow import MlflowClient
 from fercore.constants import CLASS_NAMES
 from fercore.metrics import Evaluation
 from fercore.promote import AliasMove, Candidate, apply_moves, current_holders, decide
-from fercore.pyfunc import route_probabilities
+from fercore.pyfunc import FerEmotionModel, route_probabilities
 
 
 def cand(version: str, f1: dict[str, float] | float, arch: str = "cnn") -> Candidate:
@@ -156,3 +158,16 @@ def test_embedding_and_prediction_drift():
     assert same.embedding_drift is False
     assert prediction_drift(["happy"] * 50 + ["sad"] * 50, ["happy"] * 95 + ["sad"] * 5).dataset_drift
     assert not prediction_drift(["happy", "sad"] * 50, ["sad", "happy"] * 50).dataset_drift
+
+
+@pytest.mark.parametrize(("model_config", "tta"), [({"tta": "shift"}, "shift"), ({"hflip_tta": True}, "hflip"),
+                                                    ({"hflip_tta": False}, "none"), (None, "none")])
+def test_pyfunc_reads_its_tta_also_from_older_versions(tmp_path, model_config, tta):
+    from fercore.models import build_cnn, save_model
+
+    folder = save_model(build_cnn("vgg7", width=8), tmp_path / "model")
+    wrapper = FerEmotionModel()
+    wrapper.load_context(SimpleNamespace(artifacts={"model": str(folder)}, model_config=model_config))
+    assert wrapper.tta == tta
+    out = wrapper.predict(None, np.zeros((2, 48, 48), np.uint8))
+    assert list(out.columns[:1]) == ["label"] and len(out) == 2

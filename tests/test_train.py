@@ -11,7 +11,8 @@ from fercore.dataset import FerDataset
 from fercore.models import build_cnn, count_parameters, load_model, save_model
 from fercore.rebalance import rebalance
 from fercore.split import split_validation
-from fercore.train import BatchAugmenter, Trainer, predict_proba
+import fercore.train as train_module
+from fercore.train import BatchAugmenter, ProgressSchedule, Trainer, predict_proba, tta_views
 from tests.conftest import face
 
 
@@ -99,3 +100,70 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     assert result.resumed_from_epoch == 2 and [h["epoch"] for h in result.history] == [1, 2, 3]
     for (k, v), w in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(v.float(), w.float(), atol=1e-5), k
+
+
+def test_tta_views_and_their_average():
+    x = torch.rand(3, 1, 48, 48)
+    assert [len(tta_views(x, m)) for m in ("none", "hflip", "shift")] == [1, 2, 10]
+    views = tta_views(x, "shift", shift=2)
+    assert all(v.shape == x.shape for v in views)
+    assert torch.equal(views[1], x.flip(-1))
+    assert torch.equal(views[2][..., 2:, :], x[..., :-2, :])  # moved down by 2 pixels
+    assert torch.equal(views[5][..., :, :-2], x[..., :, 2:])  # moved left by 2 pixels
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        tta_views(x, "crops")
+    model = build_cnn("vgg7", width=8).eval()
+    images = (x[:, 0] * 255).to(torch.uint8).numpy()
+    probs = {m: predict_proba(model, images, tta=m) for m in ("none", "hflip", "shift")}
+    assert all(np.allclose(p.sum(1), 1, atol=1e-5) for p in probs.values())
+    with torch.no_grad():
+        x8 = torch.from_numpy(images).unsqueeze(1).float() / 255
+        mirrored = (model(x8).softmax(-1) + model(x8.flip(-1)).softmax(-1)) / 2
+    assert np.allclose(probs["hflip"], mirrored.numpy(), atol=1e-5)
+
+
+def _opt() -> torch.optim.Optimizer:
+    return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+
+def test_progress_schedule_follows_onecycle_when_time_is_no_constraint():
+    ours, ref_opt = _opt(), _opt()
+    mine = ProgressSchedule(ours, "onecycle", 0.01, total_steps=200)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=0.01, total_steps=200, pct_start=0.2)
+    for _ in range(199):
+        assert ours.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], abs=3e-4)
+        assert ours.param_groups[0]["betas"][0] == pytest.approx(ref_opt.param_groups[0]["betas"][0], abs=0.01)
+        ref_opt.step()  # no gradients: a no-op that keeps torch's step order
+        mine.step()
+        ref.step()
+    assert not mine.finished()
+    mine.step()
+    assert mine.finished() and ours.param_groups[0]["lr"] == pytest.approx(0.01 / 25 / 1e4)
+
+
+def test_progress_schedule_anneals_within_the_time_budget_and_resumes(monkeypatch):
+    clock = {"now": 100.0}
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock["now"])
+    opt = _opt()
+    sched = ProgressSchedule(opt, "onecycle", 0.01, total_steps=10_000, budget_s=60.0)
+    lrs = []
+    for second in range(1, 61):
+        clock["now"] = 100.0 + second
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert sched.finished() and sched.steps == 60  # 60 of 10,000 steps, but the minute is up
+    assert max(lrs) == pytest.approx(0.01, rel=0.01) and lrs[-1] == pytest.approx(0.01 / 25 / 1e4)
+    assert lrs.index(max(lrs)) in range(10, 14)  # warm-up: the first 20 % of the budget
+    # Resuming carries the time already used: 30 s into a 60 s budget is the middle of the annealing.
+    resumed = ProgressSchedule(_opt(), "onecycle", 0.01, total_steps=10_000, budget_s=60.0)
+    resumed.load_state_dict({"steps": 30, "elapsed_s": 30.0})
+    assert resumed.progress() == pytest.approx(0.5) and not resumed.finished()
+
+
+def test_max_train_minutes_ends_training_with_the_rate_annealed(tmp_path):
+    ds = synthetic(per_class=40, test_per_class=2)
+    cfg = small_cfg(epochs=50, batch_size=8, max_train_minutes=0.05)  # 3 s for 50 epochs: stops early
+    result = Trainer(build_cnn("vgg7", width=8), cfg, tmp_path).fit(ds, rebalance(ds, "none", 0))
+    assert 1 <= len(result.history) < 50 and not result.stopped_early
+    assert result.history[-1]["lr"] == pytest.approx(cfg.learning_rate / 25 / 1e4)
+    assert result.wall_s < 30

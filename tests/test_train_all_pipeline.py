@@ -82,7 +82,7 @@ def test_registry_pyfunc_predicts_like_the_in_memory_model(trained):
         out = pyfunc.predict(images)
         assert list(out.columns[:2]) == ["label", "angry"] and len(out) == len(images)
         model = _zenml_model(f"train_{arch}", f"{arch}_model")
-        expected = predict_proba(model, images, hflip_tta=True).argmax(1)
+        expected = predict_proba(model, images, tta="hflip").argmax(1)
         from fercore.constants import CLASS_NAMES
 
         assert list(out["label"]) == [CLASS_NAMES[i] for i in expected]
