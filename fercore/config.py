@@ -75,7 +75,8 @@ class TrainingConfig(_Strict):
     tta: Literal["none", "hflip", "shift"] = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts")
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
-    max_train_minutes: float | None = Field(None, gt=0, description="stop training after this wall time")
+    max_train_minutes: float | None = Field(
+        None, gt=0, description="training time budget: the schedule anneals to its end within it, then training stops")
     augment: AugmentConfig = AugmentConfig()
 
 
