@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from fercore.config import AugmentConfig, TrainingConfig
+from fercore.config import AugmentConfig, TrainingConfig, TtaMode
 from fercore.dataset import FerDataset
 from fercore.rebalance import Rebalanced
 
@@ -96,7 +96,7 @@ def to_batch(images: np.ndarray | torch.Tensor, device: torch.device, channels_l
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-TTA_MODES = ("none", "hflip", "shift")
+TTA_MODES: tuple[str, ...] = get_args(TtaMode)
 
 
 def tta_views(x: torch.Tensor, mode: str, shift: int = 2) -> list[torch.Tensor]:
@@ -171,7 +171,8 @@ class ProgressSchedule:
 
     def __init__(self, opt: torch.optim.Optimizer, kind: str, max_lr: float, total_steps: int,
                  budget_s: float | None = None):
-        self.opt, self.kind, self.max_lr, self.total_steps, self.budget_s = opt, kind, max_lr, max(total_steps, 1), budget_s
+        self.opt, self.kind, self.max_lr, self.budget_s = opt, kind, max_lr, budget_s
+        self.total_steps = max(total_steps, 1)
         self.steps, self.elapsed_before, self._t0 = 0, 0.0, time.perf_counter()
         self._apply()
 

@@ -87,9 +87,10 @@ def main() -> None:
     # The same shuffled rows as training: the train rows are sorted by class, and a single-class batch
     # stream drives gradients into denormals, which are many times slower on CPUs.
     rows = np.random.default_rng(cfg.seed).permutation(plan.epoch_rows(0))
+    bare_images, bare_labels = ds.images[rows], ds.labels[rows]
     trainer_runs, bare_runs = [], []
     for _ in range(args.throughput_repeats):
-        bare_runs.append(bare_loop_images_per_s(cfg, ds.images[rows], ds.labels[rows], args.throughput_batches))
+        bare_runs.append(bare_loop_images_per_s(cfg, bare_images, bare_labels, args.throughput_batches))
         with tempfile.TemporaryDirectory() as tmp:
             model = build_cnn(cfg.architecture, **cfg.model_kwargs())
             trainer_runs.append(Trainer(model, short, tmp).fit(ds, plan).train_images_per_s)

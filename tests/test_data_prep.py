@@ -80,7 +80,8 @@ def test_resample_balances_train_only_and_is_seeded():
 def test_resample_power_moves_between_natural_and_balanced():
     ds = split_validation(_dataset(), 0.1, seed=0)
     natural = np.array(list(ds.class_counts("train").values()), dtype=float)
-    share = {p: np.array(list(rebalance(ds, "resample", seed=0, power=p).counts_after.values())) for p in (0.0, 0.5, 1.0)}
+    share = {p: np.array(list(rebalance(ds, "resample", seed=0, power=p).counts_after.values()))
+             for p in (0.0, 0.5, 1.0)}
     assert np.allclose(share[0.0], natural, atol=1)  # power 0: the natural frequencies
     assert np.ptp(share[1.0]) <= 1  # power 1: balanced
     half = np.sqrt(natural) / np.sqrt(natural).sum() * natural.sum()
