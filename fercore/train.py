@@ -66,12 +66,14 @@ class BatchAugmenter:
         if cfg.hflip:
             flip = self._rand(n, dev) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        if cfg.rotation_degrees or cfg.crop_padding:
+        size = min(cfg.crop_size or w, h, w)
+        if cfg.rotation_degrees or cfg.crop_padding or size < w:
             angle = (self._rand(n, dev) * 2 - 1) * math.radians(cfg.rotation_degrees)
             shift = (torch.rand(n, 2, generator=self.gen).to(dev) * 2 - 1) * (2 * cfg.crop_padding / w)
-            cos, sin = torch.cos(angle), torch.sin(angle)
+            # scaling the rotation by size/w samples a size x size window at the input's own pixel scale
+            cos, sin = torch.cos(angle) * size / w, torch.sin(angle) * size / w
             theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         if cfg.erasing:
             x = self._erase(x)

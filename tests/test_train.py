@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fercore.config import CnnConfig
+from fercore.config import AugmentConfig, CnnConfig
 from fercore.dataset import FerDataset
 from fercore.models import build_cnn, count_parameters, load_model, save_model
 from fercore.rebalance import rebalance
@@ -47,6 +47,14 @@ def test_augmenter_is_seeded_and_keeps_shape():
     a = BatchAugmenter(cfg, torch.Generator().manual_seed(1))(x)
     b = BatchAugmenter(cfg, torch.Generator().manual_seed(1))(x)
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_augmenter_crops_at_native_scale():
+    x = torch.rand(4, 1, 48, 48)
+    plain = AugmentConfig(hflip=False, crop_padding=0, rotation_degrees=0, crop_size=44)
+    assert torch.allclose(BatchAugmenter(plain, torch.Generator())(x), x[..., 2:46, 2:46], atol=1e-5)
+    moved = BatchAugmenter(plain.model_copy(update={"crop_padding": 2}), torch.Generator().manual_seed(0))(x)
+    assert moved.shape == (4, 1, 44, 44) and not torch.allclose(moved, x[..., 2:46, 2:46])
 
 
 def test_training_learns_a_learnable_task(tmp_path):
