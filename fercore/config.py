@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fercore.errors import ConfigError
 
 
-TtaMode = Literal["none", "hflip", "shift"]
+TtaMode = Literal["none", "hflip", "shift", "tencrop"]
 
 
 class _Strict(BaseModel):
@@ -77,7 +77,8 @@ class TrainingConfig(_Strict):
     patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping")
     mixed_precision: bool = Field(True, description="autocast to bf16 (fp16 where unsupported) on CUDA")
     channels_last: bool = True
-    tta: TtaMode = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts")
+    tta: TtaMode = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts, "
+                        "or tencrop (corners and centre 4 px smaller, and mirrors: for crop_size training)")
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
     max_train_minutes: float | None = Field(

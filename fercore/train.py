@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from fercore.config import AugmentConfig, TrainingConfig, TtaMode
@@ -103,9 +104,14 @@ TTA_MODES: tuple[str, ...] = get_args(TtaMode)
 
 def tta_views(x: torch.Tensor, mode: str, shift: int = 2) -> list[torch.Tensor]:
     """The test-time views of a batch: ``none`` (as is), ``hflip`` (and its mirror), ``shift``
-    (``hflip``'s two views, each also moved ``shift`` pixels up, down, left and right: 10 views)."""
+    (``hflip``'s two views, each also moved ``shift`` pixels up, down, left and right: 10 views),
+    ``tencrop`` (torchvision's ten-crop at ``2 * shift`` pixels less than the image: the four corners,
+    the centre and their mirrors, the windows a model trained with ``augment.crop_size`` 44 saw)."""
     if mode not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of {TTA_MODES}")
+    if mode == "tencrop":
+        h, w = x.shape[-2:]
+        return list(TF.ten_crop(x, [h - 2 * shift, w - 2 * shift]))
     views = [x] if mode == "none" else [x, x.flip(-1)]
     if mode == "shift":
         h, w = x.shape[-2:]
@@ -395,7 +401,11 @@ class Trainer:
     def _validate(self, val: FerDataset) -> tuple[float, float]:
         if len(val) == 0:
             return float("nan"), float("nan")
-        probs = predict_proba(self.model, val.images, device=self.device)
+        images, size = val.images, self.cfg.augment.crop_size
+        if size and size < images.shape[-1]:  # validate on the window size the model trains on (centre crop)
+            edge = (images.shape[-1] - size) // 2
+            images = images[:, edge:edge + size, edge:edge + size]
+        probs = predict_proba(self.model, images, device=self.device)
         p = torch.from_numpy(probs).clamp_min(1e-12)
         y = torch.from_numpy(val.labels)
         return float(F.nll_loss(p.log(), y)), float((p.argmax(-1) == y).float().mean())

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fercore.config import load_config  # noqa: E402
 from fercore.ingest import ingest  # noqa: E402
 from fercore.metrics import evaluate_predictions  # noqa: E402
-from fercore.models import build_cnn, count_parameters  # noqa: E402
+from fercore.models import build_cnn, count_parameters, save_model  # noqa: E402
 from fercore.rebalance import rebalance  # noqa: E402
 from fercore.split import split_validation  # noqa: E402
 from fercore.train import TTA_MODES, Trainer, pick_device, predict_proba, to_batch  # noqa: E402
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--throughput-repeats", type=int, default=2)
     parser.add_argument("--skip-training", action="store_true", help="only measure throughput")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--model-out", type=Path, help="save the trained model here (save_model format)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -107,6 +108,8 @@ def main() -> None:
         model = build_cnn(cfg.architecture, **cfg.model_kwargs())
         with tempfile.TemporaryDirectory() as tmp:
             result = Trainer(model, cfg, tmp).fit(ds, plan)
+        if args.model_out:  # kept for later evaluation (e.g. other test-time views) without retraining
+            save_model(model, args.model_out)
         test = ds.split("test")
         by_tta, eval_s = {}, {}
         for mode in TTA_MODES:  # every mode for the record; the config's own is what the pipeline runs

@@ -112,7 +112,10 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
 
 def test_tta_views_and_their_average():
     x = torch.rand(3, 1, 48, 48)
-    assert [len(tta_views(x, m)) for m in ("none", "hflip", "shift")] == [1, 2, 10]
+    assert [len(tta_views(x, m)) for m in ("none", "hflip", "shift", "tencrop")] == [1, 2, 10, 10]
+    crops = tta_views(x, "tencrop")
+    assert all(v.shape == (3, 1, 44, 44) for v in crops)
+    assert torch.equal(crops[4], x[..., 2:46, 2:46]) and torch.equal(crops[9], x.flip(-1)[..., 2:46, 2:46])
     views = tta_views(x, "shift", shift=2)
     assert all(v.shape == x.shape for v in views)
     assert torch.equal(views[1], x.flip(-1))
@@ -122,7 +125,7 @@ def test_tta_views_and_their_average():
         tta_views(x, "crops")
     model = build_cnn("vgg7", width=8).eval()
     images = (x[:, 0] * 255).to(torch.uint8).numpy()
-    probs = {m: predict_proba(model, images, tta=m) for m in ("none", "hflip", "shift")}
+    probs = {m: predict_proba(model, images, tta=m) for m in ("none", "hflip", "shift", "tencrop")}
     assert all(np.allclose(p.sum(1), 1, atol=1e-5) for p in probs.values())
     with torch.no_grad():
         x8 = torch.from_numpy(images).unsqueeze(1).float() / 255
