@@ -49,7 +49,8 @@ class AugmentConfig(_Strict):
     hflip: bool = True
     crop_padding: int = Field(4, ge=0, le=16)
     crop_size: int | None = Field(None, ge=16, le=48, description="train on random crop_size x crop_size windows "
-                                  "at native scale (fewer pixels per step); evaluation sees the whole image")
+                                  "at native scale (fewer pixels per step); validation scores the centre window, "
+                                  "and test-time views should match it (tta: tencrop for 44)")
     rotation_degrees: float = Field(10.0, ge=0.0, le=45.0)
     erasing: float = Field(0.0, ge=0.0, le=1.0, description="probability of random erasing")
 
