@@ -99,6 +99,13 @@ def to_batch(images: np.ndarray | torch.Tensor, device: torch.device, channels_l
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def centre_crop(images: np.ndarray | torch.Tensor, size: int | None) -> np.ndarray | torch.Tensor:
+    """The central ``size`` x ``size`` window of images ``(..., H, W)``; all of them when ``size`` is None."""
+    size = size or images.shape[-1]
+    edge = (images.shape[-1] - size) // 2
+    return images[..., edge:edge + size, edge:edge + size]
+
+
 TTA_MODES: tuple[str, ...] = get_args(TtaMode)
 
 
@@ -401,11 +408,8 @@ class Trainer:
     def _validate(self, val: FerDataset) -> tuple[float, float]:
         if len(val) == 0:
             return float("nan"), float("nan")
-        images, size = val.images, self.cfg.augment.crop_size
-        if size and size < images.shape[-1]:  # validate on the window size the model trains on (centre crop)
-            edge = (images.shape[-1] - size) // 2
-            images = images[:, edge:edge + size, edge:edge + size]
-        probs = predict_proba(self.model, images, device=self.device)
+        # validated on the window size the model trains on
+        probs = predict_proba(self.model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device)
         p = torch.from_numpy(probs).clamp_min(1e-12)
         y = torch.from_numpy(val.labels)
         return float(F.nll_loss(p.log(), y)), float((p.argmax(-1) == y).float().mean())

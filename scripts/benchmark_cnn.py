@@ -32,7 +32,7 @@ from fercore.metrics import evaluate_predictions  # noqa: E402
 from fercore.models import build_cnn, count_parameters, save_model  # noqa: E402
 from fercore.rebalance import rebalance  # noqa: E402
 from fercore.split import split_validation  # noqa: E402
-from fercore.train import TTA_MODES, Trainer, pick_device, predict_proba, to_batch  # noqa: E402
+from fercore.train import TTA_MODES, Trainer, centre_crop, pick_device, predict_proba, to_batch  # noqa: E402
 
 
 def bare_loop_images_per_s(cfg, images: np.ndarray, labels: np.ndarray, batches: int) -> float:
@@ -43,9 +43,7 @@ def bare_loop_images_per_s(cfg, images: np.ndarray, labels: np.ndarray, batches:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     x_all = to_batch(images[: batches * cfg.batch_size], device, cfg.channels_last)
-    size = cfg.augment.crop_size or x_all.shape[-1]  # the same input size as the Trainer's crops
-    edge = (x_all.shape[-1] - size) // 2
-    x_all = x_all[..., edge:edge + size, edge:edge + size].contiguous(
+    x_all = centre_crop(x_all, cfg.augment.crop_size).contiguous(  # the Trainer's input size
         memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     y_all = torch.as_tensor(labels[: batches * cfg.batch_size], device=device)
     # Timed like the Trainer's epoch: every batch from a cold start (oneDNN warm-up included in both).

@@ -12,7 +12,7 @@ from fercore.models import build_cnn, count_parameters, load_model, save_model
 from fercore.rebalance import rebalance
 from fercore.split import split_validation
 import fercore.train as train_module
-from fercore.train import BatchAugmenter, ProgressSchedule, Trainer, predict_proba, tta_views
+from fercore.train import BatchAugmenter, ProgressSchedule, Trainer, centre_crop, predict_proba, tta_views
 from tests.conftest import face
 
 
@@ -57,6 +57,13 @@ def test_augmenter_crops_at_native_scale():
     assert moved.shape == (4, 1, 44, 44) and not torch.allclose(moved, x[..., 2:46, 2:46])
 
 
+def test_centre_crop_of_arrays_and_tensors():
+    images = np.arange(2 * 48 * 48).reshape(2, 48, 48)
+    assert np.array_equal(centre_crop(images, 44), images[:, 2:46, 2:46])
+    assert centre_crop(images, 45).shape == (2, 45, 45) and centre_crop(images, None).shape == (2, 48, 48)
+    assert torch.equal(centre_crop(torch.ones(1, 1, 48, 48), 40), torch.ones(1, 1, 40, 40))
+
+
 def test_training_learns_a_learnable_task(tmp_path):
     ds = synthetic()
     model = build_cnn("vgg7", width=8)
@@ -66,6 +73,25 @@ def test_training_learns_a_learnable_task(tmp_path):
     assert acc > 0.6, f"accuracy {acc} on an easy synthetic task"
     assert len(result.history) == 6 and result.train_images_per_s > 0
     assert not any(tmp_path.iterdir()), "a finished run leaves no checkpoint behind"
+
+
+def test_crop_trained_model_learns_and_validates_on_its_window(tmp_path, monkeypatch):
+    ds = synthetic()
+    seen: list[tuple[int, ...]] = []
+    real_predict = train_module.predict_proba
+
+    def recording_predict(model, images, **kw):
+        seen.append(images.shape)
+        return real_predict(model, images, **kw)
+
+    monkeypatch.setattr(train_module, "predict_proba", recording_predict)
+    model = build_cnn("vgg7", width=8)
+    cfg = small_cfg(epochs=6, augment={"rotation_degrees": 5, "crop_padding": 2, "crop_size": 44})
+    Trainer(model, cfg, tmp_path).fit(ds, rebalance(ds, "resample", 0))
+    assert seen and all(shape[1:] == (44, 44) for shape in seen)
+    test = ds.split("test")
+    acc = (predict_proba(model, test.images, tta="tencrop").argmax(1) == test.labels).mean()
+    assert acc > 0.6, f"ten-crop accuracy {acc} on an easy synthetic task"
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
