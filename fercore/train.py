@@ -116,12 +116,11 @@ def tta_views(x: torch.Tensor, mode: str, shift: int = 2) -> list[torch.Tensor]:
     the centre and their mirrors, the windows a model trained with ``augment.crop_size`` 44 saw)."""
     if mode not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of {TTA_MODES}")
+    h, w = x.shape[-2:]
     if mode == "tencrop":
-        h, w = x.shape[-2:]
         return list(TF.ten_crop(x, [h - 2 * shift, w - 2 * shift]))
     views = [x] if mode == "none" else [x, x.flip(-1)]
     if mode == "shift":
-        h, w = x.shape[-2:]
         padded = F.pad(x, (shift,) * 4, mode="replicate")
         corners = ((0, shift), (2 * shift, shift), (shift, 0), (shift, 2 * shift))  # down, up, right, left
         moved = [padded[..., r:r + h, c:c + w] for r, c in corners]
