@@ -49,8 +49,8 @@ class AugmentConfig(_Strict):
     hflip: bool = True
     crop_padding: int = Field(4, ge=0, le=16)
     crop_size: int | None = Field(None, ge=16, le=48, description="train on random crop_size x crop_size windows "
-                                  "at native scale (fewer pixels per step); validation scores the centre window, "
-                                  "and test-time views should match it (tta: tencrop for 44)")
+                                  "at native scale (fewer pixels per step); validation and test-time views are cut "
+                                  "to that size (the model records it)")
     rotation_degrees: float = Field(10.0, ge=0.0, le=45.0)
     erasing: float = Field(0.0, ge=0.0, le=1.0, description="probability of random erasing")
 
@@ -79,7 +79,7 @@ class TrainingConfig(_Strict):
     mixed_precision: bool = Field(True, description="autocast to bf16 (fp16 where unsupported) on CUDA")
     channels_last: bool = True
     tta: TtaMode = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts, "
-                        "or tencrop (corners and centre 4 px smaller, and mirrors: for crop_size training)")
+                        "or tencrop (corners and centre, and mirrors), cut to the model's input size")
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
     max_train_minutes: float | None = Field(

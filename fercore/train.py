@@ -109,36 +109,41 @@ def centre_crop(images: np.ndarray | torch.Tensor, size: int | None) -> np.ndarr
 TTA_MODES: tuple[str, ...] = get_args(TtaMode)
 
 
-def tta_views(x: torch.Tensor, mode: str, shift: int = 2) -> list[torch.Tensor]:
-    """The test-time views of a batch: ``none`` (as is), ``hflip`` (and its mirror), ``shift``
+def tta_views(x: torch.Tensor, mode: str, size: int | None = None, shift: int = 2) -> list[torch.Tensor]:
+    """The test-time views of a batch, as ``size`` x ``size`` windows (the model's input size; the
+    whole image when ``None``): ``none`` (the centre window), ``hflip`` (and its mirror), ``shift``
     (``hflip``'s two views, each also moved ``shift`` pixels up, down, left and right: 10 views),
-    ``tencrop`` (torchvision's ten-crop at ``2 * shift`` pixels less than the image: the four corners,
-    the centre and their mirrors, the windows a model trained with ``augment.crop_size`` 44 saw)."""
+    ``tencrop`` (torchvision's ten-crop: the four corners, the centre and their mirrors; for a
+    whole-image model, windows ``2 * shift`` pixels smaller than the image)."""
     if mode not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of {TTA_MODES}")
-    h, w = x.shape[-2:]
+    h = x.shape[-1]
+    size = min(size or h, h)
     if mode == "tencrop":
-        return list(TF.ten_crop(x, [h - 2 * shift, w - 2 * shift]))
-    views = [x] if mode == "none" else [x, x.flip(-1)]
-    if mode == "shift":
-        padded = F.pad(x, (shift,) * 4, mode="replicate")
-        corners = ((0, shift), (2 * shift, shift), (shift, 0), (shift, 2 * shift))  # down, up, right, left
-        moved = [padded[..., r:r + h, c:c + w] for r, c in corners]
-        views += moved + [m.flip(-1) for m in moved]
-    return views
+        window = size if size < h else h - 2 * shift
+        return list(TF.ten_crop(x, [window, window]))
+    pad = shift if mode == "shift" else 0
+    if pad:
+        x = F.pad(x, (pad,) * 4, mode="replicate")
+    top = (h - size) // 2 + pad  # the centre window's corner
+    moves = [(0, 0)] + ([(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if mode == "shift" else [])
+    windows = [x[..., top + dr:top + dr + size, top + dc:top + dc + size] for dr, dc in moves]
+    return windows if mode == "none" else windows + [v.flip(-1) for v in windows]
 
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512, tta: str = "none",
                   device: torch.device | None = None) -> np.ndarray:
     """Class probabilities ``(N, 7)`` for uint8 images ``(N, 48, 48)``, in eval mode, averaged over
-    the test-time views of :func:`tta_views`."""
+    the test-time views of :func:`tta_views`, cut to the window size the model trained on
+    (``fer_spec["input_size"]``, recorded by :class:`Trainer`)."""
     device = device or next(model.parameters()).device
+    size = getattr(model, "fer_spec", {}).get("input_size")
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        views = tta_views(to_batch(images[start:start + batch_size], device), tta)
+        views = tta_views(to_batch(images[start:start + batch_size], device), tta, size)
         out.append(torch.stack([model(v).float().softmax(-1) for v in views]).mean(0).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 7), np.float32)
@@ -272,6 +277,8 @@ class Trainer:
         self.model = model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.augment.crop_size and hasattr(self.model, "fer_spec"):
+            self.model.fer_spec["input_size"] = cfg.augment.crop_size  # saved with it: predictions cut views to it
         self.amp = autocast_dtype(self.device, cfg.mixed_precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None

@@ -89,9 +89,29 @@ def test_crop_trained_model_learns_and_validates_on_its_window(tmp_path, monkeyp
     cfg = small_cfg(epochs=6, augment={"rotation_degrees": 5, "crop_padding": 2, "crop_size": 44})
     Trainer(model, cfg, tmp_path).fit(ds, rebalance(ds, "resample", 0))
     assert seen and all(shape[1:] == (44, 44) for shape in seen)
+    assert model.fer_spec["input_size"] == 44  # saved with the model, so predictions use 44x44 views
     test = ds.split("test")
     acc = (predict_proba(model, test.images, tta="tencrop").argmax(1) == test.labels).mean()
     assert acc > 0.6, f"ten-crop accuracy {acc} on an easy synthetic task"
+
+
+def test_tta_views_are_cut_to_the_models_input_size(tmp_path):
+    x = torch.rand(2, 1, 48, 48)
+    centre = x[..., 4:44, 4:44]
+    assert torch.equal(tta_views(x, "none", size=40)[0], centre)
+    assert torch.equal(tta_views(x, "hflip", size=40)[1], centre.flip(-1))
+    crops = tta_views(x, "tencrop", size=40)
+    assert all(v.shape[-2:] == (40, 40) for v in crops) and torch.equal(crops[4], centre)
+    assert torch.equal(crops[0], x[..., :40, :40])
+    shifted = tta_views(x, "shift", size=40, shift=2)
+    assert torch.equal(shifted[1], x[..., 6:46, 4:44]) and torch.equal(shifted[9], x[..., 4:44, 2:42].flip(-1))
+    model = build_cnn("vgg7", width=8).eval()
+    model.fer_spec["input_size"] = 40
+    seen: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    predict_proba(model, (x[:, 0] * 255).to(torch.uint8).numpy(), tta="tencrop")
+    assert seen == [(40, 40)] * 10
+    assert load_model(save_model(model, tmp_path / "m")).fer_spec["input_size"] == 40
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
@@ -144,9 +164,9 @@ def test_tta_views_and_their_average():
     assert torch.equal(crops[4], x[..., 2:46, 2:46]) and torch.equal(crops[9], x.flip(-1)[..., 2:46, 2:46])
     views = tta_views(x, "shift", shift=2)
     assert all(v.shape == x.shape for v in views)
-    assert torch.equal(views[1], x.flip(-1))
+    assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(-1))
     assert torch.equal(views[2][..., 2:, :], x[..., :-2, :])  # moved down by 2 pixels
-    assert torch.equal(views[5][..., :, :-2], x[..., :, 2:])  # moved left by 2 pixels
+    assert torch.equal(views[3][..., :, :-2], x[..., :, 2:])  # moved left by 2 pixels
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         tta_views(x, "crops")
     model = build_cnn("vgg7", width=8).eval()
