@@ -47,6 +47,6 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.
 
         model = build_cnn(spec["architecture"], **spec["kwargs"])
         model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-        if spec.get("input_size"):
-            model.fer_spec["input_size"] = spec["input_size"]
+    if spec.get("input_size"):  # the window size it trained on (either family): predictions cut views to it
+        model.fer_spec["input_size"] = spec["input_size"]
     return model.to(device).eval()
