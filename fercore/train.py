@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -279,9 +280,19 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         if cfg.augment.crop_size and hasattr(self.model, "fer_spec"):
             self.model.fer_spec["input_size"] = cfg.augment.crop_size  # saved with it: predictions cut views to it
+        self.train_forward = self._compiled() if cfg.compile else self.model
         self.amp = autocast_dtype(self.device, cfg.mixed_precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+
+    def _compiled(self) -> nn.Module:
+        """The model under ``torch.compile`` for training steps; ``self.model`` stays eager (state, evaluation)."""
+        compiler = os.environ.get("CXX", "g++")
+        if self.device.type == "cpu" and shutil.which(compiler) is None:
+            logger.warning("compile: true needs a C++ compiler (%s) on CPUs; none found, so training runs eager. "
+                           "Install one (e.g. `apt install g++`) or set compile: false.", compiler)
+            return self.model
+        return torch.compile(self.model)
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -393,7 +404,7 @@ class Trainer:
             x = augment(to_batch(images[idx], dev, cfg.channels_last))
             y = labels[idx].to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                logits = self.model(x)
+                logits = self.train_forward(x)
                 loss = loss_fn(logits.float(), y)
             self.scaler.scale(loss / cfg.grad_accumulation).backward()
             last = start + cfg.batch_size >= len(order)

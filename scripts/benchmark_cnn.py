@@ -87,7 +87,9 @@ def main() -> None:
     # and repeated (best of each): the first batches of a process are slow (oneDNN kernel selection,
     # allocator warm-up), and a shared host's speed drifts.
     n = args.throughput_batches * cfg.batch_size
-    short = cfg.model_copy(update={"epochs": 1, "max_train_images": n, "max_train_minutes": None})
+    # Eager in both loops: this compares the Trainer's overhead, not torch.compile (its ~40 s of
+    # compilation would swamp 40 batches); the training run below uses the config's setting.
+    short = cfg.model_copy(update={"epochs": 1, "max_train_images": n, "max_train_minutes": None, "compile": False})
     # The same shuffled rows as training: the train rows are sorted by class, and a single-class batch
     # stream drives gradients into denormals, which are many times slower on CPUs.
     rows = np.random.default_rng(cfg.seed).permutation(plan.epoch_rows(0))

@@ -224,3 +224,22 @@ def test_max_train_minutes_ends_training_with_the_rate_annealed(tmp_path):
     assert 1 <= len(result.history) < 50 and not result.stopped_early
     assert result.history[-1]["lr"] == pytest.approx(cfg.learning_rate / 25 / 1e4)
     assert result.wall_s < 30
+
+
+def test_compile_falls_back_to_eager_without_a_compiler(monkeypatch, caplog):
+    monkeypatch.setattr(train_module.shutil, "which", lambda _: None)
+    trainer = Trainer(build_cnn("v1"), small_cfg(architecture="v1", compile=True))
+    assert trainer.train_forward is trainer.model and "C++ compiler" in caplog.text
+
+
+@pytest.mark.skipif(train_module.shutil.which("g++") is None, reason="torch.compile on CPUs needs g++")
+def test_compiled_training_learns_and_saves_plain_weights(tmp_path):
+    ds = synthetic(per_class=12, test_per_class=2)
+    model = build_cnn("v1")
+    trainer = Trainer(model, small_cfg(architecture="v1", epochs=2, compile=True), tmp_path)
+    assert trainer.train_forward is not model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = trainer.fit(ds, rebalance(ds, "none", 0))
+    assert all(not k.startswith("_orig_mod") for k in model.state_dict())
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert np.isfinite(result.history[-1]["train_loss"])
