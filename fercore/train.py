@@ -206,14 +206,17 @@ class ProgressSchedule:
         return min(done, 1.0)
 
     def finished(self) -> bool:
-        return self.progress() >= 1.0
+        """Whether the optimizer runs at the schedule's end (judged by the last applied values, so a budget
+        that runs out between two steps still ends training at the final learning rate)."""
+        return self.applied_progress >= 1.0
 
     def step(self) -> None:
         self.steps += 1
         self._apply()
 
     def _apply(self) -> None:
-        lr, momentum = self.values(self.progress())
+        self.applied_progress = self.progress()
+        lr, momentum = self.values(self.applied_progress)
         for group in self.opt.param_groups:
             group["lr"] = lr
             if momentum is not None and "betas" in group:

@@ -243,3 +243,16 @@ def test_compiled_training_learns_and_saves_plain_weights(tmp_path):
     assert all(not k.startswith("_orig_mod") for k in model.state_dict())
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert np.isfinite(result.history[-1]["train_loss"])
+
+
+def test_budget_running_out_between_steps_ends_at_the_final_rate(monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock["now"])
+    opt = _opt()
+    sched = ProgressSchedule(opt, "onecycle", 0.01, total_steps=10_000, budget_s=60.0)
+    clock["now"] = 59.9
+    sched.step()
+    clock["now"] = 61.0  # the budget ran out after the last step applied its rate
+    assert not sched.finished() and opt.param_groups[0]["lr"] > 0.01 / 25 / 1e4
+    sched.step()
+    assert sched.finished() and opt.param_groups[0]["lr"] == pytest.approx(0.01 / 25 / 1e4)
