@@ -80,6 +80,10 @@ class TrainingConfig(_Strict):
     channels_last: bool = True
     compile: bool = Field(False, description="torch.compile the training forward and backward (CPUs need a C++ "
                           "compiler, else training stays eager); about 40 s of compilation, then faster steps")
+    ema_decay: float | None = Field(
+        None, gt=0.0, lt=1.0, description="keep an exponential moving average of the weights (and batch-norm "
+        "statistics), updated every optimizer step with this decay; it is validated, kept and returned instead "
+        "of the raw weights")
     tta: TtaMode = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts, "
                         "or tencrop (corners and centre, and mirrors), cut to the model's input size")
     seed: int = 42

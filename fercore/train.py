@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
@@ -162,6 +163,8 @@ class TrainResult:
     train_images_per_s: float = 0.0
     wall_s: float = 0.0
     device: str = "cpu"
+    # with ema_decay: validation loss and accuracy of the last raw (unaveraged) weights, for comparison
+    raw_val: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -284,6 +287,9 @@ class Trainer:
         if cfg.augment.crop_size and hasattr(self.model, "fer_spec"):
             self.model.fer_spec["input_size"] = cfg.augment.crop_size  # saved with it: predictions cut views to it
         self.train_forward = self._compiled() if cfg.compile else self.model
+        # use_buffers: batch-norm statistics are averaged too, so the average is usable as it is
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+                    if cfg.ema_decay else None)
         self.amp = autocast_dtype(self.device, cfg.mixed_precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -296,6 +302,11 @@ class Trainer:
                            "Install one (e.g. `apt install g++`) or set compile: false.", compiler)
             return self.model
         return torch.compile(self.model)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and kept: the moving average when ``ema_decay`` is set."""
+        return self.ema.module if self.ema else self.model
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -342,6 +353,8 @@ class Trainer:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
+            if self.ema:
+                self.ema.load_state_dict(state["ema"])
             best_state, bad_epochs = state["best_state"], state["bad_epochs"]
             torch.set_rng_state(state["torch_rng"].cpu())  # dropout continues as if never interrupted
             result = TrainResult(**state["result"])
@@ -364,14 +377,14 @@ class Trainer:
             result.history.append(metrics)
             if val_loss < result.best_val_loss:
                 result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch + 1, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
             else:
                 bad_epochs += 1
             bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
             self._save(ckpt, {"epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "scaler": self.scaler.state_dict(),
                               "best_state": best_state, "bad_epochs": bad_epochs, "result": result.to_dict(),
-                              "torch_rng": torch.get_rng_state()})
+                              "torch_rng": torch.get_rng_state(), "ema": self.ema.state_dict() if self.ema else None})
             if self.on_epoch_end:
                 self.on_epoch_end(epoch + 1, metrics)
             if bad_epochs >= cfg.patience:
@@ -383,6 +396,11 @@ class Trainer:
                             "within the budget", epoch + 1, cfg.epochs, trained, len(rows))
                 break
         bar.close()
+        if self.ema:
+            result.raw_val = dict(zip(("loss", "accuracy"), self._validate(val, self.model)))
+            logger.info("Last raw weights: val_loss %.4f, val_accuracy %.4f (the average's are in the history)",
+                        *result.raw_val.values())
+            best_state = best_state or self.ema.module.state_dict()
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()
@@ -416,6 +434,8 @@ class Trainer:
                 self.scaler.update()
                 opt.zero_grad(set_to_none=True)
                 sched.step()
+                if self.ema:
+                    self.ema.update_parameters(self.model)
             total_loss += loss.item() * len(idx)
             correct += (logits.argmax(-1) == y).sum().item()
             count += len(idx)
@@ -425,11 +445,11 @@ class Trainer:
         return total_loss / count, correct / count, int(count)
 
     @torch.no_grad()
-    def _validate(self, val: FerDataset) -> tuple[float, float]:
+    def _validate(self, val: FerDataset, model: nn.Module | None = None) -> tuple[float, float]:
         if len(val) == 0:
             return float("nan"), float("nan")
         # validated on the window size the model trains on
-        probs = predict_proba(self.model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device)
+        probs = predict_proba(self.eval_model if model is None else model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device)
         p = torch.from_numpy(probs).clamp_min(1e-12)
         y = torch.from_numpy(val.labels)
         return float(F.nll_loss(p.log(), y)), float((p.argmax(-1) == y).float().mean())

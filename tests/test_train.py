@@ -127,14 +127,38 @@ def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
         assert torch.equal(v, snapshots[2][k]), k
 
 
+def test_ema_returns_the_moving_average_of_weights_and_batch_norm_statistics(tmp_path):
+    ds = synthetic()
+    model = build_cnn("vgg7", width=8)
+    trainer = Trainer(model, small_cfg(epochs=6, ema_decay=0.8, patience=10), tmp_path)
+    raw_steps = []
+    real_update = trainer.ema.update_parameters
+    trainer.ema.update_parameters = lambda m: (raw_steps.append({k: v.clone() for k, v in m.state_dict().items()}),
+                                               real_update(m))
+    result = trainer.fit(ds, rebalance(ds, "resample", 0))
+    assert result.best_epoch == 6, "the synthetic task keeps improving; the test needs the last epoch's average"
+    expected = {}
+    for step in raw_steps:  # the first update copies, then each one moves 20 % of the way to the raw weights
+        for k, v in step.items():
+            expected[k] = v.float() if k not in expected else 0.8 * expected[k] + 0.2 * v.float()
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, expected[k], atol=1e-5), k
+    assert not torch.equal(model.state_dict()["2.running_var"], raw_steps[-1]["2.running_var"])
+    assert set(result.raw_val) == {"loss", "accuracy"} and result.history[-1]["val_loss"] == result.best_val_loss
+    test = ds.split("test")
+    assert (predict_proba(model, test.images).argmax(1) == test.labels).mean() > 0.6
+
+
 class Interrupt(Exception):
     pass
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, ema_decay):
     ds = synthetic(per_class=10, test_per_class=2)
     plan = rebalance(ds, "resample", 0)
-    cfg = small_cfg(epochs=3)
+    cfg = small_cfg(epochs=3, ema_decay=ema_decay)
 
     torch.manual_seed(0)
     reference = build_cnn("vgg7", width=8)
