@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fercore.errors import ConfigError
 
 
-TtaMode = Literal["none", "hflip", "shift", "tencrop"]
+TtaMode = Literal["none", "hflip", "shift", "tencrop", "grid"]
 
 
 class _Strict(BaseModel):
@@ -85,7 +85,8 @@ class TrainingConfig(_Strict):
         "statistics), updated every optimizer step with this decay; it is validated, kept and returned instead "
         "of the raw weights")
     tta: TtaMode = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts, "
-                        "or tencrop (corners and centre, and mirrors), cut to the model's input size")
+                        "tencrop (corners and centre, and mirrors), or grid (every window 2 px apart, and mirrors), "
+                        "cut to the model's input size")
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
     max_train_minutes: float | None = Field(

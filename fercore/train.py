@@ -116,14 +116,19 @@ def tta_views(x: torch.Tensor, mode: str, size: int | None = None, shift: int = 
     whole image when ``None``): ``none`` (the centre window), ``hflip`` (and its mirror), ``shift``
     (``hflip``'s two views, each also moved ``shift`` pixels up, down, left and right: 10 views),
     ``tencrop`` (torchvision's ten-crop: the four corners, the centre and their mirrors; for a
-    whole-image model, windows ``2 * shift`` pixels smaller than the image)."""
+    whole-image model, windows ``2 * shift`` pixels smaller than the image), ``grid`` (every window
+    ``shift`` pixels apart, corners and centre included, and their mirrors: 18 views of 44 in 48)."""
     if mode not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of {TTA_MODES}")
     h = x.shape[-1]
     size = min(size or h, h)
+    window = size if size < h else h - 2 * shift
     if mode == "tencrop":
-        window = size if size < h else h - 2 * shift
         return list(TF.ten_crop(x, [window, window]))
+    if mode == "grid":
+        offsets = sorted({*range(0, h - window, shift), h - window})
+        grid = [x[..., r:r + window, c:c + window] for r in offsets for c in offsets]
+        return grid + [v.flip(-1) for v in grid]
     pad = shift if mode == "shift" else 0
     if pad:
         x = F.pad(x, (pad,) * 4, mode="replicate")

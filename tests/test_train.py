@@ -103,6 +103,11 @@ def test_tta_views_are_cut_to_the_models_input_size(tmp_path):
     crops = tta_views(x, "tencrop", size=40)
     assert all(v.shape[-2:] == (40, 40) for v in crops) and torch.equal(crops[4], centre)
     assert torch.equal(crops[0], x[..., :40, :40])
+    grid = tta_views(x, "grid", size=44, shift=2)  # offsets 0, 2, 4 in both directions, then mirrors
+    assert len(grid) == 18 and all(v.shape[-2:] == (44, 44) for v in grid)
+    assert torch.equal(grid[0], x[..., :44, :44]) and torch.equal(grid[4], x[..., 2:46, 2:46])
+    assert torch.equal(grid[5], x[..., 2:46, 4:48]) and torch.equal(grid[17], x[..., 4:, 4:].flip(-1))
+    assert len(tta_views(x, "grid", size=41, shift=2)) == 2 * 5 * 5  # offsets 0, 2, 4, 6 and the far edge, 7
     shifted = tta_views(x, "shift", size=40, shift=2)
     assert torch.equal(shifted[1], x[..., 6:46, 4:44]) and torch.equal(shifted[9], x[..., 4:44, 2:42].flip(-1))
     model = build_cnn("vgg7", width=8).eval()
