@@ -453,8 +453,9 @@ class Trainer:
     def _validate(self, val: FerDataset, model: nn.Module | None = None) -> tuple[float, float]:
         if len(val) == 0:
             return float("nan"), float("nan")
+        model = self.eval_model if model is None else model
         # validated on the window size the model trains on
-        probs = predict_proba(self.eval_model if model is None else model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device)
+        probs = predict_proba(model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device)
         p = torch.from_numpy(probs).clamp_min(1e-12)
         y = torch.from_numpy(val.labels)
         return float(F.nll_loss(p.log(), y)), float((p.argmax(-1) == y).float().mean())
