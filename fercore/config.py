@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fercore.errors import ConfigError
 
@@ -76,7 +76,9 @@ class TrainingConfig(_Strict):
     scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping")
-    mixed_precision: bool = Field(True, description="autocast to bf16 (fp16 where unsupported) on CUDA")
+    mixed_precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA (fp16 where bf16 is unsupported) and on CPUs with native "
+        "bf16 (AVX512-BF16 or AMX), fp32 on other CPUs; bf16 forces it, fp32 turns autocast off")
     channels_last: bool = True
     compile: bool = Field(False, description="torch.compile the training forward and backward (CPUs need a C++ "
                           "compiler, else training stays eager); about 40 s of compilation, then faster steps")
@@ -92,6 +94,11 @@ class TrainingConfig(_Strict):
     max_train_minutes: float | None = Field(
         None, gt=0, description="training time budget: the schedule anneals to its end within it, then training stops")
     augment: AugmentConfig = AugmentConfig()
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _legacy_bool(cls, value: Any) -> Any:
+        return {True: "auto", False: "fp32"}.get(value, value) if isinstance(value, bool) else value
 
 
 class CnnConfig(TrainingConfig):
@@ -120,13 +127,40 @@ class FreezeConfig(_Strict):
 class ScratchVitConfig(_Strict):
     """A small ViT for 48x48 grayscale input, trained from scratch (when ``vit.checkpoint`` is null)."""
 
+    tokenizer: Literal["patch", "conv"] = Field("patch", description="patch: ViT's patchify (patch_size); conv: "
+                                                "stride-2 conv layers (stem_channels, then hidden_size)")
     image_size: int = Field(48, ge=8)
-    patch_size: int = Field(6, ge=1)
+    patch_size: int = Field(6, ge=1, description="patch tokenizer only")
+    stem_channels: list[int] = Field([32, 64], description="conv tokenizer: channels of the stride-2 convs before "
+                                     "the last one; len + 1 halvings of the image give the token grid")
     hidden_size: int = Field(192, ge=8)
     layers: int = Field(6, ge=1)
     heads: int = Field(3, ge=1)
     mlp_dim: int = Field(384, ge=8)
-    pooling: Literal["cls", "mean"] = Field("cls", description="classify the CLS token or the mean patch token")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="conv tokenizer: dropout in the encoder layers")
+    drop_path: float = Field(0.1, ge=0.0, lt=1.0, description="conv tokenizer: stochastic depth of the last layer")
+    pooling: Literal["cls", "mean", "seq"] = Field(
+        "cls", description="cls token (patch only), mean of the tokens, or seq: attention-weighted sequence pooling "
+        "(conv only)")
+
+    @model_validator(mode="after")
+    def _pooling_fits_tokenizer(self) -> ScratchVitConfig:
+        wrong = {"patch": "seq", "conv": "cls"}[self.tokenizer]
+        if self.pooling == wrong:
+            raise ValueError(f"pooling '{wrong}' does not exist for the {self.tokenizer} tokenizer")
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
+        return self
+
+
+class DistillConfig(_Strict):
+    """Soft targets from a teacher (knowledge distillation, Hinton et al. 2015) for the ViT."""
+
+    enabled: bool = False
+    teacher: str = Field("cnn", pattern=r"^(cnn|models:/.+)$", description="'cnn' (this run's CNN) or a registry "
+                         "URI, e.g. models:/fer2013-emotion@champion-happy or models:/fer2013-emotion/3")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the teacher's soft targets in the loss")
+    temperature: float = Field(2.0, gt=0.0)
 
 
 class VitConfig(TrainingConfig):
@@ -139,6 +173,7 @@ class VitConfig(TrainingConfig):
     head_hidden: list[int] = Field([1024, 512, 256, 128], description="hidden widths of the MLP head (5 layers)")
     head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     freeze: FreezeConfig = FreezeConfig()
+    distill: DistillConfig = DistillConfig()
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-4, gt=0.0, description="the paper compared 1e-3, 1e-4 and 1e-5")
@@ -186,6 +221,14 @@ class Config(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming")
+
+    @model_validator(mode="after")
+    def _teacher_is_trained(self) -> Config:
+        d = self.vit.distill
+        if self.vit.enabled and d.enabled and d.teacher == "cnn" and not self.cnn.enabled:
+            raise ValueError("vit.distill.teacher is 'cnn' but cnn.enabled is false: enable the CNN or name a "
+                             "registered teacher (models:/NAME@ALIAS)")
+        return self
 
 
 def _describe(error: ValidationError) -> str:

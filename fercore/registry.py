@@ -131,5 +131,25 @@ def log_and_register(run_id: str, artifacts: dict[str, str], model_name: str, ta
     return str(version.version)
 
 
+def resolve_version(uri: str) -> tuple[str, str]:
+    """``(model name, version)`` of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``.
+
+    Raises:
+        RegistryError: the URI has another form, or names a model, version or alias that does not exist.
+    """
+    body = uri.removeprefix("models:/")
+    name, sep_alias, alias = body.partition("@")
+    if body == uri or not name or (not sep_alias and body.count("/") != 1):
+        raise RegistryError(f"'{uri}' is not a registry URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
+    client = MlflowClient()
+    try:
+        if sep_alias:
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        name, version = body.split("/")
+        return name, str(client.get_model_version(name, version).version)
+    except MlflowException as exc:
+        raise RegistryError(f"{uri} does not exist in the registry at {mlflow.get_registry_uri()}: {exc.message}") from exc
+
+
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     MlflowClient().set_terminated(run_id, status=status)

@@ -43,15 +43,29 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """The mixed-precision type for ``device`` (CUDA only), or ``None`` for full fp32."""
-    if not enabled:
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (x86 AVX512-BF16 or AMX, Arm BF16), from the kernel's
+    CPU flags (``/proc/cpuinfo``; where there is none, such as macOS, the answer is no)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & flags)
+
+
+def autocast_dtype(device: torch.device, mode: str = "auto") -> torch.dtype | None:
+    """The autocast type for ``device`` under ``mixed_precision`` ``mode``, or ``None`` for full fp32.
+
+    ``auto``: bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs with native bf16; fp32 on
+    other CPUs, where bf16 is emulated and was measured 1.5-2.5x slower than fp32 for these models.
+    """
+    if mode == "fp32":
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # bf16 autocast trained these small convnets 1.5-2.5x slower than fp32 on the 2-core AVX-512 Xeon
-    # of docs/BENCHMARKS.md (no native bf16 there), so CPUs stay in fp32.
-    return None
+    if mode == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
 
 
 class BatchAugmenter:
@@ -138,12 +152,12 @@ def tta_views(x: torch.Tensor, mode: str, size: int | None = None, shift: int = 
     return windows if mode == "none" else windows + [v.flip(-1) for v in windows]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512, tta: str = "none",
-                  device: torch.device | None = None) -> np.ndarray:
+                  device: torch.device | None = None, amp: torch.dtype | None = None) -> np.ndarray:
     """Class probabilities ``(N, 7)`` for uint8 images ``(N, 48, 48)``, in eval mode, averaged over
     the test-time views of :func:`tta_views`, cut to the window size the model trained on
-    (``fer_spec["input_size"]``, recorded by :class:`Trainer`)."""
+    (``fer_spec["input_size"]``, recorded by :class:`Trainer`); under ``amp`` autocast if given."""
     device = device or next(model.parameters()).device
     size = getattr(model, "fer_spec", {}).get("input_size")
     was_training = model.training
@@ -151,9 +165,41 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512, t
     out = []
     for start in range(0, len(images), batch_size):
         views = tta_views(to_batch(images[start:start + batch_size], device), tta, size)
-        out.append(torch.stack([model(v).float().softmax(-1) for v in views]).mean(0).cpu())
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out.append(torch.stack([model(v).float().softmax(-1) for v in views]).mean(0).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 7), np.float32)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss: ``T^2 * KL(teacher_T || student_T)``, averaged over the batch.
+
+    The teacher's log-probabilities divided by ``T`` are its logits at temperature ``T`` (up to a
+    constant that the softmax removes).
+    """
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_log_probs / t, -1),
+                    log_target=True, reduction="batchmean") * t * t
+
+
+def teacher_probabilities(predict: Callable[[np.ndarray], np.ndarray], dataset: FerDataset,
+                          batch_size: int = 2048) -> np.ndarray:
+    """A teacher's probabilities ``(N, 7)`` for the train rows of ``dataset`` (uniform elsewhere).
+
+    Computed once, on the un-augmented images, so distillation costs one inference pass instead of a
+    teacher forward per training batch.
+
+    Args:
+        predict: uint8 images ``(B, 48, 48)`` -> probabilities ``(B, 7)``.
+        dataset: the split dataset.
+        batch_size: images per ``predict`` call.
+    """
+    probs = np.full((len(dataset), 7), 1 / 7, np.float32)
+    rows = np.flatnonzero(dataset.splits == "train")
+    for start in tqdm(range(0, len(rows), batch_size), desc="teacher", unit="batch", dynamic_ncols=True):
+        chunk = rows[start:start + batch_size]
+        probs[chunk] = predict(dataset.images[chunk])
+    return probs
 
 
 @dataclass
@@ -279,12 +325,21 @@ class Trainer:
         checkpoint_dir: a checkpoint is written here after each epoch and resumed from if present.
         on_epoch_end: called with ``(epoch, metrics)`` after each epoch (e.g. MLflow logging).
         on_epoch_start: called with ``(epoch, model)`` before each epoch (e.g. unfreezing layers).
+        teacher_probs: a teacher's class probabilities per dataset row ``(N, 7)``, with
+            ``cfg.distill.enabled``: the loss mixes in its soft targets (:func:`distillation_loss`).
     """
 
     def __init__(self, model: nn.Module, cfg: TrainingConfig, checkpoint_dir: str | Path | None = None,
                  on_epoch_end: EpochCallback | None = None,
-                 on_epoch_start: Callable[[int, nn.Module], None] | None = None):
+                 on_epoch_start: Callable[[int, nn.Module], None] | None = None,
+                 teacher_probs: np.ndarray | None = None):
         self.cfg, self.on_epoch_end, self.on_epoch_start = cfg, on_epoch_end, on_epoch_start
+        distill = getattr(cfg, "distill", None)
+        if (teacher_probs is None) != (distill is None or not distill.enabled):
+            raise ValueError("teacher_probs are needed exactly when distill.enabled is set")
+        # log-probabilities of a teacher per dataset row (see teacher_probabilities), the soft targets
+        self.teacher_log_probs = (None if teacher_probs is None else
+                                  torch.from_numpy(np.asarray(teacher_probs, np.float32)).clamp_min(1e-8).log())
         self.device = pick_device()
         self.model = model.to(self.device)
         if cfg.channels_last:
@@ -341,7 +396,10 @@ class Trainer:
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=dev),
                                       label_smoothing=cfg.label_smoothing)
         spec = getattr(self.model, "fer_spec", {})
-        ckpt = self._ckpt_path(checkpoint_key(spec, cfg, dataset, plan))
+        key = checkpoint_key(spec, cfg, dataset, plan)
+        if self.teacher_log_probs is not None:  # another teacher is another job
+            key = hashlib.sha256(key.encode() + self.teacher_log_probs.numpy().tobytes()).hexdigest()[:16]
+        ckpt = self._ckpt_path(key)
         result = TrainResult(device=str(dev))
         start_epoch, bad_epochs, best_state = 0, 0, None
         if self.on_epoch_start:
@@ -432,6 +490,10 @@ class Trainer:
             with torch.autocast(dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                 logits = self.train_forward(x)
                 loss = loss_fn(logits.float(), y)
+                if self.teacher_log_probs is not None:
+                    d = cfg.distill
+                    soft = distillation_loss(logits.float(), self.teacher_log_probs[idx].to(dev), d.temperature)
+                    loss = (1 - d.alpha) * loss + d.alpha * soft
             self.scaler.scale(loss / cfg.grad_accumulation).backward()
             last = start + cfg.batch_size >= len(order)
             if (step + 1) % cfg.grad_accumulation == 0 or last:
@@ -455,7 +517,8 @@ class Trainer:
             return float("nan"), float("nan")
         model = self.eval_model if model is None else model
         # validated on the window size the model trains on
-        probs = predict_proba(model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device)
+        probs = predict_proba(model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device,
+                              amp=self.amp)
         p = torch.from_numpy(probs).clamp_min(1e-12)
         y = torch.from_numpy(val.labels)
         return float(F.nll_loss(p.log(), y)), float((p.argmax(-1) == y).float().mean())

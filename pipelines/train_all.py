@@ -4,6 +4,7 @@ from zenml import pipeline
 from zenml.config import ResourceSettings
 
 from fercore.config import Config, TrainingConfig
+from fercore.models.vit import vit_variant
 from pipelines.ingest import data_steps
 from steps.evaluate_model import evaluate_model
 from steps.promote_models import promote_models
@@ -19,26 +20,31 @@ def gpu_settings(config: Config) -> dict:
 
 
 def model_steps(config: Config, dataset, plan, train_step, model_config: TrainingConfig, kind: str,
-                extra_tags: dict[str, str] | None = None):
-    """Wires train -> evaluate -> register for one model; returns the registration artifact."""
+                extra_tags: dict[str, str] | None = None, teacher_registration=None, **train_inputs):
+    """Wires train -> evaluate -> register for one model; returns the model and its registration artifact."""
     model, training, run_id = train_step.with_options(settings=gpu_settings(config))(
-        dataset, plan, model_config, config.registry, config.checkpoint_dir
+        dataset, plan, model_config, config.registry, config.checkpoint_dir, **train_inputs
     )
     evaluation = evaluate_model(model, dataset, training, run_id, config.registry, model_config.tta,
-                                id=f"evaluate_{kind}")
-    return register_model(model, evaluation, run_id, dataset, config.registry, kind, model_config.tta,
-                          extra_tags, id=f"register_{kind}")
+                                model_config.mixed_precision, id=f"evaluate_{kind}")
+    return model, register_model(model, evaluation, run_id, dataset, config.registry, kind, model_config.tta,
+                                 extra_tags, teacher_registration, id=f"register_{kind}")
 
 
 @pipeline(name="fer_train_all")
 def train_all_pipeline(config: Config) -> None:
     """Trains, evaluates and registers every enabled model on FER-2013, then promotes."""
     dataset, plan = data_steps(config)
-    registered = {"cnn": None, "vit": None}
+    registered, cnn_model = {"cnn": None, "vit": None}, None
     if config.cnn.enabled:
-        registered["cnn"] = model_steps(config, dataset, plan, train_cnn, config.cnn, "cnn")
+        cnn_model, registered["cnn"] = model_steps(config, dataset, plan, train_cnn, config.cnn, "cnn")
     if config.vit.enabled:
-        registered["vit"] = model_steps(config, dataset, plan, train_vit, config.vit, "vit",
-                                        {"checkpoint": config.vit.checkpoint or "scratch"})
+        distill = config.vit.distill
+        teacher = {"teacher": cnn_model} if distill.enabled and distill.teacher == "cnn" else {}
+        tags = {"checkpoint": vit_variant(config.vit)}
+        if distill.enabled:
+            tags["distill_teacher"] = distill.teacher
+        _, registered["vit"] = model_steps(config, dataset, plan, train_vit, config.vit, "vit", tags,
+                                           registered["cnn"] if teacher else None, **teacher)
     if config.promotion.enabled and any(registered.values()):
         promote_models(dataset, config.registry, config.promotion, **registered)

@@ -57,7 +57,7 @@ def main() -> None:
     device = pick_device()
     model = model.to(device).train()
     set_trainable_blocks(model, args.trainable_blocks)
-    amp = autocast_dtype(device, True)
+    amp = autocast_dtype(device, "auto")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     x = torch.rand(args.batch_size, 1, 48, 48, device=device)
     y = torch.randint(0, 7, (args.batch_size,), device=device)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 from zenml import get_step_context, log_metadata
 from zenml.client import Client
 
 from fercore.config import RegistryConfig, TrainingConfig
+from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
 from fercore.models import count_parameters
 from fercore.rebalance import Rebalanced
-from fercore.registry import end_run, epoch_logger, resolve_tracking_uri, start_run
+from fercore.registry import connect, end_run, epoch_logger, resolve_tracking_uri, resolve_version, start_run
 from fercore.train import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ def zenml_run() -> tuple[str, str]:
 
 def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Rebalanced, config: TrainingConfig,
                     registry: RegistryConfig, checkpoint_dir: str, extra_params: dict[str, Any] | None = None,
-                    on_epoch_start=None) -> tuple[TrainResult, str]:
+                    on_epoch_start=None, teacher_probs=None) -> tuple[TrainResult, str]:
     """Trains ``model`` with per-epoch MLflow logging; returns the result and the MLflow run id."""
     run_id_zenml, run_name = zenml_run()
     spec = getattr(model, "fer_spec", {})
@@ -52,7 +55,7 @@ def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Reba
     run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-{kind}", params, tags)
     try:
         trainer = Trainer(model, config, Path(checkpoint_dir) / kind, on_epoch_end=epoch_logger(run_id),
-                          on_epoch_start=on_epoch_start)
+                          on_epoch_start=on_epoch_start, teacher_probs=teacher_probs)
         result = trainer.fit(dataset, plan)
     except BaseException:
         end_run(run_id, "FAILED")
@@ -61,3 +64,13 @@ def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Reba
     log_metadata(metadata={**summary, "parameters": count_parameters(model), **(extra_params or {})},
                  infer_artifact=True, artifact_name=f"{kind}_training")
     return result, run_id
+
+
+def teacher_predictor(uri: str, registry: RegistryConfig) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """A registered model as a teacher: ``(images -> probabilities, "name vN")``."""
+    import mlflow
+
+    connect(tracking_uri(registry), registry.experiment_name)
+    name, version = resolve_version(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return (lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()), f"{name} v{version}"

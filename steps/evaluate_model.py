@@ -10,7 +10,7 @@ from fercore.dataset import FerDataset
 from fercore.metrics import Evaluation, evaluate_predictions, flat_metrics
 from fercore.plots import confusion_matrix_png, loss_curves_png
 from fercore.registry import connect, log_files
-from fercore.train import pick_device, predict_proba
+from fercore.train import autocast_dtype, pick_device, predict_proba
 from materializers import EvaluationMaterializer
 from steps.common import tracking_uri
 
@@ -18,7 +18,7 @@ from steps.common import tracking_uri
 @step(output_materializers=EvaluationMaterializer)
 def evaluate_model(
     model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run_id: str, registry: RegistryConfig,
-    tta: str = "hflip",
+    tta: str = "hflip", mixed_precision: str = "auto",
 ) -> Annotated[Evaluation, "evaluation"]:
     """Scores ``model`` on the test split; logs metrics and figures to its MLflow run.
 
@@ -28,13 +28,15 @@ def evaluate_model(
         training: the training step's result (its history draws the loss curves).
         mlflow_run_id: the model's MLflow run.
         registry: MLflow settings.
-        tta: test-time views to average (``none``, ``hflip``, ``shift``).
+        tta: test-time views to average (``none``, ``hflip``, ``shift``, ``tencrop``, ``grid``).
+        mixed_precision: the training config's precision (``auto`` uses bf16 on CPUs with native bf16).
 
     Returns:
         Accuracy, macro-F1, per-class table, confusion matrix, per-subset accuracy.
     """
     test = dataset.split("test")
-    probs = predict_proba(model.to(pick_device()), test.images, tta=tta)
+    device = pick_device()
+    probs = predict_proba(model.to(device), test.images, tta=tta, amp=autocast_dtype(device, mixed_precision))
     ev = evaluate_predictions(test.labels, probs.argmax(axis=1), test.subsets)
     ev.history = training.get("history", [])
     connect(tracking_uri(registry), registry.experiment_name)

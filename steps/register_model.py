@@ -19,6 +19,7 @@ from steps.common import tracking_uri, zenml_run
 def register_model(
     model: nn.Module, evaluation: Evaluation, mlflow_run_id: str, dataset: FerDataset, registry: RegistryConfig,
     architecture: str, tta: str = "hflip", extra_tags: dict[str, str] | None = None,
+    teacher: dict[str, Any] | None = None,
 ) -> Annotated[dict[str, Any], "registered_model"]:
     """Registers a new version of ``registry.model_name`` with tags and the per-class table.
 
@@ -31,6 +32,7 @@ def register_model(
         architecture: ``cnn``, ``vit`` or ``ensemble``.
         tta: the test-time views the pyfunc averages over.
         extra_tags: more version tags (e.g. the ViT checkpoint).
+        teacher: the registration of the model it was distilled from (tagged ``distill_teacher``).
 
     Returns:
         ``name``, ``version``, ``model_uri``, ``run_id``, ``architecture`` and headline metrics.
@@ -42,6 +44,8 @@ def register_model(
                **{f"{k}_accuracy": v["accuracy"] for k, v in evaluation.subsets.items()}}
     tags = {"architecture": architecture, "zenml_run_id": run_id, "dataset_sha256": str(dataset.metadata.get("sha256")),
             **{k: f"{v:.4f}" for k, v in metrics.items()}, **(extra_tags or {})}
+    if teacher:
+        tags["distill_teacher"] = f"{teacher['name']} v{teacher['version']}"
     description = f"{architecture} trained by ZenML run {run_id}.\n\n{evaluation.markdown()}"
     example = dataset.split("test").images[:4]
     try:

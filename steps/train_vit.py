@@ -3,15 +3,17 @@
 import logging
 from typing import Annotated, Any
 
+import numpy as np
 from torch import nn
 from zenml import step
 
 from fercore.config import RegistryConfig, VitConfig
 from fercore.dataset import FerDataset
-from fercore.models.vit import FerViT, build_vit, set_trainable_blocks
+from fercore.models.vit import FerViT, build_vit, set_trainable_blocks, vit_variant
 from fercore.rebalance import Rebalanced
+from fercore.train import pick_device, predict_proba, teacher_probabilities
 from materializers import FerModelMaterializer
-from steps.common import train_and_track
+from steps.common import teacher_predictor, train_and_track
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +29,26 @@ def unfreeze_schedule(config: VitConfig):
     return apply
 
 
+def soft_targets(config: VitConfig, dataset: FerDataset, registry: RegistryConfig,
+                 teacher: nn.Module | None) -> tuple[np.ndarray | None, str | None]:
+    """The teacher's probabilities on the train rows and the teacher's name, when distilling."""
+    if not config.distill.enabled:
+        return None, None
+    if config.distill.teacher == "cnn":
+        if teacher is None:
+            raise ValueError("vit.distill.teacher is 'cnn' but no CNN is trained in this run (cnn.enabled: false)")
+        model = teacher.to(pick_device())
+        predict, name = (lambda x: predict_proba(model, x, tta="hflip")), "cnn (this run)"
+    else:
+        predict, name = teacher_predictor(config.distill.teacher, registry)
+    logger.info("Distilling from %s", name)
+    return teacher_probabilities(predict, dataset), name
+
+
 @step(output_materializers={"vit_model": FerModelMaterializer})
 def train_vit(
     dataset: FerDataset, plan: Rebalanced, config: VitConfig, registry: RegistryConfig, checkpoint_dir: str,
+    teacher: nn.Module | None = None,
 ) -> tuple[
     Annotated[nn.Module, "vit_model"], Annotated[dict[str, Any], "vit_training"], Annotated[str, "vit_mlflow_run_id"]
 ]:
@@ -41,12 +60,15 @@ def train_vit(
         config: the ``vit`` config section.
         registry: MLflow settings.
         checkpoint_dir: per-epoch checkpoints, resumed after an interruption.
+        teacher: this run's CNN, the teacher when ``vit.distill`` is enabled with ``teacher: cnn``.
 
     Returns:
         The model with its best weights, the training history and the MLflow run id.
     """
     model = build_vit(config)
     schedule = unfreeze_schedule(config) if config.checkpoint else None
-    result, run_id = train_and_track(model, "vit", dataset, plan, config, registry, checkpoint_dir,
-                                     {"checkpoint": config.checkpoint or "scratch"}, on_epoch_start=schedule)
+    probs, teacher_name = soft_targets(config, dataset, registry, teacher)
+    extra = {"checkpoint": vit_variant(config), **({"distill_teacher": teacher_name} if teacher_name else {})}
+    result, run_id = train_and_track(model, "vit", dataset, plan, config, registry, checkpoint_dir, extra,
+                                     on_epoch_start=schedule, teacher_probs=probs)
     return model, result.to_dict(), run_id

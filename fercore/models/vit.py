@@ -15,11 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoImageProcessor, ViTConfig, ViTForImageClassification, ViTImageProcessor
+from transformers import AutoImageProcessor, PreTrainedModel, ViTConfig, ViTForImageClassification, ViTImageProcessor
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from fercore.constants import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
 from fercore.errors import ConfigError
+from fercore.models.convvit import FerConvViTConfig, FerConvViTForImageClassification
 
 logger = logging.getLogger(__name__)
 DEFAULT_HEAD = (1024, 512, 256, 128)  # 4 hidden layers + the output layer = the paper's 5-layer MLP
@@ -71,6 +72,11 @@ class FerViTForImageClassification(ViTForImageClassification):
             return last_hidden_state[:, 1:].mean(1)
         return last_hidden_state[:, 0]
 
+    def features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None = None) -> torch.Tensor:
+        """The image embedding the classifier sees."""
+        out = self.vit(pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        return self.pool(out.last_hidden_state)
+
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 interpolate_pos_encoding: bool | None = None, **kwargs: Any) -> ImageClassifierOutput:
         out = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
@@ -81,9 +87,13 @@ class FerViTForImageClassification(ViTForImageClassification):
 
 
 class FerViT(nn.Module):
-    """Maps ``(B, 1, 48, 48)`` floats in [0, 1] to logits through a ViT and its image processor's settings."""
+    """Maps ``(B, 1, 48, 48)`` floats in [0, 1] to logits through a ViT and its image processor's settings.
 
-    def __init__(self, vit: FerViTForImageClassification, processor: ViTImageProcessor, checkpoint: str):
+    ``vit`` is a patch ViT (:class:`FerViTForImageClassification`, pretrained or scratch) or the
+    conv-tokenizer ViT (:class:`fercore.models.convvit.FerConvViTForImageClassification`).
+    """
+
+    def __init__(self, vit: PreTrainedModel, processor: ViTImageProcessor, checkpoint: str):
         super().__init__()
         self.vit, self.processor = vit, processor
         size = processor.size or {}
@@ -109,8 +119,7 @@ class FerViT(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The image embedding the classifier sees (CLS or mean patch token of the last layer)."""
-        out = self.vit.vit(pixel_values=self.pixel_values(x), interpolate_pos_encoding=self.interpolate)
-        return self.vit.pool(out.last_hidden_state)
+        return self.vit.features(self.pixel_values(x), interpolate_pos_encoding=self.interpolate)
 
     def save_pretrained(self, directory: str | Path) -> None:
         self.vit.save_pretrained(directory)
@@ -135,8 +144,22 @@ def scratch_vit(image_size: int = 48, patch_size: int = 6, hidden_size: int = 19
                        num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=mlp_dim,
                        fer_head_hidden=list(head_hidden), fer_head_dropout=head_dropout, fer_pooling=pooling,
                        **_labels())
-    processor = ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5], image_std=[0.5])
-    return FerViT(FerViTForImageClassification(config), processor, "scratch")
+    return FerViT(FerViTForImageClassification(config), _scratch_processor(image_size), "scratch-patch")
+
+
+def _scratch_processor(image_size: int) -> ViTImageProcessor:
+    return ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5], image_std=[0.5])
+
+
+def scratch_conv_vit(image_size: int = 48, stem_channels: tuple[int, ...] = (32, 64), hidden_size: int = 128,
+                     layers: int = 4, heads: int = 4, mlp_dim: int = 256, dropout: float = 0.1,
+                     drop_path: float = 0.1, pooling: str = "seq") -> FerViT:
+    """The conv-tokenizer ViT (:mod:`fercore.models.convvit`) for 48x48 grayscale input, randomly initialised."""
+    config = FerConvViTConfig(image_size=image_size, num_channels=1, stem_channels=list(stem_channels),
+                              hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=heads,
+                              intermediate_size=mlp_dim, hidden_dropout_prob=dropout, drop_path_rate=drop_path,
+                              pooling=pooling, **_labels())
+    return FerViT(FerConvViTForImageClassification(config), _scratch_processor(image_size), "scratch-conv")
 
 
 def pretrained_vit(checkpoint: str, head_hidden: tuple[int, ...] = DEFAULT_HEAD, head_dropout: float = 0.1,
@@ -195,7 +218,9 @@ def load_vit(directory: str | Path) -> FerViT:
     import json
 
     spec = json.loads((Path(directory) / "fer_model.json").read_text())
-    vit = FerViTForImageClassification.from_pretrained(directory)
+    model_type = json.loads((Path(directory) / "config.json").read_text()).get("model_type")
+    cls = FerConvViTForImageClassification if model_type == FerConvViTConfig.model_type else FerViTForImageClassification
+    vit = cls.from_pretrained(directory)
     processor = AutoImageProcessor.from_pretrained(directory)
     return FerViT(vit, processor, spec.get("checkpoint", str(directory)))
 
@@ -235,5 +260,15 @@ def build_vit(config: Any) -> FerViT:
     if config.checkpoint:
         return pretrained_vit(config.checkpoint, head, config.head_dropout, config.image_size)
     s = config.scratch
+    if s.tokenizer == "conv":
+        return scratch_conv_vit(s.image_size, tuple(s.stem_channels), s.hidden_size, s.layers, s.heads, s.mlp_dim,
+                                s.dropout, s.drop_path, s.pooling)
     return scratch_vit(s.image_size, s.patch_size, s.hidden_size, s.layers, s.heads, s.mlp_dim, head, config.head_dropout,
                        s.pooling)
+
+
+def vit_variant(config: Any) -> str:
+    """The ``checkpoint`` tag of a ViT: its hub name or folder, or ``scratch-patch`` / ``scratch-conv``,
+    with ``+distilled`` when it learned from a teacher's soft targets."""
+    name = config.checkpoint or f"scratch-{config.scratch.tokenizer}"
+    return name + ("+distilled" if config.distill.enabled else "")
