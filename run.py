@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from fercore.config import Config, load_config
-from fercore.errors import FerError
+from fercore.errors import ConfigError, FerError
 from fercore.ingest import check_source
 
 ROOT = Path(__file__).resolve().parent
@@ -59,21 +59,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
                         help="schedule the pipeline instead of running it now (cron from the config if omitted)")
     parser.add_argument("--no-cache", action="store_true", help="disable ZenML step caching for this run")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks of data, config and service errors")
     return parser.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    overrides = {}
+    overrides, origins = {}, {}
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise FerError(f"--set expects KEY=VALUE, got '{item}'")
-        overrides[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. --set cnn.epochs=5), got '{item}'")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({exc})") from None
+        origins[key.strip()] = f"--set {item}"
     if args.data:
-        overrides["data.source"] = args.data
+        overrides["data.source"], origins["data.source"] = args.data, f"--data {args.data}"
     path = args.config or default_config_path()
     logger.info("Using config %s", path)
-    return load_config(path, overrides)
+    return load_config(path, overrides, origins)
 
 
 def ensure_zenml_repository() -> None:
@@ -102,37 +107,76 @@ def print_counts(run) -> None:
               f"{dup['within_test']['extra_copies']} in test; {cross['test_images']} test images also in train")
 
 
+class _QuietExpectedErrors(logging.Filter):
+    """Drops the traceback of the project's own errors (bad data, config, services) from ZenML's step
+    failure log: their message says what is wrong. ``--verbose`` keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], FerError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def check_services(config: Config, pipeline: str) -> None:
+    """What the run needs, checked before the first step: data source, ViT checkpoint, MLflow store."""
+    check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
+    if pipeline != "train_all":
+        return
+    if config.vit.enabled:
+        from fercore.models.vit import check_checkpoint
+
+        check_checkpoint(config.vit.checkpoint)
+    from fercore.registry import check_tracking_store, resolve_tracking_uri
+    from steps.common import stack_tracking_uri
+
+    check_tracking_store(resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri()),
+                         config.registry.experiment_name)
+
+
+def run_pipeline(args: argparse.Namespace, config: Config) -> None:
+    from pipelines import PIPELINES
+    from pipelines.runs import local_run_guard
+
+    pipeline = PIPELINES[args.pipeline]
+    if args.no_cache:
+        pipeline = pipeline.with_options(enable_cache=False)
+    if args.schedule is not None:
+        from pipelines.schedule import schedule_pipeline
+
+        config_path = args.config or default_config_path()
+        print(schedule_pipeline(pipeline, config, args.schedule or config.schedule.cron, args.pipeline,
+                                config_path, args.data))
+        return
+    with local_run_guard(pipeline.name):
+        run = pipeline(config=config)
+    if args.pipeline == "ingest":
+        print_counts(run)
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_QuietExpectedErrors())
     try:
         config = build_config(args)
-        check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
-        if args.pipeline == "train_all" and config.vit.enabled:
-            from fercore.models.vit import check_checkpoint
-
-            check_checkpoint(config.vit.checkpoint)
         ensure_zenml_repository()
-        from pipelines import PIPELINES
-
-        pipeline = PIPELINES[args.pipeline]
-        if args.no_cache:
-            pipeline = pipeline.with_options(enable_cache=False)
-        if args.schedule is not None:
-            from pipelines.schedule import schedule_pipeline
-
-            config_path = args.config or default_config_path()
-            print(schedule_pipeline(pipeline, config, args.schedule or config.schedule.cron, args.pipeline,
-                                    config_path, args.data))
-            return 0
-        run = pipeline(config=config)
-        if args.pipeline == "ingest":
-            print_counts(run)
+        check_services(config, args.pipeline)
+        run_pipeline(args, config)
     except FerError as exc:
+        if args.verbose:
+            logger.exception("The run stopped")
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # ZenML wraps a failed step; its own log above has the cause
-        print(f"error: {exc}", file=sys.stderr)
+    except RuntimeError as exc:  # ZenML reports a failed step as a RuntimeError; the step's error says why
+        from pipelines import PIPELINES
+        from pipelines.runs import failed_step_error
+
+        failure = failed_step_error(PIPELINES[args.pipeline].name)
+        if failure and failure[1].startswith("fercore.errors."):
+            print(f"error in step {failure[0]}: {failure[2]}", file=sys.stderr)
+            return 2
+        print(f"error: {exc}" + (f" ({failure[1]}: {failure[2]})" if failure else ""), file=sys.stderr)
         return 1
     return 0
 

@@ -32,6 +32,16 @@ class DataConfig(_Strict):
     seed: int = 42
     drop_test_overlap: bool = Field(False, description="drop train copies of images that are also in test")
     max_per_class: int | None = Field(None, ge=1, description="keep at most this many images per split and class")
+    min_image_size: int = Field(16, ge=1, description="images whose shorter side is smaller are refused")
+    max_image_pixels: int = Field(4_000_000, ge=1, description="images with more pixels are refused (from the header, "
+                                  "before decoding)")
+    on_bad_size: Literal["error", "skip"] = Field("error", description="refused images stop the run, or are "
+                                                  "skipped and counted")
+
+    def image_limits(self):
+        from fercore.ingest import ImageLimits
+
+        return ImageLimits(self.min_image_size, self.max_image_pixels, self.on_bad_size)
 
 
 class RebalanceConfig(_Strict):
@@ -231,25 +241,34 @@ class Config(_Strict):
         return self
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, origins: dict[str, str] | None = None) -> str:
     lines = []
     for e in error.errors():
         key = ".".join(str(p) for p in e["loc"])
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {key}: {msg}")
+        origin = next((o for k, o in (origins or {}).items() if key == k or key.startswith(k + ".")), None)
+        lines.append(f"  {key}: {msg}" + (f" (from {origin})" if origin else ""))
     return "\n".join(lines)
 
 
-def parse_config(raw: dict[str, Any], origin: str = "config") -> Config:
-    """Validates a mapping; raises :class:`ConfigError` naming each bad key."""
+def parse_config(raw: dict[str, Any], origin: str = "config", origins: dict[str, str] | None = None) -> Config:
+    """Validates a mapping; raises :class:`ConfigError` naming each bad key (and the override that set it)."""
     try:
         return Config.model_validate(raw or {})
     except ValidationError as exc:
-        raise ConfigError(f"{origin} is invalid:\n{_describe(exc)}") from None
+        raise ConfigError(f"{origin} is invalid:\n{_describe(exc, origins)}") from None
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Reads a YAML config and applies dotted-key overrides (``{"data.source": "x"}``)."""
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
+                origins: dict[str, str] | None = None) -> Config:
+    """Reads a YAML config and applies dotted-key overrides (``{"data.source": "x"}``).
+
+    Args:
+        path: the YAML file.
+        overrides: dotted key -> value, applied over the file.
+        origins: dotted key -> where its override came from (e.g. ``--set cnn.epochs=abc``), named in
+            errors instead of the file; default ``override KEY=VALUE``.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist. Pick one in configs/ or pass --config PATH.")
@@ -259,10 +278,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (data, cnn, ...), not {type(raw).__name__}")
+    origins = {k: (origins or {}).get(k, f"override {k}={v!r}") for k, v in (overrides or {}).items()}
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for key in parents:
-            node = node.setdefault(key, {})
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{origins[dotted]}: '{key}' is a value, not a section, in {path}")
+            node = child
         node[leaf] = value
-    return parse_config(raw, str(path))
+    return parse_config(raw, f"{path} with {', '.join(origins.values())}" if origins else str(path), origins)

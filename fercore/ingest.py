@@ -7,6 +7,7 @@ cached per source sha256, so a rerun on the same source skips decoding.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import logging
@@ -14,8 +15,11 @@ import os
 import shutil
 import tarfile
 import tempfile
+import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -30,11 +34,39 @@ from fercore.validate import duplicate_report
 logger = logging.getLogger(__name__)
 
 KAGGLE_DATASET = "msambare/fer2013"
-CACHE_VERSION = 1  # bump when the decoded form changes
+CACHE_VERSION = 2  # bump when the decoded form changes
 _HELP = "Point --data at a FER-2013 folder, .zip/.tar.gz archive or fer2013.csv, or use --data kaggle."
 _ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 
 Member = tuple[str, Callable[[], bytes]]
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Which image sizes are accepted: smaller or larger images are errors, or skipped and counted.
+
+    Attributes:
+        min_side: the shorter side must be at least this many pixels (upscaling a tiny image
+            invents a face).
+        max_pixels: width x height at most this (checked from the header, before decoding).
+        on_violation: ``error`` or ``skip``.
+    """
+
+    min_side: int = 16
+    max_pixels: int = 4_000_000
+    on_violation: str = "error"
+
+    def key(self) -> str:
+        return f"{self.min_side}-{self.max_pixels}-{self.on_violation}"
+
+    def problem(self, size: tuple[int, int]) -> str | None:
+        """Why an image of ``size`` (width, height) is refused, or None."""
+        if min(size) < self.min_side:
+            return f"{size[0]}x{size[1]} pixels, below the minimum side of {self.min_side} (data.min_image_size)"
+        if size[0] * size[1] > self.max_pixels:
+            return (f"{size[0]}x{size[1]} pixels, above the maximum of {self.max_pixels:,} pixels "
+                    "(data.max_image_pixels)")
+        return None
 
 
 def default_cache_dir() -> Path:
@@ -47,6 +79,7 @@ def ingest(
     cache_dir: str | Path | None = None,
     kaggle_dataset: str = KAGGLE_DATASET,
     use_cache: bool = True,
+    limits: ImageLimits = ImageLimits(),
 ) -> FerDataset:
     """Loads FER-2013 from ``source`` (``"kaggle"`` or a path) into a validated dataset.
 
@@ -56,6 +89,7 @@ def ingest(
         cache_dir: where Kaggle downloads and decoded arrays are kept.
         kaggle_dataset: the Kaggle dataset handle.
         use_cache: reuse decoded arrays of an earlier run on the same source.
+        limits: accepted image sizes, and whether others are errors or skipped.
 
     Returns:
         The dataset, splits ``train`` and ``test``; metadata holds counts, sha256 and duplicates.
@@ -67,12 +101,14 @@ def ingest(
     path = download_kaggle(kaggle_dataset, cache_dir) if str(source) == "kaggle" else Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data source {path} does not exist. {_HELP}")
+    check_archive(path)
     digest = source_sha256(path)
-    cached = cache_dir / "ingest" / f"{digest[:24]}-v{CACHE_VERSION}"
+    limits_key = hashlib.sha256(limits.key().encode()).hexdigest()[:8]
+    cached = cache_dir / "ingest" / f"{digest[:24]}-{limits_key}-v{CACHE_VERSION}"
     if use_cache and (cached / "metadata.json").exists():
         logger.info("Reusing decoded dataset from %s", cached)
         return FerDataset.load(cached)
-    ds = read_source(path)
+    ds = read_source(path, limits)
     ds.metadata.update(source=str(source), sha256=digest)
     _store(ds, cached)
     return ds
@@ -86,16 +122,42 @@ def check_source(source: str | Path, cache_dir: str | Path | None = None, kaggle
             _require_kaggle_credentials()
     elif not Path(source).expanduser().exists():
         raise DataError(f"data source {source} does not exist. {_HELP}")
+    else:
+        check_archive(Path(source).expanduser())
 
 
-def read_source(path: Path) -> FerDataset:
+def check_archive(path: Path) -> None:
+    """Fails fast on an archive that was cut short or is corrupt (a partial download).
+
+    A gzip stream is read to its end (about a second for FER-2013's 60 MB); a zip's central
+    directory, which sits at its end, is read.
+    """
+    name = path.name.lower()
+    if not path.is_file() or not name.endswith(_ARCHIVE_SUFFIXES):
+        return
+    try:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path):
+                pass
+        elif name.endswith((".tar.gz", ".tgz")):
+            with gzip.open(path, "rb") as f:
+                while f.read(1 << 22):
+                    pass
+    except EOFError:
+        raise DataError(f"{path}: the archive ends early (a partial download?): download it again. {_HELP}") from None
+    except (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise DataError(f"{path}: corrupt or unreadable archive ({exc}). Download it again. {_HELP}") from None
+
+
+def read_source(path: Path, limits: ImageLimits = ImageLimits()) -> FerDataset:
     """Decodes a folder, archive or CSV (no cache); adds counts and duplicates to metadata."""
     if path.is_file() and path.suffix.lower() == ".csv":
         ds = read_csv(path)
     elif path.is_dir() and (path / "fer2013.csv").exists() and not (path / "train").exists():
         ds = read_csv(path / "fer2013.csv")
     else:
-        ds = _read_image_tree(path)
+        ds = _read_image_tree(path, limits)
+    check_coverage(path, ds.splits, ds.labels)
     ds.metadata["counts"] = ds.counts()
     ds.metadata["duplicates"] = duplicate_report(ds)
     return ds
@@ -142,26 +204,56 @@ def _iter_members(path: Path) -> Iterator[Member]:
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
                     if not info.is_dir():
-                        yield info.filename, lambda info=info: zf.read(info)
+                        yield info.filename, _member_reader(path, info.filename, lambda info=info: zf.read(info))
         elif name.endswith(_ARCHIVE_SUFFIXES):
             with tarfile.open(path, "r:*") as tf:
                 for member in tf:
                     if member.isfile():
-                        yield member.name, lambda member=member: tf.extractfile(member).read()
+                        read = lambda member=member: tf.extractfile(member).read()  # noqa: E731
+                        yield member.name, _member_reader(path, member.name, read)
         else:
             raise DataError(f"{path}: unsupported file type. Use a folder, {', '.join(_ARCHIVE_SUFFIXES)} or .csv. {_HELP}")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+    except EOFError:
+        raise DataError(f"{path}: the archive ends early (a partial download?): download it again. {_HELP}") from None
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError) as exc:
         raise DataError(f"{path}: corrupt or unreadable archive ({exc}). Download it again. {_HELP}") from exc
+
+
+def _member_reader(path: Path, name: str, read: Callable[[], bytes]) -> Callable[[], bytes]:
+    """``read`` with the archive's decompression errors turned into errors naming the member."""
+    def guarded() -> bytes:
+        try:
+            return read()
+        except EOFError:
+            raise DataError(f"{path}: the archive ends early, inside {name} (a partial download?): download it "
+                            f"again. {_HELP}") from None
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError) as exc:
+            raise DataError(f"{path}: corrupt archive member {name} ({exc}). Download it again. {_HELP}") from None
+
+    return guarded
 
 
 def _skipped(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def decode_image(name: str, data: bytes) -> tuple[np.ndarray, bool]:
-    """Decodes one image to 48x48 grayscale; returns the pixels and whether it was converted."""
+def decode_image(name: str, data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray | None, bool]:
+    """Decodes one image to 48x48 grayscale; returns the pixels and whether it was converted.
+
+    An image outside ``limits`` raises :class:`DataError`, or gives ``None`` pixels when
+    ``limits.on_violation`` is ``skip``. Its size is checked from the header, before decoding.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limits below decide
+            im = Image.open(io.BytesIO(data))
+        with im:
+            problem = limits.problem(im.size)
+            if problem and limits.on_violation == "skip":
+                return None, False
+            if problem:
+                raise DataError(f"{name}: {problem}. Remove this image, or set data.on_bad_size: skip to skip "
+                                "such images (they are counted).")
             im.load()
             converted = im.mode != "L" or im.size != (IMAGE_SIZE, IMAGE_SIZE)
             if im.mode != "L":
@@ -178,9 +270,9 @@ def _subset_of(file_name: str) -> str:
     return prefix if prefix in SUBSETS else UNKNOWN_SUBSET
 
 
-def _read_image_tree(path: Path) -> FerDataset:
+def _read_image_tree(path: Path, limits: ImageLimits = ImageLimits()) -> FerDataset:
     images, labels, splits, ids, subsets = [], [], [], [], []
-    converted = 0
+    converted, skipped = 0, []
     for name, read in tqdm(_iter_members(path), desc=f"Decoding {path.name}", unit="img", leave=False):
         parts = PurePosixPath(name).parts
         if _skipped(parts):
@@ -196,31 +288,43 @@ def _read_image_tree(path: Path) -> FerDataset:
             raise DataError(f"{name}: unknown class folder '{rel[1]}'. Class folders must be {', '.join(CLASS_NAMES)}.")
         if not file_name.lower().endswith(IMAGE_SUFFIXES):
             raise DataError(f"{name}: not an image file. Remove it or move it out of the class folders.")
-        pixels, was_converted = decode_image(name, read())
+        pixels, was_converted = decode_image(name, read(), limits)
+        if pixels is None:
+            skipped.append(name)
+            continue
         converted += was_converted
         images.append(pixels)
         labels.append(CLASS_INDEX[cls])
         splits.append(split)
         ids.append("/".join(rel))
         subsets.append(_subset_of(file_name) if split == "test" else "Training")
-    _check_tree(path, splits, labels)
+    if skipped:
+        logger.warning("Skipped %d images outside the size limits (data.on_bad_size: skip), e.g. %s", len(skipped),
+                       ", ".join(skipped[:5]))
+    if not splits:
+        raise DataError(f"{path}: no images found under train/<class>/ or test/<class>/. {_HELP}")
     if converted:
         logger.warning("Converted %d images to %dx%d grayscale", converted, IMAGE_SIZE, IMAGE_SIZE)
     ds = FerDataset(np.stack(images), np.array(labels), np.array(splits), np.array(ids), np.array(subsets))
     ds.metadata["converted_images"] = converted
+    ds.metadata["skipped_images"] = {"count": len(skipped), "examples": skipped[:20]}
     return ds
 
 
-def _check_tree(path: Path, splits: list[str], labels: list[int]) -> None:
-    if not splits:
-        raise DataError(f"{path}: no images found under train/<class>/ or test/<class>/. {_HELP}")
+def check_coverage(path: Path, splits: np.ndarray, labels: np.ndarray) -> None:
+    """Every class must have images in both train and test; the error lists the counts found."""
+    splits, labels = np.asarray(splits), np.asarray(labels)
+    found = "; ".join(f"{split}: " + ", ".join(f"{c} {int(((splits == split) & (labels == i)).sum())}"
+                                               for i, c in enumerate(CLASS_NAMES)) for split in ("train", "test"))
+    csv_hint = " (CSV: Usage Training, PublicTest, PrivateTest)" if path.suffix.lower() == ".csv" else ""
     for split in ("train", "test"):
-        present = {y for s, y in zip(splits, labels) if s == split}
+        present = set(labels[splits == split].tolist())
         if not present:
-            raise DataError(f"{path}: no {split}/ folder with images. FER-2013 needs train/<class>/ and test/<class>/.")
+            raise DataError(f"{path}: no {split} images. FER-2013 needs train and test images of every class"
+                            f"{csv_hint}. Found {found}.")
         missing = [CLASS_NAMES[i] for i in range(len(CLASS_NAMES)) if i not in present]
         if missing:
-            raise DataError(f"{path}: {split}/ has no images for class folder(s) {', '.join(missing)}.")
+            raise DataError(f"{path}: {split} has no images of {', '.join(missing)}. Found {found}.")
 
 
 # --- the original CSV release ---------------------------------------------------------------

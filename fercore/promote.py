@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from fercore.constants import CLASS_NAMES
+from fercore.errors import RegistryError
 from fercore.metrics import Evaluation
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,9 @@ class AliasMove:
     version: str
     previous: str | None
     reason: str
+    # for a routed ensemble: emotion -> member version; the move happens only while every member
+    # still holds that emotion's champion alias
+    routes: dict[str, str] | None = None
 
 
 @dataclass
@@ -166,6 +176,9 @@ def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_
     so a concurrent promotion is never overwritten by a stale decision. Each target version must
     be READY (its model fully logged) before any alias moves.
 
+    A move with ``routes`` (a routed ensemble) is skipped unless every route still holds its
+    emotion's champion alias at that moment.
+
     Returns:
         The moves applied.
     """
@@ -175,10 +188,16 @@ def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_
     applied: list[AliasMove] = []
     try:
         for move in moves:
-            now = current_holders(client, name).get(move.alias)
+            holders = current_holders(client, name)
+            now = holders.get(move.alias)
             if now != move.previous:
                 logger.warning("Alias %s changed to v%s during promotion; not moving it to v%s", move.alias, now,
                                move.version)
+                continue
+            stale = {e: v for e, v in (move.routes or {}).items() if holders.get(category_alias(e)) != v}
+            if stale:
+                logger.warning("Not moving %s to ensemble v%s: its routes %s no longer hold those emotions' "
+                               "champion aliases", move.alias, move.version, stale)
                 continue
             client.set_registered_model_alias(name, move.alias, move.version)
             applied.append(move)
@@ -192,3 +211,87 @@ def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_
                 client.delete_registered_model_alias(name, move.alias)
         raise
     return applied
+
+
+# -- serialised promotions ------------------------------------------------------------------
+
+LEASE_TAG = "promotion.lease"
+
+
+@contextmanager
+def promotion_lock(client: MlflowClient, tracking_uri: str, name: str, timeout_s: float = 1800.0,
+                   lease_s: float = 3600.0, settle_s: float = 1.0) -> Iterator[None]:
+    """Serialises promotions of ``name``: one reads, decides and moves aliases at a time.
+
+    A SQLite or file store is locked with an OS file lock beside it (exact, for every process on
+    that machine). MLflow has no compare-and-swap, so on a tracking server the lock is a lease in
+    the registered model's ``promotion.lease`` tag (owner and expiry): a promotion writes its lease,
+    waits ``settle_s`` and reads it back; it proceeds only if its own lease is still there, else it
+    waits. Two promotions can only both proceed if one of them stalls for longer than ``settle_s``
+    between reading a free lease and writing its own. A crashed holder's lease expires after ``lease_s``.
+
+    Raises:
+        RegistryError: the lock was not obtained within ``timeout_s``.
+    """
+    path = _local_store_path(tracking_uri)
+    if path is not None:
+        with _file_lock(path.with_name(path.name + ".promotion.lock"), timeout_s):
+            yield
+    else:
+        with registry_lease(client, name, timeout_s, lease_s, settle_s):
+            yield
+
+
+@contextmanager
+def registry_lease(client: MlflowClient, name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0,
+                   settle_s: float = 1.0) -> Iterator[None]:
+    """The tracking-server form of :func:`promotion_lock`: a lease in the ``promotion.lease`` tag."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lease = client.get_registered_model(name).tags.get(LEASE_TAG)
+        if not lease or float(lease.rpartition(" ")[2] or 0) < time.time():
+            client.set_registered_model_tag(name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
+            time.sleep(settle_s)
+            if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
+                break
+        if time.monotonic() > deadline:
+            raise RegistryError(f"another promotion of {name} holds the lease ({lease}); waited {timeout_s:.0f} s. "
+                                f"If its process is gone, delete the registered model tag {LEASE_TAG}.")
+        time.sleep(min(2.0, settle_s * 2))
+    try:
+        yield
+    finally:
+        if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
+            client.delete_registered_model_tag(name, LEASE_TAG)
+
+
+def _local_store_path(tracking_uri: str) -> Path | None:
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///"))
+    if tracking_uri.startswith("file:"):
+        return Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
+    if "://" not in tracking_uri:
+        return Path(tracking_uri)
+    return None
+
+
+@contextmanager
+def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"another promotion holds {path}; waited {timeout_s:.0f} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

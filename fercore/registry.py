@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.entities import Param
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -53,13 +58,79 @@ def connect(tracking_uri: str, experiment_name: str) -> str:
                             "Start it, or unset MLFLOW_TRACKING_URI to use the local mlflow.db.") from exc
 
 
-def start_run(tracking_uri: str, experiment_name: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-    """Creates an MLflow run, logs params and tags, and returns its id (the run stays open)."""
+def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: float = 5.0) -> None:
+    """Fails fast, before any pipeline work, when the MLflow store is unreachable or read-only.
+
+    A tracking server must answer ``/health`` within ``timeout_s``; then the experiment is created
+    or tagged (a write), with MLflow's own retries off so that a dead server costs seconds, not minutes.
+
+    Raises:
+        RegistryError: saying which store failed and how to fix it.
+    """
+    if tracking_uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                response.read()
+        except (OSError, ValueError) as exc:
+            raise RegistryError(
+                f"MLflow tracking server {tracking_uri} is unreachable ({exc}). Start it (e.g. `mlflow server "
+                "--host 127.0.0.1 --port 5000`), fix registry.tracking_uri / MLFLOW_TRACKING_URI, or unset both to "
+                "use the local mlflow.db.") from None
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(timeout_s * 2)))
+    try:
+        experiment_id = connect(tracking_uri, experiment_name)
+        MlflowClient().set_experiment_tag(experiment_id, "fer.last_checked", time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                            time.gmtime()))
+    except MlflowException as exc:
+        raise RegistryError(f"MLflow tracking store {tracking_uri} is not writable: {exc.message}. Check its "
+                            "permissions, or point registry.tracking_uri at a store you can write.") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def start_run(tracking_uri: str, experiment_name: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
+              job_key: str | None = None, resume: bool = False) -> str:
+    """Creates an MLflow run with params and tags, or resumes one, and returns its id; the run stays RUNNING.
+
+    With ``job_key`` (a training job's checkpoint key, tagged ``fer.job_key``), runs of the same job
+    left RUNNING by a killed process are found: with ``resume`` (the job resumes from its checkpoint)
+    the newest one continues, so the epoch history stays in one run; the others are marked KILLED.
+
+    Args:
+        tracking_uri: the MLflow store.
+        experiment_name: created when missing.
+        run_name: the new run's name.
+        params: logged as parameters (values cut to 500 characters).
+        tags: run tags.
+        job_key: identifies a resumable training job.
+        resume: whether the job resumes from a checkpoint.
+    """
     exp_id = connect(tracking_uri, experiment_name)
-    run = MlflowClient().create_run(exp_id, run_name=run_name, tags=tags)
-    with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-    return run.info.run_id
+    client = MlflowClient()
+    orphans = []
+    if job_key:
+        orphans = client.search_runs([exp_id], f"tags.`fer.job_key` = '{job_key}' and attributes.status = 'RUNNING'",
+                                     order_by=["attributes.start_time DESC"])
+    if resume and orphans:
+        run_id = orphans.pop(0).info.run_id
+        client.set_tag(run_id, "fer.resumed_by_zenml_run", tags.get("zenml_run_id", ""))
+        logger.info("Resuming MLflow run %s of the interrupted training job %s", run_id, job_key)
+    else:
+        run_tags = {**tags, **({"fer.job_key": job_key} if job_key else {})}
+        if orphans:
+            run_tags["fer.previous_attempt"] = orphans[0].info.run_id
+        run_id = client.create_run(exp_id, run_name=run_name, tags=run_tags).info.run_id
+        client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+    for orphan in orphans:
+        client.set_tag(orphan.info.run_id, "fer.killed_reason", f"left RUNNING by a killed process; see run {run_id}")
+        client.set_terminated(orphan.info.run_id, status="KILLED")
+        logger.warning("Marked MLflow run %s KILLED: its process died (job %s)", orphan.info.run_id, job_key)
+    return run_id
 
 
 def epoch_logger(run_id: str):
@@ -153,3 +224,16 @@ def resolve_version(uri: str) -> tuple[str, str]:
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     MlflowClient().set_terminated(run_id, status=status)
+
+
+@contextmanager
+def run_closed_on_error(run_id: str) -> Iterator[None]:
+    """Ends ``run_id`` FAILED (KILLED on Ctrl-C) when the block raises; leaves it open otherwise."""
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        except Exception:  # the store itself may be what failed; the original error matters more
+            logger.warning("Could not mark MLflow run %s as failed", run_id)
+        raise

@@ -370,6 +370,18 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
 
+    def job_key(self, dataset: FerDataset, plan: Rebalanced) -> str:
+        """Identifies this training job (:func:`checkpoint_key`, and the teacher when distilling)."""
+        key = checkpoint_key(getattr(self.model, "fer_spec", {}), self.cfg, dataset, plan)
+        if self.teacher_log_probs is not None:  # another teacher is another job
+            key = hashlib.sha256(key.encode() + self.teacher_log_probs.numpy().tobytes()).hexdigest()[:16]
+        return key
+
+    def has_checkpoint(self, dataset: FerDataset, plan: Rebalanced) -> bool:
+        """Whether :meth:`fit` will resume an interrupted run of this job."""
+        path = self._ckpt_path(self.job_key(dataset, plan))
+        return bool(path and path.exists())
+
     def _ckpt_path(self, key: str) -> Path | None:
         return self.checkpoint_dir / key / "last.pt" if self.checkpoint_dir else None
 
@@ -395,11 +407,7 @@ class Trainer:
         opt_steps = math.ceil(steps_per_epoch / cfg.grad_accumulation) * cfg.epochs
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=dev),
                                       label_smoothing=cfg.label_smoothing)
-        spec = getattr(self.model, "fer_spec", {})
-        key = checkpoint_key(spec, cfg, dataset, plan)
-        if self.teacher_log_probs is not None:  # another teacher is another job
-            key = hashlib.sha256(key.encode() + self.teacher_log_probs.numpy().tobytes()).hexdigest()[:16]
-        ckpt = self._ckpt_path(key)
+        ckpt = self._ckpt_path(self.job_key(dataset, plan))
         result = TrainResult(device=str(dev))
         start_epoch, bad_epochs, best_state = 0, 0, None
         if self.on_epoch_start:

@@ -17,7 +17,9 @@ from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
 from fercore.models import count_parameters
 from fercore.rebalance import Rebalanced
-from fercore.registry import connect, end_run, epoch_logger, resolve_tracking_uri, resolve_version, start_run
+from fercore.registry import (
+    connect, epoch_logger, resolve_tracking_uri, resolve_version, run_closed_on_error, start_run,
+)
 from fercore.train import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -52,14 +54,13 @@ def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Reba
               **(extra_params or {})}
     tags = {"architecture": kind, "zenml_run_id": run_id_zenml, "zenml_run_name": run_name,
             "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": spec.get("family", kind)}
-    run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-{kind}", params, tags)
-    try:
-        trainer = Trainer(model, config, Path(checkpoint_dir) / kind, on_epoch_end=epoch_logger(run_id),
-                          on_epoch_start=on_epoch_start, teacher_probs=teacher_probs)
+    trainer = Trainer(model, config, Path(checkpoint_dir) / kind, on_epoch_start=on_epoch_start,
+                      teacher_probs=teacher_probs)
+    run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-{kind}", params, tags,
+                       job_key=trainer.job_key(dataset, plan), resume=trainer.has_checkpoint(dataset, plan))
+    trainer.on_epoch_end = epoch_logger(run_id)
+    with run_closed_on_error(run_id):
         result = trainer.fit(dataset, plan)
-    except BaseException:
-        end_run(run_id, "FAILED")
-        raise
     summary = {k: v for k, v in result.to_dict().items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(model), **(extra_params or {})},
                  infer_artifact=True, artifact_name=f"{kind}_training")

@@ -22,7 +22,7 @@ def ingest_data(config: DataConfig) -> Annotated[FerDataset, "fer2013_raw"]:
     Returns:
         The validated dataset; its metadata holds counts, sha256 and duplicates.
     """
-    ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache)
+    ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache, config.image_limits())
     if config.drop_test_overlap:
         ds, dropped = drop_train_copies_of_test(ds)
         ds.metadata.update(dropped_test_overlap=dropped, counts=ds.counts())

@@ -15,9 +15,9 @@ from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
 from fercore.drift import DriftResult, data_drift, embeddings, prediction_drift
 from fercore.metrics import flat_metrics
-from fercore.promote import CHAMPION, Candidate, apply_moves, current_holders, decide
+from fercore.promote import CHAMPION, Candidate, apply_moves, current_holders, decide, promotion_lock
 from fercore.pyfunc import FerEnsembleModel, route_probabilities
-from fercore.registry import connect, end_run, log_and_register, log_files, start_run
+from fercore.registry import connect, end_run, log_and_register, log_files, run_closed_on_error, start_run
 from fercore.scoring import load_version, score_probs, score_version, underlying_module
 from steps.common import tracking_uri, zenml_run
 
@@ -43,9 +43,9 @@ def _register_ensemble(name: str, routes: dict[str, str], cands: list[Candidate]
                        {"routes": json.dumps(routes)}, {"architecture": "ensemble", "zenml_run_id": run_zenml})
     cand = score_probs("?", "ensemble", probs, test, True)
     client = MlflowClient()
-    for key, value in flat_metrics(cand.evaluation).items():
-        client.log_metric(run_id, key, value)
-    with tempfile.TemporaryDirectory() as tmp:
+    with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
+        for key, value in flat_metrics(cand.evaluation).items():
+            client.log_metric(run_id, key, value)
         spec = Path(tmp) / "routes.json"
         spec.write_text(json.dumps({"model_name": name, "routes": routes}, indent=2))
         o = cand.evaluation.overall
@@ -93,32 +93,39 @@ def promote_models(
     Returns:
         The per-emotion table, the drift reports (HTML) and the decision with its reasons.
     """
-    connect(tracking_uri(registry), registry.experiment_name)
+    uri = tracking_uri(registry)
+    connect(uri, registry.experiment_name)
     client, name = MlflowClient(), registry.model_name
     new = [r for r in (cnn, vit) if r]
-    holders = current_holders(client, name)
     test = dataset.split("test")
-    cands = _candidates(client, name, new, holders, test)
-    decision = decide(cands, holders, config.metric, config.min_margin)
-    if config.ensemble:
-        cands.append(_register_ensemble(name, decision.routes, cands, test, registry))
+    with promotion_lock(client, uri, name):  # read, decide and move as one: concurrent promotions queue here
+        holders = current_holders(client, name)
+        cands = _candidates(client, name, new, holders, test)
         decision = decide(cands, holders, config.metric, config.min_margin)
-    by_version = {c.version: c for c in cands}
-    best_new = max((c for c in cands if c.new and c.architecture != "ensemble"), key=lambda c: c.score(config.metric))
-    champion = by_version.get(holders.get(CHAMPION) or "", best_new)
-    data_report, pred_report = _drift(dataset, name, champion, best_new, config, holders)
-    blocked = config.on_drift == "block" and data_report.drifted
-    if data_report.drifted:
-        logger.warning("Drift detected between train and test images: %s", data_report.summary())
-    applied = [] if blocked else apply_moves(client, name, decision.moves)
-    for move in applied:
-        for key, value in data_report.summary().items():
-            client.set_model_version_tag(name, move.version, f"drift.{key}", str(value))
+        best_new = max((c for c in cands if c.new and c.architecture != "ensemble"),
+                       key=lambda c: c.score(config.metric))
+        champion = {c.version: c for c in cands}.get(holders.get(CHAMPION) or "", best_new)
+        data_report, pred_report = _drift(dataset, name, champion, best_new, config, holders)
+        blocked = config.on_drift == "block" and data_report.drifted
+        if data_report.drifted:
+            logger.warning("Drift detected between train and test images: %s", data_report.summary())
+        if config.ensemble and not blocked:  # a blocked promotion leaves no trace in the registry
+            cands.append(_register_ensemble(name, decision.routes, cands, test, registry))
+            decision = decide(cands, holders, config.metric, config.min_margin)
+        ensemble_routes = {c.version: decision.routes for c in cands if c.architecture == "ensemble" and c.new}
+        for move in decision.moves:
+            move.routes = ensemble_routes.get(move.version)
+        applied = [] if blocked else apply_moves(client, name, decision.moves)
+        for move in applied:
+            for key, value in data_report.summary().items():
+                client.set_model_version_tag(name, move.version, f"drift.{key}", str(value))
     run_zenml, run_name = zenml_run()
     run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-promotion", config.model_dump(),
                        {"zenml_run_id": run_zenml, "stage": "promotion"})
-    log_files(run_id, {"promotion.md": decision.markdown(), "promotion.csv": decision.table.to_csv(index=False),
-                       "data_drift.html": data_report.html, "prediction_drift.html": pred_report.html}, "promotion")
+    with run_closed_on_error(run_id):
+        log_files(run_id, {"promotion.md": decision.markdown(), "promotion.csv": decision.table.to_csv(index=False),
+                           "data_drift.html": data_report.html, "prediction_drift.html": pred_report.html},
+                  "promotion")
     end_run(run_id)
     result = {
         "blocked_by_drift": blocked, "moves": [m.__dict__ for m in applied], "reasons": decision.reasons,

@@ -11,7 +11,7 @@ from fercore.config import RegistryConfig
 from fercore.dataset import FerDataset
 from fercore.metrics import Evaluation
 from fercore.models import save_model
-from fercore.registry import connect, end_run, log_and_register
+from fercore.registry import connect, end_run, log_and_register, run_closed_on_error
 from steps.common import tracking_uri, zenml_run
 
 
@@ -48,15 +48,11 @@ def register_model(
         tags["distill_teacher"] = f"{teacher['name']} v{teacher['version']}"
     description = f"{architecture} trained by ZenML run {run_id}.\n\n{evaluation.markdown()}"
     example = dataset.split("test").images[:4]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = save_model(model.cpu(), Path(tmp) / "model")
-            version = log_and_register(mlflow_run_id, {"model": str(model_dir)}, registry.model_name, tags, description,
-                                       example, model_config={"tta": tta})
-    except BaseException:
-        end_run(mlflow_run_id, "FAILED")
-        raise
-    end_run(mlflow_run_id)
+    with run_closed_on_error(mlflow_run_id), tempfile.TemporaryDirectory() as tmp:
+        model_dir = save_model(model.cpu(), Path(tmp) / "model")
+        version = log_and_register(mlflow_run_id, {"model": str(model_dir)}, registry.model_name, tags, description,
+                                   example, model_config={"tta": tta})
+    end_run(mlflow_run_id)  # FINISHED only now that its model is registered
     out = {"name": registry.model_name, "version": version, "model_uri": f"models:/{registry.model_name}/{version}",
            "run_id": mlflow_run_id, "architecture": architecture, **metrics}
     log_metadata(metadata=out, infer_artifact=True, artifact_name="registered_model")

@@ -117,14 +117,14 @@ def test_missing_class_folder(fer_tree, cache_dir):
     for f in (fer_tree / "test" / "disgust").iterdir():
         f.unlink()
     (fer_tree / "test" / "disgust").rmdir()
-    _assert_fails(fer_tree, cache_dir, "test/ has no images for class folder(s) disgust")
+    _assert_fails(fer_tree, cache_dir, "test has no images of disgust", "Found train: angry 6")
 
 
 def test_missing_test_split(fer_tree, cache_dir):
     import shutil
 
     shutil.rmtree(fer_tree / "test")
-    _assert_fails(fer_tree, cache_dir, "no test/ folder")
+    _assert_fails(fer_tree, cache_dir, "no test images", "test: angry 0")
 
 
 def test_corrupt_image_is_named(fer_tree, cache_dir):
@@ -227,3 +227,67 @@ def test_kaggle_failures_leave_no_partial_download(fake_kaggle, cache_dir, error
     fake_kaggle.error = error
     _assert_fails("kaggle", cache_dir, message)
     assert not (cache_dir / "kaggle").exists() or list((cache_dir / "kaggle").iterdir()) == []
+
+
+# --- partial downloads, splits without a class, image sizes ---------------------------------
+
+
+def _truncated(path: Path, keep: float) -> Path:
+    data = path.read_bytes()
+    cut = path.with_name("cut-" + path.name)
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut
+
+
+@pytest.mark.parametrize("archive, keep", [("fer_tar", 0.6), ("fer_tar", 0.999), ("fer_zip", 0.6)])
+def test_a_partial_download_is_named_as_such(archive, keep, request, cache_dir):
+    cut = _truncated(request.getfixturevalue(archive), keep)
+    with pytest.raises(DataError) as err:
+        ingest_mod.check_source(str(cut))  # before any pipeline work
+    message = str(err.value)
+    assert str(cut) in message and "download it again" in message.lower()
+    if archive == "fer_tar":
+        assert "the archive ends early" in message
+    _assert_fails(cut, cache_dir, str(cut))
+
+
+def test_a_member_cut_short_is_named(fer_tar, cache_dir, monkeypatch):
+    """Should the up-front check pass (a file cut between two reads), decoding names the member."""
+    cut = _truncated(fer_tar, 0.6)
+    monkeypatch.setattr(ingest_mod, "check_archive", lambda path: None)
+    with pytest.raises(DataError, match="the archive ends early") as err:
+        ingest(cut, cache_dir)
+    assert str(cut) in str(err.value) and _cache_entries(cache_dir) == []
+
+
+def test_csv_without_test_rows_is_rejected_with_counts(tmp_path, cache_dir):
+    rows = [r for r in _csv_rows() if r[2] == "Training"]
+    _assert_fails(_write_csv(tmp_path / "fer2013.csv", rows), cache_dir, "no test images",
+                  "Usage Training, PublicTest, PrivateTest", "train: angry 2, disgust 2", "test: angry 0")
+
+
+def test_csv_without_a_class_in_train_is_rejected(tmp_path, cache_dir):
+    rows = [r for r in _csv_rows() if not (r[2] == "Training" and r[0] == "1")]
+    _assert_fails(_write_csv(tmp_path / "fer2013.csv", rows), cache_dir, "train has no images of disgust",
+                  "train: angry 2, disgust 0")
+
+
+@pytest.mark.parametrize("size, fragment", [((1, 1), "1x1 pixels, below the minimum side of 16"),
+                                            ((10000, 10000), "10000x10000 pixels, above the maximum")])
+def test_tiny_and_huge_images_are_refused_by_name(fer_tree, cache_dir, size, fragment, recwarn):
+    Image.new("L", size).save(fer_tree / "train" / "sad" / "Training_odd.png")
+    _assert_fails(fer_tree, cache_dir, "train/sad/Training_odd.png", fragment, "data.on_bad_size: skip")
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_refused_images_can_be_skipped_and_counted(fer_tree, cache_dir):
+    Image.new("L", (1, 1)).save(fer_tree / "train" / "sad" / "Training_tiny.png")
+    Image.new("L", (3000, 3000)).save(fer_tree / "test" / "fear" / "PublicTest_huge.png")
+    limits = ingest_mod.ImageLimits(on_violation="skip")
+    ds = ingest(fer_tree, cache_dir, limits=limits)
+    assert ds.metadata["skipped_images"]["count"] == 2 and len(ds) == 7 * 9
+    assert "train/sad/Training_tiny.png" in ds.metadata["skipped_images"]["examples"]
+    with pytest.raises(DataError, match="(Training_tiny|PublicTest_huge).png"):  # another cache entry
+        ingest(fer_tree, cache_dir)
+    small = ingest(fer_tree, cache_dir, limits=ingest_mod.ImageLimits(min_side=1, max_pixels=10_000_000))
+    assert len(small) == 7 * 9 + 2

@@ -171,3 +171,70 @@ def test_pyfunc_reads_its_tta_also_from_older_versions(tmp_path, model_config, t
     assert wrapper.tta == tta
     out = wrapper.predict(None, np.zeros((2, 48, 48), np.uint8))
     assert list(out.columns[:1]) == ["label"] and len(out) == 2
+
+
+# --- serialised promotions --------------------------------------------------------------------
+
+
+def _overlaps(lock_factory, workers: int = 3, hold_s: float = 0.3) -> list:
+    """Runs ``workers`` threads that each hold the lock for ``hold_s``; returns overlapping holds."""
+    import threading
+    import time
+
+    spans: list[tuple[float, float]] = []
+
+    def work():
+        with lock_factory():
+            start = time.monotonic()
+            time.sleep(hold_s)
+            spans.append((start, time.monotonic()))
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    spans.sort()
+    assert len(spans) == workers
+    return [(first, second) for first, second in zip(spans, spans[1:]) if second[0] < first[1]]
+
+
+def test_promotions_on_a_local_store_are_serialised(registry, tmp_path):
+    from fercore.promote import promotion_lock
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert _overlaps(lambda: promotion_lock(registry, uri, "m")) == []
+    assert (tmp_path / "mlflow.db.promotion.lock").exists()
+
+
+def test_promotions_on_a_server_are_serialised_by_a_lease(registry):
+    from fercore.promote import LEASE_TAG, registry_lease
+
+    assert _overlaps(lambda: registry_lease(registry, "m", settle_s=0.1)) == []
+    assert LEASE_TAG not in registry.get_registered_model("m").tags  # released
+
+
+def test_an_expired_lease_is_taken_over_and_a_live_one_waited_for(registry):
+    import time
+
+    from fercore.errors import RegistryError
+    from fercore.promote import LEASE_TAG, registry_lease
+
+    registry.set_registered_model_tag("m", LEASE_TAG, f"dead-host:1:x {time.time() - 5:.0f}")
+    with registry_lease(registry, "m", timeout_s=5, settle_s=0.05):
+        assert not registry.get_registered_model("m").tags[LEASE_TAG].startswith("dead-host")
+    registry.set_registered_model_tag("m", LEASE_TAG, f"live-host:1:x {time.time() + 600:.0f}")
+    with pytest.raises(RegistryError, match="another promotion of m holds the lease"):
+        with registry_lease(registry, "m", timeout_s=0.3, settle_s=0.05):
+            pass
+
+
+def test_an_ensemble_whose_routes_lost_their_aliases_is_not_made_champion(registry):
+    registry.set_registered_model_alias("m", "champion-happy", "1")
+    routes = {e: "1" for e in CLASS_NAMES}
+    move = AliasMove("champion", "3", None, "ensemble", routes=routes)
+    registry.set_registered_model_alias("m", "champion-happy", "2")  # a concurrent promotion moved happy
+    assert apply_moves(registry, "m", [move]) == []
+    for e in CLASS_NAMES:
+        registry.set_registered_model_alias("m", f"champion-{e}", "1")
+    assert [m.alias for m in apply_moves(registry, "m", [move])] == ["champion"]
