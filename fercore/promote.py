@@ -248,13 +248,17 @@ def registry_lease(client: MlflowClient, name: str, timeout_s: float = 1800.0, l
     """The tracking-server form of :func:`promotion_lock`: a lease in the ``promotion.lease`` tag."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + timeout_s
+    lease: str | None = None
     while True:
-        lease = client.get_registered_model(name).tags.get(LEASE_TAG)
-        if not lease or float(lease.rpartition(" ")[2] or 0) < time.time():
-            client.set_registered_model_tag(name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
-            time.sleep(settle_s)
-            if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
-                break
+        try:
+            lease = client.get_registered_model(name).tags.get(LEASE_TAG)
+            if not lease or float(lease.rpartition(" ")[2] or 0) < time.time():
+                client.set_registered_model_tag(name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
+                time.sleep(settle_s)
+                if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
+                    break
+        except MlflowException as exc:  # a busy store (e.g. a locked database): try again until the deadline
+            lease = f"unknown: {exc.message}"
         if time.monotonic() > deadline:
             raise RegistryError(f"another promotion of {name} holds the lease ({lease}); waited {timeout_s:.0f} s. "
                                 f"If its process is gone, delete the registered model tag {LEASE_TAG}.")

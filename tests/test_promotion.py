@@ -182,12 +182,16 @@ def _overlaps(lock_factory, workers: int = 3, hold_s: float = 0.3) -> list:
     import time
 
     spans: list[tuple[float, float]] = []
+    errors: list[BaseException] = []
 
     def work():
-        with lock_factory():
-            start = time.monotonic()
-            time.sleep(hold_s)
-            spans.append((start, time.monotonic()))
+        try:
+            with lock_factory():
+                start = time.monotonic()
+                time.sleep(hold_s)
+                spans.append((start, time.monotonic()))
+        except BaseException as exc:  # noqa: BLE001 (reported below, threads swallow it otherwise)
+            errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(workers)]
     for t in threads:
@@ -195,7 +199,7 @@ def _overlaps(lock_factory, workers: int = 3, hold_s: float = 0.3) -> list:
     for t in threads:
         t.join(timeout=60)
     spans.sort()
-    assert len(spans) == workers
+    assert not errors and len(spans) == workers, errors
     return [(first, second) for first, second in zip(spans, spans[1:]) if second[0] < first[1]]
 
 
