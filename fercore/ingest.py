@@ -101,13 +101,13 @@ def ingest(
     path = download_kaggle(kaggle_dataset, cache_dir) if str(source) == "kaggle" else Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data source {path} does not exist. {_HELP}")
-    check_archive(path)
     digest = source_sha256(path)
     limits_key = hashlib.sha256(limits.key().encode()).hexdigest()[:8]
     cached = cache_dir / "ingest" / f"{digest[:24]}-{limits_key}-v{CACHE_VERSION}"
     if use_cache and (cached / "metadata.json").exists():
         logger.info("Reusing decoded dataset from %s", cached)
         return FerDataset.load(cached)
+    check_archive(path)  # only before decoding: a cache entry of this sha256 came from a complete archive
     ds = read_source(path, limits)
     ds.metadata.update(source=str(source), sha256=digest)
     _store(ds, cached)
