@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override a config value, e.g. --set cnn.epochs=5 (repeatable; VALUE is YAML)")
     parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
                         help="schedule the pipeline instead of running it now (cron from the config if omitted)")
-    parser.add_argument("--no-cache", action="store_true", help="disable ZenML step caching for this run")
+    parser.add_argument("--no-cache", action="store_true", help="run every step (no ZenML step cache, no decoded-data "
+                        "cache)")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks of data, config and service errors")
     return parser.parse_args(argv)
 
@@ -129,8 +130,10 @@ def check_services(config: Config, pipeline: str) -> None:
     from fercore.registry import check_tracking_store, resolve_tracking_uri
     from steps.common import stack_tracking_uri
 
-    check_tracking_store(resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri()),
-                         config.registry.experiment_name)
+    # the resolved store becomes part of the config, so ZenML's cache keys of the steps that log to
+    # MLflow change with it: a cached step never points at a run of another store
+    config.registry.tracking_uri = resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri())
+    check_tracking_store(config.registry.tracking_uri, config.registry.experiment_name)
 
 
 def run_pipeline(args: argparse.Namespace, config: Config) -> None:
@@ -138,8 +141,9 @@ def run_pipeline(args: argparse.Namespace, config: Config) -> None:
     from pipelines.runs import local_run_guard
 
     pipeline = PIPELINES[args.pipeline]
-    if args.no_cache:
+    if args.no_cache:  # a full run: ZenML's step cache and the decoded-data cache are both bypassed
         pipeline = pipeline.with_options(enable_cache=False)
+        config.data.use_cache = False
     if args.schedule is not None:
         from pipelines.schedule import schedule_pipeline
 

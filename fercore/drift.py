@@ -47,24 +47,29 @@ def image_statistics(images: np.ndarray) -> pd.DataFrame:
     })
 
 
-@torch.no_grad()
-def embeddings(model: torch.nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Penultimate features of a project model: the CNN before its last layer, the ViT's CLS token."""
-    from fercore.train import to_batch
+@torch.inference_mode()
+def embeddings(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | None = None) -> np.ndarray:
+    """Penultimate features of a project model: the CNN before its last layer, the ViT's pooled token.
+
+    Images are cut to the window size the model trained on; ``amp`` as in ``predict_proba``.
+    """
+    from fercore.inference import BATCH_SIZE, centre_crop, to_batch, uses_channels_last
 
     model.eval()
     device = next(model.parameters()).device
+    images = centre_crop(images, getattr(model, "fer_spec", {}).get("input_size"))
+    fmt = torch.channels_last if uses_channels_last(model) else torch.contiguous_format
+    forward = model.features if hasattr(model, "features") else model[:-1]  # FerViT, else the CNN's Sequential
     out = []
-    for start in range(0, len(images), batch_size):
-        x = to_batch(images[start:start + batch_size], device)
-        if hasattr(model, "features"):  # FerViT
-            out.append(model.features(x).float().cpu())
-        else:
-            out.append(model[:-1](x).float().cpu())
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        for start in range(0, len(images), BATCH_SIZE):
+            x = to_batch(np.ascontiguousarray(images[start:start + BATCH_SIZE]), device)
+            out.append(forward(x.contiguous(memory_format=fmt)).float().cpu())
     return torch.cat(out).numpy()
 
 
-def _sample(n: int, limit: int, seed: int) -> np.ndarray:
+def sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
+    """``limit`` of ``n`` row indices, drawn at random and sorted (all of them when ``n <= limit``)."""
     return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
@@ -82,7 +87,7 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
         max_images: random rows used per side (the embedding test trains a classifier).
         seed: sampling seed.
     """
-    ri, ci = _sample(len(reference), max_images, seed), _sample(len(current), max_images, seed + 1)
+    ri, ci = sample_rows(len(reference), max_images, seed), sample_rows(len(current), max_images, seed + 1)
     ref, cur = image_statistics(reference[ri]), image_statistics(current[ci])
     metrics = [DataDriftPreset(columns=STAT_COLUMNS, drift_share=drift_share)]
     emb_cols: list[str] = []

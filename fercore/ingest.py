@@ -80,6 +80,7 @@ def ingest(
     kaggle_dataset: str = KAGGLE_DATASET,
     use_cache: bool = True,
     limits: ImageLimits = ImageLimits(),
+    digest: str | None = None,
 ) -> FerDataset:
     """Loads FER-2013 from ``source`` (``"kaggle"`` or a path) into a validated dataset.
 
@@ -90,6 +91,7 @@ def ingest(
         kaggle_dataset: the Kaggle dataset handle.
         use_cache: reuse decoded arrays of an earlier run on the same source.
         limits: accepted image sizes, and whether others are errors or skipped.
+        digest: the source's :func:`source_sha256`, when the caller has it already.
 
     Returns:
         The dataset, splits ``train`` and ``test``; metadata holds counts, sha256 and duplicates.
@@ -101,7 +103,7 @@ def ingest(
     path = download_kaggle(kaggle_dataset, cache_dir) if str(source) == "kaggle" else Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data source {path} does not exist. {_HELP}")
-    digest = source_sha256(path)
+    digest = digest or source_sha256(path)
     limits_key = hashlib.sha256(limits.key().encode()).hexdigest()[:8]
     cached = cache_dir / "ingest" / f"{digest[:24]}-{limits_key}-v{CACHE_VERSION}"
     if use_cache and (cached / "metadata.json").exists():
@@ -112,6 +114,16 @@ def ingest(
     ds.metadata.update(source=str(source), sha256=digest)
     _store(ds, cached)
     return ds
+
+
+def source_fingerprint(source: str | Path, cache_dir: str | Path | None = None,
+                       kaggle_dataset: str = KAGGLE_DATASET) -> str:
+    """:func:`source_sha256` of ``source`` (``"kaggle"``: of the download, fetched once into the cache)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = download_kaggle(kaggle_dataset, cache_dir) if str(source) == "kaggle" else Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"data source {path} does not exist. {_HELP}")
+    return source_sha256(path)
 
 
 def check_source(source: str | Path, cache_dir: str | Path | None = None, kaggle_dataset: str = KAGGLE_DATASET) -> None:

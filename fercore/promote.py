@@ -31,13 +31,20 @@ def category_alias(emotion: str) -> str:
 
 @dataclass
 class Candidate:
-    """A registered model version scored on this run's test split."""
+    """A registered model version scored on this run's splits.
+
+    Every decision reads ``evaluation`` and ``probs``, the validation figures; ``test_evaluation``
+    and ``test_probs`` are computed for the report only.
+    """
 
     version: str
     architecture: str
     evaluation: Evaluation
     probs: np.ndarray
-    new: bool = True  # trained in this run (else: a current champion read from the registry)
+    new: bool = True  # trained in this run (else: a current alias holder read from the registry)
+    test_evaluation: Evaluation | None = None
+    test_probs: np.ndarray | None = None
+    overlap: str = ""  # how much of this run's validation split it was trained on (holders of earlier runs)
 
     @property
     def label(self) -> str:
@@ -71,11 +78,27 @@ class Decision:
     routes: dict[str, str] = field(default_factory=dict)  # emotion -> version holding its alias afterwards
 
     def markdown(self) -> str:
-        cols = list(self.table.columns)
-        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in self.table.itertuples(index=False)]
-        return "\n".join(lines)
+        return table_markdown(self.table)
+
+
+def candidates_table(cands: list[Candidate]) -> pd.DataFrame:
+    """One row per candidate: the validation figures that decide, the test figures that are reported."""
+    rows = []
+    for c in cands:
+        t = c.test_evaluation.overall if c.test_evaluation else {}
+        rows.append({"candidate": c.label, "new": c.new, "val macro_f1": c.score("macro_f1"),
+                     "val accuracy": c.score("accuracy"), "test macro_f1": t.get("macro_f1", float("nan")),
+                     "test accuracy": t.get("accuracy", float("nan")),
+                     "trained on this val split": c.overlap or ("none" if c.new else "")})
+    return pd.DataFrame(rows)
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def _by_version(cands: list[Candidate]) -> dict[str, Candidate]:
@@ -84,7 +107,8 @@ def _by_version(cands: list[Candidate]) -> dict[str, Candidate]:
 
 def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str = "macro_f1",
            min_margin: float = 0.0, single_models_only_per_category: bool = True) -> Decision:
-    """Decides every alias from scored candidates and the current alias holders.
+    """Decides every alias from scored candidates and the current alias holders, on the candidates'
+    validation figures (``Candidate.evaluation``); their test figures are never read here.
 
     An alias moves only to a version that beats its current holder (per-category: that class's F1;
     ``champion``: ``metric`` by at least ``min_margin``); ties keep the holder.
@@ -115,8 +139,8 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
             decision, winner = "keep", holder
         row = {"emotion": emotion}
         for c in per_cat:
-            row[f"{c.label} F1"] = c.f1(emotion)
-            row[f"{c.label} recall"] = float(c.evaluation.per_class.loc[emotion, "recall"])
+            row[f"{c.label} val F1"] = c.f1(emotion)
+            row[f"{c.label} val recall"] = float(c.evaluation.per_class.loc[emotion, "recall"])
         row.update(winner=winner.label,
                    margin_runner_up=winner.f1(emotion) - runner_up.f1(emotion) if runner_up else float("nan"),
                    margin_vs_champion=winner.f1(emotion) - holder.f1(emotion) if holder else float("nan"),

@@ -12,25 +12,12 @@ from fercore.constants import CLASS_NAMES, IMAGE_SIZE
 
 
 def as_image_batch(model_input: Any) -> np.ndarray:
-    """Coerces pyfunc input to uint8 ``(N, 48, 48)``.
-
-    Accepts uint8 or float arrays of shape ``(N, 48, 48)``, ``(N, 48, 48, 1)``, ``(N, 1, 48, 48)``
-    or ``(N, 2304)`` (floats in [0, 1] are scaled to 0-255), or a DataFrame of 2304 pixel columns.
-    """
-    arr = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else np.asarray(model_input)
-    if arr.ndim == 2 and arr.shape[1] == IMAGE_SIZE * IMAGE_SIZE:
-        arr = arr.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-    if arr.ndim == 4 and 1 in (arr.shape[1], arr.shape[3]):
-        arr = arr.reshape(arr.shape[0], IMAGE_SIZE, IMAGE_SIZE) if arr.size == arr.shape[0] * IMAGE_SIZE**2 else arr
-    if arr.ndim == 2 and arr.shape == (IMAGE_SIZE, IMAGE_SIZE):
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"expected a batch of {IMAGE_SIZE}x{IMAGE_SIZE} grayscale images, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = arr.astype(np.float32)
-        if arr.size and arr.max() <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    """The pyfunc input as uint8 ``(N, 48, 48)``: the form its signature accepts (MLflow's schema
+    enforcement turns a JSON request's nested lists into it); anything else is refused by name."""
+    arr = np.asarray(model_input)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"expected uint8 images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}) (grayscale, 0-255), got "
+                         f"{arr.dtype} {arr.shape}; crop and resize faces first (fercore.faces does that for photos)")
     return arr
 
 
@@ -45,17 +32,21 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
     """Pyfunc wrapper around a model folder written by :func:`fercore.models.save_model`."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        from fercore.inference import autocast_dtype, pick_device, prepare_for_inference
         from fercore.models import load_model
 
-        self.model = load_model(context.artifacts["model"])
         config = context.model_config or {}
+        device = pick_device()
+        self.model = prepare_for_inference(load_model(context.artifacts["model"]), device)
         # Versions registered before ``tta`` existed carry a boolean ``hflip_tta``.
         self.tta = config.get("tta") or ("hflip" if config.get("hflip_tta") else "none")
+        # the precision it was evaluated in: "auto" is bf16 on CUDA and on CPUs with native bf16
+        self.amp = autocast_dtype(device, config.get("precision", "fp32"))
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
-        from fercore.train import predict_proba
+        from fercore.inference import predict_proba
 
-        return predictions_frame(predict_proba(self.model, as_image_batch(model_input), tta=self.tta))
+        return predictions_frame(predict_proba(self.model, as_image_batch(model_input), tta=self.tta, amp=self.amp))
 
 
 def route_probabilities(member_probs: dict[str, np.ndarray], routes: dict[str, str]) -> np.ndarray:

@@ -24,7 +24,25 @@ from fercore.constants import CLASS_NAMES, IMAGE_SIZE
 from fercore.errors import RegistryError
 
 logger = logging.getLogger(__name__)
-PYFUNC_REQUIREMENTS = ["torch", "numpy", "pandas", "safetensors", "transformers", "mlflow"]
+# What a registered model imports besides its own code (fercore, logged with it as code_paths)
+PYFUNC_PACKAGES = ("mlflow", "torch", "torchvision", "numpy", "pandas", "safetensors", "transformers")
+
+
+def pinned_requirements(packages: tuple[str, ...] = PYFUNC_PACKAGES) -> list[str]:
+    """``name==version`` of each package as installed now: the versions the model was trained with.
+
+    A local version label (``2.6.0+cpu``) is dropped: such builds are not on PyPI under that name.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
+def code_paths() -> list[str]:
+    """The project's core package, logged with every model so that it loads where the project is not installed."""
+    import fercore
+
+    return [str(Path(fercore.__file__).resolve().parent)]
 
 
 def resolve_tracking_uri(configured: str | None = None, stack_uri: str | None = None, project_dir: Path | None = None) -> str:
@@ -189,7 +207,7 @@ def log_and_register(run_id: str, artifacts: dict[str, str], model_name: str, ta
         info = mlflow.pyfunc.log_model(
             name="model", python_model=python_model or FerEmotionModel(), artifacts=artifacts,
             signature=pyfunc_signature(), input_example=input_example, model_config=model_config or {},
-            pip_requirements=PYFUNC_REQUIREMENTS,
+            pip_requirements=pinned_requirements(), code_paths=code_paths(),
         )
     try:
         client.create_registered_model(model_name, description="FER-2013 emotion classifiers (7 classes).")

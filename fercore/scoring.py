@@ -1,31 +1,159 @@
-"""Scores registered model versions on a labelled image set through their pyfunc interface."""
+"""Scoring models on the validation and test splits: once per model, reused by every later step.
+
+Decisions (promotion) read the validation figures; the test figures are only reported.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import mlflow
 import numpy as np
+import torch
 
 from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
-from fercore.metrics import evaluate_predictions
+from fercore.inference import predict_proba
+from fercore.metrics import Evaluation, evaluate_predictions
 from fercore.promote import Candidate
+
+TRAIN_HASHES = "data/train_image_hashes.npy"  # logged in each model's MLflow run: which images it was trained on
+
+
+@dataclass
+class Predictions:
+    """A model's class probabilities ``(N, 7)`` on the ``val`` and ``test`` splits of one dataset, in
+    each split's row order; ``dataset_sha256`` names the dataset they belong to."""
+
+    val: np.ndarray
+    test: np.ndarray
+    dataset_sha256: str = ""
+
+    def evaluations(self, dataset: FerDataset) -> tuple[Evaluation, Evaluation]:
+        """``(validation, test)`` evaluations against ``dataset``'s labels."""
+        val, test = dataset.split("val"), dataset.split("test")
+        if (len(self.val), len(self.test)) != (len(val), len(test)):
+            raise ValueError(f"predictions for {len(self.val)} val / {len(self.test)} test images do not fit a "
+                             f"dataset with {len(val)} / {len(test)}")
+        return (evaluate_predictions(val.labels, self.val.argmax(1)),
+                evaluate_predictions(test.labels, self.test.argmax(1), test.subsets))
+
+
+def predict_splits(predict, dataset: FerDataset) -> Predictions:
+    """One prediction pass over the val and test images (``predict``: uint8 images -> probabilities)."""
+    val, test = dataset.split("val"), dataset.split("test")
+    probs = np.asarray(predict(np.concatenate([val.images, test.images])), np.float32)
+    return Predictions(probs[:len(val)], probs[len(val):], str(dataset.metadata.get("sha256", "")))
+
+
+def model_predictions(model: torch.nn.Module, dataset: FerDataset, tta: str, amp: torch.dtype | None) -> Predictions:
+    """A model in memory scored on val and test with its test-time views and precision."""
+    return predict_splits(lambda images: predict_proba(model, images, tta=tta, amp=amp), dataset)
 
 
 def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
 
 
-def score_version(model_name: str, version: str, architecture: str, test: FerDataset, new: bool) -> Candidate:
-    """Loads ``version`` from the registry and evaluates it on ``test``."""
-    probs = load_version(model_name, version).predict(test.images)[list(CLASS_NAMES)].to_numpy()
-    return score_probs(version, architecture, probs, test, new)
+def pyfunc_predict(model: mlflow.pyfunc.PyFuncModel):
+    """``images -> probabilities`` through a registered model's pyfunc interface."""
+    return lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()
 
 
-def score_probs(version: str, architecture: str, probs: np.ndarray, test: FerDataset, new: bool) -> Candidate:
-    ev = evaluate_predictions(test.labels, probs.argmax(axis=1), test.subsets)
-    return Candidate(version, architecture, ev, probs, new)
+def candidate(version: str, architecture: str, predictions: Predictions, dataset: FerDataset, new: bool,
+              overlap: str = "") -> Candidate:
+    """A scored candidate: decided on its validation figures, its test figures kept for the report."""
+    val_ev, test_ev = predictions.evaluations(dataset)
+    return Candidate(version, architecture, val_ev, predictions.val, new, test_ev, predictions.test, overlap)
 
 
 def underlying_module(pyfunc_model: mlflow.pyfunc.PyFuncModel):
     """The torch model inside a project pyfunc (None for an ensemble)."""
     return getattr(pyfunc_model.unwrap_python_model(), "model", None)
+
+
+# -- which images a model saw ------------------------------------------------------------------
+
+
+def image_hashes(images: np.ndarray) -> np.ndarray:
+    """A 64-bit content hash per image (exact duplicates share it, whatever their file names)."""
+    return np.array([int.from_bytes(hashlib.blake2b(img.tobytes(), digest_size=8).digest(), "little")
+                     for img in images], dtype=np.uint64)
+
+
+def hash_set_digest(hashes: np.ndarray) -> str:
+    """One digest of a set of image hashes (order-free): equal digests, same images."""
+    return hashlib.sha256(np.sort(hashes).tobytes()).hexdigest()[:16]
+
+
+def overlap_note(train_hashes: np.ndarray | None, val_hashes: np.ndarray) -> str:
+    """How many of this run's validation images a model was trained on, in words."""
+    if train_hashes is None:
+        return "unknown (no record of its training images)"
+    seen = int(np.isin(val_hashes, train_hashes).sum())
+    return "none" if seen == 0 else f"{seen} of {len(val_hashes)} validation images were in its training data"
+
+
+def training_hashes(client: mlflow.MlflowClient, name: str, version) -> np.ndarray | None:
+    """The image hashes a registered version was trained on (an ensemble: its members'), if recorded."""
+    if version.tags.get("architecture") == "ensemble":
+        members = [client.get_model_version(name, v) for v in version.tags.get("members", "").split(",") if v]
+        parts = [training_hashes(client, name, m) for m in members]
+        return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TRAIN_HASHES)
+    except Exception:  # versions registered before the record existed
+        return None
+    return np.load(path, allow_pickle=False)
+
+
+def routed_predictions(by_version: dict[str, Candidate], routes: dict[str, str]) -> Predictions:
+    """The routed ensemble's val and test probabilities from its members' (see ``route_probabilities``)."""
+    from fercore.pyfunc import route_probabilities
+
+    members = set(routes.values())
+    val = route_probabilities({v: by_version[v].probs for v in members}, routes)
+    test = route_probabilities({v: by_version[v].test_probs for v in members}, routes)
+    return Predictions(val, test)
+
+
+def routes_tag(routes: dict[str, str]) -> str:
+    """The ``routes`` tag of an ensemble version: ``emotion:version`` in class order."""
+    return ",".join(f"{e}:{routes[e]}" for e in CLASS_NAMES)
+
+
+def parse_routes(tag: str) -> dict[str, str]:
+    return dict(item.split(":") for item in tag.split(",")) if tag else {}
+
+
+def holder_candidates(client: mlflow.MlflowClient, name: str, versions: list[str], known: dict[str, Candidate],
+                      dataset: FerDataset, val_hashes: np.ndarray) -> list[Candidate]:
+    """Alias holders of earlier runs, rescored on this run's val and test splits.
+
+    A holder ensemble whose members are all scored already is routed from their probabilities;
+    every other holder is scored once through its pyfunc. Each notes how much of this run's
+    validation split its training data holds.
+    """
+    meta = {v: client.get_model_version(name, v) for v in versions}
+    singles = [v for v in versions if meta[v].tags.get("architecture") != "ensemble"]
+    out, scored = [], dict(known)
+    for v in singles + [v for v in versions if v not in singles]:
+        mv, arch = meta[v], meta[v].tags.get("architecture", "?")
+        routes = parse_routes(mv.tags.get("routes", ""))
+        if arch == "ensemble" and routes and set(routes.values()) <= set(scored):
+            preds = routed_predictions(scored, routes)
+        else:
+            preds = predict_splits(pyfunc_predict(load_version(name, v)), dataset)
+        note = overlap_note(training_hashes(client, name, mv), val_hashes)
+        scored[v] = candidate(v, arch, preds, dataset, False, note)
+        out.append(scored[v])
+    return out
+
+
+def find_ensemble(client: mlflow.MlflowClient, name: str, routes: dict[str, str]) -> str | None:
+    """A READY ensemble version registered with exactly these routes, if any (reused, not registered again)."""
+    tag = routes_tag(routes)
+    found = [mv for mv in client.search_model_versions(f"name='{name}'")
+             if mv.tags.get("architecture") == "ensemble" and mv.tags.get("routes") == tag and mv.status == "READY"]
+    return str(max(int(mv.version) for mv in found)) if found else None

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 from zenml.enums import ArtifactType, VisualizationType
 
 from fercore.metrics import Evaluation
 from fercore.models import count_parameters, load_model, save_model
 from fercore.plots import confusion_matrix_png, loss_curves_png
+from fercore.scoring import Predictions
 from materializers.base import LocalDirMaterializer
 
 
@@ -63,3 +65,25 @@ class EvaluationMaterializer(LocalDirMaterializer):
         for subset, m in data.subsets.items():
             meta[f"{subset}_accuracy"] = round(m["accuracy"], 4)
         return meta
+
+
+class PredictionsMaterializer(LocalDirMaterializer):
+    """Stores :class:`Predictions` as ``predictions.npz`` (float32 probabilities, no pickle)."""
+
+    ASSOCIATED_TYPES = (Predictions,)
+    ASSOCIATED_ARTIFACT_TYPE = ArtifactType.DATA
+
+    def load(self, data_type: type[Any]) -> Predictions:
+        def read(folder: Path) -> Predictions:
+            with np.load(folder / "predictions.npz", allow_pickle=False) as npz:
+                return Predictions(npz["val"], npz["test"], str(npz["dataset_sha256"]))
+
+        return self.read_dir(read)
+
+    def save(self, data: Predictions) -> None:
+        self.write_dir(lambda folder: np.savez(folder / "predictions.npz", val=data.val.astype(np.float32),
+                                               test=data.test.astype(np.float32),
+                                               dataset_sha256=np.array(data.dataset_sha256)))
+
+    def extract_metadata(self, data: Predictions) -> dict[str, Any]:
+        return {"val_images": len(data.val), "test_images": len(data.test)}

@@ -1,4 +1,4 @@
-"""Step: evaluate a model per class on the test split (and its PublicTest/PrivateTest subsets)."""
+"""Step: score a model once on the validation and test splits; report per class on test."""
 
 from typing import Annotated, Any
 
@@ -8,20 +8,27 @@ from zenml import log_metadata, step
 
 from fercore.config import RegistryConfig
 from fercore.dataset import FerDataset
-from fercore.metrics import Evaluation, evaluate_predictions, flat_metrics
+from fercore.inference import autocast_dtype, pick_device, prepare_for_inference
+from fercore.metrics import Evaluation, flat_metrics
 from fercore.plots import confusion_matrix_png, loss_curves_png
 from fercore.registry import connect, log_files, run_closed_on_error
-from fercore.train import autocast_dtype, pick_device, predict_proba
-from materializers import EvaluationMaterializer
+from fercore.scoring import Predictions, model_predictions
+from materializers import EvaluationMaterializer, PredictionsMaterializer
+from steps.cache import cache_policy
 from steps.common import tracking_uri
 
 
-@step(output_materializers=EvaluationMaterializer)
+@step(output_materializers={"evaluation": EvaluationMaterializer, "val_evaluation": EvaluationMaterializer,
+                            "predictions": PredictionsMaterializer},
+      cache_policy=cache_policy("fercore.inference", "fercore.metrics", "fercore.scoring"))
 def evaluate_model(
     model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run_id: str, registry: RegistryConfig,
     tta: str = "hflip", mixed_precision: str = "auto",
-) -> Annotated[Evaluation, "evaluation"]:
-    """Scores ``model`` on the test split; logs metrics and figures to its MLflow run.
+) -> tuple[Annotated[Evaluation, "evaluation"], Annotated[Evaluation, "val_evaluation"],
+           Annotated[Predictions, "predictions"]]:
+    """Scores ``model`` on val and test in one pass; logs the test report to its MLflow run.
+
+    The validation figures are what promotion decides on; the test figures are the report.
 
     Args:
         model: the trained model.
@@ -33,24 +40,35 @@ def evaluate_model(
         mixed_precision: the training config's precision (``auto`` uses bf16 on CPUs with native bf16).
 
     Returns:
-        Accuracy, macro-F1, per-class table, confusion matrix, per-subset accuracy.
+        The test evaluation (accuracy, macro-F1, per class, confusion matrix, per subset), the
+        validation evaluation, and the probabilities behind both (reused by promotion).
     """
     connect(tracking_uri(registry), registry.experiment_name)
     with run_closed_on_error(mlflow_run_id):
-        test = dataset.split("test")
         device = pick_device()
-        probs = predict_proba(model.to(device), test.images, tta=tta, amp=autocast_dtype(device, mixed_precision))
-        ev = evaluate_predictions(test.labels, probs.argmax(axis=1), test.subsets)
+        preds = model_predictions(prepare_for_inference(model, device), dataset, tta, autocast_dtype(device, mixed_precision))
+        val_ev, ev = preds.evaluations(dataset)
         ev.history = training.get("history", [])
         client = MlflowClient()
-        for key, value in flat_metrics(ev).items():
-            client.log_metric(mlflow_run_id, key, value)
+        # "validation_*", not "val_*": the per-epoch curves of training are logged as val_loss / val_accuracy
+        metrics = {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")}
+        client.log_batch(mlflow_run_id, metrics=[_metric(k, v) for k, v in metrics.items()])
         files: dict[str, bytes | str] = {
             "confusion_matrix.png": confusion_matrix_png(ev.confusion), "per_class.csv": ev.per_class.to_csv(),
             "per_class.md": ev.markdown(), "evaluation.json": ev.to_json(),
+            "validation_per_class.md": val_ev.markdown(),
         }
         if ev.history:
             files["loss_curves.png"] = loss_curves_png(ev.history)
         log_files(mlflow_run_id, files)
     log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True, artifact_name="evaluation")
-    return ev
+    log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True, artifact_name="val_evaluation")
+    return ev, val_ev, preds
+
+
+def _metric(key: str, value: float):
+    import time
+
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), int(time.time() * 1000), 0)

@@ -9,20 +9,24 @@ from fercore.dataset import FerDataset, limit_per_class
 from fercore.ingest import ingest
 from fercore.validate import drop_train_copies_of_test
 from materializers import FerDatasetMaterializer
+from steps.cache import cache_policy
 
 
-# Not cached by ZenML: the source's content can change under the same path; fercore caches by sha256.
-@step(enable_cache=False, output_materializers=FerDatasetMaterializer)
-def ingest_data(config: DataConfig) -> Annotated[FerDataset, "fer2013_raw"]:
+# Cached by the source's content hash (an input) and the config: a changed source reruns it.
+@step(output_materializers=FerDatasetMaterializer,
+      cache_policy=cache_policy("fercore.ingest", "fercore.validate", "fercore.dataset"))
+def ingest_data(source_sha256: str, config: DataConfig) -> Annotated[FerDataset, "fer2013_raw"]:
     """Reads and validates the dataset (train and test splits).
 
     Args:
+        source_sha256: the source's content hash, from ``fingerprint_data``.
         config: the ``data`` section of the config.
 
     Returns:
         The validated dataset; its metadata holds counts, sha256 and duplicates.
     """
-    ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache, config.image_limits())
+    ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache, config.image_limits(),
+                digest=source_sha256)
     if config.drop_test_overlap:
         ds, dropped = drop_train_copies_of_test(ds)
         ds.metadata.update(dropped_test_overlap=dropped, counts=ds.counts())

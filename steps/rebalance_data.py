@@ -8,9 +8,10 @@ from fercore.config import RebalanceConfig
 from fercore.dataset import FerDataset
 from fercore.rebalance import Rebalanced, rebalance
 from materializers import RebalancedMaterializer
+from steps.cache import cache_policy
 
 
-@step(output_materializers=RebalancedMaterializer)
+@step(output_materializers=RebalancedMaterializer, cache_policy=cache_policy("fercore.rebalance"))
 def rebalance_data(dataset: FerDataset, config: RebalanceConfig) -> Annotated[Rebalanced, "train_plan"]:
     """Builds the rows each training epoch visits and the class loss weights.
 

@@ -10,10 +10,12 @@ from fercore.dataset import FerDataset
 from fercore.models import build_cnn
 from fercore.rebalance import Rebalanced
 from materializers import FerModelMaterializer
+from steps.cache import cache_policy
 from steps.common import train_and_track
 
 
-@step(output_materializers={"cnn_model": FerModelMaterializer})
+@step(output_materializers={"cnn_model": FerModelMaterializer},
+      cache_policy=cache_policy("fercore.train", "fercore.inference", "fercore.models.cnn"))
 def train_cnn(
     dataset: FerDataset, plan: Rebalanced, config: CnnConfig, registry: RegistryConfig, checkpoint_dir: str,
 ) -> tuple[

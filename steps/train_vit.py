@@ -13,6 +13,7 @@ from fercore.models.vit import FerViT, build_vit, set_trainable_blocks, vit_vari
 from fercore.rebalance import Rebalanced
 from fercore.train import pick_device, predict_proba, teacher_probabilities
 from materializers import FerModelMaterializer
+from steps.cache import cache_policy
 from steps.common import teacher_predictor, train_and_track
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def soft_targets(config: VitConfig, dataset: FerDataset, registry: RegistryConfi
     return teacher_probabilities(predict, dataset), name
 
 
-@step(output_materializers={"vit_model": FerModelMaterializer})
+@step(output_materializers={"vit_model": FerModelMaterializer},
+      cache_policy=cache_policy("fercore.train", "fercore.inference", "fercore.models.vit", "fercore.models.convvit"))
 def train_vit(
     dataset: FerDataset, plan: Rebalanced, config: VitConfig, registry: RegistryConfig, checkpoint_dir: str,
     teacher: nn.Module | None = None,
