@@ -1,88 +1,18 @@
 """Step: pick the champion per emotion and overall on validation, register the routed ensemble, report drift."""
 
-import json
-import logging
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
-from mlflow import MlflowClient
 from zenml import log_metadata, step
 from zenml.types import HTMLString, MarkdownString
 
 from fercore.config import PromotionConfig, RegistryConfig
-from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
-from fercore.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
-from fercore.inference import autocast_dtype, pick_device
-from fercore.metrics import flat_metrics
-from fercore.promote import (
-    CHAMPION, Candidate, apply_moves, candidates_table, current_holders, decide, promotion_lock, table_markdown,
-)
-from fercore.pyfunc import FerEnsembleModel
-from fercore.registry import connect, end_run, log_and_register, log_files, run_closed_on_error, start_run
-from fercore.scoring import (
-    Predictions, candidate, find_ensemble, holder_candidates, image_hashes, load_version, overlap_note,
-    routed_predictions, routes_tag, underlying_module,
-)
+from fercore.promotion import RunInfo, promote
+from fercore.scoring import Predictions
 from steps.common import tracking_uri, zenml_run
 
-logger = logging.getLogger(__name__)
 
-
-def _ensemble(client: MlflowClient, name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
-              registry: RegistryConfig) -> Candidate:
-    """The routed ensemble of ``routes``: an identical registered one is reused, else a version is registered."""
-    by_version = {c.version: c for c in cands}
-    preds = routed_predictions(by_version, routes)
-    members = sorted(set(routes.values()), key=int)
-    overlap = "; ".join(f"v{v}: {by_version[v].overlap}" for v in members)
-    existing = find_ensemble(client, name, routes)
-    if existing is not None:
-        logger.info("The routed ensemble %s is registered already as version %s", routes_tag(routes), existing)
-        return candidate(existing, "ensemble", preds, dataset, True, overlap)
-    cand = candidate("?", "ensemble", preds, dataset, True, overlap)
-    run_zenml, run_name = zenml_run()
-    run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-ensemble",
-                       {"routes": json.dumps(routes)}, {"architecture": "ensemble", "zenml_run_id": run_zenml})
-    with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
-        for prefix, ev in (("validation", cand.evaluation), ("test", cand.test_evaluation)):
-            for key, value in flat_metrics(ev, prefix).items():
-                client.log_metric(run_id, key, value)
-        spec = Path(tmp) / "routes.json"
-        spec.write_text(json.dumps({"model_name": name, "routes": routes}, indent=2))
-        v, t = cand.evaluation.overall, cand.test_evaluation.overall
-        tags = {"architecture": "ensemble", "zenml_run_id": run_zenml, "members": ",".join(members),
-                "routes": routes_tag(routes), "val_accuracy": f"{v['accuracy']:.4f}",
-                "val_macro_f1": f"{v['macro_f1']:.4f}", "test_accuracy": f"{t['accuracy']:.4f}",
-                "test_macro_f1": f"{t['macro_f1']:.4f}"}
-        routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
-        cand.version = log_and_register(run_id, {"routes": str(spec)}, name, tags,
-                                        f"Routed ensemble ({routing}).\n\n{cand.test_evaluation.markdown()}",
-                                        dataset.split("test").images[:4], python_model=FerEnsembleModel())
-    end_run(run_id)
-    return cand
-
-
-def _drift(dataset: FerDataset, name: str, champion: Candidate, best_new: Candidate,
-           config: PromotionConfig) -> tuple[DriftResult, DriftResult]:
-    """Train vs test images (statistics and embeddings of the same sampled rows), and the predicted
-    classes of the champion vs the best new model on test. Reports; the images' labels are not read."""
-    train, test = dataset.split("train"), dataset.split("test")
-    ri, ci = (sample_rows(len(train), config.drift_max_images, 0), sample_rows(len(test), config.drift_max_images, 1))
-    ref, cur = train.images[ri], test.images[ci]
-    single = champion if champion.architecture != "ensemble" else best_new
-    module = underlying_module(load_version(name, single.version))
-    ref_emb = cur_emb = None
-    if module is not None:
-        amp = autocast_dtype(pick_device(), "auto")
-        ref_emb, cur_emb = embeddings(module, ref, amp), embeddings(module, cur, amp)
-    data = data_drift(ref, cur, ref_emb, cur_emb, config.drift_share, config.drift_max_images)
-    labels = lambda c: [CLASS_NAMES[i] for i in c.test_probs.argmax(axis=1)]  # noqa: E731
-    return data, prediction_drift(labels(champion), labels(best_new))
-
-
-@step(enable_cache=False)
+@step(enable_cache=False)  # reads the registry's current aliases: never cached
 def promote_models(
     dataset: FerDataset, registry: RegistryConfig, config: PromotionConfig,
     cnn: dict[str, Any] | None = None, vit: dict[str, Any] | None = None,
@@ -108,60 +38,10 @@ def promote_models(
     Returns:
         The tables, the drift reports (HTML) and the decision with its reasons.
     """
-    uri = tracking_uri(registry)
-    connect(uri, registry.experiment_name)
-    client, name = MlflowClient(), registry.model_name
-    val_hashes = image_hashes(dataset.split("val").images)
-    own_overlap = overlap_note(image_hashes(dataset.split("train").images), val_hashes)
-    new = [candidate(r["version"], r["architecture"], p, dataset, True, own_overlap)
-           for r, p in ((cnn, cnn_predictions), (vit, vit_predictions)) if r]
-    with promotion_lock(client, uri, name):  # read, decide and move as one: concurrent promotions queue here
-        holders = current_holders(client, name)
-        known = {c.version: c for c in new}
-        held = sorted({v for v in holders.values() if v} - set(known), key=int)
-        cands = new + holder_candidates(client, name, held, known, dataset, val_hashes)
-        decision = decide(cands, holders, config.metric, config.min_margin)
-        best_new = max(new, key=lambda c: c.score(config.metric))
-        champion = {c.version: c for c in cands}.get(holders.get(CHAMPION) or "", best_new)
-        data_report, pred_report = _drift(dataset, name, champion, best_new, config)
-        blocked = config.on_drift == "block" and data_report.drifted
-        if data_report.drifted:
-            logger.warning("Drift detected between train and test images: %s", data_report.summary())
-        if config.ensemble and not blocked and len({*decision.routes.values()}) > 1:
-            # a blocked promotion leaves no trace in the registry; one model on every route is no ensemble
-            ensemble = _ensemble(client, name, decision.routes, cands, dataset, registry)
-            if ensemble.version not in {c.version for c in cands}:
-                cands.append(ensemble)
-                decision = decide(cands, holders, config.metric, config.min_margin)
-        ensemble_routes = {c.version: decision.routes for c in cands if c.architecture == "ensemble" and c.new}
-        for move in decision.moves:
-            move.routes = ensemble_routes.get(move.version)
-        applied = [] if blocked else apply_moves(client, name, decision.moves)
-        for move in applied:
-            for key, value in data_report.summary().items():
-                client.set_model_version_tag(name, move.version, f"drift.{key}", str(value))
-    table = candidates_table(cands)
-    markdown = (f"## Promotion of {name}\n\nDecided on the validation split ({len(val_hashes)} images); the test "
-                f"figures are reported only.\n\n{table_markdown(table)}\n\n### Per emotion (validation F1)\n\n"
-                f"{decision.markdown()}\n\nAliases now: {current_holders(client, name)}")
-    _log_promotion_run(registry, config, markdown, decision, table, data_report, pred_report)
-    result = {
-        "decided_on": "validation", "blocked_by_drift": blocked, "moves": [m.__dict__ for m in applied],
-        "reasons": decision.reasons, "routes": decision.routes, "aliases": current_holders(client, name),
-        "data_drift": data_report.summary(), "prediction_drift": pred_report.summary(),
-        "scores": {c.label: {f"val_{config.metric}": round(c.score(config.metric), 4),
-                             f"test_{config.metric}": round(c.test_evaluation.overall[config.metric], 4)} for c in cands},
-    }
-    log_metadata(metadata=result, infer_artifact=True, artifact_name="promotion")
-    return MarkdownString(markdown), HTMLString(data_report.html), HTMLString(pred_report.html), result
-
-
-def _log_promotion_run(registry, config, markdown, decision, table, data_report, pred_report) -> None:
-    run_zenml, run_name = zenml_run()
-    run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-promotion", config.model_dump(),
-                       {"zenml_run_id": run_zenml, "stage": "promotion"})
-    with run_closed_on_error(run_id):
-        log_files(run_id, {"promotion.md": markdown, "promotion.csv": decision.table.to_csv(index=False),
-                           "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,
-                           "prediction_drift.html": pred_report.html}, "promotion")
-    end_run(run_id)
+    run_id, run_name = zenml_run()
+    info = RunInfo(tracking_uri(registry), registry.experiment_name, run_name, run_id)
+    new = [(r, p) for r, p in ((cnn, cnn_predictions), (vit, vit_predictions)) if r]
+    out = promote(registry.model_name, dataset, new, config, info)
+    log_metadata(metadata=out.summary, infer_artifact=True, artifact_name="promotion")
+    return (MarkdownString(out.markdown), HTMLString(out.data_drift.html), HTMLString(out.prediction_drift.html),
+            out.summary)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import fercore.inference as inference_module
 import fercore.train as train_module
 from fercore.config import ConfigError, VitConfig, parse_config
 from fercore.models import count_parameters, load_model, save_model
@@ -98,7 +99,7 @@ def test_distilling_from_the_cnn_needs_the_cnn():
     (True, "fp32", None),
 ])
 def test_cpu_precision_follows_native_bf16(monkeypatch, native, mode, expected):
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(inference_module, "cpu_has_native_bf16", lambda: native)
     assert autocast_dtype(CPU, mode) is expected
 
 
@@ -109,16 +110,16 @@ def test_legacy_boolean_mixed_precision():
 
 def test_native_bf16_probe_reads_cpu_flags(monkeypatch, tmp_path):
     flags = tmp_path / "cpuinfo"
-    monkeypatch.setattr(train_module, "Path", lambda p: flags if p == "/proc/cpuinfo" else p)
+    monkeypatch.setattr(inference_module, "Path", lambda p: flags if p == "/proc/cpuinfo" else p)
     flags.write_text("flags\t\t: fpu sse avx512f avx512bw avx512_vnni\n")
-    assert train_module.cpu_has_native_bf16() is False
+    assert inference_module.cpu_has_native_bf16() is False
     flags.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
-    assert train_module.cpu_has_native_bf16() is True
+    assert inference_module.cpu_has_native_bf16() is True
 
 
 @pytest.mark.parametrize("native", [False, True])
 def test_training_and_evaluation_run_in_both_precisions(monkeypatch, native):
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(inference_module, "cpu_has_native_bf16", lambda: native)
     seen = []
     real_autocast = torch.autocast
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -31,14 +34,18 @@ registry:
   model_name: fer-test
 checkpoint_dir: {tmp / 'ckpt'}
 """)
-    overrides = ["--set", f"vit.checkpoint={tiny_vit_dir}", "--set", f"data.cache_dir={tmp / 'cache'}"]
-    result = subprocess.run([sys.executable, "run.py", "--pipeline", "train_all", "--config", str(cfg), "--data",
-                             str(data), *overrides], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    args = ["--config", str(cfg), "--data", str(data), "--set", f"vit.checkpoint={tiny_vit_dir}",
+            "--set", f"data.cache_dir={tmp / 'cache'}"]
+    _train_all(args)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return {"uri": uri, "client": MlflowClient(uri), "tmp": tmp}
+    return {"uri": uri, "client": MlflowClient(uri), "tmp": tmp, "args": args}
+
+
+def _train_all(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "run.py", "--pipeline", "train_all", *args], cwd=ROOT,
+                            env=os.environ.copy(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
 
 def _versions(client):
@@ -106,18 +113,172 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     aliases = {k: str(v) for k, v in client.get_registered_model("fer-test").aliases.items()}
     assert {"champion", "challenger", *(f"champion-{e}" for e in CLASS_NAMES)} <= set(aliases)
     ensembles = [v for v in client.search_model_versions("name='fer-test'") if v.tags["architecture"] == "ensemble"]
-    assert len(ensembles) == 1
-    members = set(ensembles[0].tags["members"].split(","))
-    assert {aliases[f"champion-{e}"] for e in CLASS_NAMES} == members
+    routed_members = {aliases[f"champion-{e}"] for e in CLASS_NAMES}
+    # one model winning every emotion is no ensemble: none is registered then
+    assert len(ensembles) == (1 if len(routed_members) > 1 else 0)
+    if ensembles:
+        assert set(ensembles[0].tags["members"].split(",")) == routed_members
+        ensemble = mlflow.pyfunc.load_model(f"models:/fer-test/{ensembles[0].version}")
+        out = ensemble.predict(synthetic(per_class=10, test_per_class=1).images[:5])
+        assert len(out) == 5 and set(out["label"]) <= set(CLASS_NAMES)
     for alias, version in aliases.items():
         assert client.get_model_version("fer-test", version).status == "READY", alias
-    ensemble = mlflow.pyfunc.load_model(f"models:/fer-test/{ensembles[0].version}")
-    out = ensemble.predict(synthetic(per_class=10, test_per_class=1).images[:5])
-    assert len(out) == 5 and set(out["label"]) <= set(CLASS_NAMES)
     run = _zenml_run()
     promotion = run.steps["promote_models"].outputs["promotion"][0].load()
     assert promotion["aliases"] == aliases and "champion" in promotion["reasons"]
+    assert promotion["decided_on"] == "validation"
     assert "data_drift" in promotion and "prediction_drift" in promotion
+    for version in {v for v in aliases.values()}:
+        tags = client.get_model_version("fer-test", version).tags
+        assert {"val_macro_f1", "test_macro_f1"} <= set(tags)
+
+
+# --- the registered champion outside this project -------------------------------------------
+
+# Installed as sitecustomize in a subprocess: every module found inside the checkout (but outside
+# its virtual environment) is refused, so the project's packages cannot be imported from it.
+_BLOCKER = """
+import importlib.abc, os, sys
+_ROOT, _PREFIX = os.environ["FER_BLOCKED_ROOT"], sys.prefix
+
+
+class _RefuseProject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is None:
+                continue
+            origin = spec.origin or (list(spec.submodule_search_locations or [""])[0])
+            if origin and origin.startswith(_ROOT) and not origin.startswith(_PREFIX):
+                raise ImportError(f"{name} would come from the project checkout ({origin})")
+            return None
+        return None
+
+
+sys.meta_path.insert(0, _RefuseProject())
+"""
+
+_LOAD = """
+import json, sys
+import numpy as np
+try:
+    import fercore
+    sys.exit("fercore was importable before loading the model")
+except ImportError:
+    pass
+import mlflow
+model = mlflow.pyfunc.load_model("models:/fer-test@champion")
+images = np.load(sys.argv[1])
+out = model.predict(images)
+import fercore
+print(json.dumps({"labels": list(out["label"]), "fercore": fercore.__file__}))
+"""
+
+
+@pytest.fixture
+def outside_env(trained, tmp_path):
+    """An environment and folder outside the checkout in which the project cannot be imported."""
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(_BLOCKER)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "hook"), "FER_BLOCKED_ROOT": str(ROOT),
+           "MLFLOW_TRACKING_URI": trained["uri"]}
+    from tests.test_train import synthetic
+
+    images = synthetic(per_class=6, test_per_class=1, seed=5).images[:6]
+    np.save(tmp_path / "images.npy", images)
+    expected = list(mlflow.pyfunc.load_model("models:/fer-test@champion").predict(images)["label"])
+    return env, tmp_path, images, expected
+
+
+def test_the_champion_loads_and_predicts_where_the_project_is_not_installed(outside_env):
+    env, folder, _, expected = outside_env
+    result = subprocess.run([sys.executable, "-c", _LOAD, str(folder / "images.npy")], cwd=folder, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["labels"] == expected
+    assert not out["fercore"].startswith(str(ROOT)), out["fercore"]  # the model's own copy of the code
+
+
+def test_mlflow_models_serve_answers_a_json_request(outside_env):
+    env, folder, images, expected = outside_env
+    port = _free_port()
+    bin_dir = str(Path(sys.executable).parent)  # as in an activated environment: mlflow starts uvicorn from PATH
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+    server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", "models:/fer-test@champion", "--env-manager",
+                               "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", server, timeout_s=180)
+        body = json.dumps({"inputs": images.tolist()}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        rows = answer["predictions"]
+        assert [row["label"] for row in rows] == expected
+        assert all(abs(sum(row[c] for c in CLASS_NAMES_T) - 1) < 1e-5 for row in rows)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+CLASS_NAMES_T = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, server: subprocess.Popen, timeout_s: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"mlflow models serve exited: {server.stdout.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer within {timeout_s} s")
+
+
+# --- ZenML caching (last: it adds runs) -------------------------------------------------------
+
+
+def _step_status(run) -> dict[str, str]:
+    return {name: step.status.value for name, step in run.steps.items()}
+
+
+def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps(trained):
+    client = trained["client"]
+    versions_before = len(client.search_model_versions("name='fer-test'"))
+    _train_all(trained["args"])
+    status = _step_status(_zenml_run())
+    cached = {"ingest_data", "split_data", "rebalance_data", "train_cnn", "evaluate_cnn", "train_vit", "evaluate_vit"}
+    assert {s for s in cached if status[s] == "cached"} == cached, status
+    assert status["fingerprint_data"] == status["promote_models"] == "completed"
+    assert len(client.search_model_versions("name='fer-test'")) == versions_before  # nothing registered twice
+
+    _train_all([*trained["args"], "--set", "cnn.learning_rate=0.004"])
+    status = _step_status(_zenml_run())
+    assert status["train_cnn"] == status["evaluate_cnn"] == "completed", status
+    assert status["train_vit"] == status["evaluate_vit"] == status["ingest_data"] == "cached", status
+
+    _train_all([*trained["args"], "--no-cache"])
+    assert "cached" not in set(_step_status(_zenml_run()).values())
+
 
 
 def _zenml_run():
