@@ -2,6 +2,7 @@
 
 Examples:
     python run.py --pipeline ingest --data ../shared/data/fer2013/fer2013.tar.gz
+    python run.py predict photo.jpg photos/ --json faces.json --annotate annotated/
     python run.py --pipeline train_all --config configs/smoke.yaml
     python run.py --pipeline train_all --schedule            # cron from the config
 """
@@ -157,8 +158,50 @@ def run_pipeline(args: argparse.Namespace, config: Config) -> None:
         print_counts(run)
 
 
+def parse_predict_args(argv: list[str]) -> argparse.Namespace:
+    from fercore.predict import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(prog="run.py predict", description="Emotions of the faces in photos: each "
+                                     "face is found, cropped to 48x48 grayscale and classified by a registered model.")
+    parser.add_argument("photos", nargs="+", help="photo files or folders of photos")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model URI (default {DEFAULT_MODEL})")
+    parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--json", type=Path, help="write the results as JSON")
+    parser.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with boxes and labels")
+    parser.add_argument("--margin", type=float, default=0.1, help="crop margin around a detected face, per side")
+    return parser.parse_args(argv)
+
+
+def predict_main(argv: list[str]) -> int:
+    """``run.py predict``: exit 0, or 2 when a photo could not be read (the others still get results)."""
+    from fercore.faces import photo_paths
+    from fercore.predict import format_results, load_predictor, predict_photos, write_json
+    from fercore.registry import resolve_tracking_uri
+
+    args = parse_predict_args(argv)
+    try:
+        model = load_predictor(args.model, args.tracking_uri or resolve_tracking_uri())
+        paths = photo_paths(args.photos)
+        if not paths:
+            raise FerError(f"no photos found in {' '.join(args.photos)}")
+        results = predict_photos(paths, model, args.margin, args.annotate)
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_results(results))
+    if args.json:
+        write_json(results, args.json)
+    for r in results:
+        if r.error:
+            print(f"error: {r.error}", file=sys.stderr)
+    return 2 if any(r.error for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict"]:
+        return predict_main(argv[1:])
     args = parse_args(argv)
     if not args.verbose:
         logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_QuietExpectedErrors())

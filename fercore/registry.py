@@ -56,6 +56,12 @@ def resolve_tracking_uri(configured: str | None = None, stack_uri: str | None = 
     return f"sqlite:///{(project_dir or Path.cwd()).resolve() / 'mlflow.db'}"
 
 
+def connect_registry(tracking_uri: str) -> None:
+    """Points MLflow's tracking and registry clients at ``tracking_uri`` (creates nothing)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
 def connect(tracking_uri: str, experiment_name: str) -> str:
     """Points MLflow at ``tracking_uri`` and returns the experiment id (created when missing)."""
     mlflow.set_tracking_uri(tracking_uri)

@@ -1,5 +1,7 @@
 """Prints the registered versions of the emotion model: tags, headline and per-class metrics, aliases.
 
+valF1 is the validation macro-F1 that promotion decides on; the test columns are the report.
+
 Usage:
     python scripts/registry_report.py [--tracking-uri sqlite:///mlflow.db] [--model fer2013-emotion]
 """
@@ -26,12 +28,13 @@ def main() -> None:
         by_version.setdefault(str(version), []).append(alias)
     versions = sorted(client.search_model_versions(f"name='{args.model}'"), key=lambda v: int(v.version))
     for metric, what in (("accuracy", "share of that emotion's test images classified correctly"), ("f1", "F1")):
-        print(f"{'version':>7} {'architecture':<12} {'acc':>6} {'macroF1':>7} {'Private':>7}  " +
+        print(f"{'version':>7} {'architecture':<12} {'valF1':>6} {'acc':>6} {'macroF1':>7} {'Private':>7}  " +
               " ".join(f"{c[:7]:>7}" for c in CLASS_NAMES) + "  checkpoint / aliases")
         for v in versions:
             metrics = client.get_run(v.run_id).data.metrics
             per_class = " ".join(f"{metrics.get(f'test_{c}_{metric}', float('nan')):7.3f}" for c in CLASS_NAMES)
-            print(f"{v.version:>7} {v.tags.get('architecture', '?'):<12} {float(v.tags.get('test_accuracy', 'nan')):6.4f} "
+            print(f"{v.version:>7} {v.tags.get('architecture', '?'):<12} {float(v.tags.get('val_macro_f1', 'nan')):6.4f} "
+                  f"{float(v.tags.get('test_accuracy', 'nan')):6.4f} "
                   f"{float(v.tags.get('test_macro_f1', 'nan')):7.4f} "
                   f"{metrics.get('test_PrivateTest_accuracy', float('nan')):7.4f}  {per_class}  "
                   f"{v.tags.get('checkpoint', '')} {','.join(sorted(by_version.get(str(v.version), [])))}")

@@ -152,3 +152,22 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
     assert f"5 of {len(dataset.split('val'))} validation images were in its training data" in out.markdown
     scores = out.summary["scores"][f"v{old} (cnn)"]
     assert set(scores) == {"val_macro_f1", "test_macro_f1"}
+
+
+def test_a_promotion_that_fails_while_registering_leaves_no_run_running(store, monkeypatch):
+    import fercore.promotion as promotion_module
+
+    dataset = synthetic(per_class=12, test_per_class=4)
+    a, b = _register(dataset, 0), _register(dataset, 1)
+    new = [({"version": a, "architecture": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
+           ({"version": b, "architecture": "cnn"}, _winning(dataset, [4, 5, 6]))]
+
+    def broken(*args, **kwargs):
+        raise OSError("artifact store went away")
+
+    monkeypatch.setattr(promotion_module, "log_and_register", broken)
+    with pytest.raises(OSError, match="went away"):
+        promote(NAME, dataset, new, PromotionConfig(drift_max_images=60), store)
+    runs = mlflow.search_runs(experiment_names=["promo"])
+    assert "RUNNING" not in set(runs["status"]) and "FAILED" in set(runs["status"])
+    assert MlflowClient().get_registered_model(NAME).aliases == {}
