@@ -21,7 +21,7 @@ from fercore.errors import ConfigError, FerError
 from fercore.ingest import check_source
 
 ROOT = Path(__file__).resolve().parent
-PIPELINE_NAMES = ("ingest", "train_all")
+PIPELINE_NAMES = ("ingest", "train_all", "monitor")
 logger = logging.getLogger("run")
 
 
@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Run the FER-2013 emotion-recognition pipelines.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Pipelines:\n  ingest     ingest + validate + split + rebalance, prints the counts\n"
-        "  train_all  ingest -> rebalance -> train -> evaluate -> register (-> promote)",
+        "  train_all  ingest -> rebalance -> train -> evaluate -> register (-> promote)\n"
+        "  monitor    new images (--data) scored by the champion, drift reports (-> retrain)",
     )
     parser.add_argument("--pipeline", choices=PIPELINE_NAMES, required=True, help="which pipeline to run")
     parser.add_argument("--config", type=Path, help="YAML config (default: configs/train_all.yaml with a GPU, "
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override a config value, e.g. --set cnn.epochs=5 (repeatable; VALUE is YAML)")
     parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
                         help="schedule the pipeline instead of running it now (cron from the config if omitted)")
+    parser.add_argument("--unschedule", action="store_true",
+                        help="remove the pipeline's crontab entry / ZenML schedule and its scheduled config")
     parser.add_argument("--no-cache", action="store_true", help="run every step (no ZenML step cache, no decoded-data "
                         "cache)")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks of data, config and service errors")
@@ -77,7 +80,8 @@ def build_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"--set {item}: the value is not valid YAML ({exc})") from None
         origins[key.strip()] = f"--set {item}"
     if args.data:
-        overrides["data.source"], origins["data.source"] = args.data, f"--data {args.data}"
+        key = "monitor.data" if args.pipeline == "monitor" else "data.source"  # monitor: the new images
+        overrides[key], origins[key] = args.data, f"--data {args.data}"
     path = args.config or default_config_path()
     logger.info("Using config %s", path)
     return load_config(path, overrides, origins)
@@ -102,6 +106,9 @@ def print_counts(run) -> None:
     print(f"\n{'split':<22}" + "".join(f"{c:>9}" for c in CLASS_NAMES) + f"{'total':>9}")
     for split, per_class in rows.items():
         print(f"{split:<22}" + "".join(f"{per_class[c]:>9}" for c in CLASS_NAMES) + f"{sum(per_class.values()):>9}")
+    for batch in dataset.metadata.get("incoming", []):
+        print(f"{'incoming:' + batch['name'][:13]:<22}" + "".join(f"{batch['counts'][c]:>9}" for c in CLASS_NAMES)
+              + f"{batch['images']:>9}")
     dup = dataset.metadata.get("duplicates", {})
     if dup:
         cross = dup["cross_split"]
@@ -121,10 +128,18 @@ class _QuietExpectedErrors(logging.Filter):
 
 def check_services(config: Config, pipeline: str) -> None:
     """What the run needs, checked before the first step: data source, ViT checkpoint, MLflow store."""
-    check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
-    if pipeline != "train_all":
+    if pipeline == "monitor":
+        if not config.monitor.data or not Path(config.monitor.data).expanduser().exists():
+            raise ConfigError(f"monitor needs new images: --data PATH (a folder or archive); got {config.monitor.data}")
+    else:
+        check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
+    if config.data.incoming:
+        from fercore.incoming import batch_paths
+
+        batch_paths(config.data.incoming)
+    if pipeline == "ingest":
         return
-    if config.vit.enabled:
+    if pipeline == "train_all" and config.vit.enabled:
         from fercore.models.vit import check_checkpoint
 
         check_checkpoint(config.vit.checkpoint)
@@ -148,14 +163,33 @@ def run_pipeline(args: argparse.Namespace, config: Config) -> None:
     if args.schedule is not None:
         from pipelines.schedule import schedule_pipeline
 
-        config_path = args.config or default_config_path()
-        print(schedule_pipeline(pipeline, config, args.schedule or config.schedule.cron, args.pipeline,
-                                config_path, args.data))
+        print(schedule_pipeline(pipeline, config, args.schedule or config.schedule.cron, args.pipeline))
         return
     with local_run_guard(pipeline.name):
         run = pipeline(config=config)
     if args.pipeline == "ingest":
         print_counts(run)
+    if args.pipeline == "monitor":
+        after_monitor(run, config)
+
+
+def after_monitor(run, config: Config) -> None:
+    """Prints the monitoring summary; retrains when it drifted and ``monitor.on_drift`` is ``retrain``."""
+    import json
+
+    from pipelines import PIPELINES
+    from pipelines.monitor import after_monitoring
+    from pipelines.runs import local_run_guard
+
+    summary = run.steps["monitor_images"].outputs["monitoring"][0].load()
+    print(json.dumps(summary, indent=2))
+
+    def train_all(retrain: Config) -> None:
+        with local_run_guard(PIPELINES["train_all"].name):
+            PIPELINES["train_all"](config=retrain)
+
+    if after_monitoring(config, summary, train_all):
+        print("drift detected: train_all ran with the new batch (monitor.on_drift: retrain)")
 
 
 def parse_predict_args(argv: list[str]) -> argparse.Namespace:
@@ -206,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_QuietExpectedErrors())
     try:
+        if args.unschedule:
+            from pipelines.schedule import unschedule
+
+            ensure_zenml_repository()
+            print("\n".join(f"removed {item}" for item in unschedule(args.pipeline)) or "nothing was scheduled")
+            return 0
         config = build_config(args)
         ensure_zenml_repository()
         check_services(config, args.pipeline)

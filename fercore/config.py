@@ -25,6 +25,8 @@ class DataConfig(_Strict):
     """Where FER-2013 comes from and how it is split."""
 
     source: str = Field("kaggle", description="'kaggle', or a folder / .zip / .tar.gz / fer2013.csv path")
+    incoming: list[str] = Field([], description="new labelled batches (class folders, or archives of them), or "
+                                "folders of such batches, added to the training split")
     kaggle_dataset: str = "msambare/fer2013"
     cache_dir: str | None = Field(None, description="default: $FER_CACHE_DIR or ~/.cache/fer-mlops")
     use_cache: bool = True
@@ -213,6 +215,18 @@ class PromotionConfig(_Strict):
     drift_max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
 
 
+class MonitorConfig(_Strict):
+    """``run.py --pipeline monitor``: new images checked against the champion's training data."""
+
+    data: str | None = Field(None, description="folder or archive of new images (--data sets it for monitor)")
+    model: str = Field("champion", description="alias of registry.model_name that is monitored")
+    on_drift: Literal["report", "retrain"] = Field("report", description="retrain: start train_all with the batch's "
+                                                   "labelled faces as an incoming batch")
+    drift_share: float = Field(0.5, gt=0.0, le=1.0)
+    max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
+    incoming_dir: str = Field("incoming", description="where a retrain writes the batch (added to data.incoming)")
+
+
 class ScheduleConfig(_Strict):
     """When ``run.py --schedule`` retrains."""
 
@@ -230,6 +244,7 @@ class Config(_Strict):
     promotion: PromotionConfig = PromotionConfig()
     resources: ResourcesConfig = ResourcesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    monitor: MonitorConfig = MonitorConfig()
     checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming")
 
     @model_validator(mode="after")

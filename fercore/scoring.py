@@ -17,6 +17,7 @@ from fercore.dataset import FerDataset
 from fercore.inference import predict_proba
 from fercore.metrics import Evaluation, evaluate_predictions
 from fercore.promote import Candidate
+from fercore.validate import image_hashes  # noqa: F401  (re-exported)
 
 TRAIN_HASHES = "data/train_image_hashes.npy"  # logged in each model's MLflow run: which images it was trained on
 
@@ -74,12 +75,6 @@ def underlying_module(pyfunc_model: mlflow.pyfunc.PyFuncModel):
 
 
 # -- which images a model saw ------------------------------------------------------------------
-
-
-def image_hashes(images: np.ndarray) -> np.ndarray:
-    """A 64-bit content hash per image (exact duplicates share it, whatever their file names)."""
-    return np.array([int.from_bytes(hashlib.blake2b(img.tobytes(), digest_size=8).digest(), "little")
-                     for img in images], dtype=np.uint64)
 
 
 def hash_set_digest(hashes: np.ndarray) -> str:

@@ -10,7 +10,7 @@ from fercore.errors import ConfigError
 
 
 def split_validation(ds: FerDataset, fraction: float, seed: int) -> FerDataset:
-    """Marks a stratified ``fraction`` of the train images as ``val``.
+    """Marks a stratified ``fraction`` of the train images as ``val`` (incoming batches stay in train).
 
     Args:
         ds: a dataset with ``train`` and ``test`` splits.
@@ -22,7 +22,10 @@ def split_validation(ds: FerDataset, fraction: float, seed: int) -> FerDataset:
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"data.val_fraction must lie strictly between 0 and 1, got {fraction}")
-    train_idx = np.flatnonzero(ds.splits != "test")
+    from fercore.incoming import INCOMING_SUBSET
+
+    # newly arrived batches train only: validation stays the same images as before they came
+    train_idx = np.flatnonzero((ds.splits != "test") & (ds.subsets != INCOMING_SUBSET))
     try:
         _, val_idx = train_test_split(train_idx, test_size=fraction, stratify=ds.labels[train_idx], random_state=seed)
     except ValueError as exc:  # too few images for a stratified split

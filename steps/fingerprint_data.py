@@ -5,6 +5,7 @@ from typing import Annotated
 from zenml import step
 
 from fercore.config import DataConfig
+from fercore.incoming import fingerprint
 from fercore.ingest import source_fingerprint
 
 
@@ -12,7 +13,7 @@ from fercore.ingest import source_fingerprint
 # 0.3 s for FER-2013's 60 MB archive); decoding, which the hash lets ZenML skip, is not.
 @step(enable_cache=False)
 def fingerprint_data(config: DataConfig) -> Annotated[str, "source_sha256"]:
-    """sha256 of the source's content (a Kaggle source is downloaded first, once).
+    """sha256 of the source's content and of every incoming batch (a Kaggle source is downloaded first, once).
 
     Args:
         config: the ``data`` section of the config.
@@ -20,4 +21,4 @@ def fingerprint_data(config: DataConfig) -> Annotated[str, "source_sha256"]:
     Returns:
         The hex digest; ``ingest_data`` takes it as input, so an unchanged source hits its cache.
     """
-    return source_fingerprint(config.source, config.cache_dir, config.kaggle_dataset)
+    return fingerprint(source_fingerprint(config.source, config.cache_dir, config.kaggle_dataset), config.incoming)

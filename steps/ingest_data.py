@@ -6,6 +6,7 @@ from zenml import step
 
 from fercore.config import DataConfig
 from fercore.dataset import FerDataset, limit_per_class
+from fercore.incoming import add_incoming, batch_paths
 from fercore.ingest import ingest
 from fercore.validate import drop_train_copies_of_test
 from materializers import FerDatasetMaterializer
@@ -14,7 +15,7 @@ from steps.cache import cache_policy
 
 # Cached by the source's content hash (an input) and the config: a changed source reruns it.
 @step(output_materializers=FerDatasetMaterializer,
-      cache_policy=cache_policy("fercore.ingest", "fercore.validate", "fercore.dataset"))
+      cache_policy=cache_policy("fercore.ingest", "fercore.incoming", "fercore.validate", "fercore.dataset"))
 def ingest_data(source_sha256: str, config: DataConfig) -> Annotated[FerDataset, "fer2013_raw"]:
     """Reads and validates the dataset (train and test splits).
 
@@ -26,7 +27,9 @@ def ingest_data(source_sha256: str, config: DataConfig) -> Annotated[FerDataset,
         The validated dataset; its metadata holds counts, sha256 and duplicates.
     """
     ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache, config.image_limits(),
-                digest=source_sha256)
+                digest=source_sha256 if not config.incoming else None)
+    if config.incoming:  # new labelled batches join the training split (refused if they hold test images)
+        ds = add_incoming(ds, batch_paths(config.incoming), config.image_limits())
     if config.drop_test_overlap:
         ds, dropped = drop_train_copies_of_test(ds)
         ds.metadata.update(dropped_test_overlap=dropped, counts=ds.counts())

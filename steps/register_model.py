@@ -13,6 +13,7 @@ from zenml import log_metadata, step
 from fercore.config import RegistryConfig
 from fercore.dataset import FerDataset
 from fercore.errors import RegistryError
+from fercore.incoming import incoming_tag
 from fercore.metrics import Evaluation
 from fercore.models import save_model
 from fercore.registry import connect, end_run, log_and_register, run_closed_on_error
@@ -91,6 +92,8 @@ def _register(model, evaluation, mlflow_run_id, dataset, registry, architecture,
     tags = {"architecture": architecture, "zenml_run_id": zenml_run_id,
             "dataset_sha256": str(dataset.metadata.get("sha256")),
             "val_images": hash_set_digest(image_hashes(dataset.split("val").images)), **metric_tags}
+    if dataset.metadata.get("incoming"):
+        tags["incoming_batches"] = incoming_tag(dataset.metadata)
     if teacher:
         tags["distill_teacher"] = f"{teacher['name']} v{teacher['version']}"
     description = f"{architecture} trained by ZenML run {zenml_run_id}.\n\n{evaluation.markdown()}"

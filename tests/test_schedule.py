@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from fercore.config import Config
 from fercore.errors import ConfigError
 from pipelines import schedule as sched
+from tests.conftest import ROOT
 
 
 def test_bad_cron_is_rejected():
@@ -17,32 +17,69 @@ def test_bad_cron_is_rejected():
         sched.validate_cron("every monday")
 
 
-def test_local_orchestrator_gets_an_idempotent_crontab_entry(monkeypatch, tmp_path):
-    crontab = {"text": "0 1 * * * other job\n0 2 * * * old " + sched.MARKER + "train_all\n"}
+@pytest.fixture
+def crontab(monkeypatch):
+    """A fake user crontab (with another job and an old entry of ours) and a local orchestrator."""
+    table = {"text": "0 1 * * * other job\n0 2 * * * old " + sched.MARKER + "train_all\n"}
 
     def fake_run(cmd, input=None, **kwargs):
         if cmd == ["crontab", "-l"]:
-            return SimpleNamespace(stdout=crontab["text"])
-        crontab["text"] = input
+            return SimpleNamespace(stdout=table["text"])
+        table["text"] = input
         return SimpleNamespace(stdout="")
 
     monkeypatch.setattr(sched.shutil, "which", lambda name: "/usr/bin/crontab")
     monkeypatch.setattr(sched.subprocess, "run", fake_run)
-    line = sched.schedule_pipeline(None, Config(), "0 3 * * 1", "train_all", Path("configs/cpu.yaml"), "/data/fer.tar.gz")
+    orchestrator = SimpleNamespace(config=SimpleNamespace(is_schedulable=False), name="default", flavor="local")
+    monkeypatch.setattr(sched, "Client", lambda: SimpleNamespace(
+        active_stack=SimpleNamespace(orchestrator=orchestrator),
+        list_schedules=lambda name: SimpleNamespace(items=[])))
+    return table
+
+
+def test_local_orchestrator_gets_an_idempotent_crontab_entry(crontab, tmp_path):
+    line = sched.schedule_pipeline(None, Config(), "0 3 * * 1", "train_all", tmp_path)
     lines = crontab["text"].splitlines()
     assert lines[0] == "0 1 * * * other job" and lines[1] == line and len(lines) == 2
-    assert line.startswith("0 3 * * 1 cd ") and "--pipeline train_all" in line and "--data /data/fer.tar.gz" in line
+    assert line.startswith("0 3 * * 1 cd ") and "--pipeline train_all" in line
+    assert f"--config {tmp_path / 'train_all.yaml'}" in line
 
 
-def test_missing_crontab_says_what_to_add(monkeypatch):
+def test_the_scheduled_run_uses_the_validated_config_with_its_set_overrides(crontab, tmp_path):
+    import shlex
+
+    from fercore.config import load_config
+
+    data = tmp_path / "fer.tar.gz"
+    data.write_bytes(b"")
+    validated = load_config(ROOT / "configs" / "smoke.yaml", {"cnn.epochs": 7, "data.source": str(data),
+                                                              "registry.tracking_uri": "sqlite:////x/mlflow.db"})
+    line = sched.schedule_pipeline(None, validated, "0 3 * * 1", "train_all", tmp_path)
+    words = shlex.split(line.split(" && ")[-1])  # python run.py --pipeline train_all --config PATH >> log
+    assert "--set" not in words and "--data" not in words
+    scheduled = load_config(words[words.index("--config") + 1])
+    assert scheduled == validated and scheduled.cnn.epochs == 7 and scheduled.data.source == str(data)
+
+
+def test_unschedule_removes_the_entry_and_its_config(crontab, tmp_path):
+    sched.schedule_pipeline(None, Config(), "0 3 * * 1", "train_all", tmp_path)
+    removed = sched.unschedule("train_all", tmp_path)
+    assert crontab["text"].splitlines() == ["0 1 * * * other job"]
+    assert not (tmp_path / "train_all.yaml").exists() and len(removed) == 2
+    assert sched.unschedule("train_all", tmp_path) == []
+
+
+def test_missing_crontab_says_what_to_add(monkeypatch, tmp_path):
     from fercore.errors import FerError
 
     monkeypatch.setattr(sched.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sched, "Client", lambda: SimpleNamespace(active_stack=SimpleNamespace(
+        orchestrator=SimpleNamespace(config=SimpleNamespace(is_schedulable=False), flavor="local"))))
     with pytest.raises(FerError, match="crontab. is not installed"):
-        sched.schedule_pipeline(None, Config(), "0 3 * * 1", "train_all", Path("configs/cpu.yaml"))
+        sched.schedule_pipeline(None, Config(), "0 3 * * 1", "train_all", tmp_path)
 
 
-def test_schedulable_orchestrator_gets_a_zenml_schedule(monkeypatch):
+def test_schedulable_orchestrator_gets_a_zenml_schedule(monkeypatch, tmp_path):
     calls = {}
 
     class FakePipeline:
@@ -52,5 +89,5 @@ def test_schedulable_orchestrator_gets_a_zenml_schedule(monkeypatch):
 
     orchestrator = SimpleNamespace(config=SimpleNamespace(is_schedulable=True), name="kubeflow", flavor="kubeflow")
     monkeypatch.setattr(sched, "Client", lambda: SimpleNamespace(active_stack=SimpleNamespace(orchestrator=orchestrator)))
-    name = sched.schedule_pipeline(FakePipeline(), Config(), "0 3 * * 1", "train_all", Path("configs/cpu.yaml"))
+    name = sched.schedule_pipeline(FakePipeline(), Config(), "0 3 * * 1", "train_all", tmp_path)
     assert name == "train_all-retrain" and calls["schedule"].cron_expression == "0 3 * * 1"

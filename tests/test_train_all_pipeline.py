@@ -254,6 +254,33 @@ def _wait_for(url: str, server: subprocess.Popen, timeout_s: float) -> None:
     raise AssertionError(f"{url} did not answer within {timeout_s} s")
 
 
+# --- monitoring new images -------------------------------------------------------------------
+
+
+def test_monitor_reports_drift_of_darkened_faces_and_scores_them_per_class(trained, tmp_path):
+    from PIL import Image
+
+    from tests.test_train import synthetic
+
+    faces = synthetic(per_class=30, test_per_class=1, seed=3).split("train")
+    for i, (img, label) in enumerate(zip(faces.images, faces.labels)):
+        folder = tmp_path / "new" / CLASS_NAMES_T[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * 0.3).astype(np.uint8)).save(folder / f"{i}.png")
+    result = subprocess.run([sys.executable, "run.py", "--pipeline", "monitor", "--config", trained["args"][1],
+                             "--data", str(tmp_path / "new")], cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    from zenml.client import Client
+
+    run = Client().get_pipeline("fer_monitor").last_run
+    summary = run.steps["monitor_images"].outputs["monitoring"][0].load()
+    assert summary["drifted"] and summary["images"] == len(faces.images) and "macro_f1" in summary
+    assert "champion" in summary["model"]
+    report = run.steps["monitor_images"].outputs["data_drift_report"][0].load()
+    assert "<html" in report.lower()
+
+
 # --- ZenML caching (last: it adds runs) -------------------------------------------------------
 
 

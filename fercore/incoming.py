@@ -1,0 +1,120 @@
+"""Newly arrived labelled faces: batches of class folders added to the training split.
+
+A batch is a folder (or a .zip / .tar.gz of one) holding ``angry/ ... surprise/`` class folders.
+``data.incoming`` names batches, or folders whose entries are batches (so a schedule finds a new
+drop by itself). Batch images join the training split only: never validation or test, and a
+batch holding an exact copy of a test image is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from fercore.constants import CLASS_INDEX, CLASS_NAMES, IMAGE_SUFFIXES
+from fercore.dataset import FerDataset
+from fercore.errors import DataError
+from fercore.ingest import _ARCHIVE_SUFFIXES, ImageLimits, _iter_members, _skipped, decode_image, source_sha256
+from fercore.validate import image_hashes
+
+logger = logging.getLogger(__name__)
+INCOMING_SUBSET = "Incoming"  # the subset of batch images: split_validation never draws them into val
+
+
+def _is_batch(path: Path) -> bool:
+    if path.is_file():
+        return path.name.lower().endswith(_ARCHIVE_SUFFIXES)
+    return any(child.is_dir() and child.name.lower() in CLASS_INDEX for child in path.iterdir())
+
+
+def batch_paths(locations: list[str]) -> list[Path]:
+    """The batches of ``data.incoming``: each location is a batch, or a folder of batches (sorted).
+
+    Raises:
+        DataError: a location does not exist, or holds neither class folders nor batches.
+    """
+    batches: list[Path] = []
+    for location in map(lambda p: Path(p).expanduser(), locations):
+        if not location.exists():
+            raise DataError(f"data.incoming: {location} does not exist")
+        if _is_batch(location):
+            batches.append(location)
+            continue
+        inside = sorted(p for p in location.iterdir() if not p.name.startswith(".") and _is_batch(p))
+        if not inside and any(location.iterdir()):
+            raise DataError(f"data.incoming: {location} holds neither class folders ({', '.join(CLASS_NAMES)}) nor "
+                            "batches of them (folders or archives)")
+        batches += inside
+    return batches
+
+
+def fingerprint(source_digest: str, locations: list[str]) -> str:
+    """The source's digest, extended by every incoming batch's name and content (a new batch changes it)."""
+    if not locations:
+        return source_digest
+    digest = hashlib.sha256(source_digest.encode())
+    for batch in batch_paths(locations):
+        digest.update(batch.name.encode() + b"\0" + source_sha256(batch).encode())
+    return digest.hexdigest()
+
+
+def read_batch(path: Path, limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A batch's images, labels and relative paths.
+
+    Raises:
+        DataError: an image outside a class folder, an unknown class folder, an unreadable image.
+    """
+    images, labels, names = [], [], []
+    for name, read in _iter_members(path):
+        parts = PurePosixPath(name).parts
+        if _skipped(parts) or not name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        cls = parts[-2].lower() if len(parts) >= 2 else ""
+        if cls not in CLASS_INDEX:
+            raise DataError(f"{path}: {name} is not inside a class folder ({', '.join(CLASS_NAMES)})")
+        pixels, _ = decode_image(f"{path}: {name}", read(), limits)
+        if pixels is not None:
+            images.append(pixels)
+            labels.append(CLASS_INDEX[cls])
+            names.append(name)
+    if not images:
+        raise DataError(f"{path}: an incoming batch without images; expected {'/, '.join(CLASS_NAMES)}/ folders")
+    return np.stack(images), np.array(labels), names
+
+
+def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = ImageLimits()) -> FerDataset:
+    """``ds`` with every batch's images added to its training split; ``metadata["incoming"]`` lists
+    each batch (name, sha256, images per class).
+
+    Raises:
+        DataError: a batch holds an exact copy of a test image (named with the count and examples).
+    """
+    test_hashes = image_hashes(ds.images[ds.splits == "test"])
+    parts, report = [ds], []
+    for batch in batches:
+        images, labels, names = read_batch(batch, limits)
+        leaked = np.isin(image_hashes(images), test_hashes)
+        if leaked.any():
+            examples = ", ".join(n for n, bad in zip(names, leaked) if bad)
+            raise DataError(f"incoming batch {batch} holds {int(leaked.sum())} exact copies of test images (e.g. "
+                            f"{examples[:300]}): adding them would leak the test split into training. Remove them "
+                            "and run again.")
+        counts = {c: int((labels == i).sum()) for i, c in enumerate(CLASS_NAMES)}
+        report.append({"name": batch.name, "sha256": source_sha256(batch), "images": len(images), "counts": counts})
+        logger.info("Incoming batch %s: %d images (%s)", batch.name, len(images),
+                    ", ".join(f"{c} {n}" for c, n in counts.items() if n))
+        n = len(images)
+        parts.append(FerDataset(images, labels, np.full(n, "train"), np.array([f"incoming/{batch.name}/{x}" for x in names]),
+                                np.full(n, INCOMING_SUBSET)))
+    out = FerDataset(*(np.concatenate([getattr(p, a) for p in parts])
+                       for a in ("images", "labels", "splits", "ids", "subsets")), dict(ds.metadata))
+    out.metadata.update(incoming=report, counts=out.counts())
+    return out
+
+
+def incoming_tag(metadata: dict) -> str:
+    """The registry tag of the batches a model was trained with: ``name:sha256[:12]`` each."""
+    return ",".join(f"{b['name']}:{b['sha256'][:12]}" for b in metadata.get("incoming", []))

@@ -1,0 +1,44 @@
+"""Pipeline ``monitor``: new images scored by the champion, with drift reports; optionally retrain."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from zenml import pipeline
+
+from fercore.config import Config
+from steps.monitor_images import monitor_images
+
+logger = logging.getLogger(__name__)
+
+
+@pipeline(name="fer_monitor")
+def monitor_pipeline(config: Config) -> None:
+    """Checks the images at ``monitor.data`` against the champion's training data."""
+    monitor_images(config.monitor, config.registry)
+
+
+def retraining_config(config: Config) -> tuple[Config, Path]:
+    """The labelled faces of ``monitor.data`` written as a new incoming batch, and the train_all
+    config that learns from it (``monitor.incoming_dir`` added to ``data.incoming``)."""
+    from fercore.monitor import read_new_images, write_batch
+
+    folder = Path(config.monitor.incoming_dir).expanduser()
+    batch = write_batch(read_new_images(config.monitor.data), folder / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}")
+    retrain = config.model_copy(deep=True)
+    if str(folder) not in retrain.data.incoming:
+        retrain.data.incoming = [*retrain.data.incoming, str(folder)]
+    logger.info("Drift detected: retraining with the new batch %s", batch)
+    return retrain, batch
+
+
+def after_monitoring(config: Config, summary: dict, trigger) -> bool:
+    """Starts ``trigger(config)`` (train_all) when the monitored images drifted and
+    ``monitor.on_drift`` is ``retrain``; returns whether it did."""
+    if not summary.get("drifted") or config.monitor.on_drift != "retrain":
+        return False
+    retrain, _ = retraining_config(config)
+    trigger(retrain)
+    return True

@@ -1,0 +1,87 @@
+"""Incoming labelled batches: added to the training split only, counted per batch and class, and
+refused when they hold test images."""
+
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+
+from fercore.constants import CLASS_NAMES
+from fercore.errors import DataError
+from fercore.incoming import INCOMING_SUBSET, add_incoming, batch_paths, fingerprint, incoming_tag
+from fercore.ingest import ingest
+from fercore.rebalance import rebalance
+from fercore.split import split_validation
+from tests.conftest import face, jpeg_bytes
+
+
+def _batch(folder, per_class: dict[str, int], seed: int = 7):
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(CLASS_NAMES):
+        for i in range(per_class.get(name, 0)):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            (folder / name / f"new_{i}.jpg").write_bytes(jpeg_bytes(face(label, rng)))
+    return folder
+
+
+def test_batches_join_the_training_split_only_and_are_counted(fer_tree, cache_dir, tmp_path):
+    drops = tmp_path / "incoming"
+    _batch(drops / "2026-12-01", {"disgust": 3, "happy": 2})
+    second = _batch(tmp_path / "b2", {"fear": 4}, seed=8)
+    with tarfile.open(drops / "2026-12-08.tar.gz", "w:gz") as tf:
+        tf.add(second, arcname="batch")
+    base = ingest(fer_tree, cache_dir)
+    batches = batch_paths([str(drops)])
+    assert [b.name for b in batches] == ["2026-12-01", "2026-12-08.tar.gz"]
+    ds = add_incoming(base, batches)
+    assert len(ds) == len(base) + 9
+    report = {b["name"]: b for b in ds.metadata["incoming"]}
+    assert report["2026-12-01"]["counts"]["disgust"] == 3 and report["2026-12-01"]["counts"]["happy"] == 2
+    assert report["2026-12-08.tar.gz"]["images"] == 4 and len(report["2026-12-08.tar.gz"]["sha256"]) == 64
+    assert ds.counts()["train"]["fear"] == base.counts()["train"]["fear"] + 4
+    incoming = ds.subsets == INCOMING_SUBSET
+    assert incoming.sum() == 9 and set(ds.splits[incoming]) == {"train"}
+    for seed in range(5):  # whatever the split seed, the batches never land in validation
+        split = split_validation(ds, 0.3, seed)
+        assert set(split.splits[incoming]) == {"train"}
+        assert (split.splits == "val").sum() == (split_validation(base, 0.3, seed).splits == "val").sum()
+    plan = rebalance(split_validation(ds, 0.3, 0), "none", 0)
+    assert set(np.flatnonzero(incoming)) <= set(plan.indices.tolist())  # and they are trained on
+    assert incoming_tag(ds.metadata).startswith("2026-12-01:")
+
+
+def test_a_batch_holding_a_test_image_is_refused_by_name(fer_tree, cache_dir, tmp_path):
+    batch = _batch(tmp_path / "leaky", {"angry": 2})
+    test_image = next((fer_tree / "test" / "sad").iterdir())
+    (batch / "sad").mkdir()
+    (batch / "sad" / "copied.jpg").write_bytes(test_image.read_bytes())
+    with pytest.raises(DataError, match=r"leaky holds 1 exact copies of test images \(e.g. sad/copied.jpg"):
+        add_incoming(ingest(fer_tree, cache_dir), batch_paths([str(batch)]))
+
+
+def test_the_fingerprint_changes_when_a_batch_arrives(tmp_path):
+    drops = tmp_path / "incoming"
+    drops.mkdir()
+    empty = fingerprint("abc", [str(drops)])
+    _batch(drops / "first", {"happy": 1})
+    assert fingerprint("abc", [str(drops)]) != empty
+    assert fingerprint("abc", []) == "abc"
+
+
+def test_bad_locations_are_named(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        batch_paths([str(tmp_path / "nowhere")])
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="neither class folders"):
+        batch_paths([str(tmp_path / "junk")])
+    stray = tmp_path / "stray"
+    (stray / "happy").mkdir(parents=True)
+    (stray / "img.jpg").write_bytes(b"")
+    (stray / "happy" / "a.jpg").write_bytes(jpeg_bytes(face(3, np.random.default_rng(0))))
+    from fercore.incoming import read_batch
+
+    with pytest.raises(DataError, match="not inside a class folder"):
+        read_batch(stray)

@@ -1,0 +1,87 @@
+"""Monitoring new images: no drift on more of the same faces, drift on darkened and blurred ones,
+labelled batches scored per class, and retraining triggered on drift (the trigger mocked)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import uniform_filter
+
+from fercore.config import Config
+from fercore.constants import CLASS_NAMES
+from fercore.errors import DataError
+from fercore.inference import predict_proba
+from fercore.models import build_cnn
+from fercore.monitor import NewImages, monitor, read_new_images
+from pipelines.monitor import after_monitoring
+from tests.test_train import synthetic
+
+
+@pytest.fixture(scope="module")
+def model():
+    import torch
+
+    torch.manual_seed(0)
+    return build_cnn("vgg7", width=8).eval()
+
+
+def _new(seed: int, per_class: int = 20) -> NewImages:
+    ds = synthetic(per_class=per_class, test_per_class=1, seed=seed).split("train")
+    return NewImages(ds.images, ds.labels, [f"n{i}" for i in range(len(ds))])
+
+
+def _shifted(new: NewImages) -> NewImages:
+    dark = uniform_filter(new.images.astype(np.float32), size=(1, 5, 5)) * 0.3  # blurred and darkened
+    return NewImages(dark.astype(np.uint8), new.labels, new.names)
+
+
+def test_more_of_the_same_faces_do_not_drift_and_shifted_ones_do(model):
+    reference = synthetic(per_class=60, test_per_class=1, seed=0)
+    predict = lambda x: predict_proba(model, x)  # noqa: E731
+    same = monitor(reference, _new(seed=1), predict, model)
+    assert not same.data_drift.drifted, same.data_drift.summary()
+    assert same.evaluation is not None and 0 <= same.evaluation.overall["accuracy"] <= 1
+    assert sum(same.predicted.values()) == len(_new(seed=1).images)
+    shifted = monitor(reference, _shifted(_new(seed=1)), predict, model)
+    assert shifted.data_drift.drifted and shifted.drifted
+    assert shifted.summary()["data_drift"]["drift_share"] >= 0.5
+
+
+def test_new_images_come_as_crops_in_class_folders_or_as_photos(tmp_path):
+    skimage_data = pytest.importorskip("skimage.data")
+    crops = tmp_path / "crops"
+    for label, name in enumerate(CLASS_NAMES[:2]):
+        (crops / name).mkdir(parents=True)
+        Image.fromarray(np.full((48, 48), 40 * label, np.uint8)).save(crops / name / "a.png")
+    new = read_new_images(crops)
+    assert new.labelled and sorted(new.labels.tolist()) == [0, 1]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skimage_data.astronaut()).save(photos / "astronaut.jpg")
+    Image.fromarray(skimage_data.coffee()).save(photos / "coffee.jpg")
+    new = read_new_images(photos)
+    assert new.images.shape == (1, 48, 48) and not new.labelled and new.photos_without_face == ["coffee.jpg"]
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(crops / "loose.png")
+    with pytest.raises(DataError, match="mixes images in class folders"):
+        read_new_images(crops)
+
+
+def test_drift_with_retrain_starts_training_on_the_labelled_batch(tmp_path):
+    data = tmp_path / "new"
+    for label, name in enumerate(CLASS_NAMES):
+        (data / name).mkdir(parents=True)
+        Image.fromarray(np.full((48, 48), 30 * label, np.uint8)).save(data / name / "x.png")
+    config = Config().model_copy(update={"monitor": Config().monitor.model_copy(update={
+        "data": str(data), "on_drift": "retrain", "incoming_dir": str(tmp_path / "incoming")})})
+    started = []
+    assert after_monitoring(config, {"drifted": True}, started.append)
+    assert len(started) == 1 and started[0].data.incoming == [str(tmp_path / "incoming")]
+    from fercore.incoming import batch_paths, read_batch
+
+    (batch,) = batch_paths(started[0].data.incoming)
+    images, labels, _ = read_batch(batch)
+    assert len(images) == 7 and sorted(labels.tolist()) == list(range(7))
+    assert not after_monitoring(config, {"drifted": False}, started.append)
+    report_only = config.model_copy(update={"monitor": config.monitor.model_copy(update={"on_drift": "report"})})
+    assert not after_monitoring(report_only, {"drifted": True}, started.append) and len(started) == 1
