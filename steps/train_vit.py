@@ -11,7 +11,8 @@ from fercore.config import RegistryConfig, VitConfig
 from fercore.dataset import FerDataset
 from fercore.models.vit import FerViT, build_vit, set_trainable_blocks, vit_variant
 from fercore.rebalance import Rebalanced
-from fercore.train import pick_device, predict_proba, teacher_probabilities
+from fercore.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
+from fercore.train import teacher_probabilities
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
 from steps.common import teacher_predictor, train_and_track
@@ -38,8 +39,9 @@ def soft_targets(config: VitConfig, dataset: FerDataset, registry: RegistryConfi
     if config.distill.teacher == "cnn":
         if teacher is None:
             raise ValueError("vit.distill.teacher is 'cnn' but no CNN is trained in this run (cnn.enabled: false)")
-        model = teacher.to(pick_device())
-        predict, name = (lambda x: predict_proba(model, x, tta="hflip")), "cnn (this run)"
+        device = pick_device()
+        model, amp = prepare_for_inference(teacher, device), autocast_dtype(device, config.mixed_precision)
+        predict, name = (lambda x: predict_proba(model, x, tta="hflip", amp=amp)), "cnn (this run)"
     else:
         predict, name = teacher_predictor(config.distill.teacher, registry)
     logger.info("Distilling from %s", name)
