@@ -106,9 +106,8 @@ def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = Imag
         report.append({"name": batch.name, "sha256": source_sha256(batch), "images": len(images), "counts": counts})
         logger.info("Incoming batch %s: %d images (%s)", batch.name, len(images),
                     ", ".join(f"{c} {n}" for c, n in counts.items() if n))
-        n = len(images)
-        parts.append(FerDataset(images, labels, np.full(n, "train"), np.array([f"incoming/{batch.name}/{x}" for x in names]),
-                                np.full(n, INCOMING_SUBSET)))
+        n, ids = len(images), np.array([f"incoming/{batch.name}/{x}" for x in names])
+        parts.append(FerDataset(images, labels, np.full(n, "train"), ids, np.full(n, INCOMING_SUBSET)))
     out = FerDataset(*(np.concatenate([getattr(p, a) for p in parts])
                        for a in ("images", "labels", "splits", "ids", "subsets")), dict(ds.metadata))
     out.metadata.update(incoming=report, counts=out.counts())

@@ -17,7 +17,7 @@ from torchvision.transforms.v2 import functional as TF
 # the test-time view modes (fercore.config.TtaMode lists the same names)
 TTA_MODES: tuple[str, ...] = ("none", "hflip", "shift", "tencrop", "grid")
 # Images per forward pass. Measured on 2 cores (docs/BENCHMARKS.md, "Inference"): 128-image batches
-# beat 512 by 1.3-2x, the activations of a smaller batch stay in cache.
+# beat 512 by 1.1-1.6x (a smaller batch's activations stay in cache); 64-256 lie within the noise.
 BATCH_SIZE = 128
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError, FerError
-from fercore.faces import Face, annotate, find_faces, load_photo
+from fercore.faces import annotate, find_faces, load_photo
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "models:/fer2013-emotion@champion"
@@ -28,7 +28,8 @@ class PhotoResult:
     annotated: str | None = None
 
 
-def predict_photos(paths: list[Path], model, margin: float = 0.1, annotate_dir: Path | None = None) -> list[PhotoResult]:
+def predict_photos(paths: list[Path], model, margin: float = 0.1,
+                   annotate_dir: Path | None = None) -> list[PhotoResult]:
     """Finds the faces of every photo and classifies all of them in one batch.
 
     A photo that cannot be read gets its error; the others still get their results.

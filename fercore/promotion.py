@@ -152,7 +152,8 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
         "reasons": decision.reasons, "routes": decision.routes, "aliases": current_holders(client, name),
         "data_drift": data_report.summary(), "prediction_drift": pred_report.summary(),
         "scores": {c.label: {f"val_{config.metric}": round(c.score(config.metric), 4),
-                             f"test_{config.metric}": round(c.test_evaluation.overall[config.metric], 4)} for c in cands},
+                             f"test_{config.metric}": round(c.test_evaluation.overall[config.metric], 4)}
+                   for c in cands},
     }
     return PromotionResult(markdown, data_report, pred_report, result)
 

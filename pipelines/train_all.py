@@ -50,6 +50,7 @@ def train_all_pipeline(config: Config) -> None:
         if distill.enabled:
             tags["distill_teacher"] = distill.teacher
         _, registered["vit"], predictions["vit_predictions"] = model_steps(
-            config, dataset, plan, train_vit, config.vit, "vit", tags, registered["cnn"] if teacher else None, **teacher)
+            config, dataset, plan, train_vit, config.vit, "vit", tags, registered["cnn"] if teacher else None,
+            **teacher)
     if config.promotion.enabled and any(registered.values()):
         promote_models(dataset, config.registry, config.promotion, **registered, **predictions)

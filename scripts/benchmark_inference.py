@@ -42,7 +42,8 @@ from fercore.models.vit import build_vit  # noqa: E402
 
 
 @torch.inference_mode()
-def bare_loop(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | None, batch_size: int = BATCH_SIZE) -> float:
+def bare_loop(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | None,
+              batch_size: int = BATCH_SIZE) -> float:
     """Faces/s of plain forward passes (softmax included), the model's own window, no test-time views."""
     device = next(model.parameters()).device
     fmt = torch.channels_last if uses_channels_last(model) else torch.contiguous_format

@@ -46,7 +46,8 @@ def evaluate_model(
     connect(tracking_uri(registry), registry.experiment_name)
     with run_closed_on_error(mlflow_run_id):
         device = pick_device()
-        preds = model_predictions(prepare_for_inference(model, device), dataset, tta, autocast_dtype(device, mixed_precision))
+        amp = autocast_dtype(device, mixed_precision)
+        preds = model_predictions(prepare_for_inference(model, device), dataset, tta, amp)
         val_ev, ev = preds.evaluations(dataset)
         ev.history = training.get("history", [])
         client = MlflowClient()

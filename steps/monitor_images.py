@@ -50,7 +50,8 @@ def monitor_images(monitor_config: MonitorConfig, registry: RegistryConfig) -> t
     try:
         version = MlflowClient().get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:
-        raise RegistryError(f"models:/{name}@{alias} does not exist in {uri}: train one first ({exc.message})") from None
+        raise RegistryError(f"models:/{name}@{alias} does not exist in {uri}: train one first "
+                            f"({exc.message})") from None
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
     new = read_new_images(monitor_config.data)
     result = monitor(champion_training_data(version), new, pyfunc_predict(model), embedding_module(model),

@@ -52,7 +52,8 @@ def register_model(
     run_id, _ = zenml_run()
     o, v = evaluation.overall, val_evaluation.overall
     metrics = {"val_accuracy": v["accuracy"], "val_macro_f1": v["macro_f1"], "test_accuracy": o["accuracy"],
-               "test_macro_f1": o["macro_f1"], **{f"{k}_accuracy": m["accuracy"] for k, m in evaluation.subsets.items()}}
+               "test_macro_f1": o["macro_f1"],
+               **{f"{k}_accuracy": m["accuracy"] for k, m in evaluation.subsets.items()}}
     existing = registered_version(registry.model_name, mlflow_run_id)
     if existing is None:
         version = _register(model, evaluation, mlflow_run_id, dataset, registry, architecture, tta, mixed_precision,
