@@ -149,6 +149,9 @@ def check_services(config: Config, pipeline: str) -> None:
     # the resolved store becomes part of the config, so ZenML's cache keys of the steps that log to
     # MLflow change with it: a cached step never points at a run of another store
     config.registry.tracking_uri = resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri())
+    from pipelines.stack_checks import check_remote_stack
+
+    check_remote_stack(config)
     check_tracking_store(config.registry.tracking_uri, config.registry.experiment_name)
 
 

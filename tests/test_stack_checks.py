@@ -1,0 +1,40 @@
+"""A remote stack (non-local artifact store) must not log to a local MLflow file."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from fercore.config import Config
+from fercore.errors import ConfigError
+from pipelines import stack_checks
+
+
+def _stack(monkeypatch, artifact_flavor: str, tracker=None):
+    stack = SimpleNamespace(name="kf", artifact_store=SimpleNamespace(flavor=artifact_flavor), experiment_tracker=tracker)
+    monkeypatch.setattr(stack_checks, "Client", lambda: SimpleNamespace(active_stack=stack))
+
+
+def _config(uri: str | None) -> Config:
+    config = Config()
+    config.registry.tracking_uri = uri
+    return config
+
+
+def test_the_local_stack_may_use_a_local_mlflow_file(monkeypatch):
+    _stack(monkeypatch, "local")
+    stack_checks.check_remote_stack(_config("sqlite:////tmp/mlflow.db"))
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////home/me/mlflow.db", "file:///tmp/mlruns", "/tmp/mlruns", None])
+def test_a_remote_stack_with_a_local_mlflow_store_fails_saying_what_to_add(monkeypatch, uri):
+    _stack(monkeypatch, "s3")
+    with pytest.raises(ConfigError, match=r"stack 'kf' keeps artifacts in a s3 store.*no experiment tracker.*"
+                                          r"zenml experiment-tracker register"):
+        stack_checks.check_remote_stack(_config(uri))
+
+
+def test_a_remote_stack_with_a_tracking_server_passes(monkeypatch):
+    _stack(monkeypatch, "gcp", tracker=SimpleNamespace(name="mlflow"))
+    stack_checks.check_remote_stack(_config("https://mlflow.example.com"))
