@@ -12,7 +12,8 @@ from pipelines import stack_checks
 
 
 def _stack(monkeypatch, artifact_flavor: str, tracker=None):
-    stack = SimpleNamespace(name="kf", artifact_store=SimpleNamespace(flavor=artifact_flavor), experiment_tracker=tracker)
+    stack = SimpleNamespace(name="kf", artifact_store=SimpleNamespace(flavor=artifact_flavor),
+                            experiment_tracker=tracker)
     monkeypatch.setattr(stack_checks, "Client", lambda: SimpleNamespace(active_stack=stack))
 
 
