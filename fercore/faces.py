@@ -7,6 +7,7 @@ FER-2013's faces are grayscale, square, roughly centred, with a little forehead 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,17 +40,18 @@ def photo_paths(inputs: list[str | Path]) -> list[Path]:
     return out
 
 
-def load_photo(path: str | Path) -> np.ndarray:
-    """The photo as uint8 grayscale, upright (EXIF orientation applied).
+def load_photo(path: str | Path, data: bytes | None = None) -> np.ndarray:
+    """The photo as uint8 grayscale, upright (EXIF orientation applied); from ``data`` when given
+    (an archive member), ``path`` then only names it.
 
     Raises:
         DataError: the file is missing or is not an image.
     """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             return np.asarray(ImageOps.exif_transpose(img).convert("L"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None

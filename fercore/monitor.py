@@ -7,20 +7,19 @@ first), unlabelled or in class folders (``angry/ ... surprise/``).
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from fercore.constants import CLASS_INDEX, CLASS_NAMES, IMAGE_SIZE, IMAGE_SUFFIXES
 from fercore.dataset import FerDataset
 from fercore.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
 from fercore.errors import DataError
-from fercore.faces import find_faces
+from fercore.faces import find_faces, load_photo
 from fercore.ingest import _iter_members, _skipped
 from fercore.metrics import Evaluation, evaluate_predictions
 
@@ -42,11 +41,7 @@ class NewImages:
 
 
 def _faces_of(name: str, data: bytes, labelled: bool) -> list[np.ndarray]:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            gray = np.asarray(img.convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{name}: not a readable image ({exc})") from None
+    gray = load_photo(name, data)
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return [gray]  # a face crop already
     crops = [f.crop for f in find_faces(gray)]

@@ -6,8 +6,8 @@ ZenML-free: the ``promote_models`` step calls :func:`promote` with its run's nam
 import json
 import logging
 import tempfile
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -22,7 +22,9 @@ from fercore.promote import (
     CHAMPION, Candidate, apply_moves, candidates_table, current_holders, decide, promotion_lock, table_markdown,
 )
 from fercore.pyfunc import FerEnsembleModel
-from fercore.registry import connect, end_run, log_and_register, log_files, run_closed_on_error, start_run
+from fercore.registry import (
+    connect, end_run, log_and_register, log_files, log_metrics, run_closed_on_error, start_run,
+)
 from fercore.scoring import (
     Predictions, candidate, find_ensemble, holder_candidates, image_hashes, load_version, overlap_note,
     routed_predictions, routes_tag, underlying_module,
@@ -64,9 +66,8 @@ def _ensemble(client: MlflowClient, name: str, routes: dict[str, str], cands: li
     run_id = start_run(info.tracking_uri, info.experiment_name, f"{info.run_name}-ensemble",
                        {"routes": json.dumps(routes)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id})
     with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
-        for prefix, ev in (("validation", cand.evaluation), ("test", cand.test_evaluation)):
-            for key, value in flat_metrics(ev, prefix).items():
-                client.log_metric(run_id, key, value)
+        log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"),
+                             **flat_metrics(cand.test_evaluation, "test")})
         spec = Path(tmp) / "routes.json"
         spec.write_text(json.dumps({"model_name": name, "routes": routes}, indent=2))
         v, t = cand.evaluation.overall, cand.test_evaluation.overall

@@ -169,6 +169,14 @@ def epoch_logger(run_id: str):
     return log
 
 
+def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    """Logs ``name -> value`` metrics (step 0) in one request instead of one per metric."""
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+
+
 def log_files(run_id: str, files: dict[str, bytes | str], artifact_path: str = "evaluation") -> None:
     """Logs in-memory files (PNG bytes, CSV/JSON/markdown text) as run artifacts."""
     client = MlflowClient()

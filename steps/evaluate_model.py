@@ -2,7 +2,6 @@
 
 from typing import Annotated, Any
 
-from mlflow import MlflowClient
 from torch import nn
 from zenml import log_metadata, step
 
@@ -11,7 +10,7 @@ from fercore.dataset import FerDataset
 from fercore.inference import autocast_dtype, pick_device, prepare_for_inference
 from fercore.metrics import Evaluation, flat_metrics
 from fercore.plots import confusion_matrix_png, loss_curves_png
-from fercore.registry import connect, log_files, run_closed_on_error
+from fercore.registry import connect, log_files, log_metrics, run_closed_on_error
 from fercore.scoring import Predictions, model_predictions
 from materializers import EvaluationMaterializer, PredictionsMaterializer
 from steps.cache import cache_policy
@@ -50,10 +49,8 @@ def evaluate_model(
         preds = model_predictions(prepare_for_inference(model, device), dataset, tta, amp)
         val_ev, ev = preds.evaluations(dataset)
         ev.history = training.get("history", [])
-        client = MlflowClient()
         # "validation_*", not "val_*": the per-epoch curves of training are logged as val_loss / val_accuracy
-        metrics = {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")}
-        client.log_batch(mlflow_run_id, metrics=[_metric(k, v) for k, v in metrics.items()])
+        log_metrics(mlflow_run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
         files: dict[str, bytes | str] = {
             "confusion_matrix.png": confusion_matrix_png(ev.confusion), "per_class.csv": ev.per_class.to_csv(),
             "per_class.md": ev.markdown(), "evaluation.json": ev.to_json(),
@@ -65,11 +62,3 @@ def evaluate_model(
     log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True, artifact_name="evaluation")
     log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True, artifact_name="val_evaluation")
     return ev, val_ev, preds
-
-
-def _metric(key: str, value: float):
-    import time
-
-    from mlflow.entities import Metric
-
-    return Metric(key, float(value), int(time.time() * 1000), 0)

@@ -14,7 +14,7 @@ from fercore.errors import RegistryError
 from fercore.inference import autocast_dtype, pick_device
 from fercore.metrics import flat_metrics
 from fercore.monitor import embedding_module, monitor, read_new_images
-from fercore.registry import connect, end_run, log_files, run_closed_on_error, start_run
+from fercore.registry import connect, end_run, log_files, log_metrics, run_closed_on_error, start_run
 from fercore.scoring import pyfunc_predict
 from steps.common import tracking_uri, zenml_run
 
@@ -62,11 +62,8 @@ def monitor_images(monitor_config: MonitorConfig, registry: RegistryConfig) -> t
     run_id = start_run(uri, registry.experiment_name, f"{run_name}-monitor", {"data": monitor_config.data},
                        {"zenml_run_id": run_zenml, "stage": "monitor", "model_version": str(version.version)})
     with run_closed_on_error(run_id):
-        client = MlflowClient()
-        client.log_metric(run_id, "drift_share", result.data_drift.drift_share)
-        if result.evaluation is not None:
-            for key, value in flat_metrics(result.evaluation, "monitor").items():
-                client.log_metric(run_id, key, value)
+        scores = flat_metrics(result.evaluation, "monitor") if result.evaluation is not None else {}
+        log_metrics(run_id, {"drift_share": result.data_drift.drift_share, **scores})
         log_files(run_id, {"data_drift.html": result.data_drift.html,
                            "prediction_drift.html": result.prediction_drift.html}, "monitor")
     end_run(run_id)
