@@ -157,9 +157,13 @@ def check_services(config: Config, pipeline: str) -> None:
 
 def run_pipeline(args: argparse.Namespace, config: Config) -> None:
     from pipelines import PIPELINES
+    from pipelines.deploy import pipeline_options
     from pipelines.runs import local_run_guard
 
     pipeline = PIPELINES[args.pipeline]
+    options = pipeline_options(config)  # the step image, environment, resources (containerized orchestrators)
+    if options:
+        pipeline = pipeline.with_options(**options)
     if args.no_cache:  # a full run: ZenML's step cache and the decoded-data cache are both bypassed
         pipeline = pipeline.with_options(enable_cache=False)
         config.data.use_cache = False

@@ -67,12 +67,50 @@ class AugmentConfig(_Strict):
     erasing: float = Field(0.0, ge=0.0, le=1.0, description="probability of random erasing")
 
 
+class StepResources(_Strict):
+    """CPU and memory of the steps that do not train (ZenML ResourceSettings)."""
+
+    cpu_count: float | None = Field(None, gt=0)
+    memory: str | None = Field(None, description="e.g. '8GB'")
+
+
 class ResourcesConfig(_Strict):
-    """What the GPU-backed training steps ask of the orchestrator (ZenML ResourceSettings)."""
+    """What the GPU-backed training steps ask of the orchestrator (ZenML ResourceSettings, pod settings)."""
 
     gpu_count: int = Field(1, ge=0)
     cpu_count: float | None = Field(None, gt=0)
     memory: str | None = Field(None, description="e.g. '16GB'")
+    ddp_processes: int | Literal["all_gpus"] = Field(
+        1, description="data-parallel processes per training step: 1 (off), a number, or all_gpus (one per GPU)")
+    gpu_node_selectors: dict[str, str] = Field(
+        {}, description="training pods' node selectors; Kubeflow (KFP v2) sets the GPU limit only with "
+        "'accelerator: <GPU type>' among them")
+    gpu_tolerations: list[dict[str, Any]] = Field(
+        [], description="training pods' tolerations (Kubernetes orchestrator; KFP v2 ignores them)")
+    other_steps: StepResources = StepResources()
+
+    @field_validator("ddp_processes")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (1 trains in one process)")
+        return value
+
+
+class DockerConfig(_Strict):
+    """The step image for a containerized orchestrator (Kubeflow, Kubernetes): ZenML DockerSettings."""
+
+    parent_image: str | None = Field(None, description="an image with CUDA PyTorch and torchvision; default ZenML's")
+    skip_build: bool = Field(False, description="run parent_image as it is: it must hold the project's code "
+                             "and requirements already")
+    requirements: str | None = Field("constraints.txt", description="pip freeze installed in the image, less "
+                                     "what the parent image provides (exclude); null: pyproject's ranges")
+    exclude: list[str] = Field(["torch", "torchvision", "torchaudio", "triton", "nvidia-*", "cuda-*"],
+                               description="requirements left to the parent image (fnmatch patterns)")
+    apt_packages: list[str] = []
+    environment: dict[str, str] = Field({}, description="environment variables of every step")
+    secrets: list[str] = Field([], description="ZenML secrets whose keys become environment variables of every "
+                               "step (e.g. KAGGLE_USERNAME / KAGGLE_KEY)")
 
 
 class TrainingConfig(_Strict):
@@ -245,7 +283,9 @@ class Config(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     monitor: MonitorConfig = MonitorConfig()
-    checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming")
+    docker: DockerConfig | None = Field(None, description="the step image on a containerized orchestrator")
+    checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming; relative: under "
+                                "the artifact store's root on a remote stack")
 
     @model_validator(mode="after")
     def _teacher_is_trained(self) -> Config:

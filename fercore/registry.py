@@ -157,16 +157,18 @@ def start_run(tracking_uri: str, experiment_name: str, run_name: str, params: di
     return run_id
 
 
-def epoch_logger(run_id: str):
-    """A trainer callback logging each epoch's metrics to the run."""
-    client = MlflowClient()
+class EpochLogger:
+    """A trainer callback logging each epoch's metrics to the run (a class: DDP workers get it pickled)."""
 
-    def log(epoch: int, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            if key != "epoch":
-                client.log_metric(run_id, key, float(value), step=epoch)
+    def __init__(self, run_id: str, tracking_uri: str | None = None):
+        self.run_id, self.tracking_uri = run_id, tracking_uri or mlflow.get_tracking_uri()
 
-    return log
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        batch = [Metric(k, float(v), stamp, epoch) for k, v in metrics.items() if k != "epoch"]
+        MlflowClient(self.tracking_uri).log_batch(self.run_id, metrics=batch)
 
 
 def log_metrics(run_id: str, metrics: dict[str, float]) -> None:

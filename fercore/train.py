@@ -25,8 +25,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from fercore.checkpoints import CheckpointStore
 from fercore.config import AugmentConfig, TrainingConfig
 from fercore.dataset import FerDataset
+from fercore.distributed import broadcast_floats, rank_and_world, sum_floats
 from fercore.inference import (  # noqa: F401  (re-exported: the training API's inference helpers)
     TTA_MODES, autocast_dtype, centre_crop, cpu_has_native_bf16, pick_device, predict_proba, to_batch, tta_views,
 )
@@ -149,8 +151,10 @@ class ProgressSchedule:
     PCT_START, DIV, FINAL_DIV, MOMENTUM = 0.2, 25.0, 1e4, (0.85, 0.95)
 
     def __init__(self, opt: torch.optim.Optimizer, kind: str, max_lr: float, total_steps: int,
-                 budget_s: float | None = None):
+                 budget_s: float | None = None, share_elapsed: Callable[[float], float] | None = None):
+        # share_elapsed: under DDP, every process must follow rank 0's clock (the same rate, the same last step)
         self.opt, self.kind, self.max_lr, self.budget_s = opt, kind, max_lr, budget_s
+        self.share_elapsed = share_elapsed
         self.total_steps = max(total_steps, 1)
         self.steps, self.elapsed_before, self._t0 = 0, 0.0, time.perf_counter()
         self._apply()
@@ -161,7 +165,10 @@ class ProgressSchedule:
     def progress(self) -> float:
         done = self.steps / self.total_steps
         if self.budget_s:
-            done = max(done, self.elapsed_s() / self.budget_s)
+            elapsed = self.elapsed_s()
+            if self.share_elapsed:
+                elapsed = self.share_elapsed(elapsed)
+            done = max(done, elapsed / self.budget_s)
         return min(done, 1.0)
 
     def finished(self) -> bool:
@@ -221,20 +228,46 @@ def checkpoint_key(spec: dict[str, Any], cfg: TrainingConfig, dataset: FerDatase
     return h.hexdigest()[:16]
 
 
+def trained_spec(model: nn.Module, cfg: TrainingConfig) -> dict[str, Any]:
+    """The model's ``fer_spec`` as training leaves it (a crop-trained model records its window size)."""
+    spec = dict(getattr(model, "fer_spec", {}))
+    if cfg.augment.crop_size and hasattr(model, "fer_spec"):
+        spec["input_size"] = cfg.augment.crop_size  # saved with it: predictions cut views to it
+    return spec
+
+
+def _teacher_log_probs(teacher_probs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(teacher_probs, np.float32)).clamp_min(1e-8).log()
+
+
+def job_key(model: nn.Module, cfg: TrainingConfig, dataset: FerDataset, plan: Rebalanced,
+            teacher_probs: np.ndarray | None = None) -> str:
+    """Identifies a training job (:func:`checkpoint_key`, and the teacher when distilling)."""
+    key = checkpoint_key(trained_spec(model, cfg), cfg, dataset, plan)
+    if teacher_probs is not None:  # another teacher is another job
+        key = hashlib.sha256(key.encode() + _teacher_log_probs(teacher_probs).numpy().tobytes()).hexdigest()[:16]
+    return key
+
+
 class Trainer:
     """Trains ``model`` on ``dataset``'s rows picked by ``plan``; validates on the ``val`` split.
 
     Args:
         model: maps ``(B, 1, 48, 48)`` floats in [0, 1] to logits.
         cfg: training settings.
-        checkpoint_dir: a checkpoint is written here after each epoch and resumed from if present.
+        checkpoints: a checkpoint is written here after each epoch and resumed from if present (a
+            :class:`~fercore.checkpoints.CheckpointStore`, or a local folder).
         on_epoch_end: called with ``(epoch, metrics)`` after each epoch (e.g. MLflow logging).
         on_epoch_start: called with ``(epoch, model)`` before each epoch (e.g. unfreezing layers).
         teacher_probs: a teacher's class probabilities per dataset row ``(N, 7)``, with
             ``cfg.distill.enabled``: the loss mixes in its soft targets (:func:`distillation_loss`).
+
+    Inside a ``torch.distributed`` process group (:mod:`fercore.distributed`) each process trains on its
+    share of every batch through DistributedDataParallel; only rank 0 validates, checkpoints and calls
+    ``on_epoch_end``.
     """
 
-    def __init__(self, model: nn.Module, cfg: TrainingConfig, checkpoint_dir: str | Path | None = None,
+    def __init__(self, model: nn.Module, cfg: TrainingConfig, checkpoints: CheckpointStore | str | Path | None = None,
                  on_epoch_end: EpochCallback | None = None,
                  on_epoch_start: Callable[[int, nn.Module], None] | None = None,
                  teacher_probs: np.ndarray | None = None):
@@ -243,30 +276,42 @@ class Trainer:
         if (teacher_probs is None) != (distill is None or not distill.enabled):
             raise ValueError("teacher_probs are needed exactly when distill.enabled is set")
         # log-probabilities of a teacher per dataset row (see teacher_probabilities), the soft targets
-        self.teacher_log_probs = (None if teacher_probs is None else
-                                  torch.from_numpy(np.asarray(teacher_probs, np.float32)).clamp_min(1e-8).log())
+        self.teacher_probs = teacher_probs
+        self.teacher_log_probs = None if teacher_probs is None else _teacher_log_probs(teacher_probs)
+        self.rank, self.world = rank_and_world()
         self.device = pick_device()
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics over the global batch
         self.model = model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if cfg.augment.crop_size and hasattr(self.model, "fer_spec"):
-            self.model.fer_spec["input_size"] = cfg.augment.crop_size  # saved with it: predictions cut views to it
-        self.train_forward = self._compiled() if cfg.compile else self.model
+        if hasattr(self.model, "fer_spec"):
+            self.model.fer_spec.update(trained_spec(self.model, cfg))
+        self.train_forward = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_forward = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            self.train_forward = self._compiled(self.train_forward)
         # use_buffers: batch-norm statistics are averaged too, so the average is usable as it is
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema_decay else None)
         self.amp = autocast_dtype(self.device, cfg.mixed_precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.checkpoints = (checkpoints if isinstance(checkpoints, CheckpointStore) or checkpoints is None
+                            else CheckpointStore(checkpoints))
 
-    def _compiled(self) -> nn.Module:
-        """The model under ``torch.compile`` for training steps; ``self.model`` stays eager (state, evaluation)."""
+    def _compiled(self, forward: nn.Module) -> nn.Module:
+        """``forward`` under ``torch.compile`` for training steps; ``self.model`` stays eager (state, evaluation)."""
         compiler = os.environ.get("CXX", "g++")
         if self.device.type == "cpu" and shutil.which(compiler) is None:
             logger.warning("compile: true needs a C++ compiler (%s) on CPUs; none found, so training runs eager. "
                            "Install one (e.g. `apt install g++`) or set compile: false.", compiler)
-            return self.model
-        return torch.compile(self.model)
+            return forward
+        return torch.compile(forward)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -276,27 +321,30 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
 
     def job_key(self, dataset: FerDataset, plan: Rebalanced) -> str:
-        """Identifies this training job (:func:`checkpoint_key`, and the teacher when distilling)."""
-        key = checkpoint_key(getattr(self.model, "fer_spec", {}), self.cfg, dataset, plan)
-        if self.teacher_log_probs is not None:  # another teacher is another job
-            key = hashlib.sha256(key.encode() + self.teacher_log_probs.numpy().tobytes()).hexdigest()[:16]
-        return key
+        """Identifies this training job (:func:`job_key`)."""
+        return job_key(self.model, self.cfg, dataset, plan, self.teacher_probs)
 
     def has_checkpoint(self, dataset: FerDataset, plan: Rebalanced) -> bool:
         """Whether :meth:`fit` will resume an interrupted run of this job."""
-        path = self._ckpt_path(self.job_key(dataset, plan))
-        return bool(path and path.exists())
+        return bool(self.checkpoints and self.checkpoints.exists(self.job_key(dataset, plan)))
 
-    def _ckpt_path(self, key: str) -> Path | None:
-        return self.checkpoint_dir / key / "last.pt" if self.checkpoint_dir else None
+    # -- data parallelism: no-ops in a single process ---------------------------------------
 
-    def _save(self, path: Path | None, state: dict[str, Any]) -> None:
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+    def _shard(self, order: torch.Tensor) -> torch.Tensor:
+        """This process's rows of an epoch: every ``world``-th row, so that the union of the processes'
+        i-th batches is the single-process i-th batch (the last ``len % world`` rows are dropped, so
+        that every process runs the same number of steps)."""
+        if self.world == 1:
+            return order
+        return order[:len(order) - len(order) % self.world][self.rank::self.world]
+
+    def _validate_shared(self, val: FerDataset, model: nn.Module | None = None) -> tuple[float, float]:
+        """Rank 0 validates; every process gets its figures (so early stopping agrees everywhere)."""
+        if self.world == 1:
+            return self._validate(val, model)
+        values = list(self._validate(val, model)) if self.rank == 0 else [0.0, 0.0]
+        loss, acc = broadcast_floats(values)
+        return loss, acc
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -312,16 +360,17 @@ class Trainer:
         opt_steps = math.ceil(steps_per_epoch / cfg.grad_accumulation) * cfg.epochs
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=dev),
                                       label_smoothing=cfg.label_smoothing)
-        ckpt = self._ckpt_path(self.job_key(dataset, plan))
+        key = self.job_key(dataset, plan)
         result = TrainResult(device=str(dev))
         start_epoch, bad_epochs, best_state = 0, 0, None
         if self.on_epoch_start:
             self.on_epoch_start(0, self.model)
         opt = _optimizer(self.model, cfg)
         budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes else None
-        sched = ProgressSchedule(opt, cfg.scheduler, cfg.learning_rate, opt_steps, budget)
-        if ckpt and ckpt.exists():
-            state = torch.load(ckpt, map_location=dev, weights_only=True)
+        share = (lambda s: broadcast_floats([s])[0]) if self.world > 1 and budget else None
+        sched = ProgressSchedule(opt, cfg.scheduler, cfg.learning_rate, opt_steps, budget, share)
+        state = self.checkpoints.load(key, dev) if self.checkpoints else None
+        if state is not None:
             start_epoch = state["epoch"]
             if self.on_epoch_start:
                 self.on_epoch_start(start_epoch, self.model)
@@ -335,10 +384,10 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"].cpu())  # dropout continues as if never interrupted
             result = TrainResult(**state["result"])
             result.resumed_from_epoch = start_epoch
-            logger.info("Resuming from %s after epoch %d", ckpt, start_epoch)
+            logger.info("Resuming from %s after epoch %d", self.checkpoints.path(key), start_epoch)
         t0, train_time, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=steps_per_epoch * start_epoch, desc="training",
-                   unit="batch", dynamic_ncols=True)
+                   unit="batch", dynamic_ncols=True, disable=self.rank > 0)
         for epoch in range(start_epoch, cfg.epochs):
             if epoch > start_epoch and self.on_epoch_start:
                 self.on_epoch_start(epoch, self.model)
@@ -347,7 +396,7 @@ class Trainer:
             train_loss, train_acc, trained = self._train_epoch(images, labels, rows, epoch, opt, sched, loss_fn, bar)
             train_time += time.perf_counter() - t_epoch
             seen += trained
-            val_loss, val_acc = self._validate(val)
+            val_loss, val_acc = self._validate_shared(val)
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                        "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
             result.history.append(metrics)
@@ -357,10 +406,12 @@ class Trainer:
             else:
                 bad_epochs += 1
             bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
-            self._save(ckpt, {"epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
+            if self.checkpoints and self.rank == 0:
+                self.checkpoints.save(key, {"epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "scaler": self.scaler.state_dict(),
-                              "best_state": best_state, "bad_epochs": bad_epochs, "result": result.to_dict(),
-                              "torch_rng": torch.get_rng_state(), "ema": self.ema.state_dict() if self.ema else None})
+                                            "best_state": best_state, "bad_epochs": bad_epochs,
+                                            "result": result.to_dict(), "torch_rng": torch.get_rng_state(),
+                                            "ema": self.ema.state_dict() if self.ema else None})
             if self.on_epoch_end:
                 self.on_epoch_end(epoch + 1, metrics)
             if bad_epochs >= cfg.patience:
@@ -373,7 +424,7 @@ class Trainer:
                 break
         bar.close()
         if self.ema:
-            result.raw_val = dict(zip(("loss", "accuracy"), self._validate(val, self.model)))
+            result.raw_val = dict(zip(("loss", "accuracy"), self._validate_shared(val, self.model)))
             logger.info("Last raw weights: val_loss %.4f, val_accuracy %.4f (the average's are in the history)",
                         *result.raw_val.values())
             best_state = best_state or self.ema.module.state_dict()
@@ -382,22 +433,23 @@ class Trainer:
         self.model.eval()
         result.wall_s += time.perf_counter() - t0
         result.train_images_per_s = seen / train_time if train_time else 0.0
-        if ckpt and ckpt.parent.exists():
-            for f in ckpt.parent.iterdir():
-                f.unlink()
-            ckpt.parent.rmdir()  # finished: a later run with the same key starts afresh
+        if self.checkpoints and self.rank == 0:
+            self.checkpoints.delete(key)  # finished: a later run with the same key starts afresh
         return result
 
     def _train_epoch(self, images, labels, rows, epoch, opt, sched, loss_fn, bar) -> tuple[float, float, int]:
         """One pass over ``rows`` (cut short when the time budget runs out); mean loss, accuracy, rows."""
         cfg, dev = self.cfg, self.device
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # resumable: per-epoch seeds
-        order = torch.as_tensor(rows)[torch.randperm(len(rows), generator=gen)]
+        order = self._shard(torch.as_tensor(rows)[torch.randperm(len(rows), generator=gen)])
+        if self.world > 1:  # each process draws its own augmentations of its own rows
+            gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 7919 * (self.rank + 1))
         augment = BatchAugmenter(cfg.augment, gen)
+        batch_size = cfg.batch_size // self.world
         self.model.train()
         total_loss = correct = count = 0.0
-        for step, start in enumerate(range(0, len(order), cfg.batch_size)):
-            idx = order[start:start + cfg.batch_size]
+        for step, start in enumerate(range(0, len(order), batch_size)):
+            idx = order[start:start + batch_size]
             x = augment(to_batch(images[idx], dev, cfg.channels_last))
             y = labels[idx].to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
@@ -408,7 +460,7 @@ class Trainer:
                     soft = distillation_loss(logits.float(), self.teacher_log_probs[idx].to(dev), d.temperature)
                     loss = (1 - d.alpha) * loss + d.alpha * soft
             self.scaler.scale(loss / cfg.grad_accumulation).backward()
-            last = start + cfg.batch_size >= len(order)
+            last = start + batch_size >= len(order)
             if (step + 1) % cfg.grad_accumulation == 0 or last:
                 self.scaler.step(opt)
                 self.scaler.update()
@@ -422,6 +474,8 @@ class Trainer:
             bar.update(1)
             if sched.budget_s and sched.finished():
                 break
+        if self.world > 1:
+            total_loss, correct, count = sum_floats([total_loss, correct, count])
         return total_loss / count, correct / count, int(count)
 
     @torch.no_grad()

@@ -1,10 +1,10 @@
 """Pipeline ``train_all``: ingest -> rebalance -> train -> evaluate -> register per model -> promote."""
 
 from zenml import pipeline
-from zenml.config import ResourceSettings
 
 from fercore.config import Config, TrainingConfig
 from fercore.models.vit import vit_variant
+from pipelines.deploy import training_settings
 from pipelines.ingest import data_steps
 from steps.evaluate_model import evaluate_model
 from steps.promote_models import promote_models
@@ -13,18 +13,13 @@ from steps.train_cnn import train_cnn
 from steps.train_vit import train_vit
 
 
-def gpu_settings(config: Config) -> dict:
-    """ResourceSettings asking the orchestrator or step operator for the configured GPUs."""
-    r = config.resources
-    return {"resources": ResourceSettings(gpu_count=r.gpu_count, cpu_count=r.cpu_count, memory=r.memory)}
-
-
 def model_steps(config: Config, dataset, plan, train_step, model_config: TrainingConfig, kind: str,
                 extra_tags: dict[str, str] | None = None, teacher_registration=None, **train_inputs):
     """Wires train -> evaluate -> register for one model; returns the model, its registration and its
     val/test predictions (which promotion reuses instead of scoring the model again)."""
-    model, training, run_id = train_step.with_options(settings=gpu_settings(config))(
-        dataset, plan, model_config, config.registry, config.checkpoint_dir, **train_inputs
+    model, training, run_id = train_step.with_options(settings=training_settings(config))(
+        dataset, plan, model_config, config.registry, config.checkpoint_dir,
+        ddp_processes=config.resources.ddp_processes, **train_inputs
     )
     evaluation, val_evaluation, predictions = evaluate_model(
         model, dataset, training, run_id, config.registry, model_config.tta, model_config.mixed_precision,

@@ -17,10 +17,12 @@ from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
 from fercore.models import count_parameters
 from fercore.rebalance import Rebalanced
+from fercore import distributed
+from fercore.checkpoints import CheckpointStore
 from fercore.registry import (
-    connect, epoch_logger, resolve_tracking_uri, resolve_version, run_closed_on_error, start_run,
+    EpochLogger, connect, resolve_tracking_uri, resolve_version, run_closed_on_error, start_run,
 )
-from fercore.train import Trainer, TrainResult
+from fercore.train import TrainResult, job_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,29 @@ def tracking_uri(registry: RegistryConfig) -> str:
     return resolve_tracking_uri(registry.tracking_uri, stack_tracking_uri())
 
 
+class ArtifactStoreFS:
+    """The active stack's artifact store as a :class:`fercore.checkpoints.FileSystem`.
+
+    Picklable (DDP workers get it): the store is looked up again in each process.
+    """
+
+    def __getattr__(self, name: str):
+        if name not in ("open", "exists", "rename", "makedirs", "rmtree"):
+            raise AttributeError(name)
+        return getattr(Client().active_stack.artifact_store, name)
+
+
+def checkpoint_store(checkpoint_dir: str, kind: str) -> CheckpointStore:
+    """Where ``kind``'s checkpoints live: ``checkpoint_dir/kind`` on a local stack; on a remote one under the
+    artifact store (a relative ``checkpoint_dir`` below its root), where a retried step on another pod finds
+    them."""
+    store = Client().active_stack.artifact_store
+    if store.flavor == "local" and "://" not in checkpoint_dir:
+        return CheckpointStore(Path(checkpoint_dir) / kind)
+    root = checkpoint_dir if "://" in checkpoint_dir else f"{store.path.rstrip('/')}/{checkpoint_dir.strip('/')}"
+    return CheckpointStore(f"{root}/{kind}", ArtifactStoreFS())
+
+
 def zenml_run() -> tuple[str, str]:
     """``(run id, run name)`` of the pipeline run this step belongs to."""
     run = get_step_context().pipeline_run
@@ -45,22 +70,24 @@ def zenml_run() -> tuple[str, str]:
 
 def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Rebalanced, config: TrainingConfig,
                     registry: RegistryConfig, checkpoint_dir: str, extra_params: dict[str, Any] | None = None,
-                    on_epoch_start=None, teacher_probs=None) -> tuple[TrainResult, str]:
-    """Trains ``model`` with per-epoch MLflow logging; returns the result and the MLflow run id."""
+                    on_epoch_start=None, teacher_probs=None, ddp_processes: int | str = 1) -> tuple[TrainResult, str]:
+    """Trains ``model`` with per-epoch MLflow logging (in ``ddp_processes`` DDP workers when more than one);
+    returns the result and the MLflow run id."""
+    processes = distributed.resolve_processes(ddp_processes)
     run_id_zenml, run_name = zenml_run()
     spec = getattr(model, "fer_spec", {})
     params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
               "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
-              **(extra_params or {})}
+              "ddp_processes": processes, **(extra_params or {})}
     tags = {"architecture": kind, "zenml_run_id": run_id_zenml, "zenml_run_name": run_name,
             "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": spec.get("family", kind)}
-    trainer = Trainer(model, config, Path(checkpoint_dir) / kind, on_epoch_start=on_epoch_start,
-                      teacher_probs=teacher_probs)
-    run_id = start_run(tracking_uri(registry), registry.experiment_name, f"{run_name}-{kind}", params, tags,
-                       job_key=trainer.job_key(dataset, plan), resume=trainer.has_checkpoint(dataset, plan))
-    trainer.on_epoch_end = epoch_logger(run_id)
+    store, key = checkpoint_store(checkpoint_dir, kind), job_key(model, config, dataset, plan, teacher_probs)
+    uri = tracking_uri(registry)
+    run_id = start_run(uri, registry.experiment_name, f"{run_name}-{kind}", params, tags, job_key=key,
+                       resume=store.exists(key))
     with run_closed_on_error(run_id):
-        result = trainer.fit(dataset, plan)
+        result = distributed.fit(model, config, dataset, plan, processes, store, on_epoch_end=EpochLogger(run_id, uri),
+                                 on_epoch_start=on_epoch_start, teacher_probs=teacher_probs)
     summary = {k: v for k, v in result.to_dict().items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(model), **(extra_params or {})},
                  infer_artifact=True, artifact_name=f"{kind}_training")

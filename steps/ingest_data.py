@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from zenml import step
+from zenml.client import Client
 
 from fercore.config import DataConfig
 from fercore.dataset import FerDataset, limit_per_class
@@ -26,7 +27,11 @@ def ingest_data(source_sha256: str, config: DataConfig) -> Annotated[FerDataset,
     Returns:
         The validated dataset; its metadata holds counts, sha256 and duplicates.
     """
-    ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache, config.image_limits(),
+    # On a remote stack a pod's disk does not outlive the step: this step's output, stored in the artifact
+    # store and cached by ZenML on the source's hash, is the decoded-data cache there.
+    local_stack = Client().active_stack.artifact_store.flavor == "local"
+    ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache and local_stack,
+                config.image_limits(),
                 digest=source_sha256 if not config.incoming else None)
     if config.incoming:  # new labelled batches join the training split (refused if they hold test images)
         ds = add_incoming(ds, batch_paths(config.incoming), config.image_limits())

@@ -15,9 +15,10 @@ from steps.common import train_and_track
 
 
 @step(output_materializers={"cnn_model": FerModelMaterializer},
-      cache_policy=cache_policy("fercore.train", "fercore.inference", "fercore.models.cnn"))
+      cache_policy=cache_policy("fercore.train", "fercore.distributed", "fercore.inference", "fercore.models.cnn"))
 def train_cnn(
     dataset: FerDataset, plan: Rebalanced, config: CnnConfig, registry: RegistryConfig, checkpoint_dir: str,
+    ddp_processes: int | str = 1,
 ) -> tuple[
     Annotated[nn.Module, "cnn_model"], Annotated[dict[str, Any], "cnn_training"], Annotated[str, "cnn_mlflow_run_id"]
 ]:
@@ -29,10 +30,12 @@ def train_cnn(
         config: the ``cnn`` config section.
         registry: MLflow settings.
         checkpoint_dir: per-epoch checkpoints, resumed after an interruption.
+        ddp_processes: ``resources.ddp_processes`` (more than 1: DistributedDataParallel workers).
 
     Returns:
         The model with its best weights, the training history and the MLflow run id.
     """
     model = build_cnn(config.architecture, **config.model_kwargs())
-    result, run_id = train_and_track(model, "cnn", dataset, plan, config, registry, checkpoint_dir)
+    result, run_id = train_and_track(model, "cnn", dataset, plan, config, registry, checkpoint_dir,
+                                     ddp_processes=ddp_processes)
     return model, result.to_dict(), run_id

@@ -20,15 +20,17 @@ from steps.common import teacher_predictor, train_and_track
 logger = logging.getLogger(__name__)
 
 
-def unfreeze_schedule(config: VitConfig):
-    """A Trainer ``on_epoch_start`` callback applying ``config.freeze`` to a pretrained ViT."""
+class UnfreezeSchedule:
+    """A Trainer ``on_epoch_start`` callback applying ``config.freeze`` to a pretrained ViT (a class: DDP
+    workers get it pickled)."""
 
-    def apply(epoch: int, model: FerViT) -> None:
-        blocks = config.freeze.trainable_blocks(epoch)
+    def __init__(self, config: VitConfig):
+        self.freeze = config.freeze
+
+    def __call__(self, epoch: int, model: FerViT) -> None:
+        blocks = self.freeze.trainable_blocks(epoch)
         trainable = set_trainable_blocks(model, blocks)
         logger.info("Epoch %d: top %d encoder blocks + head trainable (%d parameters)", epoch + 1, blocks, trainable)
-
-    return apply
 
 
 def soft_targets(config: VitConfig, dataset: FerDataset, registry: RegistryConfig,
@@ -49,10 +51,10 @@ def soft_targets(config: VitConfig, dataset: FerDataset, registry: RegistryConfi
 
 
 @step(output_materializers={"vit_model": FerModelMaterializer},
-      cache_policy=cache_policy("fercore.train", "fercore.inference", "fercore.models.vit", "fercore.models.convvit"))
+      cache_policy=cache_policy("fercore.train", "fercore.distributed", "fercore.inference", "fercore.models.vit", "fercore.models.convvit"))
 def train_vit(
     dataset: FerDataset, plan: Rebalanced, config: VitConfig, registry: RegistryConfig, checkpoint_dir: str,
-    teacher: nn.Module | None = None,
+    teacher: nn.Module | None = None, ddp_processes: int | str = 1,
 ) -> tuple[
     Annotated[nn.Module, "vit_model"], Annotated[dict[str, Any], "vit_training"], Annotated[str, "vit_mlflow_run_id"]
 ]:
@@ -65,14 +67,15 @@ def train_vit(
         registry: MLflow settings.
         checkpoint_dir: per-epoch checkpoints, resumed after an interruption.
         teacher: this run's CNN, the teacher when ``vit.distill`` is enabled with ``teacher: cnn``.
+        ddp_processes: ``resources.ddp_processes`` (more than 1: DistributedDataParallel workers).
 
     Returns:
         The model with its best weights, the training history and the MLflow run id.
     """
     model = build_vit(config)
-    schedule = unfreeze_schedule(config) if config.checkpoint else None
+    schedule = UnfreezeSchedule(config) if config.checkpoint else None
     probs, teacher_name = soft_targets(config, dataset, registry, teacher)
     extra = {"checkpoint": vit_variant(config), **({"distill_teacher": teacher_name} if teacher_name else {})}
     result, run_id = train_and_track(model, "vit", dataset, plan, config, registry, checkpoint_dir, extra,
-                                     on_epoch_start=schedule, teacher_probs=probs)
+                                     on_epoch_start=schedule, teacher_probs=probs, ddp_processes=ddp_processes)
     return model, result.to_dict(), run_id

@@ -122,7 +122,7 @@ def test_tta_views_are_cut_to_the_models_input_size(tmp_path):
 def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
     ds = synthetic(per_class=8, test_per_class=2)
     losses = iter([1.0, 0.5, 0.9, 0.95, 0.99, 1.2, 1.3])
-    monkeypatch.setattr(Trainer, "_validate", lambda self, val: (next(losses), 0.5))
+    monkeypatch.setattr(Trainer, "_validate", lambda self, val, model=None: (next(losses), 0.5))
     snapshots = {}
     model = build_cnn("vgg7", width=8)
     cb = lambda epoch, m: snapshots.__setitem__(epoch, {k: v.clone() for k, v in model.state_dict().items()})  # noqa: E731

@@ -1,0 +1,165 @@
+"""Data-parallel training (two gloo processes on the CPU) and checkpoints on a non-local filesystem."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from fercore import distributed
+from fercore.checkpoints import CheckpointStore
+from fercore.config import VitConfig
+from fercore.errors import ConfigError
+from fercore.models.vit import build_vit
+from fercore.rebalance import rebalance
+from fercore.models import build_cnn
+from fercore.train import Trainer, job_key
+from tests.test_train import Interrupt, small_cfg, synthetic
+
+
+def tiny_vit_cfg(**kw) -> VitConfig:
+    """A patch-tokenizer ViT without dropout or batch norm and no augmentation: nothing random but the
+    batch order, which the processes share, so two processes must follow one."""
+    base = dict(checkpoint=None, head_hidden=[], head_dropout=0.0, epochs=2, batch_size=32, learning_rate=2e-3,
+                scheduler="onecycle", patience=5, mixed_precision="fp32", label_smoothing=0.0, ema_decay=0.9,
+                scratch={"tokenizer": "patch", "patch_size": 12, "hidden_size": 16, "layers": 1, "heads": 2,
+                         "mlp_dim": 32, "pooling": "mean"},
+                augment={"hflip": False, "crop_padding": 0, "rotation_degrees": 0})
+    return VitConfig(**{**base, **kw})
+
+
+class RankLog:
+    """An ``on_epoch_end`` callback that writes which rank called it (picklable: it travels to the workers)."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{os.environ.get('RANK', 'single')} {epoch}\n")
+
+
+class RecordingStore(CheckpointStore):
+    """A local checkpoint store that logs the rank of every write."""
+
+    def __init__(self, root: Path, log: Path):
+        super().__init__(root)
+        self.log = str(log)
+
+    def save(self, key, state):
+        with open(self.log, "a") as f:
+            f.write(os.environ.get("RANK", "single") + "\n")
+        super().save(key, state)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_like_one(tmp_path):
+    ds = synthetic(per_class=12, test_per_class=2)  # 67 train rows: the odd one is dropped under DDP
+    plan = rebalance(ds, "none", 0)
+    cfg = tiny_vit_cfg()
+    plan.indices = plan.indices[:64]  # an even number of rows: the two runs see the same batches
+    torch.manual_seed(0)
+    single = build_vit(cfg)
+    ddp = build_vit(cfg)
+    ddp.load_state_dict(single.state_dict())
+
+    ref = distributed.fit(single, cfg, ds, plan, processes=1)
+    result = distributed.fit(ddp, cfg, ds, plan, processes=2, checkpoints=RecordingStore(tmp_path / "ck",
+                             tmp_path / "saves.log"), on_epoch_end=RankLog(tmp_path / "epochs.log"))
+
+    for (k, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), k
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    for h_ref, h in zip(ref.history, result.history):
+        assert h["train_loss"] == pytest.approx(h_ref["train_loss"], rel=1e-4)
+        assert h["val_loss"] == pytest.approx(h_ref["val_loss"], rel=1e-4)
+    assert (tmp_path / "saves.log").read_text().split() == ["0", "0"], "only rank 0 writes checkpoints"
+    assert (tmp_path / "epochs.log").read_text().splitlines() == ["0 1", "0 2"], "only rank 0 logs epochs"
+    assert not list((tmp_path / "ck").rglob("last.pt")), "the finished job's checkpoint is removed"
+
+
+def test_ddp_batch_must_split_over_the_processes():
+    ds = synthetic(per_class=5, test_per_class=1)
+    with pytest.raises(ConfigError, match="batch_size 33 does not split over 2"):
+        distributed.fit(build_vit(tiny_vit_cfg()), tiny_vit_cfg(batch_size=33), ds, rebalance(ds, "none", 0), 2)
+
+
+def test_resolve_processes():
+    assert distributed.resolve_processes(3) == 3
+    assert distributed.resolve_processes("all_gpus") == max(torch.cuda.device_count(), 1)
+
+
+class MemoryFS:
+    """An object store in a dict, with ``zenml.io.fileio``'s interface (no local paths)."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+
+    def open(self, path, mode="r"):
+        fs = self
+
+        class Writer(io.BytesIO):
+            def close(self):
+                fs.files[path] = self.getvalue()
+                super().close()
+
+        return Writer() if "w" in mode else io.BytesIO(self.files[path])
+
+    def exists(self, path):
+        return path in self.files or any(f.startswith(path.rstrip("/") + "/") for f in self.files)
+
+    def rename(self, src, dst, overwrite=False):
+        self.files[dst] = self.files.pop(src)
+
+    def makedirs(self, path):
+        pass
+
+    def rmtree(self, path):
+        for f in [f for f in self.files if f.startswith(path.rstrip("/") + "/")]:
+            del self.files[f]
+
+
+def test_an_interrupted_run_resumes_from_a_remote_store(tmp_path):
+    ds = synthetic(per_class=10, test_per_class=2)
+    plan = rebalance(ds, "resample", 0)
+    cfg = small_cfg(epochs=3)
+    fs = MemoryFS()
+    store = CheckpointStore("s3://bucket/zenml/checkpoints/cnn", fs)
+
+    def stop_after_one(epoch, metrics):
+        if epoch == 1:
+            raise Interrupt
+
+    torch.manual_seed(0)
+    model = build_cnn("vgg7", width=8)
+    key = job_key(model, cfg, ds, plan)
+    with pytest.raises(Interrupt):
+        Trainer(model, cfg, store, on_epoch_end=stop_after_one).fit(ds, plan)
+    assert list(fs.files) == [f"s3://bucket/zenml/checkpoints/cnn/{key}/last.pt"]
+    assert not list(tmp_path.iterdir()), "nothing is written locally"
+
+    result = Trainer(build_cnn("vgg7", width=8), cfg, store).fit(ds, plan)
+    assert result.resumed_from_epoch == 1 and [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert fs.files == {}, "a finished job leaves no checkpoint"
+
+
+def test_checkpoints_go_to_the_artifact_store_on_a_remote_stack(monkeypatch):
+    from types import SimpleNamespace
+
+    import steps.common as common
+
+    def stack(flavor, path):
+        store = SimpleNamespace(flavor=flavor, path=path)
+        monkeypatch.setattr(common, "Client", lambda: SimpleNamespace(active_stack=SimpleNamespace(
+            artifact_store=store)))
+
+    stack("local", "/home/u/.config/zenml/local_stores/x")
+    local = common.checkpoint_store("checkpoints", "cnn")
+    assert local.root == str(Path("checkpoints") / "cnn") and type(local.fs).__name__ == "LocalFS"
+    stack("s3", "s3://bucket/zenml/")
+    remote = common.checkpoint_store("checkpoints", "vit")
+    assert remote.root == "s3://bucket/zenml/checkpoints/vit" and isinstance(remote.fs, common.ArtifactStoreFS)
+    assert common.checkpoint_store("gs://other/ck", "cnn").root == "gs://other/ck/cnn"
