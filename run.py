@@ -131,36 +131,42 @@ def check_services(config: Config, pipeline: str) -> None:
     if pipeline == "monitor":
         if not config.monitor.data or not Path(config.monitor.data).expanduser().exists():
             raise ConfigError(f"monitor needs new images: --data PATH (a folder or archive); got {config.monitor.data}")
-    else:
+    from pipelines.stack_checks import check_remote_stack, check_secrets, runs_here
+
+    local = runs_here()
+    if pipeline != "monitor" and local:
         check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
-    if config.data.incoming:
+    elif pipeline != "monitor" and config.data.source != "kaggle":
+        logger.warning("data.source %s is read by the step pods: it must be a path inside the image or on a "
+                       "mounted volume there", config.data.source)
+    if config.data.incoming and local:
         from fercore.incoming import batch_paths
 
         batch_paths(config.data.incoming)
+    check_secrets(config)
     if pipeline == "ingest":
         return
-    if pipeline == "train_all" and config.vit.enabled:
+    if pipeline == "train_all" and config.vit.enabled and local:
         from fercore.models.vit import check_checkpoint
 
-        check_checkpoint(config.vit.checkpoint)
+        check_checkpoint(config.vit.checkpoint)  # on a cluster the pods load it, this machine need not reach the hub
     from fercore.registry import check_tracking_store, resolve_tracking_uri
     from steps.common import stack_tracking_uri
 
     # the resolved store becomes part of the config, so ZenML's cache keys of the steps that log to
     # MLflow change with it: a cached step never points at a run of another store
     config.registry.tracking_uri = resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri())
-    from pipelines.stack_checks import check_remote_stack
-
     check_remote_stack(config)
     check_tracking_store(config.registry.tracking_uri, config.registry.experiment_name)
 
 
 def run_pipeline(args: argparse.Namespace, config: Config) -> None:
     from pipelines import PIPELINES
-    from pipelines.deploy import pipeline_options
+    from pipelines.deploy import keep_kubeflow_pod_settings, pipeline_options
     from pipelines.runs import local_run_guard
 
     pipeline = PIPELINES[args.pipeline]
+    keep_kubeflow_pod_settings()
     options = pipeline_options(config)  # the step image, environment, resources (containerized orchestrators)
     if options:
         pipeline = pipeline.with_options(**options)

@@ -8,18 +8,22 @@ and ZenML passes each orchestrator only its own.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import logging
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from zenml.client import Client
 from zenml.config import DockerSettings, ResourceSettings
 
 from fercore.config import Config, DockerConfig
 from fercore.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger(__name__)
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==")
 
 
@@ -51,12 +55,23 @@ def docker_settings(docker: DockerConfig) -> DockerSettings:
     )
 
 
+def _memory(memory: str | None) -> str | None:
+    """``memory``, except on a Kubeflow orchestrator: ZenML 0.98 hands KFP's ``set_memory_limit`` a float,
+    which KFP 2 refuses (TypeError at compile time), so the limit is left to the cluster's defaults there."""
+    if memory and Client().active_stack.orchestrator.flavor == "kubeflow":
+        logger.warning("resources memory %s is not set on Kubeflow: ZenML 0.98 passes KFP a number where it "
+                       "expects a string; the pods get the namespace's default memory limit", memory)
+        return None
+    return memory
+
+
 def training_settings(config: Config) -> dict[str, Any]:
     """Settings of the training steps: their GPUs and the node selectors / tolerations that put them on GPU nodes."""
     r = config.resources
     settings: dict[str, Any] = {"resources": ResourceSettings(gpu_count=r.gpu_count, cpu_count=r.cpu_count,
-                                                              memory=r.memory)}
+                                                              memory=_memory(r.memory))}
     if r.gpu_node_selectors:
+        # Kubeflow requests the GPUs only with an 'accelerator' node selector (keep_kubeflow_pod_settings)
         settings["orchestrator.kubeflow"] = {"pod_settings": {"node_selectors": r.gpu_node_selectors}}
     if r.gpu_node_selectors or r.gpu_tolerations:
         settings["orchestrator.kubernetes"] = {"pod_settings": {"node_selectors": r.gpu_node_selectors,
@@ -70,7 +85,7 @@ def pipeline_options(config: Config) -> dict[str, Any]:
     other = config.resources.other_steps
     settings: dict[str, Any] = {}
     if other.cpu_count or other.memory:
-        settings["resources"] = ResourceSettings(cpu_count=other.cpu_count, memory=other.memory)
+        settings["resources"] = ResourceSettings(cpu_count=other.cpu_count, memory=_memory(other.memory))
     if config.docker is None:
         return {"settings": settings} if settings else {}
     settings["docker"] = docker_settings(config.docker)
@@ -80,3 +95,39 @@ def pipeline_options(config: Config) -> dict[str, Any]:
     if config.docker.secrets:
         options["secrets"] = list(config.docker.secrets)
     return options
+
+
+def keep_kubeflow_pod_settings() -> bool:
+    """Works around ZenML 0.98's Kubeflow settings dropping any ``pod_settings`` they are given.
+
+    Their validator rebuilds ``pod_settings`` from the legacy top-level ``node_selectors`` (empty unless
+    given, and ZenML's compiler filters that key out of step settings), so the orchestrator never sees the
+    accelerator node selector and never requests the GPUs of ``ResourceSettings`` (the compile test shows
+    it). This keeps given ``pod_settings`` when no legacy keys are set. A no-op (returns False) when the
+    integration is missing or ZenML keeps them already (fixed upstream).
+    """
+    try:
+        from zenml.integrations.kubeflow.flavors.kubeflow_orchestrator_flavor import (
+            KubeflowOrchestratorConfig, KubeflowOrchestratorSettings,
+        )
+    except ImportError:
+        return False
+    name = "_validate_and_migrate_pod_settings"
+    if KubeflowOrchestratorSettings(pod_settings={"node_selectors": {"probe": "1"}}).pod_settings.node_selectors:
+        return False
+    for cls in (KubeflowOrchestratorSettings, KubeflowOrchestratorConfig):
+        validators = cls.__pydantic_decorators__.model_validators
+        if name not in validators:
+            return False
+
+        def migrate(data, info, _original=validators[name].func):
+            legacy = isinstance(data, dict) and (data.get("node_selectors") or data.get("node_affinity"))
+            given = data.get("pod_settings") if isinstance(data, dict) and not legacy else None
+            data = _original(data, info)
+            if given:
+                data["pod_settings"] = given
+            return data
+
+        validators[name] = dataclasses.replace(validators[name], func=migrate)
+        cls.model_rebuild(force=True)
+    return True

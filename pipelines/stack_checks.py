@@ -14,14 +14,26 @@ _ADD_TRACKER = ("add an MLflow experiment tracker that points at your MLflow ser
                 "registry.tracking_uri / MLFLOW_TRACKING_URI to that server")
 
 
+def runs_here() -> bool:
+    """Whether the active stack's orchestrator runs the steps on this machine (local or local Docker)."""
+    return Client().active_stack.orchestrator.flavor in ("local", "local_docker")
+
+
 def check_remote_stack(config: Config) -> None:
-    """On a stack whose artifact store is not local, the MLflow store must be reachable from every
-    step's machine: a SQLite file or a local folder is not.
+    """A stack that runs steps elsewhere needs a ZenML server; on a stack whose artifact store is not
+    local, the MLflow store must be reachable from every step's machine: a SQLite file or a local folder
+    is not.
 
     Raises:
         ConfigError: naming the stack, the store that would be used, and what to add.
     """
-    stack = Client().active_stack
+    client = Client()
+    stack = client.active_stack
+    if getattr(stack, "requires_remote_server", False) and client.zen_store.is_local_store():
+        raise ConfigError(f"stack '{stack.name}' runs steps on other machines (its orchestrator is "
+                          f"{stack.orchestrator.flavor}), which cannot reach this machine's local ZenML database. "
+                          "Fix: connect to a ZenML server first (`zenml login https://zenml.example.com`), "
+                          "register the stack there, then run again.")
     if stack.artifact_store.flavor == "local":
         return
     uri = config.registry.tracking_uri or ""
@@ -31,3 +43,22 @@ def check_remote_stack(config: Config) -> None:
         raise ConfigError(f"stack '{stack.name}' keeps artifacts in a {stack.artifact_store.flavor} store, but MLflow "
                           f"would use {uri or 'nothing'} ({found}): a file on this machine that steps running "
                           f"elsewhere cannot reach. Fix: {_ADD_TRACKER}.")
+
+
+def check_secrets(config: Config) -> None:
+    """The ZenML secrets named in ``docker.secrets`` exist (ZenML resolves them when it submits the run).
+
+    Raises:
+        ConfigError: naming the missing secrets and the command that creates one.
+    """
+    names = config.docker.secrets if config.docker else []
+    missing = []
+    for name in names:
+        try:
+            Client().get_secret(name, hydrate=False)
+        except KeyError:
+            missing.append(name)
+    if missing:
+        raise ConfigError(f"docker.secrets names ZenML secrets that do not exist: {', '.join(missing)}. Create them "
+                          "(e.g. `zenml secret create kaggle --KAGGLE_USERNAME=... --KAGGLE_KEY=...`) or remove "
+                          "them from docker.secrets.")

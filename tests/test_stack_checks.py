@@ -39,3 +39,12 @@ def test_a_remote_stack_with_a_local_mlflow_store_fails_saying_what_to_add(monke
 def test_a_remote_stack_with_a_tracking_server_passes(monkeypatch):
     _stack(monkeypatch, "gcp", tracker=SimpleNamespace(name="mlflow"))
     stack_checks.check_remote_stack(_config("https://mlflow.example.com"))
+
+
+def test_a_stack_running_steps_elsewhere_needs_a_zenml_server(monkeypatch):
+    stack = SimpleNamespace(name="kf", requires_remote_server=True, orchestrator=SimpleNamespace(flavor="kubeflow"),
+                            artifact_store=SimpleNamespace(flavor="s3"), experiment_tracker=None)
+    client = SimpleNamespace(active_stack=stack, zen_store=SimpleNamespace(is_local_store=lambda: True))
+    monkeypatch.setattr(stack_checks, "Client", lambda: client)
+    with pytest.raises(ConfigError, match=r"stack 'kf' runs steps on other machines.*zenml login"):
+        stack_checks.check_remote_stack(_config("https://mlflow.example.com"))

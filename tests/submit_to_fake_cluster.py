@@ -1,0 +1,80 @@
+"""Submits ``run.py`` to a Kubeflow stack registered in a fresh ZenML store, with the Kubeflow Pipelines
+API faked: ZenML compiles the pipeline to its KFP v2 spec as for a real cluster, and the fake client keeps
+the spec instead of uploading it. Run by tests/test_kubeflow_compile.py in a subprocess (its own ZenML
+store and active stack, so nothing leaks into the other tests' stores).
+
+Usage: python tests/submit_to_fake_cluster.py OUT_DIR RUN_PY_ARGS...
+Writes OUT_DIR/submitted.json: the spec path, the run name, and the stack's artifact store path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def register_stack(out: Path) -> str:
+    """A Kubeflow stack: fake-remote artifact store, remote registry, local image builder, MLflow server."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType as T
+
+    client = Client()
+    client.create_flavor(source="tests.fake_remote_store.FakeRemoteArtifactStoreFlavor",
+                         component_type=T.ARTIFACT_STORE)
+    components = {
+        T.ORCHESTRATOR: ("kubeflow", "kubeflow", {"kubeflow_hostname": "https://kubeflow.example.com/pipeline",
+                                                  "synchronous": False}),
+        T.ARTIFACT_STORE: ("bucket", "fake_remote", {"path": str(out / "bucket")}),
+        T.CONTAINER_REGISTRY: ("registry", "default", {"uri": "registry.example.com/fer"}),
+        T.IMAGE_BUILDER: ("builder", "local", {}),
+        T.EXPERIMENT_TRACKER: ("mlflow", "mlflow", {"tracking_uri": "https://mlflow.example.com",
+                                                    "tracking_username": "fer", "tracking_password": "secret"}),
+    }
+    for kind, (name, flavor, config) in components.items():
+        client.create_stack_component(name=name, flavor=flavor, component_type=kind, configuration=config)
+    client.create_secret("kaggle", {"KAGGLE_USERNAME": "fer", "KAGGLE_KEY": "not-a-key"})
+    stack = client.create_stack(name="kubeflow-gpu", components={k: [v[0]] for k, v in components.items()})
+    return str(stack.id)
+
+
+class FakeKfpClient:
+    """Keeps the compiled spec instead of uploading it to Kubeflow Pipelines."""
+
+    def __init__(self, out: Path):
+        self.out = out
+
+    def create_run_from_pipeline_package(self, pipeline_file, arguments=None, run_name=None, **kwargs):
+        shutil.copy(pipeline_file, self.out / "pipeline.yaml")
+        (self.out / "submitted.json").write_text(json.dumps({"run_name": run_name, "kwargs": kwargs}))
+        return SimpleNamespace(run_id="fake-run-id")
+
+
+def main() -> int:
+    out, args = Path(sys.argv[1]).resolve(), sys.argv[2:]
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["ZENML_ACTIVE_STACK_ID"] = register_stack(out)
+
+    from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import KubeflowOrchestrator
+
+    import fercore.registry
+
+    from zenml.stack import Stack
+
+    KubeflowOrchestrator._get_kfp_client = lambda self, settings: FakeKfpClient(out)
+    # a cluster's pods would need a ZenML server; this run only compiles, so the local store is let through
+    Stack.requires_remote_server = property(lambda self: False)
+    fercore.registry.check_tracking_store = lambda uri, experiment: None  # the MLflow server is not reachable here
+    import run
+
+    return run.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
