@@ -4,7 +4,8 @@ the spec instead of uploading it. Run by tests/test_kubeflow_compile.py in a sub
 store and active stack, so nothing leaks into the other tests' stores).
 
 Usage: python tests/submit_to_fake_cluster.py OUT_DIR RUN_PY_ARGS...
-Writes OUT_DIR/submitted.json: the spec path, the run name, and the stack's artifact store path.
+Writes OUT_DIR/pipeline.yaml (the compiled spec), submitted.json (the upload call) and snapshot.json (the
+training step's parameters and the image settings, as stored for the pods).
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ class FakeKfpClient:
         (self.out / "submitted.json").write_text(json.dumps({"run_name": run_name, "kwargs": kwargs}))
         return SimpleNamespace(run_id="fake-run-id")
 
+    def get_experiment(self, name, namespace=None):
+        raise ValueError(f"no experiment {name}")
+
+    def create_experiment(self, name, namespace=None):
+        return SimpleNamespace(experiment_id=f"experiment-{name}")
+
+    def create_recurring_run(self, experiment_id, job_name, pipeline_package_path=None, **kwargs):
+        shutil.copy(pipeline_package_path, self.out / "pipeline.yaml")
+        (self.out / "submitted.json").write_text(json.dumps(
+            {"recurring": True, "experiment_id": experiment_id, "job_name": job_name, "kwargs": kwargs}, default=str))
+        return SimpleNamespace(recurring_run_id="fake-recurring-run-id")
+
 
 def main() -> int:
     out, args = Path(sys.argv[1]).resolve(), sys.argv[2:]
@@ -68,12 +81,35 @@ def main() -> int:
     from zenml.stack import Stack
 
     KubeflowOrchestrator._get_kfp_client = lambda self, settings: FakeKfpClient(out)
-    # a cluster's pods would need a ZenML server; this run only compiles, so the local store is let through
-    Stack.requires_remote_server = property(lambda self: False)
+    if not os.environ.get("FAKE_CLUSTER_KEEP_SERVER_CHECK"):
+        # a cluster's pods would need a ZenML server; this run only compiles, so the local store is let through
+        Stack.requires_remote_server = property(lambda self: False)
     fercore.registry.check_tracking_store = lambda uri, experiment: None  # the MLflow server is not reachable here
+    import pipelines.schedule
     import run
 
-    return run.main(args)
+    pipelines.schedule.schedule_pipeline.__defaults__ = (out / "schedules",)  # not the project's schedules/
+    code = run.main(args)
+    if (out / "pipeline.yaml").exists():
+        dump_snapshot(out)
+    return code
+
+
+def dump_snapshot(out: Path) -> None:
+    """What the pods will read: the training step's parameters and the image settings, from ZenML's store."""
+    import yaml
+    from zenml.client import Client
+
+    spec = yaml.safe_load((out / "pipeline.yaml").read_text())
+    args = next(iter(spec["deploymentSpec"]["executors"].values()))["container"]["args"]
+    snapshot = Client().get_snapshot(args[args.index("--snapshot_id") + 1])
+    step = snapshot.step_configurations["train_cnn"].config
+    docker = snapshot.pipeline_configuration.docker_settings
+    (out / "snapshot.json").write_text(json.dumps({
+        "train_cnn_parameters": step.parameters, "requirements": docker.requirements,
+        "parent_image": docker.parent_image, "skip_build": docker.skip_build,
+        "secrets": [str(s) for s in snapshot.pipeline_configuration.secrets or []],
+    }, default=str))
 
 
 if __name__ == "__main__":
