@@ -161,12 +161,15 @@ def check_services(config: Config, pipeline: str) -> None:
 
 
 def run_pipeline(args: argparse.Namespace, config: Config) -> None:
+    from zenml.client import Client
+
     from pipelines import PIPELINES
     from pipelines.deploy import keep_kubeflow_pod_settings, pipeline_options
     from pipelines.runs import local_run_guard
 
     pipeline = PIPELINES[args.pipeline]
-    keep_kubeflow_pod_settings()
+    if Client().active_stack.orchestrator.flavor == "kubeflow":
+        keep_kubeflow_pod_settings()  # a ZenML 0.98 bug would drop the GPU steps' node selectors
     options = pipeline_options(config)  # the step image, environment, resources (containerized orchestrators)
     if options:
         pipeline = pipeline.with_options(**options)

@@ -108,7 +108,8 @@ def keep_kubeflow_pod_settings() -> bool:
     """
     try:
         from zenml.integrations.kubeflow.flavors.kubeflow_orchestrator_flavor import (
-            KubeflowOrchestratorConfig, KubeflowOrchestratorSettings,
+            KubeflowOrchestratorConfig,
+            KubeflowOrchestratorSettings,
         )
     except ImportError:
         return False

@@ -12,15 +12,20 @@ from torch import nn
 from zenml import get_step_context, log_metadata
 from zenml.client import Client
 
+from fercore import distributed
+from fercore.checkpoints import CheckpointStore
 from fercore.config import RegistryConfig, TrainingConfig
 from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
 from fercore.models import count_parameters
 from fercore.rebalance import Rebalanced
-from fercore import distributed
-from fercore.checkpoints import CheckpointStore
 from fercore.registry import (
-    EpochLogger, connect, resolve_tracking_uri, resolve_version, run_closed_on_error, start_run,
+    EpochLogger,
+    connect,
+    resolve_tracking_uri,
+    resolve_version,
+    run_closed_on_error,
+    start_run,
 )
 from fercore.train import TrainResult, job_key
 

@@ -9,9 +9,9 @@ from zenml import step
 
 from fercore.config import RegistryConfig, VitConfig
 from fercore.dataset import FerDataset
+from fercore.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
 from fercore.models.vit import FerViT, build_vit, set_trainable_blocks, vit_variant
 from fercore.rebalance import Rebalanced
-from fercore.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
 from fercore.train import teacher_probabilities
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy

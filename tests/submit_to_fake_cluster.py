@@ -75,10 +75,9 @@ def main() -> int:
     os.environ["ZENML_ACTIVE_STACK_ID"] = register_stack(out)
 
     from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import KubeflowOrchestrator
+    from zenml.stack import Stack
 
     import fercore.registry
-
-    from zenml.stack import Stack
 
     KubeflowOrchestrator._get_kfp_client = lambda self, settings: FakeKfpClient(out)
     if not os.environ.get("FAKE_CLUSTER_KEEP_SERVER_CHECK"):

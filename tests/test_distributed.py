@@ -13,9 +13,9 @@ from fercore import distributed
 from fercore.checkpoints import CheckpointStore
 from fercore.config import VitConfig
 from fercore.errors import ConfigError
+from fercore.models import build_cnn
 from fercore.models.vit import build_vit
 from fercore.rebalance import rebalance
-from fercore.models import build_cnn
 from fercore.train import Trainer, job_key
 from tests.test_train import Interrupt, small_cfg, synthetic
 
@@ -149,7 +149,7 @@ def test_an_interrupted_run_resumes_from_a_remote_store(tmp_path):
 def test_checkpoints_go_to_the_artifact_store_on_a_remote_stack(monkeypatch):
     from types import SimpleNamespace
 
-    import steps.common as common
+    from steps import common
 
     def stack(flavor, path):
         store = SimpleNamespace(flavor=flavor, path=path)

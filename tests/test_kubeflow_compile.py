@@ -41,8 +41,8 @@ def submit(tmp: Path, *args: str, guard: bool = False) -> subprocess.CompletedPr
     if guard:
         env["FAKE_CLUSTER_KEEP_SERVER_CHECK"] = "1"
     return subprocess.run([sys.executable, "tests/submit_to_fake_cluster.py", str(tmp / "out"), "--pipeline",
-                           "train_all", "--config", "configs/kubeflow.yaml", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+                           "train_all", "--config", "configs/kubeflow.yaml", *args], check=False, cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
