@@ -65,17 +65,33 @@ def _memory(memory: str | None) -> str | None:
     return memory
 
 
+def _kubernetes_pod(resources: ResourceSettings, node_selectors: dict[str, str],
+                    tolerations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``orchestrator.kubernetes`` settings: the Kubernetes orchestrator sizes step pods from their pod
+    settings only (not from ``ResourceSettings``), so the requests and GPU limits are spelled out there."""
+    try:
+        from zenml.integrations.kubernetes.kube_utils import convert_resource_settings_to_k8s_format
+    except ImportError:  # no kubernetes package: no Kubernetes orchestrator either
+        return None
+    requests, limits, _ = convert_resource_settings_to_k8s_format(resources)
+    pod: dict[str, Any] = {"resources": {"requests": requests, "limits": limits}} if requests or limits else {}
+    if node_selectors:
+        pod["node_selectors"] = node_selectors
+    if tolerations:
+        pod["tolerations"] = tolerations
+    return {"pod_settings": pod} if pod else None
+
+
 def training_settings(config: Config) -> dict[str, Any]:
     """Settings of the training steps: their GPUs and the node selectors / tolerations that put them on GPU nodes."""
     r = config.resources
-    settings: dict[str, Any] = {"resources": ResourceSettings(gpu_count=r.gpu_count, cpu_count=r.cpu_count,
-                                                              memory=_memory(r.memory))}
+    resources = ResourceSettings(gpu_count=r.gpu_count, cpu_count=r.cpu_count, memory=r.memory)
+    settings: dict[str, Any] = {"resources": resources.model_copy(update={"memory": _memory(r.memory)})}
     if r.gpu_node_selectors:
         # Kubeflow requests the GPUs only with an 'accelerator' node selector (keep_kubeflow_pod_settings)
         settings["orchestrator.kubeflow"] = {"pod_settings": {"node_selectors": r.gpu_node_selectors}}
-    if r.gpu_node_selectors or r.gpu_tolerations:
-        settings["orchestrator.kubernetes"] = {"pod_settings": {"node_selectors": r.gpu_node_selectors,
-                                                                "tolerations": r.gpu_tolerations}}
+    if kubernetes := _kubernetes_pod(resources, r.gpu_node_selectors, r.gpu_tolerations):
+        settings["orchestrator.kubernetes"] = kubernetes
     return settings
 
 
@@ -85,7 +101,10 @@ def pipeline_options(config: Config) -> dict[str, Any]:
     other = config.resources.other_steps
     settings: dict[str, Any] = {}
     if other.cpu_count or other.memory:
-        settings["resources"] = ResourceSettings(cpu_count=other.cpu_count, memory=_memory(other.memory))
+        resources = ResourceSettings(cpu_count=other.cpu_count, memory=other.memory)
+        settings["resources"] = resources.model_copy(update={"memory": _memory(other.memory)})
+        if kubernetes := _kubernetes_pod(resources, {}, []):
+            settings["orchestrator.kubernetes"] = kubernetes
     if config.docker is None:
         return {"settings": settings} if settings else {}
     settings["docker"] = docker_settings(config.docker)

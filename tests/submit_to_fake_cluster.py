@@ -1,6 +1,7 @@
 """Submits ``run.py`` to a Kubeflow stack registered in a fresh ZenML store, with the Kubeflow Pipelines
 API faked: ZenML compiles the pipeline to its KFP v2 spec as for a real cluster, and the fake client keeps
-the spec instead of uploading it. Run by tests/test_kubeflow_compile.py in a subprocess (its own ZenML
+the spec instead of uploading it. With FAKE_CLUSTER_ORCHESTRATOR=kubernetes, a Kubernetes stack: instead
+of starting the orchestrator pod, the step pods it would start are rendered to pods.json. Run by tests/test_kubeflow_compile.py in a subprocess (its own ZenML
 store and active stack, so nothing leaks into the other tests' stores).
 
 Usage: python tests/submit_to_fake_cluster.py OUT_DIR RUN_PY_ARGS...
@@ -21,8 +22,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def register_stack(out: Path) -> str:
-    """A Kubeflow stack: fake-remote artifact store, remote registry, local image builder, MLflow server."""
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "https://k8s.example.com"}}]
+users: [{name: fake, user: {token: not-a-token}}]
+contexts: [{name: fake, context: {cluster: fake, user: fake}}]
+current-context: fake
+"""
+ORCHESTRATORS = {
+    "kubeflow": ("kubeflow", {"kubeflow_hostname": "https://kubeflow.example.com/pipeline", "synchronous": False}),
+    "kubernetes": ("kubernetes", {"kubernetes_context": "fake", "kubernetes_namespace": "zenml"}),
+}
+
+
+def register_stack(out: Path, orchestrator: str) -> str:
+    """A Kubeflow (or Kubernetes) stack: fake-remote artifact store, remote registry, local image builder,
+    MLflow server."""
     from zenml.client import Client
     from zenml.enums import StackComponentType as T
 
@@ -30,8 +45,7 @@ def register_stack(out: Path) -> str:
     client.create_flavor(source="tests.fake_remote_store.FakeRemoteArtifactStoreFlavor",
                          component_type=T.ARTIFACT_STORE)
     components = {
-        T.ORCHESTRATOR: ("kubeflow", "kubeflow", {"kubeflow_hostname": "https://kubeflow.example.com/pipeline",
-                                                  "synchronous": False}),
+        T.ORCHESTRATOR: (orchestrator, *ORCHESTRATORS[orchestrator]),
         T.ARTIFACT_STORE: ("bucket", "fake_remote", {"path": str(out / "bucket")}),
         T.CONTAINER_REGISTRY: ("registry", "default", {"uri": "registry.example.com/fer"}),
         T.IMAGE_BUILDER: ("builder", "local", {}),
@@ -69,17 +83,48 @@ class FakeKfpClient:
         return SimpleNamespace(recurring_run_id="fake-recurring-run-id")
 
 
+def render_step_pods(self, snapshot, stack, base_environment, step_environments, placeholder_run=None):
+    """Instead of starting the orchestrator pod: the step pods it would start, built as its entrypoint
+    builds them (the step's Kubernetes settings, ZenML's default requests, ``build_pod_manifest``)."""
+    from kubernetes import client as k8s_client
+    from zenml.entrypoints.step_entrypoint_configuration import StepEntrypointConfiguration
+    from zenml.integrations.kubernetes import kube_utils
+    from zenml.integrations.kubernetes.manifest_utils import build_pod_manifest
+
+    pods = {}
+    for name, step in snapshot.step_configurations.items():
+        settings = self.get_settings(step)
+        pod = build_pod_manifest(
+            pod_name=None, image_name=self.get_image(snapshot=snapshot, step_name=name),
+            command=StepEntrypointConfiguration.get_entrypoint_command(),
+            args=StepEntrypointConfiguration.get_entrypoint_arguments(step_name=name, snapshot_id=snapshot.id),
+            privileged=settings.privileged, env=step_environments[name],
+            pod_settings=kube_utils.apply_default_resource_requests(memory="400Mi", pod_settings=settings.pod_settings))
+        pods[name] = {"pod": k8s_client.ApiClient().sanitize_for_serialization(pod),
+                      "upstream": sorted(step.spec.upstream_steps)}
+    out = Path(os.environ["FAKE_CLUSTER_OUT"])
+    (out / "pods.json").write_text(json.dumps(pods, indent=1))
+    (out / "submitted.json").write_text(json.dumps({"schedule": snapshot.schedule.cron_expression
+                                                    if snapshot.schedule else None}))
+    return None
+
+
 def main() -> int:
     out, args = Path(sys.argv[1]).resolve(), sys.argv[2:]
     out.mkdir(parents=True, exist_ok=True)
-    os.environ["ZENML_ACTIVE_STACK_ID"] = register_stack(out)
+    orchestrator = os.environ.get("FAKE_CLUSTER_ORCHESTRATOR", "kubeflow")
+    (out / "kubeconfig").write_text(KUBECONFIG)
+    os.environ.update(KUBECONFIG=str(out / "kubeconfig"), FAKE_CLUSTER_OUT=str(out))
+    os.environ["ZENML_ACTIVE_STACK_ID"] = register_stack(out, orchestrator)
 
     from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import KubeflowOrchestrator
+    from zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator import KubernetesOrchestrator
     from zenml.stack import Stack
 
     import fercore.registry
 
     KubeflowOrchestrator._get_kfp_client = lambda self, settings: FakeKfpClient(out)
+    KubernetesOrchestrator.submit_pipeline = render_step_pods
     if not os.environ.get("FAKE_CLUSTER_KEEP_SERVER_CHECK"):
         # a cluster's pods would need a ZenML server; this run only compiles, so the local store is let through
         Stack.requires_remote_server = property(lambda self: False)
@@ -90,7 +135,7 @@ def main() -> int:
     pipelines.schedule.schedule_pipeline.__defaults__ = (out / "schedules",)  # not the project's schedules/
     code = run.main(args)
     if (out / "pipeline.yaml").exists():
-        dump_snapshot(out)
+        dump_snapshot(out)  # Kubeflow
     return code
 
 

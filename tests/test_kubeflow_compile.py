@@ -1,5 +1,6 @@
 """`run.py --pipeline train_all --config configs/kubeflow.yaml` on a Kubeflow stack, compiled by ZenML's
-Kubeflow orchestrator to a KFP v2 spec; only the upload to Kubeflow Pipelines is faked
+Kubeflow orchestrator to a KFP v2 spec; only the upload to Kubeflow Pipelines is faked. On a Kubernetes
+stack, the step pods its orchestrator pod would start, built with ZenML's own manifest code
 (tests/submit_to_fake_cluster.py). Nothing here reaches a cluster."""
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ DEPENDENCIES = {
 }
 
 
-def submit(tmp: Path, *args: str, guard: bool = False) -> subprocess.CompletedProcess:
-    """``run.py --pipeline train_all --config configs/kubeflow.yaml ARGS`` on a fresh ZenML store's Kubeflow stack."""
-    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp / "zenml"), "HF_HUB_OFFLINE": "1"}
+def submit(tmp: Path, *args: str, guard: bool = False, orchestrator: str = "kubeflow") -> subprocess.CompletedProcess:
+    """``run.py --pipeline train_all --config configs/kubeflow.yaml ARGS`` on a fresh ZenML store's stack."""
+    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp / "zenml"), "HF_HUB_OFFLINE": "1",
+           "FAKE_CLUSTER_ORCHESTRATOR": orchestrator}
     env.pop("MLFLOW_TRACKING_URI")  # the tests' SQLite file: MLflow must come from the stack's tracker
     if guard:
         env["FAKE_CLUSTER_KEEP_SERVER_CHECK"] = "1"
@@ -131,3 +133,33 @@ def test_a_schedule_becomes_a_kubeflow_recurring_run(tmp_path):
     assert set(tasks) == set(DEPENDENCIES)
     assert result.stdout.strip().splitlines()[-1] == "train_all-retrain"  # a ZenML schedule, no crontab line
     assert (tmp_path / "out" / "schedules" / "train_all.yaml").is_file()  # the resolved config, kept beside
+
+
+@pytest.fixture(scope="module")
+def k8s_pods(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kubernetes")
+    result = submit(tmp, "--set", "docker.skip_build=true", orchestrator="kubernetes")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return json.loads((tmp / "out" / "pods.json").read_text())
+
+
+def test_kubernetes_step_pods_gpu_nodes_for_training_cpu_pods_for_the_rest(k8s_pods):
+    assert {name.replace("_", "-"): pod["upstream"] for name, pod in k8s_pods.items()} == {
+        task: [d.replace("-", "_") for d in deps] for task, deps in DEPENDENCIES.items()}
+    parent = load_config(ROOT / "configs" / "kubeflow.yaml").docker.parent_image
+    for name, entry in k8s_pods.items():
+        spec = entry["pod"]["spec"]
+        container = spec["containers"][0]
+        assert container["image"] == parent
+        assert container["args"][container["args"].index("--step_name") + 1] == name
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["HF_HOME"] == "/tmp/hf" and env["ZENML_ACTIVE_STACK_ID"]
+        if name in ("train_cnn", "train_vit"):
+            # 64GB in MiB (ZenML's conversion); the GPU limit is what the scheduler honours
+            assert container["resources"] == {"requests": {"cpu": "16", "memory": "61035Mi", "nvidia.com/gpu": "4"},
+                                              "limits": {"nvidia.com/gpu": "4"}}, name
+            assert spec["nodeSelector"] == {"accelerator": "nvidia-tesla-a100"}
+            assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        else:
+            assert container["resources"] == {"requests": {"cpu": "4", "memory": "15258Mi"}, "limits": {}}, name
+            assert "nodeSelector" not in spec and "tolerations" not in spec
