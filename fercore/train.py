@@ -295,14 +295,8 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         if hasattr(self.model, "fer_spec"):
             self.model.fer_spec.update(trained_spec(self.model, cfg))
-        self.train_forward = self.model
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.train_forward = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if cfg.compile:
-            self.train_forward = self._compiled(self.train_forward)
+        self._trainable: tuple[bool, ...] | None = None
+        self._wrap()
         # use_buffers: batch-norm statistics are averaged too, so the average is usable as it is
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema_decay else None)
@@ -310,6 +304,22 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.checkpoints = (checkpoints if isinstance(checkpoints, CheckpointStore) or checkpoints is None
                             else CheckpointStore(checkpoints))
+
+    def _wrap(self) -> None:
+        """``self.train_forward``: the model, under DDP in a process group, compiled with ``cfg.compile``.
+
+        DDP reduces the gradients of the parameters that were trainable when it was built, so it is
+        built again when a callback (a ViT's gradual unfreezing) changed which ones are."""
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if trainable == self._trainable:
+            return
+        self._trainable, forward = trainable, self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                              if self.device.type == "cuda" else None)
+        self.train_forward = self._compiled(forward) if self.cfg.compile else forward
 
     def _compiled(self, forward: nn.Module) -> nn.Module:
         """``forward`` under ``torch.compile`` for training steps; ``self.model`` stays eager (state, evaluation)."""
@@ -398,6 +408,8 @@ class Trainer:
         for epoch in range(start_epoch, cfg.epochs):
             if epoch > start_epoch and self.on_epoch_start:
                 self.on_epoch_start(epoch, self.model)
+            if self.world > 1:
+                self._wrap()
             t_epoch = time.perf_counter()
             rows = plan.epoch_rows(epoch, cfg.max_train_images)  # a random subset when capped, fresh each epoch
             train_loss, train_acc, trained = self._train_epoch(images, labels, rows, epoch, opt, sched, loss_fn, bar)

@@ -81,6 +81,31 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert not list((tmp_path / "ck").rglob("last.pt")), "the finished job's checkpoint is removed"
 
 
+@pytest.mark.slow
+def test_ddp_follows_a_pretrained_vits_gradual_unfreezing(tiny_vit_dir):
+    """The blocks unfrozen after DDP was built must be reduced too (DDP is built again): else each process
+    would step its own gradients and rank 0 would drift from the single-process run."""
+    from steps.train_vit import UnfreezeSchedule
+
+    ds = synthetic(per_class=12, test_per_class=2)
+    plan = rebalance(ds, "none", 0)
+    plan.indices = plan.indices[:64]
+    # SGD: attention's key bias gets only rounding-noise gradients, which Adam would scale up to full steps
+    cfg = tiny_vit_cfg(checkpoint=str(tiny_vit_dir), head_hidden=[16], epochs=3, ema_decay=None, optimizer="sgd",
+                       learning_rate=0.05,
+                       freeze={"initial_trainable_blocks": 0, "unfreeze_every_epochs": 1, "blocks_per_unfreeze": 1})
+    torch.manual_seed(0)
+    single, ddp = build_vit(cfg), build_vit(cfg)
+    ddp.load_state_dict(single.state_dict())
+    before = {k: v.clone() for k, v in single.state_dict().items()}
+    distributed.fit(single, cfg, ds, plan, processes=1, on_epoch_start=UnfreezeSchedule(cfg))
+    distributed.fit(ddp, cfg, ds, plan, processes=2, on_epoch_start=UnfreezeSchedule(cfg))
+    moved = [k for k, v in single.state_dict().items() if "layers.2." in k and not torch.equal(v, before[k])]
+    assert moved, "the top block was unfrozen and trained"
+    for (k, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), k
+
+
 def test_ddp_batch_must_split_over_the_processes():
     ds = synthetic(per_class=5, test_per_class=1)
     with pytest.raises(ConfigError, match="batch_size 33 does not split over 2"):
