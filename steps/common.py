@@ -33,9 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 def stack_tracking_uri() -> str | None:
-    """The tracking URI of the active stack's MLflow experiment tracker, if it has one."""
+    """The tracking URI of the active stack's MLflow experiment tracker, if it has one.
+
+    The tracker's credentials (``tracking_username`` / ``password`` / ``token``) are put in the
+    environment, where the MLflow client (and DDP workers, which inherit it) read them: the steps do
+    not declare ``experiment_tracker=``, so ZenML would not do it in a step's pod.
+    """
     tracker = Client().active_stack.experiment_tracker
     if tracker is not None and tracker.flavor == "mlflow":
+        tracker.configure_mlflow()  # type: ignore[attr-defined]
         return tracker.get_tracking_uri()  # type: ignore[attr-defined]
     return None
 

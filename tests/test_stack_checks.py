@@ -48,3 +48,14 @@ def test_a_stack_running_steps_elsewhere_needs_a_zenml_server(monkeypatch):
     monkeypatch.setattr(stack_checks, "Client", lambda: client)
     with pytest.raises(ConfigError, match=r"stack 'kf' runs steps on other machines.*zenml login"):
         stack_checks.check_remote_stack(_config("https://mlflow.example.com"))
+
+
+def test_the_stack_trackers_credentials_reach_the_mlflow_client(monkeypatch):
+    import steps.common as common
+
+    calls = []
+    tracker = SimpleNamespace(flavor="mlflow", configure_mlflow=lambda: calls.append("configured"),
+                              get_tracking_uri=lambda: "https://mlflow.example.com")
+    monkeypatch.setattr(common, "Client", lambda: SimpleNamespace(active_stack=SimpleNamespace(
+        experiment_tracker=tracker)))
+    assert common.stack_tracking_uri() == "https://mlflow.example.com" and calls == ["configured"]
