@@ -10,9 +10,9 @@ by one key, ``resources.ddp_processes``.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
+import pickle
 import socket
 import tempfile
 from collections.abc import Callable
@@ -92,7 +92,10 @@ def fit(model: nn.Module, cfg, dataset, plan, processes: int, checkpoints=None,
                 cfg.batch_size // processes)
     with tempfile.TemporaryDirectory(prefix="fer-ddp-") as tmp:
         out = Path(tmp) / "rank0.pt"
-        args = (processes, backend, _free_port(), model.cpu(), cfg, dataset, plan, checkpoints, on_epoch_end,
+        # by value through the pipe: torch.multiprocessing would share the tensors through /dev/shm (64 MB
+        # in a default Kubernetes pod), and every worker needs weights of its own anyway
+        model_bytes = pickle.dumps(model.cpu())
+        args = (processes, backend, _free_port(), model_bytes, cfg, dataset, plan, checkpoints, on_epoch_end,
                 on_epoch_start, teacher_probs, str(out))
         torch.multiprocessing.spawn(_worker, args=args, nprocs=processes, join=True)
         state = torch.load(out, weights_only=True)
@@ -103,7 +106,7 @@ def fit(model: nn.Module, cfg, dataset, plan, processes: int, checkpoints=None,
     return TrainResult(**state["result"])
 
 
-def _worker(rank: int, world: int, backend: str, port: int, model: nn.Module, cfg, dataset, plan, checkpoints,
+def _worker(rank: int, world: int, backend: str, port: int, model_bytes: bytes, cfg, dataset, plan, checkpoints,
             on_epoch_end, on_epoch_start, teacher_probs, out: str) -> None:
     from fercore.train import Trainer
 
@@ -113,8 +116,7 @@ def _worker(rank: int, world: int, backend: str, port: int, model: nn.Module, cf
     else:  # CPU workers share the cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group(backend, rank=rank, world_size=world)
-    # torch.multiprocessing hands every worker the same shared-memory tensors: each needs its own weights
-    model = copy.deepcopy(model)
+    model = pickle.loads(model_bytes)  # noqa: S301  (the parent's own model, in this step)
     try:
         trainer = Trainer(model, cfg, checkpoints, on_epoch_end=on_epoch_end if rank == 0 else None,
                           on_epoch_start=on_epoch_start, teacher_probs=teacher_probs)
