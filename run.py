@@ -127,18 +127,29 @@ class _QuietExpectedErrors(logging.Filter):
 
 
 def check_services(config: Config, pipeline: str) -> None:
-    """What the run needs, checked before the first step: data source, ViT checkpoint, MLflow store."""
-    if pipeline == "monitor":
-        if not config.monitor.data or not Path(config.monitor.data).expanduser().exists():
-            raise ConfigError(f"monitor needs new images: --data PATH (a folder or archive); got {config.monitor.data}")
+    """What the run needs, checked before the first step: data source, ViT checkpoint, MLflow store.
+
+    On a stack that runs steps elsewhere the data paths are read in the pods, so they are not looked up
+    here; a retrain triggered by monitoring, which writes the new faces on this machine, is refused.
+    """
     from pipelines.stack_checks import check_remote_stack, check_secrets, runs_here
 
     local = runs_here()
-    if pipeline != "monitor" and local:
+    if pipeline == "monitor":
+        if not config.monitor.data or (local and not Path(config.monitor.data).expanduser().exists()):
+            raise ConfigError(f"monitor needs new images: --data PATH (a folder or archive); got {config.monitor.data}")
+        if not local and config.monitor.on_drift == "retrain":
+            raise ConfigError("monitor.on_drift: retrain writes the new faces to monitor.incoming_dir on this machine, "
+                              "where the step pods of this stack cannot read them: use on_drift: report and add the "
+                              "batch to data.incoming at a path the pods can read")
+    elif local:
         check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
-    elif pipeline != "monitor" and config.data.source != "kaggle":
-        logger.warning("data.source %s is read by the step pods: it must be a path inside the image or on a "
-                       "mounted volume there", config.data.source)
+    if not local:
+        read_in_pods = [config.monitor.data] if pipeline == "monitor" else [config.data.source, *config.data.incoming]
+        for path in read_in_pods:
+            if path != "kaggle":
+                logger.warning("%s is read by the step pods: it must be a path inside the image or on a volume "
+                               "mounted there", path)
     if config.data.incoming and local:
         from fercore.incoming import batch_paths
 

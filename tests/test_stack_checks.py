@@ -59,3 +59,13 @@ def test_the_stack_trackers_credentials_reach_the_mlflow_client(monkeypatch):
     monkeypatch.setattr(common, "Client", lambda: SimpleNamespace(active_stack=SimpleNamespace(
         experiment_tracker=tracker)))
     assert common.stack_tracking_uri() == "https://mlflow.example.com" and calls == ["configured"]
+
+
+def test_monitoring_on_a_cluster_refuses_a_retrain_that_writes_faces_here(monkeypatch):
+    import run
+
+    monkeypatch.setattr(stack_checks, "runs_here", lambda: False)
+    config = Config()
+    config.monitor.data, config.monitor.on_drift = "/data/new-faces", "retrain"  # read in the pods: not looked up
+    with pytest.raises(ConfigError, match="monitor.on_drift: retrain writes the new faces .* on this machine"):
+        run.check_services(config, "monitor")
