@@ -10,7 +10,7 @@ from zenml import step
 from fercore.config import RegistryConfig, VitConfig
 from fercore.dataset import FerDataset
 from fercore.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
-from fercore.models.vit import FerViT, build_vit, set_trainable_blocks, vit_variant
+from fercore.models.vit import UnfreezeSchedule, build_vit, vit_variant
 from fercore.rebalance import Rebalanced
 from fercore.train import teacher_probabilities
 from materializers import FerModelMaterializer
@@ -18,19 +18,6 @@ from steps.cache import cache_policy
 from steps.common import teacher_predictor, train_and_track
 
 logger = logging.getLogger(__name__)
-
-
-class UnfreezeSchedule:
-    """A Trainer ``on_epoch_start`` callback applying ``config.freeze`` to a pretrained ViT (a class: DDP
-    workers get it pickled)."""
-
-    def __init__(self, config: VitConfig):
-        self.freeze = config.freeze
-
-    def __call__(self, epoch: int, model: FerViT) -> None:
-        blocks = self.freeze.trainable_blocks(epoch)
-        trainable = set_trainable_blocks(model, blocks)
-        logger.info("Epoch %d: top %d encoder blocks + head trainable (%d parameters)", epoch + 1, blocks, trainable)
 
 
 def soft_targets(config: VitConfig, dataset: FerDataset, registry: RegistryConfig,

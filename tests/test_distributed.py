@@ -14,7 +14,7 @@ from fercore.checkpoints import CheckpointStore
 from fercore.config import VitConfig
 from fercore.errors import ConfigError
 from fercore.models import build_cnn
-from fercore.models.vit import build_vit
+from fercore.models.vit import UnfreezeSchedule, build_vit
 from fercore.rebalance import rebalance
 from fercore.train import Trainer, job_key
 from tests.test_train import Interrupt, small_cfg, synthetic
@@ -85,8 +85,6 @@ def test_two_gloo_processes_train_like_one(tmp_path):
 def test_ddp_follows_a_pretrained_vits_gradual_unfreezing(tiny_vit_dir):
     """The blocks unfrozen after DDP was built must be reduced too (DDP is built again): else each process
     would step its own gradients and rank 0 would drift from the single-process run."""
-    from steps.train_vit import UnfreezeSchedule
-
     ds = synthetic(per_class=12, test_per_class=2)
     plan = rebalance(ds, "none", 0)
     plan.indices = plan.indices[:64]

@@ -254,6 +254,19 @@ def set_trainable_blocks(model: FerViT, trainable_blocks: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+class UnfreezeSchedule:
+    """A Trainer ``on_epoch_start`` callback applying ``config.freeze`` to a pretrained ViT (a class in
+    the ZenML-free core: DDP workers unpickle it)."""
+
+    def __init__(self, config: Any):
+        self.freeze = config.freeze
+
+    def __call__(self, epoch: int, model: FerViT) -> None:
+        blocks = self.freeze.trainable_blocks(epoch)
+        trainable = set_trainable_blocks(model, blocks)
+        logger.info("Epoch %d: top %d encoder blocks + head trainable (%d parameters)", epoch + 1, blocks, trainable)
+
+
 def build_vit(config: Any) -> FerViT:
     """Builds the ViT a :class:`fercore.config.VitConfig` describes."""
     head = tuple(config.head_hidden)
