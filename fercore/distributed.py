@@ -116,7 +116,7 @@ def _worker(rank: int, world: int, backend: str, port: int, model_bytes: bytes, 
     else:  # CPU workers share the cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group(backend, rank=rank, world_size=world)
-    model = pickle.loads(model_bytes)  # noqa: S301  (the parent's own model, in this step)
+    model = pickle.loads(model_bytes)  # the parent's own model, in this step
     try:
         trainer = Trainer(model, cfg, checkpoints, on_epoch_end=on_epoch_end if rank == 0 else None,
                           on_epoch_start=on_epoch_start, teacher_probs=teacher_probs)

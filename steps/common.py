@@ -11,6 +11,7 @@ import numpy as np
 from torch import nn
 from zenml import get_step_context, log_metadata
 from zenml.client import Client
+from zenml.utils import source_utils
 
 from fercore import distributed
 from fercore.checkpoints import CheckpointStore
@@ -53,12 +54,18 @@ def tracking_uri(registry: RegistryConfig) -> str:
 class ArtifactStoreFS:
     """The active stack's artifact store as a :class:`fercore.checkpoints.FileSystem`.
 
-    Picklable (DDP workers get it): the store is looked up again in each process.
+    Picklable (DDP workers get it): the store is looked up again in each process, with the source root
+    of the process that made it (ZenML needs one to load the stack's flavors, and cannot infer it in a
+    spawned worker).
     """
+
+    def __init__(self):
+        self.source_root = source_utils.get_source_root()
 
     def __getattr__(self, name: str):
         if name not in ("open", "exists", "rename", "makedirs", "rmtree"):
             raise AttributeError(name)
+        source_utils.set_custom_source_root(self.source_root)
         return getattr(Client().active_stack.artifact_store, name)
 
 

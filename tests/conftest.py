@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 # Before anything imports zenml or mlflow: private stores, no analytics, no network.
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="fer-tests-"))
+# (a worker process that imports this module again, e.g. a DDP worker, keeps its parent's stores)
+_SESSION_DIR = Path(os.environ.get("FER_TESTS_SESSION_DIR") or tempfile.mkdtemp(prefix="fer-tests-"))
 os.environ.update(
+    FER_TESTS_SESSION_DIR=str(_SESSION_DIR),
     ZENML_ANALYTICS_OPT_IN="false",
     ZENML_CONFIG_PATH=str(_SESSION_DIR / "zenml"),
     ZENML_LOGGING_COLORS_DISABLED="true",

@@ -106,7 +106,6 @@ def render_step_pods(self, snapshot, stack, base_environment, step_environments,
     (out / "pods.json").write_text(json.dumps(pods, indent=1))
     (out / "submitted.json").write_text(json.dumps({"schedule": snapshot.schedule.cron_expression
                                                     if snapshot.schedule else None}))
-    return None
 
 
 def main() -> int:

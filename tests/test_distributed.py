@@ -104,6 +104,36 @@ def test_ddp_follows_a_pretrained_vits_gradual_unfreezing(tiny_vit_dir):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), k
 
 
+class CheckpointSeen:
+    """An ``on_epoch_end`` callback that writes whether the epoch's checkpoint is in ``store``."""
+
+    def __init__(self, store: CheckpointStore, key: str, log: Path):
+        self.store, self.key, self.log = store, key, str(log)
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        with open(self.log, "a") as f:
+            f.write(f"{epoch} {self.store.exists(self.key)}\n")
+
+
+@pytest.mark.slow
+def test_ddp_workers_checkpoint_through_the_stacks_artifact_store(tmp_path):
+    """The store the steps use on a remote stack: each worker finds the ZenML artifact store again."""
+    from zenml.client import Client
+
+    from steps.common import ArtifactStoreFS
+
+    ds = synthetic(per_class=8, test_per_class=1)
+    plan = rebalance(ds, "none", 0)
+    cfg = tiny_vit_cfg(epochs=2)
+    model = build_vit(cfg)
+    root = f"{Client().active_stack.artifact_store.path}/test-checkpoints/{tmp_path.name}/vit"
+    store = CheckpointStore(root, ArtifactStoreFS())
+    key = job_key(model, cfg, ds, plan)
+    distributed.fit(model, cfg, ds, plan, 2, store, on_epoch_end=CheckpointSeen(store, key, tmp_path / "seen"))
+    assert (tmp_path / "seen").read_text().split("\n")[:2] == ["1 True", "2 True"]
+    assert not store.exists(key)
+
+
 def test_ddp_batch_must_split_over_the_processes():
     ds = synthetic(per_class=5, test_per_class=1)
     with pytest.raises(ConfigError, match="batch_size 33 does not split over 2"):

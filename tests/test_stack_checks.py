@@ -51,7 +51,7 @@ def test_a_stack_running_steps_elsewhere_needs_a_zenml_server(monkeypatch):
 
 
 def test_the_stack_trackers_credentials_reach_the_mlflow_client(monkeypatch):
-    import steps.common as common
+    from steps import common
 
     calls = []
     tracker = SimpleNamespace(flavor="mlflow", configure_mlflow=lambda: calls.append("configured"),
