@@ -30,14 +30,7 @@ from fercore.config import AugmentConfig, TrainingConfig
 from fercore.dataset import FerDataset
 from fercore.distributed import broadcast_floats, rank_and_world, sum_floats
 from fercore.inference import (  # noqa: F401  (re-exported: the training API's inference helpers)
-    TTA_MODES,
-    autocast_dtype,
-    centre_crop,
-    cpu_has_native_bf16,
-    pick_device,
-    predict_proba,
-    to_batch,
-    tta_views,
+    TTA_MODES, autocast_dtype, centre_crop, cpu_has_native_bf16, pick_device, predict_proba, to_batch, tta_views,
 )
 from fercore.rebalance import Rebalanced
 
