@@ -164,19 +164,15 @@ class EpochLogger:
         self.run_id, self.tracking_uri = run_id, tracking_uri or mlflow.get_tracking_uri()
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        stamp = int(time.time() * 1000)
-        batch = [Metric(k, float(v), stamp, epoch) for k, v in metrics.items() if k != "epoch"]
-        MlflowClient(self.tracking_uri).log_batch(self.run_id, metrics=batch)
+        log_metrics(self.run_id, {k: v for k, v in metrics.items() if k != "epoch"}, epoch, self.tracking_uri)
 
 
-def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
-    """Logs ``name -> value`` metrics (step 0) in one request instead of one per metric."""
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0, tracking_uri: str | None = None) -> None:
+    """Logs ``name -> value`` metrics at ``step`` in one request instead of one per metric."""
     from mlflow.entities import Metric
 
     stamp = int(time.time() * 1000)
-    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+    MlflowClient(tracking_uri).log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
 
 
 def log_files(run_id: str, files: dict[str, bytes | str], artifact_path: str = "evaluation") -> None:

@@ -334,10 +334,6 @@ class Trainer:
         """Identifies this training job (:func:`job_key`)."""
         return job_key(self.model, self.cfg, dataset, plan, self.teacher_probs)
 
-    def has_checkpoint(self, dataset: FerDataset, plan: Rebalanced) -> bool:
-        """Whether :meth:`fit` will resume an interrupted run of this job."""
-        return bool(self.checkpoints and self.checkpoints.exists(self.job_key(dataset, plan)))
-
     # -- data parallelism: no-ops in a single process ---------------------------------------
 
     def _shard(self, order: torch.Tensor) -> torch.Tensor:

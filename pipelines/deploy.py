@@ -55,14 +55,14 @@ def docker_settings(docker: DockerConfig) -> DockerSettings:
     )
 
 
-def _memory(memory: str | None) -> str | None:
-    """``memory``, except on a Kubeflow orchestrator: ZenML 0.98 hands KFP's ``set_memory_limit`` a float,
-    which KFP 2 refuses (TypeError at compile time), so the limit is left to the cluster's defaults there."""
-    if memory and Client().active_stack.orchestrator.flavor == "kubeflow":
+def _for_orchestrator(resources: ResourceSettings) -> ResourceSettings:
+    """``resources``, less the memory on a Kubeflow orchestrator: ZenML 0.98 hands KFP's ``set_memory_limit``
+    a float, which KFP 2 refuses (TypeError at compile time), so the limit is left to the cluster there."""
+    if resources.memory and Client().active_stack.orchestrator.flavor == "kubeflow":
         logger.warning("resources memory %s is not set on Kubeflow: ZenML 0.98 passes KFP a number where it "
-                       "expects a string; the pods get the namespace's default memory limit", memory)
-        return None
-    return memory
+                       "expects a string; the pods get the namespace's default memory limit", resources.memory)
+        return resources.model_copy(update={"memory": None})
+    return resources
 
 
 def _kubernetes_pod(resources: ResourceSettings, node_selectors: dict[str, str],
@@ -86,7 +86,7 @@ def training_settings(config: Config) -> dict[str, Any]:
     """Settings of the training steps: their GPUs and the node selectors / tolerations that put them on GPU nodes."""
     r = config.resources
     resources = ResourceSettings(gpu_count=r.gpu_count, cpu_count=r.cpu_count, memory=r.memory)
-    settings: dict[str, Any] = {"resources": resources.model_copy(update={"memory": _memory(r.memory)})}
+    settings: dict[str, Any] = {"resources": _for_orchestrator(resources)}
     if r.gpu_node_selectors:
         # Kubeflow requests the GPUs only with an 'accelerator' node selector (keep_kubeflow_pod_settings)
         settings["orchestrator.kubeflow"] = {"pod_settings": {"node_selectors": r.gpu_node_selectors}}
@@ -102,7 +102,7 @@ def pipeline_options(config: Config) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if other.cpu_count or other.memory:
         resources = ResourceSettings(cpu_count=other.cpu_count, memory=other.memory)
-        settings["resources"] = resources.model_copy(update={"memory": _memory(other.memory)})
+        settings["resources"] = _for_orchestrator(resources)
         if kubernetes := _kubernetes_pod(resources, {}, []):
             settings["orchestrator.kubernetes"] = kubernetes
     if config.docker is None:

@@ -1,4 +1,5 @@
-"""Checks of the active ZenML stack before any step runs: a remote stack needs a remote MLflow."""
+"""Checks of the active ZenML stack before any step runs: where the steps run, a ZenML server and a
+reachable MLflow store for a remote stack, the secrets the run names."""
 
 from __future__ import annotations
 
