@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
-
-from fercore.config import Config, load_config
 from fercore.errors import ConfigError, FerError
-from fercore.ingest import check_source
 
+if TYPE_CHECKING:
+    from fercore.config import Config
+
+# Imports are made where they are needed: `run.py --help` and `run.py predict` never import ZenML
+# (1.7 s on 2 cores), and predict never imports MLflow when the model's copy is up to date.
 ROOT = Path(__file__).resolve().parent
 PIPELINE_NAMES = ("ingest", "train_all", "monitor")
 logger = logging.getLogger("run")
@@ -32,10 +36,11 @@ def default_config_path() -> Path:
     return ROOT / "configs" / ("train_all.yaml" if torch.cuda.is_available() else "cpu.yaml")
 
 
-def configure_logging() -> None:
-    """INFO logs of this project; ZenML installs its own console handler on the root logger."""
-    import zenml  # noqa: F401  (sets up ZenML's handler first, so ours is not doubled)
-
+def configure_logging(pipelines: bool = True) -> None:
+    """INFO logs of this project; for pipelines ZenML installs its own console handler on the root logger
+    first, so ours is not doubled."""
+    if pipelines:
+        import zenml  # noqa: F401
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -69,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> Config:
+    import yaml
+
+    from fercore.config import load_config
+
     overrides, origins = {}, {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -126,23 +135,31 @@ class _QuietExpectedErrors(logging.Filter):
         return True
 
 
-def check_services(config: Config, pipeline: str) -> None:
-    """What the run needs, checked before the first step: data source, ViT checkpoint, MLflow store.
+def check_services(config: Config, pipeline: str, config_path: str) -> None:
+    """What the run needs, checked before the first step: a stack the config is meant for, the data
+    (source, incoming batches, new images to monitor), the ViT checkpoint, the MLflow store and model.
 
     On a stack that runs steps elsewhere the data paths are read in the pods, so they are not looked up
     here; a retrain triggered by monitoring, which writes the new faces on this machine, is refused.
     """
-    from pipelines.stack_checks import check_remote_stack, check_secrets, runs_here
+    from pipelines.stack_checks import check_remote_stack, check_secrets, check_stack_fits, runs_here
 
+    check_stack_fits(config, config_path)
     local = runs_here()
     if pipeline == "monitor":
-        if not config.monitor.data or (local and not Path(config.monitor.data).expanduser().exists()):
-            raise ConfigError(f"monitor needs new images: --data PATH (a folder or archive); got {config.monitor.data}")
-        if not local and config.monitor.on_drift == "retrain":
+        if not config.monitor.data:
+            raise ConfigError("monitor needs new images: --data PATH (a folder or archive of faces or photos)")
+        if local:
+            from fercore.monitor import check_new_images
+
+            check_new_images(config.monitor.data, config.monitor.on_unreadable)
+        elif config.monitor.on_drift == "retrain":
             raise ConfigError("monitor.on_drift: retrain writes the new faces to monitor.incoming_dir on this machine, "
                               "where the step pods of this stack cannot read them: use on_drift: report and add the "
                               "batch to data.incoming at a path the pods can read")
     elif local:
+        from fercore.ingest import check_source
+
         check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
     if not local:
         read_in_pods = [config.monitor.data] if pipeline == "monitor" else [config.data.source, *config.data.incoming]
@@ -150,10 +167,10 @@ def check_services(config: Config, pipeline: str) -> None:
             if path != "kaggle":
                 logger.warning("%s is read by the step pods: it must be a path inside the image or on a volume "
                                "mounted there", path)
-    if config.data.incoming and local:
-        from fercore.incoming import batch_paths
+    if config.data.incoming and local and pipeline != "monitor":
+        from fercore.incoming import check_batches
 
-        batch_paths(config.data.incoming)
+        check_batches(config.data.incoming)
     check_secrets(config)
     if pipeline == "ingest":
         return
@@ -161,7 +178,8 @@ def check_services(config: Config, pipeline: str) -> None:
         from fercore.models.vit import check_checkpoint
 
         check_checkpoint(config.vit.checkpoint)  # on a cluster the pods load it, this machine need not reach the hub
-    from fercore.registry import check_tracking_store, resolve_tracking_uri
+    from fercore.registry import check_tracking_store, resolve_version
+    from fercore.stores import resolve_tracking_uri
     from steps.common import stack_tracking_uri
 
     # the resolved store becomes part of the config, so ZenML's cache keys of the steps that log to
@@ -169,6 +187,8 @@ def check_services(config: Config, pipeline: str) -> None:
     config.registry.tracking_uri = resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri())
     check_remote_stack(config)
     check_tracking_store(config.registry.tracking_uri, config.registry.experiment_name)
+    if pipeline == "monitor":
+        resolve_version(f"models:/{config.registry.model_name}@{config.monitor.model}")
 
 
 def run_pipeline(args: argparse.Namespace, config: Config) -> None:
@@ -230,22 +250,29 @@ def parse_predict_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with boxes and labels")
     parser.add_argument("--margin", type=float, default=0.1, help="crop margin around a detected face, per side")
+    parser.add_argument("--verbose", action="store_true", help="show library warnings and this project's log")
     return parser.parse_args(argv)
 
 
 def predict_main(argv: list[str]) -> int:
     """``run.py predict``: exit 0, or 2 when a photo could not be read (the others still get results)."""
-    from fercore.faces import photo_paths
-    from fercore.predict import format_results, load_predictor, predict_photos, write_json
-    from fercore.registry import resolve_tracking_uri
-
     args = parse_predict_args(argv)
+    if not args.verbose:  # the answer, or what went wrong: nothing else on the console
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        warnings.simplefilter("ignore")
+        logging.getLogger().setLevel(logging.ERROR)
+        logging.getLogger("fercore").setLevel(logging.ERROR)
+    from fercore.faces import photo_paths
+    from fercore.local_models import load_predictor
+    from fercore.predict import format_results, predict_photos, write_json
+    from fercore.stores import resolve_tracking_uri
+
     try:
-        model = load_predictor(args.model, args.tracking_uri or resolve_tracking_uri())
         paths = photo_paths(args.photos)
         if not paths:
             raise FerError(f"no photos found in {' '.join(args.photos)}")
-        results = predict_photos(paths, model, args.margin, args.annotate)
+        predict, _ = load_predictor(args.model, args.tracking_uri or resolve_tracking_uri())
+        results = predict_photos(paths, predict, args.margin, args.annotate)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -259,11 +286,12 @@ def predict_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["predict"]:
+        configure_logging(pipelines=False)
         return predict_main(argv[1:])
     args = parse_args(argv)
+    configure_logging()
     if not args.verbose:
         logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_QuietExpectedErrors())
     try:
@@ -275,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = build_config(args)
         ensure_zenml_repository()
-        check_services(config, args.pipeline)
+        check_services(config, args.pipeline, str(args.config or default_config_path()))
         run_pipeline(args, config)
     except FerError as exc:
         if args.verbose:

@@ -41,7 +41,7 @@ class DataConfig(_Strict):
                                                   "skipped and counted")
 
     def image_limits(self):
-        from fercore.ingest import ImageLimits
+        from fercore.images import ImageLimits
 
         return ImageLimits(self.min_image_size, self.max_image_pixels, self.on_bad_size)
 
@@ -263,6 +263,8 @@ class MonitorConfig(_Strict):
     drift_share: float = Field(0.5, gt=0.0, le=1.0)
     max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
     incoming_dir: str = Field("incoming", description="where a retrain writes the batch (added to data.incoming)")
+    on_unreadable: Literal["error", "skip"] = Field("error", description="unreadable image files stop the run "
+                                                    "(all are named), or are skipped and counted")
 
 
 class ScheduleConfig(_Strict):

@@ -7,17 +7,18 @@ FER-2013's faces are grayscale, square, roughly centred, with a little forehead 
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from fercore.constants import IMAGE_SIZE, IMAGE_SUFFIXES
 from fercore.errors import DataError
+from fercore.images import PHOTO_MAX_PIXELS, read_photo, to_gray8
 
 CASCADE = "haarcascade_frontalface_default.xml"  # ships inside opencv-python(-headless) 4.x
+ANNOTATION_COLOUR = (220, 40, 40)
 _detector = None
 
 
@@ -40,21 +41,17 @@ def photo_paths(inputs: list[str | Path]) -> list[Path]:
     return out
 
 
-def load_photo(path: str | Path, data: bytes | None = None) -> np.ndarray:
-    """The photo as uint8 grayscale, upright (EXIF orientation applied); from ``data`` when given
-    (an archive member), ``path`` then only names it.
+def load_photo(path: str | Path) -> np.ndarray:
+    """The photo as uint8 grayscale, upright (EXIF orientation applied); 16-bit images scaled to 8 bits.
 
     Raises:
-        DataError: the file is missing or is not an image.
+        DataError: the file is missing, is not an image, or is too large (checked from its header).
     """
     path = Path(path)
-    if data is None and not path.is_file():
+    if not path.is_file():
         raise DataError(f"{path}: no such file")
-    try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
-            return np.asarray(ImageOps.exif_transpose(img).convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+    return read_photo(path, path, PHOTO_MAX_PIXELS, "Pass a photo file (JPEG, PNG, ...), resized below "
+                      f"{PHOTO_MAX_PIXELS // 1_000_000} megapixels.")
 
 
 def detector():
@@ -92,18 +89,27 @@ def find_faces(gray: np.ndarray, margin: float = 0.1) -> list[Face]:
     return [Face(box, crop_face(gray, box, margin)) for box in detect_faces(gray)]
 
 
-def annotate(path: Path, faces: list[Face], labels: list[str], out_dir: Path) -> Path:
-    """Writes the photo with each face's box and label drawn into ``out_dir`` (same name, PNG)."""
-    from PIL import ImageDraw
+def annotate(path: Path, faces: list[Face], captions: list[str], out_dir: Path) -> Path:
+    """Writes the photo with each face's box and caption into ``out_dir`` (same name, PNG); the caption
+    sits on a filled band above the box (below it at the photo's top edge), its text sized to the box."""
+    from PIL import ImageDraw, ImageFont
 
     with Image.open(path) as img:
-        canvas = ImageOps.exif_transpose(img).convert("RGB")
+        upright = ImageOps.exif_transpose(img)
+        wide = upright.mode in ("I", "F") or upright.mode.startswith("I;16")  # convert() would clip these
+        canvas = (Image.fromarray(to_gray8(upright)) if wide else upright).convert("RGB")
     draw = ImageDraw.Draw(canvas)
-    width = max(2, canvas.width // 300)
-    for face, label in zip(faces, labels):
+    for face, caption in zip(faces, captions):
         x, y, w, h = face.box
-        draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
-        draw.text((x + width, max(0, y - 12 - width)), label, fill=(255, 64, 64))
+        line = max(2, w // 40)
+        draw.rectangle([x, y, x + w, y + h], outline=ANNOTATION_COLOUR, width=line)
+        font = ImageFont.load_default(size=max(12, w // 7))
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
+        pad = max(2, (bottom - top) // 5)
+        band_h = bottom - top + 2 * pad
+        band_y = y - band_h if y >= band_h else y + h
+        draw.rectangle([x, band_y, x + max(w, right - left + 2 * pad), band_y + band_h], fill=ANNOTATION_COLOUR)
+        draw.text((x + pad - left, band_y + pad - top), caption, fill=(255, 255, 255), font=font)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{path.stem}.png"
     canvas.save(target)

@@ -17,7 +17,8 @@ import numpy as np
 from fercore.constants import CLASS_INDEX, CLASS_NAMES, IMAGE_SUFFIXES
 from fercore.dataset import FerDataset
 from fercore.errors import DataError
-from fercore.ingest import _ARCHIVE_SUFFIXES, ImageLimits, _iter_members, _skipped, decode_image, source_sha256
+from fercore.images import ARCHIVE_SUFFIXES, ImageLimits, check_archive, decode_image, is_hidden, iter_members
+from fercore.ingest import source_sha256
 from fercore.validate import image_hashes
 
 logger = logging.getLogger(__name__)
@@ -26,15 +27,20 @@ INCOMING_SUBSET = "Incoming"  # the subset of batch images: split_validation nev
 
 def _is_batch(path: Path) -> bool:
     if path.is_file():
-        return path.name.lower().endswith(_ARCHIVE_SUFFIXES)
+        return path.name.lower().endswith(ARCHIVE_SUFFIXES)
     return any(child.is_dir() and child.name.lower() in CLASS_INDEX for child in path.iterdir())
+
+
+def _fix(batch: Path) -> str:
+    return f"Replace the incoming batch {batch}, or take it out of data.incoming."
 
 
 def batch_paths(locations: list[str]) -> list[Path]:
     """The batches of ``data.incoming``: each location is a batch, or a folder of batches (sorted).
 
     Raises:
-        DataError: a location does not exist, or holds neither class folders nor batches.
+        DataError: a location does not exist, holds neither class folders nor batches, or names a
+            batch that another location names too (its images would be trained on twice).
     """
     batches: list[Path] = []
     for location in map(lambda p: Path(p).expanduser(), locations):
@@ -48,6 +54,20 @@ def batch_paths(locations: list[str]) -> list[Path]:
             raise DataError(f"data.incoming: {location} holds neither class folders ({', '.join(CLASS_NAMES)}) nor "
                             "batches of them (folders or archives)")
         batches += inside
+    seen: dict[Path, Path] = {}
+    for batch in batches:
+        if batch.resolve() in seen:
+            raise DataError(f"data.incoming names the batch {batch} twice ({seen[batch.resolve()]} and {batch}, directly "
+                            "or through a folder of batches): its images would be trained on twice. List it once.")
+        seen[batch.resolve()] = batch
+    return batches
+
+
+def check_batches(locations: list[str]) -> list[Path]:
+    """:func:`batch_paths`, with every archive read to its end: a batch cut short fails here, by name."""
+    batches = batch_paths(locations)
+    for batch in batches:
+        check_archive(batch, _fix(batch))
     return batches
 
 
@@ -61,28 +81,29 @@ def fingerprint(source_digest: str, locations: list[str]) -> str:
     return digest.hexdigest()
 
 
-def read_batch(path: Path, limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A batch's images, labels and relative paths.
+def read_batch(path: Path, limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    """A batch's images, labels, relative paths, and how many images were converted (not 48x48 grayscale).
 
     Raises:
         DataError: an image outside a class folder, an unknown class folder, an unreadable image.
     """
-    images, labels, names = [], [], []
-    for name, read in _iter_members(path):
+    images, labels, names, converted = [], [], [], 0
+    for name, read in iter_members(path, _fix(path)):
         parts = PurePosixPath(name).parts
-        if _skipped(parts) or not name.lower().endswith(IMAGE_SUFFIXES):
+        if is_hidden(parts) or not name.lower().endswith(IMAGE_SUFFIXES):
             continue
         cls = parts[-2].lower() if len(parts) >= 2 else ""
         if cls not in CLASS_INDEX:
             raise DataError(f"{path}: {name} is not inside a class folder ({', '.join(CLASS_NAMES)})")
-        pixels, _ = decode_image(f"{path}: {name}", read(), limits)
+        pixels, was_converted = decode_image(f"{path}: {name}", read(), limits)
         if pixels is not None:
+            converted += was_converted
             images.append(pixels)
             labels.append(CLASS_INDEX[cls])
             names.append(name)
     if not images:
         raise DataError(f"{path}: an incoming batch without images; expected {'/, '.join(CLASS_NAMES)}/ folders")
-    return np.stack(images), np.array(labels), names
+    return np.stack(images), np.array(labels), names, converted
 
 
 def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = ImageLimits()) -> FerDataset:
@@ -90,12 +111,18 @@ def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = Imag
     each batch (name, sha256, images per class).
 
     Raises:
-        DataError: a batch holds an exact copy of a test image (named with the count and examples).
+        DataError: a batch holds an exact copy of a test image (named with the count and examples), or
+            has the same content as another batch.
     """
     test_hashes = image_hashes(ds.images[ds.splits == "test"])
-    parts, report = [ds], []
+    parts, report, digests = [ds], [], {}
     for batch in batches:
-        images, labels, names = read_batch(batch, limits)
+        digest = source_sha256(batch)
+        if digest in digests:
+            raise DataError(f"incoming batches {digests[digest]} and {batch} have the same content: its images would be "
+                            "trained on twice. Take one of them out of data.incoming.")
+        digests[digest] = batch
+        images, labels, names, converted = read_batch(batch, limits)
         leaked = np.isin(image_hashes(images), test_hashes)
         if leaked.any():
             examples = ", ".join(n for n, bad in zip(names, leaked) if bad)
@@ -103,9 +130,11 @@ def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = Imag
                             f"{examples[:300]}): adding them would leak the test split into training. Remove them "
                             "and run again.")
         counts = {c: int((labels == i).sum()) for i, c in enumerate(CLASS_NAMES)}
-        report.append({"name": batch.name, "sha256": source_sha256(batch), "images": len(images), "counts": counts})
-        logger.info("Incoming batch %s: %d images (%s)", batch.name, len(images),
-                    ", ".join(f"{c} {n}" for c, n in counts.items() if n))
+        report.append({"name": batch.name, "sha256": digest, "images": len(images), "converted": converted,
+                       "counts": counts})
+        logger.info("Incoming batch %s: %d images (%s)%s", batch.name, len(images),
+                    ", ".join(f"{c} {n}" for c, n in counts.items() if n),
+                    f"; {converted} converted to 48x48 grayscale" if converted else "")
         n, ids = len(images), np.array([f"incoming/{batch.name}/{x}" for x in names])
         parts.append(FerDataset(images, labels, np.full(n, "train"), ids, np.full(n, INCOMING_SUBSET)))
     out = FerDataset(*(np.concatenate([getattr(p, a) for p in parts])

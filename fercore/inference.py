@@ -1,18 +1,20 @@
 """Inference shared by evaluation, the registry pyfunc and drift: batches, test-time views, precision.
 
-Imports only torch, torchvision and numpy, so a registered model needs little beside its own code.
+Imports only torch and numpy, so a registered model needs little beside its own code. Not torchvision:
+its import pulls in ``torch._dynamo``, 2-3 s of every prediction's start-up on 2 cores.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
 
 # the test-time view modes (fercore.config.TtaMode lists the same names)
 TTA_MODES: tuple[str, ...] = ("none", "hflip", "shift", "tencrop", "grid")
@@ -69,6 +71,15 @@ def centre_crop(images: np.ndarray | torch.Tensor, size: int | None) -> np.ndarr
     return images[..., edge:edge + size, edge:edge + size]
 
 
+def ten_crop(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """torchvision's ``ten_crop``: the four corner windows and the centre one, then the same of the
+    mirrored images (same views, same order; the centre rounds as torchvision does)."""
+    h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
+    return [img[..., r:r + size, c:c + size] for img in (x, x.flip(-1)) for r, c in corners]
+
+
 def tta_views(x: torch.Tensor, mode: str, size: int | None = None, shift: int = 2) -> list[torch.Tensor]:
     """The test-time views of a batch, as ``size`` x ``size`` windows (the model's input size; the
     whole image when ``None``): ``none`` (the centre window), ``hflip`` (and its mirror), ``shift``
@@ -82,7 +93,7 @@ def tta_views(x: torch.Tensor, mode: str, size: int | None = None, shift: int = 
     size = min(size or h, h)
     window = size if size < h else h - 2 * shift
     if mode == "tencrop":
-        return list(TF.ten_crop(x, [window, window]))
+        return ten_crop(x, window)
     if mode == "grid":
         offsets = sorted({*range(0, h - window, shift), h - window})
         grid = [x[..., r:r + window, c:c + window] for r in offsets for c in offsets]
@@ -133,3 +144,45 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = BATCH_
             out[start:start + len(probs)] = probs.cpu().numpy()
     model.train(was_training)
     return out
+
+
+@dataclass
+class LoadedModel:
+    """A registered single model ready to predict: the network, its test-time views and precision."""
+
+    module: nn.Module
+    tta: str
+    amp: torch.dtype | None
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return predict_proba(self.module, images, tta=self.tta, amp=self.amp)
+
+
+def load_for_inference(model_dir: str | Path, model_config: dict[str, Any] | None) -> LoadedModel:
+    """The model folder of a registered version (its ``model`` artifact) with its pyfunc model config,
+    on the best device, in the precision it was evaluated in ("auto": bf16 on CUDA and on CPUs with
+    native bf16)."""
+    from fercore.models import load_model
+
+    config = model_config or {}
+    device = pick_device()
+    # versions registered before ``tta`` existed carry a boolean ``hflip_tta``
+    tta = config.get("tta") or ("hflip" if config.get("hflip_tta") else "none")
+    module = prepare_for_inference(load_model(model_dir), device)
+    return LoadedModel(module, tta, autocast_dtype(device, config.get("precision", "fp32")))
+
+
+def route_probabilities(member_probs: dict[str, np.ndarray], routes: dict[str, str]) -> np.ndarray:
+    """Each class's score from that class's champion, renormalised to sum to one.
+
+    Args:
+        member_probs: member version -> probabilities ``(N, 7)``.
+        routes: emotion -> member version.
+    """
+    from fercore.constants import CLASS_NAMES
+
+    first = next(iter(member_probs.values()))
+    scores = np.zeros_like(first, dtype=np.float64)
+    for c, emotion in enumerate(CLASS_NAMES):
+        scores[:, c] = member_probs[routes[emotion]][:, c]
+    return scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)

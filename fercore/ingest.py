@@ -7,71 +7,30 @@ cached per source sha256, so a rerun on the same source skips decoding.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
-import io
 import logging
 import os
 import shutil
-import tarfile
 import tempfile
-import warnings
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from fercore.constants import CLASS_INDEX, CLASS_NAMES, CSV_LABEL_NAMES, IMAGE_SIZE, IMAGE_SUFFIXES, SUBSETS, UNKNOWN_SUBSET
+from fercore import images as image_files
 from fercore.dataset import FerDataset
 from fercore.errors import DataError
+from fercore.images import ImageLimits
+from fercore.stores import default_cache_dir
 from fercore.validate import duplicate_report
 
 logger = logging.getLogger(__name__)
 
 KAGGLE_DATASET = "msambare/fer2013"
-CACHE_VERSION = 2  # bump when the decoded form changes
+CACHE_VERSION = 3  # bump when the decoded form changes
 _HELP = "Point --data at a FER-2013 folder, .zip/.tar.gz archive or fer2013.csv, or use --data kaggle."
-_ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
-
-Member = tuple[str, Callable[[], bytes]]
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Which image sizes are accepted: smaller or larger images are errors, or skipped and counted.
-
-    Attributes:
-        min_side: the shorter side must be at least this many pixels (upscaling a tiny image
-            invents a face).
-        max_pixels: width x height at most this (checked from the header, before decoding).
-        on_violation: ``error`` or ``skip``.
-    """
-
-    min_side: int = 16
-    max_pixels: int = 4_000_000
-    on_violation: str = "error"
-
-    def key(self) -> str:
-        return f"{self.min_side}-{self.max_pixels}-{self.on_violation}"
-
-    def problem(self, size: tuple[int, int]) -> str | None:
-        """Why an image of ``size`` (width, height) is refused, or None."""
-        if min(size) < self.min_side:
-            return f"{size[0]}x{size[1]} pixels, below the minimum side of {self.min_side} (data.min_image_size)"
-        if size[0] * size[1] > self.max_pixels:
-            return (f"{size[0]}x{size[1]} pixels, above the maximum of {self.max_pixels:,} pixels "
-                    "(data.max_image_pixels)")
-        return None
-
-
-def default_cache_dir() -> Path:
-    """``$FER_CACHE_DIR``, else ``~/.cache/fer-mlops``."""
-    return Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer-mlops"))
+_FIX_ARCHIVE = f"Download it again. {_HELP}"
 
 
 def ingest(
@@ -139,26 +98,8 @@ def check_source(source: str | Path, cache_dir: str | Path | None = None, kaggle
 
 
 def check_archive(path: Path) -> None:
-    """Fails fast on an archive that was cut short or is corrupt (a partial download).
-
-    A gzip stream is read to its end (about a second for FER-2013's 60 MB); a zip's central
-    directory, which sits at its end, is read.
-    """
-    name = path.name.lower()
-    if not path.is_file() or not name.endswith(_ARCHIVE_SUFFIXES):
-        return
-    try:
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(path):
-                pass
-        elif name.endswith((".tar.gz", ".tgz")):
-            with gzip.open(path, "rb") as f:
-                while f.read(1 << 22):
-                    pass
-    except EOFError:
-        raise DataError(f"{path}: the archive ends early (a partial download?): download it again. {_HELP}") from None
-    except (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        raise DataError(f"{path}: corrupt or unreadable archive ({exc}). Download it again. {_HELP}") from None
+    """Fails fast on a FER-2013 archive that was cut short or is corrupt (a partial download)."""
+    image_files.check_archive(path, _FIX_ARCHIVE)
 
 
 def read_source(path: Path, limits: ImageLimits = ImageLimits()) -> FerDataset:
@@ -204,79 +145,6 @@ def source_sha256(path: Path) -> str:
 # --- image folders and archives -------------------------------------------------------------
 
 
-def _iter_members(path: Path) -> Iterator[Member]:
-    if path.is_dir():
-        for file in sorted(path.rglob("*")):
-            if file.is_file():
-                yield file.relative_to(path).as_posix(), file.read_bytes
-        return
-    name = path.name.lower()
-    try:
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    if not info.is_dir():
-                        yield info.filename, _member_reader(path, info.filename, lambda info=info: zf.read(info))
-        elif name.endswith(_ARCHIVE_SUFFIXES):
-            with tarfile.open(path, "r:*") as tf:
-                for member in tf:
-                    if member.isfile():
-                        read = lambda member=member: tf.extractfile(member).read()  # noqa: E731
-                        yield member.name, _member_reader(path, member.name, read)
-        else:
-            raise DataError(f"{path}: unsupported file type. Use a folder, {', '.join(_ARCHIVE_SUFFIXES)} or .csv. {_HELP}")
-    except EOFError:
-        raise DataError(f"{path}: the archive ends early (a partial download?): download it again. {_HELP}") from None
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError) as exc:
-        raise DataError(f"{path}: corrupt or unreadable archive ({exc}). Download it again. {_HELP}") from exc
-
-
-def _member_reader(path: Path, name: str, read: Callable[[], bytes]) -> Callable[[], bytes]:
-    """``read`` with the archive's decompression errors turned into errors naming the member."""
-    def guarded() -> bytes:
-        try:
-            return read()
-        except EOFError:
-            raise DataError(f"{path}: the archive ends early, inside {name} (a partial download?): download it "
-                            f"again. {_HELP}") from None
-        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError) as exc:
-            raise DataError(f"{path}: corrupt archive member {name} ({exc}). Download it again. {_HELP}") from None
-
-    return guarded
-
-
-def _skipped(parts: tuple[str, ...]) -> bool:
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
-
-
-def decode_image(name: str, data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray | None, bool]:
-    """Decodes one image to 48x48 grayscale; returns the pixels and whether it was converted.
-
-    An image outside ``limits`` raises :class:`DataError`, or gives ``None`` pixels when
-    ``limits.on_violation`` is ``skip``. Its size is checked from the header, before decoding.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limits below decide
-            im = Image.open(io.BytesIO(data))
-        with im:
-            problem = limits.problem(im.size)
-            if problem and limits.on_violation == "skip":
-                return None, False
-            if problem:
-                raise DataError(f"{name}: {problem}. Remove this image, or set data.on_bad_size: skip to skip "
-                                "such images (they are counted).")
-            im.load()
-            converted = im.mode != "L" or im.size != (IMAGE_SIZE, IMAGE_SIZE)
-            if im.mode != "L":
-                im = im.convert("L")
-            if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8), converted
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{name}: not a readable image ({exc}). Remove or replace this file, then run again.") from exc
-
-
 def _subset_of(file_name: str) -> str:
     prefix = file_name.split("_", 1)[0]
     return prefix if prefix in SUBSETS else UNKNOWN_SUBSET
@@ -285,9 +153,9 @@ def _subset_of(file_name: str) -> str:
 def _read_image_tree(path: Path, limits: ImageLimits = ImageLimits()) -> FerDataset:
     images, labels, splits, ids, subsets = [], [], [], [], []
     converted, skipped = 0, []
-    for name, read in tqdm(_iter_members(path), desc=f"Decoding {path.name}", unit="img", leave=False):
+    for name, read in tqdm(image_files.iter_members(path, _FIX_ARCHIVE), desc=f"Decoding {path.name}", unit="img", leave=False):
         parts = PurePosixPath(name).parts
-        if _skipped(parts):
+        if image_files.is_hidden(parts):
             continue
         split_at = next((i for i, p in enumerate(parts) if p.lower() in ("train", "test")), None)
         if split_at is None:
@@ -300,7 +168,7 @@ def _read_image_tree(path: Path, limits: ImageLimits = ImageLimits()) -> FerData
             raise DataError(f"{name}: unknown class folder '{rel[1]}'. Class folders must be {', '.join(CLASS_NAMES)}.")
         if not file_name.lower().endswith(IMAGE_SUFFIXES):
             raise DataError(f"{name}: not an image file. Remove it or move it out of the class folders.")
-        pixels, was_converted = decode_image(name, read(), limits)
+        pixels, was_converted = image_files.decode_image(name, read(), limits)
         if pixels is None:
             skipped.append(name)
             continue

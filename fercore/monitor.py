@@ -8,6 +8,8 @@ first), unlabelled or in class folders (``angry/ ... surprise/``).
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,8 +21,8 @@ from fercore.constants import CLASS_INDEX, CLASS_NAMES, IMAGE_SIZE, IMAGE_SUFFIX
 from fercore.dataset import FerDataset
 from fercore.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
 from fercore.errors import DataError
-from fercore.faces import find_faces, load_photo
-from fercore.ingest import _iter_members, _skipped
+from fercore.faces import find_faces
+from fercore.images import PHOTO_MAX_PIXELS, is_hidden, iter_members, open_image, read_photo
 from fercore.metrics import Evaluation, evaluate_predictions
 
 logger = logging.getLogger(__name__)
@@ -34,50 +36,109 @@ class NewImages:
     labels: np.ndarray
     names: list[str]
     photos_without_face: list[str] = field(default_factory=list)
+    unreadable: int = 0  # files skipped (monitor.on_unreadable: skip)
 
     @property
     def labelled(self) -> bool:
         return bool(len(self.labels)) and bool((self.labels >= 0).all())
 
 
+_FIX = "Remove or replace the file, or set monitor.on_unreadable: skip to skip and count such files."
+_CLASS_FOLDERS = f"class folders are named {', '.join(CLASS_NAMES)}"
+
+
 def _faces_of(name: str, data: bytes, labelled: bool) -> list[np.ndarray]:
-    gray = load_photo(name, data)
+    gray = read_photo(name, data, fix=_FIX)
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return [gray]  # a face crop already
     crops = [f.crop for f in find_faces(gray)]
     return crops[:1] if labelled else crops  # a label belongs to one face: the largest
 
 
-def read_new_images(path: str | Path) -> NewImages:
-    """The faces of a folder or archive of new images (crops or photos), with labels from class folders.
+def list_new_images(path: str | Path) -> list[tuple[str, Callable[[], bytes], int]]:
+    """``(name, read, label)`` of every image of a folder or archive of new images; label -1 when
+    unlabelled. Either every image sits in a class folder, or none does.
 
     Raises:
-        DataError: the path is missing, holds no faces, or mixes labelled and unlabelled images.
+        DataError: the path is missing or holds no images, or it mixes class folders with other images
+            (the others are named by folder, with the class folders' names).
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"monitor: {path} does not exist; pass a folder or archive of face images with --data")
-    images, labels, names, no_face = [], [], [], []
-    for name, read in _iter_members(path):
+    fix = f"Replace {path}, or pass another folder or archive with --data."
+    found = []
+    for name, read in iter_members(path, fix):
         parts = PurePosixPath(name).parts
-        if _skipped(parts) or not name.lower().endswith(IMAGE_SUFFIXES):
+        if not is_hidden(parts) and name.lower().endswith(IMAGE_SUFFIXES):
+            found.append((name, read, CLASS_INDEX.get(parts[-2].lower(), -1) if len(parts) >= 2 else -1))
+    if not found:
+        raise DataError(f"monitor: {path} holds no images ({', '.join(IMAGE_SUFFIXES)}); pass a folder or archive "
+                        "of faces or photos with --data")
+    outside = Counter(str(PurePosixPath(name).parent) for name, _, label in found if label < 0)
+    if outside and any(label >= 0 for *_, label in found):
+        where = ", ".join(f"{'the top level' if d == '.' else d + '/'} ({n} images)" for d, n in sorted(outside.items()))
+        raise DataError(f"monitor: {path} mixes images in class folders with images outside them: {where}. Labelled "
+                        f"images go in class folders ({_CLASS_FOLDERS}); rename those folders, or pass unlabelled "
+                        "images without class folders")
+    return found
+
+
+def check_new_images(path: str | Path, on_unreadable: str = "error") -> int:
+    """Checks new images before any pipeline work: :func:`list_new_images`, and every file opens as an
+    image. Returns how many images there are.
+
+    Raises:
+        DataError: as :func:`list_new_images`, or naming every file that is not an image (unless
+            ``on_unreadable`` is ``skip``).
+    """
+    found = list_new_images(path)
+    bad = []
+    for name, read, _ in found:
+        try:
+            open_image(name, read(), PHOTO_MAX_PIXELS, _FIX).close()
+        except DataError as exc:
+            bad.append(str(exc))
+    _refuse_unreadable(path, bad, on_unreadable)
+    return len(found) - len(bad)
+
+
+def _refuse_unreadable(path: str | Path, errors: list[str], on_unreadable: str) -> None:
+    if not errors:
+        return
+    if on_unreadable != "skip":
+        listed = "\n  ".join(errors[:20]) + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
+        raise DataError(f"monitor: {len(errors)} unreadable image files in {path}:\n  {listed}")
+    logger.warning("monitor: skipped %d unreadable image files (monitor.on_unreadable: skip), e.g. %s", len(errors),
+                   errors[0])
+
+
+def read_new_images(path: str | Path, on_unreadable: str = "error") -> NewImages:
+    """The faces of a folder or archive of new images (crops or photos), with labels from class folders.
+
+    Raises:
+        DataError: as :func:`list_new_images`; files that are not images (all named, unless
+            ``on_unreadable`` is ``skip``); no face in any photo.
+    """
+    images, labels, names, no_face, unreadable = [], [], [], [], []
+    for name, read, label in list_new_images(path):
+        try:
+            crops = _faces_of(f"{path}: {name}", read(), label >= 0)
+        except DataError as exc:
+            unreadable.append(str(exc))
             continue
-        label = CLASS_INDEX.get(parts[-2].lower(), -1) if len(parts) >= 2 else -1
-        crops = _faces_of(f"{path}: {name}", read(), label >= 0)
         if not crops:
             no_face.append(name)
         for crop in crops:
             images.append(crop)
             labels.append(label)
             names.append(name)
+    _refuse_unreadable(path, unreadable, on_unreadable)
     if not images:
-        raise DataError(f"monitor: no faces in {path} ({len(no_face)} photos without a detectable face)")
-    labels_arr = np.array(labels)
-    if (labels_arr >= 0).any() and (labels_arr < 0).any():
-        raise DataError(f"monitor: {path} mixes images in class folders with unlabelled ones; use one or the other")
+        raise DataError(f"monitor: no faces in {path}: none of its {len(no_face)} photos has a detectable face")
     if no_face:
         logger.warning("monitor: %d photos without a detectable face, e.g. %s", len(no_face), ", ".join(no_face[:5]))
-    return NewImages(np.stack(images), labels_arr, names, no_face)
+    return NewImages(np.stack(images), np.array(labels), names, no_face, len(unreadable))
 
 
 @dataclass

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from fercore.constants import CLASS_NAMES
-from fercore.errors import DataError, FerError
+from fercore.errors import DataError
 from fercore.faces import annotate, find_faces, load_photo
+from fercore.local_models import Predict
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "models:/fer2013-emotion@champion"
@@ -28,7 +29,7 @@ class PhotoResult:
     annotated: str | None = None
 
 
-def predict_photos(paths: list[Path], model, margin: float = 0.1,
+def predict_photos(paths: list[Path], predict: Predict, margin: float = 0.1,
                    annotate_dir: Path | None = None) -> list[PhotoResult]:
     """Finds the faces of every photo and classifies all of them in one batch.
 
@@ -36,9 +37,9 @@ def predict_photos(paths: list[Path], model, margin: float = 0.1,
 
     Args:
         paths: photo files.
-        model: a loaded pyfunc (``predict``: uint8 ``(N, 48, 48)`` -> label and probabilities).
+        predict: uint8 faces ``(N, 48, 48)`` -> probabilities ``(N, 7)`` (:func:`load_predictor`).
         margin: how much the square crop grows around a detection, per side.
-        annotate_dir: if given, each photo is written there with boxes and labels drawn.
+        annotate_dir: if given, each photo is written there with boxes, labels and probabilities drawn.
     """
     results, found = [], []
     for path in paths:
@@ -51,15 +52,16 @@ def predict_photos(paths: list[Path], model, margin: float = 0.1,
         results.append(result)
         found.append(faces)
     crops = [f.crop for faces in found for f in faces]
-    table = model.predict(np.stack(crops)) if crops else None
-    row = 0
+    probs = predict(np.stack(crops)) if crops else np.empty((0, len(CLASS_NAMES)))
+    rows = iter(probs)
     for result, faces, path in zip(results, found, paths):
         for face in faces:
-            probs = {c: round(float(table[c].iloc[row]), 4) for c in CLASS_NAMES}
-            result.faces.append({"box": list(face.box), "label": str(table["label"].iloc[row]), "probabilities": probs})
-            row += 1
+            p = next(rows)
+            result.faces.append({"box": list(face.box), "label": CLASS_NAMES[int(p.argmax())],
+                                 "probabilities": {c: round(float(v), 4) for c, v in zip(CLASS_NAMES, p)}})
         if annotate_dir is not None and result.error is None:
-            result.annotated = str(annotate(path, faces, [f["label"] for f in result.faces], annotate_dir))
+            captions = [f"{f['label']} {f['probabilities'][f['label']]:.0%}" for f in result.faces]
+            result.annotated = str(annotate(path, faces, captions, annotate_dir))
     return results
 
 
@@ -83,21 +85,3 @@ def format_results(results: list[PhotoResult]) -> str:
 def write_json(results: list[PhotoResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
-
-
-def load_predictor(uri: str, tracking_uri: str):
-    """The registered model at ``uri`` as a pyfunc.
-
-    Raises:
-        FerError: the URI names no model in the registry at ``tracking_uri``.
-    """
-    import mlflow
-
-    from fercore.registry import connect_registry
-
-    connect_registry(tracking_uri)
-    try:
-        return mlflow.pyfunc.load_model(uri)
-    except Exception as exc:  # MlflowException, or an OSError of a missing artifact
-        raise FerError(f"cannot load {uri} from {tracking_uri}: {exc}. Train one first (`make train`), or pass "
-                       "--model models:/NAME@ALIAS / --tracking-uri.") from None

@@ -9,16 +9,33 @@ import numpy as np
 import pandas as pd
 
 from fercore.constants import CLASS_NAMES, IMAGE_SIZE
+from fercore.inference import route_probabilities  # noqa: F401  (re-exported: older imports)
 
 
 def as_image_batch(model_input: Any) -> np.ndarray:
-    """The pyfunc input as uint8 ``(N, 48, 48)``: the form its signature accepts (MLflow's schema
-    enforcement turns a JSON request's nested lists into it); anything else is refused by name."""
+    """The pyfunc input as uint8 ``(N, 48, 48)``; integer pixels 0-255 of another integer type (a JSON
+    request's nested lists arrive as int64) are converted. Anything else is refused by name, as a
+    client error (HTTP 400 from ``mlflow models serve``).
+
+    The signature declares no input schema on purpose: MLflow's schema enforcement would cast a JSON
+    request's float pixels to uint8 silently (0.5 becomes 0) before this check could see them.
+    """
+    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
     arr = np.asarray(model_input)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"expected uint8 images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}) (grayscale, 0-255), got "
-                         f"{arr.dtype} {arr.shape}; crop and resize faces first (fercore.faces does that for photos)")
-    return arr
+    expected = f"expected uint8 images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}) (grayscale pixels, integers 0-255)"
+    if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise MlflowException(f"{expected}, got shape {arr.shape}; crop and resize faces first (fercore.faces does "
+                              "that for photos)", INVALID_PARAMETER_VALUE)
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise MlflowException(f"{expected}, got {arr.dtype} pixel values; send whole numbers 0-255, not "
+                              "floats or strings", INVALID_PARAMETER_VALUE)
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise MlflowException(f"{expected}, got {arr.dtype} values from {arr.min()} to {arr.max()}",
+                              INVALID_PARAMETER_VALUE)
+    return arr.astype(np.uint8)
 
 
 def predictions_frame(probs: np.ndarray) -> pd.DataFrame:
@@ -32,35 +49,16 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
     """Pyfunc wrapper around a model folder written by :func:`fercore.models.save_model`."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        from fercore.inference import autocast_dtype, pick_device, prepare_for_inference
-        from fercore.models import load_model
+        from fercore.inference import load_for_inference
 
-        config = context.model_config or {}
-        device = pick_device()
-        self.model = prepare_for_inference(load_model(context.artifacts["model"]), device)
-        # Versions registered before ``tta`` existed carry a boolean ``hflip_tta``.
-        self.tta = config.get("tta") or ("hflip" if config.get("hflip_tta") else "none")
-        # the precision it was evaluated in: "auto" is bf16 on CUDA and on CPUs with native bf16
-        self.amp = autocast_dtype(device, config.get("precision", "fp32"))
+        loaded = load_for_inference(context.artifacts["model"], context.model_config)
+        self.model, self.tta, self.amp = loaded.module, loaded.tta, loaded.amp
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+    # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
         from fercore.inference import predict_proba
 
         return predictions_frame(predict_proba(self.model, as_image_batch(model_input), tta=self.tta, amp=self.amp))
-
-
-def route_probabilities(member_probs: dict[str, np.ndarray], routes: dict[str, str]) -> np.ndarray:
-    """Each class's score from that class's champion, renormalised to sum to one.
-
-    Args:
-        member_probs: member version -> probabilities ``(N, 7)``.
-        routes: emotion -> member version.
-    """
-    first = next(iter(member_probs.values()))
-    scores = np.zeros_like(first, dtype=np.float64)
-    for c, emotion in enumerate(CLASS_NAMES):
-        scores[:, c] = member_probs[routes[emotion]][:, c]
-    return scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
 
 
 class FerEnsembleModel(mlflow.pyfunc.PythonModel):
@@ -75,7 +73,8 @@ class FerEnsembleModel(mlflow.pyfunc.PythonModel):
         # members come from the registry the ensemble itself was loaded from
         self.members = {v: mlflow.pyfunc.load_model(f"models:/{spec['model_name']}/{v}") for v in set(self.routes.values())}
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+    # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
         images = as_image_batch(model_input)
         probs = {v: m.predict(images)[list(CLASS_NAMES)].to_numpy() for v, m in self.members.items()}
         return predictions_frame(route_probabilities(probs, self.routes))

@@ -18,9 +18,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.entities import Param
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types import ColSpec, Schema
 
-from fercore.constants import CLASS_NAMES, IMAGE_SIZE
+from fercore.constants import CLASS_NAMES
 from fercore.errors import RegistryError
 
 logger = logging.getLogger(__name__)
@@ -43,17 +43,6 @@ def code_paths() -> list[str]:
     import fercore
 
     return [str(Path(fercore.__file__).resolve().parent)]
-
-
-def resolve_tracking_uri(configured: str | None = None, stack_uri: str | None = None, project_dir: Path | None = None) -> str:
-    """The config's URI, else ``$MLFLOW_TRACKING_URI``, else the ZenML stack's tracker, else ``./mlflow.db``."""
-    if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    if stack_uri:
-        return stack_uri
-    return f"sqlite:///{(project_dir or Path.cwd()).resolve() / 'mlflow.db'}"
 
 
 def connect_registry(tracking_uri: str) -> None:
@@ -186,9 +175,11 @@ def log_files(run_id: str, files: dict[str, bytes | str], artifact_path: str = "
 
 
 def pyfunc_signature() -> ModelSignature:
-    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, IMAGE_SIZE, IMAGE_SIZE))])
+    """The outputs (label, seven probabilities). No input schema: MLflow's enforcement would cast float
+    pixels of a served request to uint8 silently; :func:`fercore.pyfunc.as_image_batch` checks the input
+    (uint8 or integer ``(N, 48, 48)``) and refuses others with a message. The input example shows it."""
     outputs = Schema([ColSpec("string", "label"), *(ColSpec("double", c) for c in CLASS_NAMES)])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(outputs=outputs)
 
 
 def log_and_register(run_id: str, artifacts: dict[str, str], model_name: str, tags: dict[str, str], description: str,
@@ -236,7 +227,8 @@ def resolve_version(uri: str) -> tuple[str, str]:
     """``(model name, version)`` of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``.
 
     Raises:
-        RegistryError: the URI has another form, or names a model, version or alias that does not exist.
+        RegistryError: the URI has another form, or names a model, version or alias that does not
+            exist (the message lists the aliases and newest versions that do).
     """
     body = uri.removeprefix("models:/")
     name, sep_alias, alias = body.partition("@")
@@ -249,7 +241,22 @@ def resolve_version(uri: str) -> tuple[str, str]:
         name, version = body.split("/")
         return name, str(client.get_model_version(name, version).version)
     except MlflowException as exc:
-        raise RegistryError(f"{uri} does not exist in the registry at {mlflow.get_registry_uri()}: {exc.message}") from exc
+        raise RegistryError(_missing_model_message(client, uri, name.split("/")[0], exc)) from None
+
+
+def _missing_model_message(client: MlflowClient, uri: str, name: str, exc: MlflowException) -> str:
+    store = mlflow.get_registry_uri()
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        return (f"{uri}: the registry at {store} has no model named {name}. Train one first (`make train`), or "
+                "point --tracking-uri / MLFLOW_TRACKING_URI at the store that has it.")
+    except Exception:  # the store itself is unreachable: MLflow's own message says why
+        return f"{uri} cannot be read from the registry at {store}: {exc.message}"
+    aliases = ", ".join(f"@{a} (v{v})" for a, v in sorted((model.aliases or {}).items())) or "none"
+    versions = sorted((int(v.version) for v in client.search_model_versions(f"name = '{name}'")), reverse=True)
+    return (f"{uri} does not exist in the registry at {store}. {name} has the aliases {aliases} and the versions "
+            f"{', '.join(map(str, versions[:10])) or 'none'}{' ...' if len(versions) > 10 else ''}.")
 
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:

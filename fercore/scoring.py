@@ -105,7 +105,7 @@ def training_hashes(client: mlflow.MlflowClient, name: str, version) -> np.ndarr
 
 def routed_predictions(by_version: dict[str, Candidate], routes: dict[str, str]) -> Predictions:
     """The routed ensemble's val and test probabilities from its members' (see ``route_probabilities``)."""
-    from fercore.pyfunc import route_probabilities
+    from fercore.inference import route_probabilities
 
     members = set(routes.values())
     val = route_probabilities({v: by_version[v].probs for v in members}, routes)

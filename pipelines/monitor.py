@@ -26,7 +26,7 @@ def retraining_config(config: Config) -> tuple[Config, Path]:
     from fercore.monitor import read_new_images, write_batch
 
     folder = Path(config.monitor.incoming_dir).expanduser()
-    batch = write_batch(read_new_images(config.monitor.data), folder / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}")
+    batch = write_batch(read_new_images(config.monitor.data, config.monitor.on_unreadable), folder / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}")
     retrain = config.model_copy(deep=True)
     if str(folder) not in retrain.data.incoming:
         retrain.data.incoming = [*retrain.data.incoming, str(folder)]

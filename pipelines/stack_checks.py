@@ -20,6 +20,22 @@ def runs_here() -> bool:
     return Client().active_stack.orchestrator.flavor in ("local", "local_docker")
 
 
+def check_stack_fits(config: Config, config_path: str) -> None:
+    """A config with a ``docker`` section (the step image) is for a stack that runs steps in containers;
+    on a stack that runs them in this process it would silently do nothing.
+
+    Raises:
+        ConfigError: naming the config, the active stack and its orchestrator, and the fix.
+    """
+    stack = Client().active_stack
+    if config.docker is not None and stack.orchestrator.flavor == "local":
+        raise ConfigError(f"{config_path} is for a stack that runs steps in containers (its docker: section sets the "
+                          f"step image), but the active ZenML stack '{stack.name}' runs them in this process "
+                          "(orchestrator: local). Fix: activate your Kubeflow or Kubernetes stack (`zenml stack set "
+                          "NAME`; the README's Scale out section shows how to build one), or run on this machine with "
+                          "configs/cpu.yaml (or configs/train_all.yaml with a GPU).")
+
+
 def check_remote_stack(config: Config) -> None:
     """A stack that runs steps elsewhere needs a ZenML server; on a stack whose artifact store is not
     local, the MLflow store must be reachable from every step's machine: a SQLite file or a local folder

@@ -21,8 +21,9 @@ from fercore.dataset import FerDataset
 from fercore.models import count_parameters
 from fercore.rebalance import Rebalanced
 from fercore.registry import (
-    EpochLogger, connect, resolve_tracking_uri, resolve_version, run_closed_on_error, start_run,
+    EpochLogger, connect, resolve_version, run_closed_on_error, start_run,
 )
+from fercore.stores import resolve_tracking_uri
 from fercore.train import TrainResult, job_key
 
 logger = logging.getLogger(__name__)

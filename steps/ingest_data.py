@@ -16,7 +16,7 @@ from steps.cache import cache_policy
 
 # Cached by the source's content hash (an input) and the config: a changed source reruns it.
 @step(output_materializers=FerDatasetMaterializer,
-      cache_policy=cache_policy("fercore.ingest", "fercore.incoming", "fercore.validate", "fercore.dataset"))
+      cache_policy=cache_policy("fercore.ingest", "fercore.images", "fercore.incoming", "fercore.validate", "fercore.dataset"))
 def ingest_data(source_sha256: str, config: DataConfig) -> Annotated[FerDataset, "fer2013_raw"]:
     """Reads and validates the dataset (train and test splits).
 

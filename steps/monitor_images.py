@@ -53,11 +53,12 @@ def monitor_images(monitor_config: MonitorConfig, registry: RegistryConfig) -> t
         raise RegistryError(f"models:/{name}@{alias} does not exist in {uri}: train one first "
                             f"({exc.message})") from None
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    new = read_new_images(monitor_config.data)
+    new = read_new_images(monitor_config.data, monitor_config.on_unreadable)
     result = monitor(champion_training_data(version), new, pyfunc_predict(model), embedding_module(model),
                      monitor_config.drift_share, monitor_config.max_images, autocast_dtype(pick_device(), "auto"))
     summary = {"model": f"{name} v{version.version} ({alias})", "images": len(new.images),
-               "photos_without_face": len(new.photos_without_face), **result.summary()}
+               "photos_without_face": len(new.photos_without_face), "unreadable_files_skipped": new.unreadable,
+               **result.summary()}
     run_zenml, run_name = zenml_run()
     run_id = start_run(uri, registry.experiment_name, f"{run_name}-monitor", {"data": monitor_config.data},
                        {"zenml_run_id": run_zenml, "stage": "monitor", "model_version": str(version.version)})

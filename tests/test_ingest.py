@@ -12,6 +12,7 @@ from PIL import Image
 from fercore import ingest as ingest_mod
 from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError
+from fercore.images import ImageLimits
 from fercore.ingest import ingest
 from tests.conftest import face, jpeg_bytes
 
@@ -283,11 +284,11 @@ def test_tiny_and_huge_images_are_refused_by_name(fer_tree, cache_dir, size, fra
 def test_refused_images_can_be_skipped_and_counted(fer_tree, cache_dir):
     Image.new("L", (1, 1)).save(fer_tree / "train" / "sad" / "Training_tiny.png")
     Image.new("L", (3000, 3000)).save(fer_tree / "test" / "fear" / "PublicTest_huge.png")
-    limits = ingest_mod.ImageLimits(on_violation="skip")
+    limits = ImageLimits(on_violation="skip")
     ds = ingest(fer_tree, cache_dir, limits=limits)
     assert ds.metadata["skipped_images"]["count"] == 2 and len(ds) == 7 * 9
     assert "train/sad/Training_tiny.png" in ds.metadata["skipped_images"]["examples"]
     with pytest.raises(DataError, match="(Training_tiny|PublicTest_huge).png"):  # another cache entry
         ingest(fer_tree, cache_dir)
-    small = ingest(fer_tree, cache_dir, limits=ingest_mod.ImageLimits(min_side=1, max_pixels=10_000_000))
+    small = ingest(fer_tree, cache_dir, limits=ImageLimits(min_side=1, max_pixels=10_000_000))
     assert len(small) == 7 * 9 + 2

@@ -80,7 +80,7 @@ def test_drift_with_retrain_starts_training_on_the_labelled_batch(tmp_path):
     from fercore.incoming import batch_paths, read_batch
 
     (batch,) = batch_paths(started[0].data.incoming)
-    images, labels, _ = read_batch(batch)
+    images, labels, *_ = read_batch(batch)
     assert len(images) == 7 and sorted(labels.tolist()) == list(range(7))
     assert not after_monitoring(config, {"drifted": False}, started.append)
     report_only = config.model_copy(update={"monitor": config.monitor.model_copy(update={"on_drift": "report"})})

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from fercore.constants import CLASS_NAMES
-from fercore.faces import crop_face, find_faces, load_photo
+from fercore.faces import ANNOTATION_COLOUR, crop_face, find_faces, load_photo
+from fercore.local_models import load_predictor
 from fercore.predict import format_results, predict_photos
 from tests.conftest import ROOT
 
@@ -72,14 +73,26 @@ def test_a_crop_near_the_border_repeats_the_edge_and_keeps_the_box_square():
     np.testing.assert_array_equal(crop[0], crop[-1])  # rows repeat the same ramp
 
 
-def test_faces_are_classified_in_one_batch_and_a_broken_file_does_not_stop_the_others(photos, registered):
-    mlflow.set_registry_uri(registered)
-    model = mlflow.pyfunc.load_model("models:/fer-photo@champion")
+def _bomb_png(path: Path, side: int = 30000) -> Path:
+    """A PNG of a few bytes whose header declares ``side`` x ``side`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_faces_are_classified_in_one_batch_and_a_broken_file_does_not_stop_the_others(photos, registered, tmp_path):
+    predict, label = load_predictor("models:/fer-photo@champion", registered, tmp_path / "cache")
+    assert label == "fer-photo v1"
     calls = []
-    real = model.predict
-    model.predict = lambda x: calls.append(len(x)) or real(x)  # noqa: E731
     paths = [photos["astronaut"], photos["broken"], photos["coffee"], photos["astronaut"]]
-    results = predict_photos(paths, model)
+    results = predict_photos(paths, lambda x: calls.append(len(x)) or predict(x))
     assert calls == [2]  # both astronauts' faces in one batch
     assert [len(r.faces) for r in results] == [1, 0, 0, 1]
     assert "not a readable image" in results[1].error and results[2].error is None
@@ -89,22 +102,77 @@ def test_faces_are_classified_in_one_batch_and_a_broken_file_does_not_stop_the_o
     assert "no face found" in text and "broken.jpg" in text and face["label"] in text
 
 
-def test_run_py_predict_writes_json_and_annotated_photos(photos, registered, tmp_path):
+def test_the_local_copy_predicts_as_mlflow_loads_it_and_is_resolved_again_only_when_the_store_changes(
+        photos, registered, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from fercore import local_models
+
+    faces = np.stack([f.crop for f in find_faces(load_photo(photos["astronaut"]))] * 3)
+    mlflow.set_registry_uri(registered)
+    expected = mlflow.pyfunc.load_model("models:/fer-photo@champion").predict(faces)[list(CLASS_NAMES)].to_numpy()
+    resolved = []
+    real = local_models._resolve_and_copy
+    monkeypatch.setattr(local_models, "_resolve_and_copy", lambda *a: resolved.append(a[0]) or real(*a))
+    cache = tmp_path / "cache"
+    predict, _ = load_predictor("models:/fer-photo@champion", registered, cache)
+    np.testing.assert_allclose(predict(faces), expected, rtol=1e-5, atol=1e-6)
+    load_predictor("models:/fer-photo@champion", registered, cache)
+    assert resolved == ["models:/fer-photo@champion"]  # the second load read the copy, not the registry
+    MlflowClient(registered).set_registered_model_alias("fer-photo", "happy", "1")  # any write to the store
+    load_predictor("models:/fer-photo@champion", registered, cache)
+    assert len(resolved) == 2 and len([p for p in (cache / "models").iterdir() if p.is_dir()]) == 1
+
+
+def test_run_py_predict_writes_json_and_annotated_photos_without_warnings(photos, registered, tmp_path):
     folder = photos["astronaut"].parent
     result = subprocess.run([sys.executable, "run.py", "predict", str(folder), "--model", "models:/fer-photo@champion",
                              "--tracking-uri", registered, "--json", str(tmp_path / "out.json"),
                              "--annotate", str(tmp_path / "annotated")],
                             cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr  # the broken file is named, the other photos still answered
-    assert "broken.jpg: not a readable image" in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {folder / 'broken.jpg'}: not a readable image (cannot "
+                                                  f"identify image file '{folder / 'broken.jpg'}'). Pass a photo file "
+                                                  "(JPEG, PNG, ...), resized below 50 megapixels."]
     out = {Path(r["path"]).name: r for r in json.loads((tmp_path / "out.json").read_text())}
     assert len(out["astronaut.jpg"]["faces"]) == 1 and out["coffee.jpg"]["faces"] == []
-    assert Image.open(tmp_path / "annotated" / "astronaut.png").size == (512, 512)
+    annotated = np.asarray(Image.open(tmp_path / "annotated" / "astronaut.png"))
+    assert annotated.shape == (512, 512, 3)
+    x, y, w, h = out["astronaut.jpg"]["faces"][0]["box"]
+    red = (annotated == ANNOTATION_COLOUR).all(axis=-1)
+    assert red[y - 2:y, x:x + w].all()  # a filled caption band sits on the box ...
+    band_rows = np.argmin(red[:y, x + w - 3][::-1])  # ... as tall as the text, which is sized to the face
+    assert band_rows >= w // 7, band_rows
     assert "no face found" in result.stdout
 
 
-def test_run_py_predict_names_a_missing_model(photos, registered):
+def test_run_py_predict_names_a_missing_alias_with_those_that_exist(photos, registered):
     result = subprocess.run([sys.executable, "run.py", "predict", str(photos["astronaut"]), "--model",
                              "models:/fer-photo@nobody", "--tracking-uri", registered], cwd=ROOT,
                             env=os.environ.copy(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "cannot load models:/fer-photo@nobody" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "models:/fer-photo@nobody does not exist" in result.stderr and "@champion (v1)" in result.stderr
+    assert "make train" not in result.stderr  # the model exists: training is not the fix
+    result = subprocess.run([sys.executable, "run.py", "predict", str(photos["astronaut"]), "--model",
+                             "models:/no-such-model@champion", "--tracking-uri", registered], cwd=ROOT,
+                            env=os.environ.copy(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "has no model named no-such-model" in result.stderr
+
+
+def test_a_decompression_bomb_is_refused_by_name_and_the_good_photo_still_answered(photos, registered, tmp_path):
+    bomb = _bomb_png(tmp_path / "bomb.png")
+    result = subprocess.run([sys.executable, "run.py", "predict", str(bomb), str(photos["astronaut"]), "--model",
+                             "models:/fer-photo@champion", "--tracking-uri", registered], cwd=ROOT,
+                            env=os.environ.copy(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{bomb}: too large to decode" in result.stderr and "50 megapixels" in result.stderr
+    assert "astronaut.jpg" in result.stdout and "error" not in result.stdout.split("astronaut.jpg")[1].split("\n")[0]
+
+
+def test_a_16_bit_photo_is_scaled_not_clipped(photos, tmp_path):
+    gray = load_photo(photos["astronaut"])
+    wide = tmp_path / "astronaut16.png"
+    Image.fromarray(gray.astype(np.uint16) * 257).save(wide)
+    assert Image.open(wide).mode.startswith("I")
+    np.testing.assert_array_equal(load_photo(wide), gray)
+    assert len(find_faces(load_photo(wide))) == 1

@@ -1,0 +1,169 @@
+"""Registered models for prediction on this machine (``run.py predict``): each version is copied once
+into the cache, then loaded straight from the copy.
+
+``mlflow.pyfunc.load_model("models:/NAME@ALIAS")`` spends about 8 s of a one-photo prediction on 2
+cores before the first image: it downloads the artifacts again, checks the model's pinned requirements
+against this environment (reading the metadata of every installed package), puts the model's copy of
+the code on ``sys.path`` and unpickles its wrapper, which imports MLflow's pyfunc machinery. None of it
+matters for a local prediction: the environment is this one and the project's code is installed. For
+the project's own wrappers (:class:`fercore.pyfunc.FerEmotionModel` and ``FerEnsembleModel``, read
+from the pickle's opcodes without running it) this module instead:
+
+- resolves the URI (alias -> version) with the MLflow client; for a SQLite store it keeps the answer
+  until the database file changes (any write, an alias move included, changes it), so a repeated
+  prediction does not even import MLflow;
+- copies the version's artifacts once into ``<cache>/models/<key>``, keyed by store, name, version
+  and the version's source, so a store recreated with the same version numbers gets new copies;
+- builds the network as the pyfunc's ``load_context`` does (:func:`fercore.inference.load_for_inference`:
+  the same test-time views and precision).
+
+Any other model is loaded from its copy with ``mlflow.pyfunc.load_model``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickletools
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fercore.constants import CLASS_NAMES
+from fercore.stores import default_cache_dir
+
+logger = logging.getLogger(__name__)
+Predict = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) -> probabilities (N, 7)
+INDEX_FILE = "resolved.json"
+MEMBERS_FILE = "fer_members.json"  # an ensemble copy's member versions -> their copies' folders
+_OWN_WRAPPERS = ("FerEmotionModel", "FerEnsembleModel")
+
+
+def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> tuple[Predict, str]:
+    """The registered model at ``uri`` as ``images -> probabilities``, and its name and version.
+
+    Raises:
+        RegistryError: the URI names no model, version or alias in the store (the message lists the
+            aliases that exist), or the store cannot be read.
+    """
+    cache = Path(cache_dir or default_cache_dir()) / "models"
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp = store_stamp(tracking_uri)
+    key = f"{tracking_uri} {uri}"
+    entry = _read_index(cache).get(key)
+    if stamp is not None and entry and entry["stamp"] == stamp and (cache / entry["folder"] / "MLmodel").exists():
+        folder, label = cache / entry["folder"], entry["label"]
+    else:
+        folder, label = _resolve_and_copy(uri, tracking_uri, cache)
+        if stamp is not None:
+            _write_index(cache, {**_read_index(cache), key: {"stamp": stamp, "folder": folder.name, "label": label}})
+    return load_copy(folder), label
+
+
+def store_stamp(tracking_uri: str) -> list[int] | None:
+    """Size and modification time of a SQLite store's files (its write-ahead log too): they change with
+    every write. ``None`` for other stores, which are then asked every time."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    stamp = []
+    for path in (Path(tracking_uri.removeprefix("sqlite:///")), Path(tracking_uri.removeprefix("sqlite:///") + "-wal")):
+        try:
+            stat = path.stat()
+            stamp += [stat.st_mtime_ns, stat.st_size]
+        except FileNotFoundError:
+            stamp += [0, 0]
+    return stamp if stamp[:2] != [0, 0] else None
+
+
+def _read_index(cache: Path) -> dict:
+    try:
+        return json.loads((cache / INDEX_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_index(cache: Path, index: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{INDEX_FILE}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(index, f, indent=1)
+    os.replace(tmp, cache / INDEX_FILE)
+
+
+def _resolve_and_copy(uri: str, tracking_uri: str, cache: Path) -> tuple[Path, str]:
+    from mlflow import MlflowClient
+
+    from fercore.registry import connect_registry, resolve_version
+
+    connect_registry(tracking_uri)
+    name, version = resolve_version(uri)
+    return copy_version(MlflowClient(), name, version, tracking_uri, cache), f"{name} v{version}"
+
+
+def copy_version(client, name: str, version: str, tracking_uri: str, cache: Path) -> Path:
+    """The folder holding a local copy of ``name`` version ``version`` (and of its members, for an
+    ensemble), downloaded on first use; written under a temporary name and renamed, never half-written."""
+    import mlflow.artifacts
+
+    mv = client.get_model_version(name, version)
+    key = hashlib.sha256(f"{tracking_uri}\0{name}\0{version}\0{mv.source}\0{mv.run_id}".encode()).hexdigest()[:24]
+    folder = cache / key
+    if (folder / "MLmodel").exists():
+        return folder
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{key}."))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
+        routes = _pyfunc_spec(tmp)[1].get("routes")
+        if routes is not None:
+            spec = json.loads(Path(routes).read_text())
+            members = {v: copy_version(client, spec["model_name"], v, tracking_uri, cache).name
+                       for v in set(spec["routes"].values())}
+            (tmp / MEMBERS_FILE).write_text(json.dumps(members))
+        if folder.exists():  # another process copied it meanwhile
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("Copied %s v%s into %s", name, version, folder)
+    return folder
+
+
+def _pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:
+    """The MLmodel file's ``python_function`` flavor, and its artifacts' local paths."""
+    spec = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+    return spec, {k: str(folder / v["path"]) for k, v in (spec.get("artifacts") or {}).items()}
+
+
+def wrapper_class(pickled: Path) -> str | None:
+    """The project wrapper class a pickled pyfunc model is an instance of, read from the pickle's
+    opcodes without unpickling it; ``None`` for any other class."""
+    strings = [arg for _, arg, _ in pickletools.genops(pickled.read_bytes()) if isinstance(arg, str)]
+    for module, name in zip(strings, strings[1:]):
+        if module == "fercore.pyfunc" and name in _OWN_WRAPPERS:
+            return name
+    return None
+
+
+def load_copy(folder: Path) -> Predict:
+    """``images -> probabilities`` of a copied version (see the module docstring for what is skipped)."""
+    from fercore.inference import load_for_inference, route_probabilities
+
+    spec, artifacts = _pyfunc_spec(folder)
+    wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None
+    if wrapper == "FerEmotionModel":
+        return load_for_inference(artifacts["model"], spec.get("config")).predict_proba
+    if wrapper == "FerEnsembleModel":
+        routes = json.loads(Path(artifacts["routes"]).read_text())["routes"]
+        members = {v: load_copy(folder.parent / sub) for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
+        return lambda images: route_probabilities({v: m(images) for v, m in members.items()}, routes)
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(str(folder))
+    return lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()
+

@@ -1,0 +1,22 @@
+"""Where things are kept: the MLflow store and the local cache, found without importing MLflow or ZenML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """``$FER_CACHE_DIR``, else ``~/.cache/fer-mlops``."""
+    return Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer-mlops"))
+
+
+def resolve_tracking_uri(configured: str | None = None, stack_uri: str | None = None, project_dir: Path | None = None) -> str:
+    """The config's URI, else ``$MLFLOW_TRACKING_URI``, else the ZenML stack's tracker, else ``./mlflow.db``."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    if stack_uri:
+        return stack_uri
+    return f"sqlite:///{(project_dir or Path.cwd()).resolve() / 'mlflow.db'}"
