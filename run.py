@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -271,8 +272,11 @@ def predict_main(argv: list[str]) -> int:
         paths = photo_paths(args.photos)
         if not paths:
             raise FerError(f"no photos found in {' '.join(args.photos)}")
-        predict, _ = load_predictor(args.model, args.tracking_uri or resolve_tracking_uri())
-        results = predict_photos(paths, predict, args.margin, args.annotate)
+        # the model loads (mostly importing torch) while OpenCV, which releases the GIL, finds the faces
+        with ThreadPoolExecutor(1) as pool:
+            loading = pool.submit(load_predictor, args.model, args.tracking_uri or resolve_tracking_uri())
+            results = predict_photos(paths, lambda faces: loading.result()[0](faces), args.margin, args.annotate)
+            loading.result()  # a model that does not load is reported even when no photo had a face
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -106,3 +106,27 @@ def test_a_killed_training_run_is_marked_and_resumed_into_the_same_mlflow_run(fe
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")]
     # one history from epoch 1 to 60 (an epoch checkpointed in the instant before the kill can miss its point)
     assert len(steps) > epochs_before and min(steps) == 1 and max(steps) == 60 and len(set(steps)) >= 59
+
+
+def test_monitor_refuses_a_missing_path_an_empty_folder_and_a_missing_champion_before_the_pipeline(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    Image.new("L", (48, 48), 90).save(faces / "a.png")
+    cases = [([str(tmp_path / "nowhere")], "nowhere does not exist"), ([str(tmp_path / "empty")], "empty holds no images"),
+             ([str(faces), "--set", "registry.model_name=never-trained"],
+              "models:/never-trained@champion: the registry at")]
+    for args, fragment in cases:
+        result = _run("--pipeline", "monitor", "--data", *args)
+        assert result.returncode == 2 and fragment in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and "Initiating a new run" not in result.stdout
+
+
+def test_a_cluster_config_on_the_local_stack_names_the_stack_and_the_fix(fer_tree):
+    result = _run("--pipeline", "train_all", "--config", "configs/kubeflow.yaml", "--data", str(fer_tree))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "configs/kubeflow.yaml is for a stack that runs steps in containers" in result.stderr
+    assert "the active ZenML stack 'default' runs them in this process (orchestrator: local)" in result.stderr
+    assert "zenml stack set" in result.stderr and "secret" not in result.stderr

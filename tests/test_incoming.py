@@ -85,3 +85,49 @@ def test_bad_locations_are_named(tmp_path):
 
     with pytest.raises(DataError, match="not inside a class folder"):
         read_batch(stray)
+
+
+def test_a_batch_named_twice_is_refused(tmp_path):
+    drops = tmp_path / "incoming"
+    batch = _batch(drops / "2026-12-01", {"happy": 1})
+    with pytest.raises(DataError, match=r"names the batch .*2026-12-01 twice .* trained on twice"):
+        batch_paths([str(drops), str(batch)])  # once through its folder of batches, once directly
+    with pytest.raises(DataError, match="twice"):
+        batch_paths([str(batch), str(batch) + "/"])
+
+
+def test_a_copy_of_a_batch_under_another_name_is_refused(fer_tree, cache_dir, tmp_path):
+    import shutil
+
+    first = _batch(tmp_path / "drops" / "a", {"happy": 2})
+    shutil.copytree(first, tmp_path / "drops" / "b")
+    with pytest.raises(DataError, match=r"incoming batches .*a and .*b have the same content"):
+        add_incoming(ingest(fer_tree, cache_dir), batch_paths([str(tmp_path / "drops")]))
+
+
+def test_converted_batch_images_are_counted(fer_tree, cache_dir, tmp_path):
+    from PIL import Image
+
+    batch = _batch(tmp_path / "mixed", {"sad": 2})
+    rng = np.random.default_rng(3)
+    Image.fromarray(np.repeat(face(5, rng)[:, :, None], 3, axis=2)).save(batch / "sad" / "rgb.png")  # RGB
+    Image.fromarray(face(5, rng, size=96)).save(batch / "sad" / "big.png")  # 96x96
+    ds = add_incoming(ingest(fer_tree, cache_dir), batch_paths([str(batch)]))
+    assert ds.metadata["incoming"][0]["images"] == 4 and ds.metadata["incoming"][0]["converted"] == 2
+
+
+def test_a_batch_cut_short_is_named_with_the_batch_fix(tmp_path):
+    from fercore.incoming import check_batches
+
+    source = _batch(tmp_path / "b", {"fear": 30})
+    archive = tmp_path / "drops" / "2026-12-08.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(source, arcname="batch")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DataError) as err:
+        check_batches([str(archive.parent)])
+    message = str(err.value)
+    assert f"{archive}: the archive ends early" in message
+    assert f"Replace the incoming batch {archive}, or take it out of data.incoming" in message
+    assert "--data" not in message

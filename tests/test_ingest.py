@@ -292,3 +292,13 @@ def test_refused_images_can_be_skipped_and_counted(fer_tree, cache_dir):
         ingest(fer_tree, cache_dir)
     small = ingest(fer_tree, cache_dir, limits=ImageLimits(min_side=1, max_pixels=10_000_000))
     assert len(small) == 7 * 9 + 2
+
+
+def test_a_16_bit_image_is_scaled_like_its_8_bit_original(fer_tree, cache_dir):
+    original = np.asarray(Image.open(next((fer_tree / "train" / "happy").iterdir())))
+    (fer_tree / "train" / "happy" / "Training_wide.png").unlink(missing_ok=True)
+    Image.fromarray(original.astype(np.uint16) * 257).save(fer_tree / "train" / "happy" / "Training_wide.png")
+    ds = ingest(fer_tree, cache_dir)
+    row = list(ds.ids).index("train/happy/Training_wide.png")
+    np.testing.assert_array_equal(ds.images[row], original)  # Pillow's convert("L") would give all 255
+    assert ds.metadata["converted_images"] == 1

@@ -85,3 +85,49 @@ def test_drift_with_retrain_starts_training_on_the_labelled_batch(tmp_path):
     assert not after_monitoring(config, {"drifted": False}, started.append)
     report_only = config.model_copy(update={"monitor": config.monitor.model_copy(update={"on_drift": "report"})})
     assert not after_monitoring(report_only, {"drifted": True}, started.append) and len(started) == 1
+
+
+def _crops(folder, names: dict[str, int]):
+    for sub, n in names.items():
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.full((48, 48), 10 * i, np.uint8)).save(folder / sub / f"{i}.png")
+    return folder
+
+
+def test_a_folder_that_is_not_a_class_is_named_with_the_class_names(tmp_path):
+    from fercore.monitor import check_new_images
+
+    new = _crops(tmp_path / "new", {"happy": 2, "joy": 3})
+    for read in (read_new_images, check_new_images):
+        with pytest.raises(DataError) as err:
+            read(new)
+        assert "joy/ (3 images)" in str(err.value) and ", ".join(CLASS_NAMES) in str(err.value)
+
+
+def test_a_missing_or_empty_path_is_refused_before_any_image_is_read(tmp_path):
+    from fercore.monitor import check_new_images
+
+    with pytest.raises(DataError, match="nowhere does not exist"):
+        check_new_images(tmp_path / "nowhere")
+    (tmp_path / "empty" / "happy").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"empty holds no images \(.jpg"):
+        check_new_images(tmp_path / "empty")
+
+
+def test_every_unreadable_file_is_named_or_skipped_and_counted(tmp_path):
+    from fercore.monitor import check_new_images
+
+    new = _crops(tmp_path / "new", {"happy": 2, "sad": 1})
+    for name in ("happy/bad1.png", "sad/bad2.jpg", "sad/bad3.png"):
+        (new / name).write_bytes(b"\x89PNG not really")
+    for read in (read_new_images, check_new_images):
+        with pytest.raises(DataError) as err:
+            read(new)
+        message = str(err.value)
+        assert "3 unreadable image files" in message
+        assert all(n in message for n in ("happy/bad1.png", "sad/bad2.jpg", "sad/bad3.png"))
+    assert check_new_images(new, "skip") == 3
+    kept = read_new_images(new, "skip")
+    assert len(kept.images) == 3 and kept.unreadable == 3

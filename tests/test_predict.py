@@ -176,3 +176,33 @@ def test_a_16_bit_photo_is_scaled_not_clipped(photos, tmp_path):
     assert Image.open(wide).mode.startswith("I")
     np.testing.assert_array_equal(load_photo(wide), gray)
     assert len(find_faces(load_photo(wide))) == 1
+
+
+def test_a_routed_ensemble_copy_predicts_as_mlflow_loads_it(registered, tmp_path):
+    """Two members (v1 and a second CNN) and the ensemble routing four emotions to one, three to the other."""
+    import json as json_mod
+
+    import torch
+    from mlflow import MlflowClient
+
+    from fercore.models import build_cnn, save_model
+    from fercore.pyfunc import FerEnsembleModel
+    from fercore.registry import connect, log_and_register
+
+    experiment = connect(registered, "photos")
+    torch.manual_seed(1)
+    run_id = MlflowClient().create_run(experiment).info.run_id
+    folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / "second")
+    second = log_and_register(run_id, {"model": str(folder)}, "fer-photo", {"architecture": "cnn"}, "",
+                              np.zeros((2, 48, 48), np.uint8), model_config={"tta": "hflip"})
+    routes = {e: ("1" if i % 2 else second) for i, e in enumerate(CLASS_NAMES)}
+    spec = tmp_path / "routes.json"
+    spec.write_text(json_mod.dumps({"model_name": "fer-photo", "routes": routes}))
+    run_id = MlflowClient().create_run(experiment).info.run_id
+    ensemble = log_and_register(run_id, {"routes": str(spec)}, "fer-photo", {"architecture": "ensemble"}, "",
+                                np.zeros((2, 48, 48), np.uint8), python_model=FerEnsembleModel())
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    expected = mlflow.pyfunc.load_model(f"models:/fer-photo/{ensemble}").predict(faces)[list(CLASS_NAMES)].to_numpy()
+    predict, label = load_predictor(f"models:/fer-photo/{ensemble}", registered, tmp_path / "cache")
+    assert label == f"fer-photo v{ensemble}"
+    np.testing.assert_allclose(predict(faces), expected, rtol=1e-5, atol=1e-6)

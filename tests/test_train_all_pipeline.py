@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -220,6 +221,13 @@ def test_mlflow_models_serve_answers_a_json_request(outside_env):
         rows = answer["predictions"]
         assert [row["label"] for row in rows] == expected
         assert all(abs(sum(row[c] for c in CLASS_NAMES_T) - 1) < 1e-5 for row in rows)
+        floats = json.dumps({"inputs": (images / 255.0).tolist()}).encode()  # pixels scaled to [0, 1]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=floats,
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 400
+        assert "got float64 pixel values" in json.loads(refused.value.read())["message"]
     finally:
         server.terminate()
         try:
