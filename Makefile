@@ -7,7 +7,11 @@ DATA ?=
 CONFIG ?=
 RUN_ARGS = $(if $(DATA),--data $(DATA)) $(if $(CONFIG),--config $(CONFIG))
 
-.PHONY: setup train ingest test mlflow-ui benchmark schedule
+MODEL ?= models:/fer2013-emotion@champion
+PORT ?= 5001
+MLFLOW_UI_WORKERS ?= 1
+
+.PHONY: setup train ingest test mlflow-ui serve benchmark schedule
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +33,14 @@ schedule: setup
 test: setup
 	$(PY) -m pytest -q
 
+# One web worker and no background job consumers (MLflow's defaults, 4 workers and its job runner,
+# take about 3 GB and 35 s to answer on 2 cores); MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings jobs back.
 mlflow-ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000 --workers $(MLFLOW_UI_WORKERS)
+
+# A registered model as a REST endpoint (POST /invocations). The venv's bin/ goes first on PATH: mlflow
+# starts its server (uvicorn) from there.
+serve: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} \
+	$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 --port $(PORT) --workers 1

@@ -89,13 +89,13 @@ def candidates_table(cands: list[Candidate]) -> pd.DataFrame:
         rows.append({"candidate": c.label, "new": c.new, "val macro_f1": c.score("macro_f1"),
                      "val accuracy": c.score("accuracy"), "test macro_f1": t.get("macro_f1", float("nan")),
                      "test accuracy": t.get("accuracy", float("nan")),
-                     "trained on this val split": c.overlap or ("none" if c.new else "")})
+                     "validation images it trained on": c.overlap or ("none" if c.new else "")})
     return pd.DataFrame(rows)
 
 
 def table_markdown(table: pd.DataFrame) -> str:
     cols = list(table.columns)
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: ("—" if v != v else f"{v:.3f}") if isinstance(v, float) else str(v)  # noqa: E731 (NaN: none)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines)

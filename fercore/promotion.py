@@ -63,8 +63,9 @@ def _ensemble(client: MlflowClient, name: str, routes: dict[str, str], cands: li
         logger.info("The routed ensemble %s is registered already as version %s", routes_tag(routes), existing)
         return candidate(existing, "ensemble", preds, dataset, True, overlap)
     cand = candidate("?", "ensemble", preds, dataset, True, overlap)
-    run_id = start_run(info.tracking_uri, info.experiment_name, f"{info.run_name}-ensemble",
-                       {"routes": json.dumps(routes)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id})
+    run_id = start_run(info.tracking_uri, info.experiment_name, "register-ensemble",
+                       {"routes": json.dumps(routes)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id,
+                        "zenml_run_name": info.run_name})
     with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
         log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"),
                              **flat_metrics(cand.test_evaluation, "test")})
@@ -114,15 +115,16 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
     """
     connect(info.tracking_uri, info.experiment_name)
     client = MlflowClient()
-    val_hashes = image_hashes(dataset.split("val").images)
-    own_overlap = overlap_note(image_hashes(dataset.split("train").images), val_hashes)
-    new = [candidate(r["version"], r["architecture"], p, dataset, True, own_overlap) for r, p in new]
+    val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
+    own_overlap = overlap_note(split_train, val_hashes, split_train)
+    new = [candidate(r["version"], r["architecture"], p, dataset, _registered_by(client, name, r["version"], info),
+                     own_overlap) for r, p in new]
     # read, decide and move as one: concurrent promotions queue here
     with promotion_lock(client, info.tracking_uri, name):
         holders = current_holders(client, name)
         known = {c.version: c for c in new}
         held = sorted({v for v in holders.values() if v} - set(known), key=int)
-        cands = new + holder_candidates(client, name, held, known, dataset, val_hashes)
+        cands = new + holder_candidates(client, name, held, known, dataset)
         decision = decide(cands, holders, config.metric, config.min_margin)
         best_new = max(new, key=lambda c: c.score(config.metric))
         champion = {c.version: c for c in cands}.get(holders.get(CHAMPION) or "", best_new)
@@ -144,13 +146,14 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
             for key, value in data_report.summary().items():
                 client.set_model_version_tag(name, move.version, f"drift.{key}", str(value))
     table = candidates_table(cands)
+    holders_now = current_holders(client, name)
     markdown = (f"## Promotion of {name}\n\nDecided on the validation split ({len(val_hashes)} images); the test "
                 f"figures are reported only.\n\n{table_markdown(table)}\n\n### Per emotion (validation F1)\n\n"
-                f"{decision.markdown()}\n\nAliases now: {current_holders(client, name)}")
+                f"{decision.markdown()}\n\n### Aliases now\n\n{aliases_markdown(holders_now, cands)}")
     _log_promotion_run(info, config, markdown, decision, table, data_report, pred_report)
     result = {
         "decided_on": "validation", "blocked_by_drift": blocked, "moves": [m.__dict__ for m in applied],
-        "reasons": decision.reasons, "routes": decision.routes, "aliases": current_holders(client, name),
+        "reasons": decision.reasons, "routes": decision.routes, "aliases": holders_now,
         "data_drift": data_report.summary(), "prediction_drift": pred_report.summary(),
         "scores": {c.label: {f"val_{config.metric}": round(c.score(config.metric), 4),
                              f"test_{config.metric}": round(c.test_evaluation.overall[config.metric], 4)}
@@ -159,9 +162,23 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
     return PromotionResult(markdown, data_report, pred_report, result)
 
 
+def _registered_by(client: MlflowClient, name: str, version: str, info: RunInfo) -> bool:
+    """Whether this pipeline run registered ``version``: a cached register step hands on an earlier run's."""
+    if not info.zenml_run_id:
+        return True
+    return client.get_model_version(name, version).tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
+
+
+def aliases_markdown(holders: dict[str, str | None], cands: list[Candidate]) -> str:
+    """The aliases and the versions holding them, as a table."""
+    labels = {c.version: c.label for c in cands}
+    rows = [f"| {alias} | {labels.get(v, f'v{v}')} |" for alias, v in sorted(holders.items()) if v]
+    return "\n".join(["| alias | version |", "|---|---|", *rows])
+
+
 def _log_promotion_run(info, config, markdown, decision, table, data_report, pred_report) -> None:
-    run_id = start_run(info.tracking_uri, info.experiment_name, f"{info.run_name}-promotion", config.model_dump(),
-                       {"zenml_run_id": info.zenml_run_id, "stage": "promotion"})
+    run_id = start_run(info.tracking_uri, info.experiment_name, "promote", config.model_dump(),
+                       {"zenml_run_id": info.zenml_run_id, "zenml_run_name": info.run_name, "stage": "promotion"})
     with run_closed_on_error(run_id):
         log_files(run_id, {"promotion.md": markdown, "promotion.csv": decision.table.to_csv(index=False),
                            "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,

@@ -147,13 +147,25 @@ def start_run(tracking_uri: str, experiment_name: str, run_name: str, params: di
 
 
 class EpochLogger:
-    """A trainer callback logging each epoch's metrics to the run (a class: DDP workers get it pickled)."""
+    """A trainer callback logging each epoch's metrics to the run (a class: DDP workers get it pickled).
+
+    ``train_loss`` and ``val_loss`` are logged as ``loss/train`` and ``loss/val`` (accuracy likewise):
+    MLflow's UI groups metrics by the part before the slash, so each curve's train and validation
+    charts sit together, apart from the single-value evaluation metrics.
+    """
 
     def __init__(self, run_id: str, tracking_uri: str | None = None):
         self.run_id, self.tracking_uri = run_id, tracking_uri or mlflow.get_tracking_uri()
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        log_metrics(self.run_id, {k: v for k, v in metrics.items() if k != "epoch"}, epoch, self.tracking_uri)
+        log_metrics(self.run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"}, epoch,
+                    self.tracking_uri)
+
+
+def epoch_metric_name(key: str) -> str:
+    """``train_loss`` -> ``loss/train``, ``val_accuracy`` -> ``accuracy/val``; other keys as they are."""
+    split, sep, quantity = key.partition("_")
+    return f"{quantity}/{split}" if sep and split in ("train", "val") else key
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0, tracking_uri: str | None = None) -> None:

@@ -82,12 +82,29 @@ def hash_set_digest(hashes: np.ndarray) -> str:
     return hashlib.sha256(np.sort(hashes).tobytes()).hexdigest()[:16]
 
 
-def overlap_note(train_hashes: np.ndarray | None, val_hashes: np.ndarray) -> str:
-    """How many of this run's validation images a model was trained on, in words."""
-    if train_hashes is None:
+def overlap_note(trained_on: np.ndarray | None, val_hashes: np.ndarray, split_train: np.ndarray) -> str:
+    """How many of this run's validation images a model was trained on, in words.
+
+    FER-2013 holds exact duplicates, so some validation images have a copy in the training split of
+    any split of it: every model trained on this split has seen those, and they are named as such.
+    Only images beyond them (a model trained on another split) inflate its validation figures.
+
+    Args:
+        trained_on: hashes of the images the model was trained on (None: no record).
+        val_hashes: hashes of this run's validation images.
+        split_train: hashes of this run's training images.
+    """
+    if trained_on is None:
         return "unknown (no record of its training images)"
-    seen = int(np.isin(val_hashes, train_hashes).sum())
-    return "none" if seen == 0 else f"{seen} of {len(val_hashes)} validation images were in its training data"
+    seen = np.isin(val_hashes, trained_on)
+    if not seen.any():
+        return "none"
+    duplicates = int((seen & np.isin(val_hashes, split_train)).sum())
+    text = f"{int(seen.sum())} of {len(val_hashes)}"
+    if duplicates == seen.sum():
+        return f"{text}, all FER-2013 duplicates (an exact copy is in the training split)"
+    return (f"{text} validation images were in its training data, {int(seen.sum()) - duplicates} of them beyond "
+            "FER-2013's duplicates: its validation figures are optimistic")
 
 
 def training_hashes(client: mlflow.MlflowClient, name: str, version) -> np.ndarray | None:
@@ -123,13 +140,14 @@ def parse_routes(tag: str) -> dict[str, str]:
 
 
 def holder_candidates(client: mlflow.MlflowClient, name: str, versions: list[str], known: dict[str, Candidate],
-                      dataset: FerDataset, val_hashes: np.ndarray) -> list[Candidate]:
+                      dataset: FerDataset) -> list[Candidate]:
     """Alias holders of earlier runs, rescored on this run's val and test splits.
 
     A holder ensemble whose members are all scored already is routed from their probabilities;
     every other holder is scored once through its pyfunc. Each notes how much of this run's
     validation split its training data holds.
     """
+    val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
     meta = {v: client.get_model_version(name, v) for v in versions}
     singles = [v for v in versions if meta[v].tags.get("architecture") != "ensemble"]
     out, scored = [], dict(known)
@@ -140,7 +158,7 @@ def holder_candidates(client: mlflow.MlflowClient, name: str, versions: list[str
             preds = routed_predictions(scored, routes)
         else:
             preds = predict_splits(pyfunc_predict(load_version(name, v)), dataset)
-        note = overlap_note(training_hashes(client, name, mv), val_hashes)
+        note = overlap_note(training_hashes(client, name, mv), val_hashes, split_train)
         scored[v] = candidate(v, arch, preds, dataset, False, note)
         out.append(scored[v])
     return out

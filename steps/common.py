@@ -21,7 +21,7 @@ from fercore.dataset import FerDataset
 from fercore.models import count_parameters
 from fercore.rebalance import Rebalanced
 from fercore.registry import (
-    EpochLogger, connect, resolve_version, run_closed_on_error, start_run,
+    EpochLogger, connect, log_metrics, resolve_version, run_closed_on_error, start_run,
 )
 from fercore.stores import resolve_tracking_uri
 from fercore.train import TrainResult, job_key
@@ -97,11 +97,13 @@ def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Reba
             "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": spec.get("family", kind)}
     store, key = checkpoint_store(checkpoint_dir, kind), job_key(model, config, dataset, plan, teacher_probs)
     uri = tracking_uri(registry)
-    run_id = start_run(uri, registry.experiment_name, f"{run_name}-{kind}", params, tags, job_key=key,
+    run_id = start_run(uri, registry.experiment_name, f"train-{kind}", params, tags, job_key=key,
                        resume=store.exists(key))
     with run_closed_on_error(run_id):
         result = distributed.fit(model, config, dataset, plan, processes, store, on_epoch_end=EpochLogger(run_id, uri),
                                  on_epoch_start=on_epoch_start, teacher_probs=teacher_probs)
+        # the run stays open until the model is evaluated and registered: its duration is not the training time
+        log_metrics(run_id, {"training_minutes": result.wall_s / 60}, tracking_uri=uri)
     summary = {k: v for k, v in result.to_dict().items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(model), **(extra_params or {})},
                  infer_artifact=True, artifact_name=f"{kind}_training")

@@ -60,8 +60,9 @@ def monitor_images(monitor_config: MonitorConfig, registry: RegistryConfig) -> t
                "photos_without_face": len(new.photos_without_face), "unreadable_files_skipped": new.unreadable,
                **result.summary()}
     run_zenml, run_name = zenml_run()
-    run_id = start_run(uri, registry.experiment_name, f"{run_name}-monitor", {"data": monitor_config.data},
-                       {"zenml_run_id": run_zenml, "stage": "monitor", "model_version": str(version.version)})
+    run_id = start_run(uri, registry.experiment_name, "monitor", {"data": monitor_config.data},
+                       {"zenml_run_id": run_zenml, "zenml_run_name": run_name, "stage": "monitor",
+                        "model_version": str(version.version)})
     with run_closed_on_error(run_id):
         scores = flat_metrics(result.evaluation, "monitor") if result.evaluation is not None else {}
         log_metrics(run_id, {"drift_share": result.data_drift.drift_share, **scores})

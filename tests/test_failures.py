@@ -92,7 +92,7 @@ def test_a_killed_training_run_is_marked_and_resumed_into_the_same_mlflow_run(fe
     experiment = client.get_experiment_by_name("fer2013-emotion")
     killed = client.search_runs([experiment.experiment_id])
     assert [r.info.status for r in killed] == ["RUNNING"]
-    epochs_before = len(client.get_metric_history(killed[0].info.run_id, "train_loss"))
+    epochs_before = len(client.get_metric_history(killed[0].info.run_id, "loss/train"))
     assert Client().get_pipeline("fer_train_all").last_run.status.value == "running"
     dead_run = Client().get_pipeline("fer_train_all").last_run.id
 
@@ -103,7 +103,7 @@ def test_a_killed_training_run_is_marked_and_resumed_into_the_same_mlflow_run(fe
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1 and runs[0].info.run_id == killed[0].info.run_id, "the epochs went into the same run"
     assert runs[0].info.status == "FINISHED" and runs[0].data.tags["fer.resumed_by_zenml_run"]
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")]
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss/train")]
     # one history from epoch 1 to 60 (an epoch checkpointed in the instant before the kill can miss its point)
     assert len(steps) > epochs_before and min(steps) == 1 and max(steps) == 60 and len(set(steps)) >= 59
 

@@ -63,9 +63,10 @@ def test_both_models_are_registered_with_tags_and_per_class_metrics(trained):
         assert 0.0 <= float(v.tags["test_accuracy"]) <= 1.0 and "test_macro_f1" in v.tags
         assert "| disgust |" in v.description
         run = client.get_run(v.run_id)
-        assert run.info.status == "FINISHED"
+        assert run.info.status == "FINISHED" and run.info.run_name == f"train-{arch}"
+        assert run.data.tags["zenml_run_name"].startswith("fer_train_all-")
         for key in ("test_accuracy", "test_macro_f1", "test_disgust_f1", "test_happy_recall", "test_PrivateTest_accuracy",
-                    "train_loss", "val_loss"):
+                    "loss/train", "loss/val", "accuracy/val", "training_minutes"):
             assert key in run.data.metrics, (arch, key)
         artifacts = {a.path for a in client.list_artifacts(v.run_id, "evaluation")}
         assert {"evaluation/confusion_matrix.png", "evaluation/loss_curves.png", "evaluation/per_class.csv"} <= artifacts
@@ -126,6 +127,9 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
         assert client.get_model_version("fer-test", version).status == "READY", alias
     run = _zenml_run()
     promotion = run.steps["promote_models"].outputs["promotion"][0].load()
+    table = run.steps["promote_models"].outputs["promotion_table"][0].load()
+    assert "nan" not in table and "{" not in table and "| champion | v" in table  # aliases as a table
+    assert "all FER-2013 duplicates" in table or "| none |" in table
     assert promotion["aliases"] == aliases and "champion" in promotion["reasons"]
     assert promotion["decided_on"] == "validation"
     assert "data_drift" in promotion and "prediction_drift" in promotion
@@ -305,6 +309,8 @@ def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps
     assert {s for s in cached if status[s] == "cached"} == cached, status
     assert status["fingerprint_data"] == status["promote_models"] == "completed"
     assert len(client.search_model_versions("name='fer-test'")) == versions_before  # nothing registered twice
+    table = _zenml_run().steps["promote_models"].outputs["promotion_table"][0].load()
+    assert "| True |" not in table  # the cached registrations are an earlier run's, not new ones
 
     _train_all([*trained["args"], "--set", "cnn.learning_rate=0.004"])
     status = _step_status(_zenml_run())
