@@ -95,9 +95,13 @@ def iter_members(path: Path, fix: str) -> Iterator[Member]:
         else:
             raise DataError(f"{path}: unsupported file type. Use a folder, {', '.join(ARCHIVE_SUFFIXES)} or .csv. {fix}")
     except EOFError:
-        raise DataError(f"{path}: the archive ends early (a partial download?). {fix}") from None
+        raise DataError(f"{path}: the archive ends early (a partial download?): {_lower_first(fix)}") from None
     except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError) as exc:
         raise DataError(f"{path}: corrupt or unreadable archive ({exc}). {fix}") from exc
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _member_reader(path: Path, name: str, read: Callable[[], bytes], fix: str) -> Callable[[], bytes]:
@@ -106,7 +110,7 @@ def _member_reader(path: Path, name: str, read: Callable[[], bytes], fix: str) -
         try:
             return read()
         except EOFError:
-            raise DataError(f"{path}: the archive ends early, inside {name} (a partial download?). {fix}") from None
+            raise DataError(f"{path}: the archive ends early, inside {name} (a partial download?): {_lower_first(fix)}") from None
         except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError) as exc:
             raise DataError(f"{path}: corrupt archive member {name} ({exc}). {fix}") from None
 
@@ -131,7 +135,7 @@ def check_archive(path: Path, fix: str) -> None:
                 while f.read(1 << 22):
                     pass
     except EOFError:
-        raise DataError(f"{path}: the archive ends early (a partial download?). {fix}") from None
+        raise DataError(f"{path}: the archive ends early (a partial download?): {_lower_first(fix)}") from None
     except (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise DataError(f"{path}: corrupt or unreadable archive ({exc}). {fix}") from None
 

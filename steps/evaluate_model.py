@@ -49,7 +49,7 @@ def evaluate_model(
         preds = model_predictions(prepare_for_inference(model, device), dataset, tta, amp)
         val_ev, ev = preds.evaluations(dataset)
         ev.history = training.get("history", [])
-        # "validation_*", not "val_*": the per-epoch curves of training are logged as val_loss / val_accuracy
+        # "validation_*": the per-epoch curves of training are loss/val and accuracy/val
         log_metrics(mlflow_run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
         files: dict[str, bytes | str] = {
             "confusion_matrix.png": confusion_matrix_png(ev.confusion), "per_class.csv": ev.per_class.to_csv(),

@@ -129,5 +129,5 @@ def test_a_batch_cut_short_is_named_with_the_batch_fix(tmp_path):
         check_batches([str(archive.parent)])
     message = str(err.value)
     assert f"{archive}: the archive ends early" in message
-    assert f"Replace the incoming batch {archive}, or take it out of data.incoming" in message
+    assert f"replace the incoming batch {archive}, or take it out of data.incoming" in message
     assert "--data" not in message

@@ -68,4 +68,4 @@ def test_monitoring_on_a_cluster_refuses_a_retrain_that_writes_faces_here(monkey
     config = Config()
     config.monitor.data, config.monitor.on_drift = "/data/new-faces", "retrain"  # read in the pods: not looked up
     with pytest.raises(ConfigError, match="monitor.on_drift: retrain writes the new faces .* on this machine"):
-        run.check_services(config, "monitor")
+        run.check_services(config, "monitor", "configs/cpu.yaml")
