@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", help="data source: 'kaggle' or a folder / .zip / .tar.gz / fer2013.csv path "
                         "(overrides data.source)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set cnn.epochs=5 (repeatable; VALUE is YAML)")
+                        help="override a config value, e.g. --set contenders.vgg7.epochs=5 (repeatable; VALUE is YAML)")
     parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
                         help="schedule the pipeline instead of running it now (cron from the config if omitted)")
     parser.add_argument("--unschedule", action="store_true",
@@ -83,7 +83,7 @@ def build_config(args: argparse.Namespace) -> Config:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. --set cnn.epochs=5), got '{item}'")
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. --set contenders.vgg7.epochs=5), got '{item}'")
         try:
             overrides[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -175,10 +175,12 @@ def check_services(config: Config, pipeline: str, config_path: str) -> None:
     check_secrets(config)
     if pipeline == "ingest":
         return
-    if pipeline == "train_all" and config.vit.enabled and local:
+    if pipeline == "train_all" and local:  # on a cluster the pods load checkpoints: this machine need not reach the hub
         from fercore.models.vit import check_checkpoint
 
-        check_checkpoint(config.vit.checkpoint)  # on a cluster the pods load it, this machine need not reach the hub
+        for contender in config.enabled_contenders().values():
+            if contender.family == "vit":
+                check_checkpoint(contender.checkpoint)
     from fercore.registry import check_tracking_store, resolve_version
     from fercore.stores import resolve_tracking_uri
     from steps.common import stack_tracking_uri

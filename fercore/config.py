@@ -6,7 +6,8 @@ Unknown keys and bad values fail at load time with the offending key named.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -154,12 +155,12 @@ class TrainingConfig(_Strict):
 class CnnConfig(TrainingConfig):
     """The CNN trained from scratch."""
 
-    architecture: Literal["v1", "v2_1", "vgg7"] = "vgg7"
-    width: int = Field(32, ge=8, le=256, description="channels of the first stage of vgg7")
+    architecture: Literal["v1", "v2_1", "vgg7", "resnet"] = "vgg7"
+    width: int = Field(32, ge=8, le=256, description="channels of the first stage of vgg7 and resnet")
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"dropout": self.dropout, **({"width": self.width} if self.architecture == "vgg7" else {})}
+        return {"dropout": self.dropout, **({"width": self.width} if self.architecture in ("vgg7", "resnet") else {})}
 
 
 class FreezeConfig(_Strict):
@@ -207,8 +208,8 @@ class DistillConfig(_Strict):
     """Soft targets from a teacher (knowledge distillation, Hinton et al. 2015) for the ViT."""
 
     enabled: bool = False
-    teacher: str = Field("cnn", pattern=r"^(cnn|models:/.+)$", description="'cnn' (this run's CNN) or a registry "
-                         "URI, e.g. models:/fer2013-emotion@champion-happy or models:/fer2013-emotion/3")
+    teacher: str = Field("cnn", description="an enabled contender of this run (its name), or a registry URI, e.g. "
+                         "models:/fer2013-emotion@champion-happy or models:/fer2013-emotion/3")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the teacher's soft targets in the loss")
     temperature: float = Field(2.0, gt=0.0)
 
@@ -233,6 +234,27 @@ class VitConfig(TrainingConfig):
     channels_last: bool = False
 
 
+class CnnContender(CnnConfig):
+    """A contender of the CNN family: a CNN trained from scratch."""
+
+    family: Literal["cnn"]
+
+
+class VitContender(VitConfig):
+    """A contender of the ViT family: a pretrained ViT fine-tuned, or a small one from scratch."""
+
+    family: Literal["vit"]
+
+
+Contender = Annotated[CnnContender | VitContender, Field(discriminator="family")]
+CONTENDER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
+
+
+def step_suffix(name: str) -> str:
+    """A contender's name as it appears in step names (``train_<suffix>``) and tags: lowercase, ``_`` for ``-``."""
+    return name.lower().replace("-", "_")
+
+
 class RegistryConfig(_Strict):
     """MLflow tracking and model registry."""
 
@@ -247,7 +269,13 @@ class PromotionConfig(_Strict):
     enabled: bool = True
     metric: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1"
     min_margin: float = Field(0.0, ge=0.0, description="a new champion must beat the current one by this much")
+    require_significance: bool = Field(
+        True, description="an alias moves only on a lead whose bootstrap 95 % interval on the validation images "
+        "excludes zero; false: any lead (beyond min_margin for champion) moves it")
+    bootstrap_resamples: int = Field(1000, ge=100, description="resamples of the validation images for the interval")
     ensemble: bool = Field(True, description="register the routed ensemble of the per-emotion champions")
+    averaging: bool = Field(True, description="register the probability-averaging ensemble of this run's contenders "
+                            "(temperatures and weights fitted on validation) as a candidate for champion")
     drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted image statistics = dataset drift")
     on_drift: Literal["warn", "block"] = Field("warn", description="'block' moves no alias when drift is detected")
     drift_max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
@@ -278,8 +306,9 @@ class Config(_Strict):
 
     data: DataConfig = DataConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
-    cnn: CnnConfig = CnnConfig()
-    vit: VitConfig = VitConfig()
+    contenders: dict[str, Contender] = Field(
+        default_factory=lambda: {"cnn": CnnContender(family="cnn"), "vit": VitContender(family="vit")},
+        description="the models trained and judged per emotion: name -> {family: cnn | vit, that family's settings}")
     registry: RegistryConfig = RegistryConfig()
     promotion: PromotionConfig = PromotionConfig()
     resources: ResourcesConfig = ResourcesConfig()
@@ -289,20 +318,80 @@ class Config(_Strict):
     checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming; relative: under "
                                 "the artifact store's root on a remote stack")
 
+    @field_validator("contenders")
+    @classmethod
+    def _names(cls, contenders: dict[str, Any]) -> dict[str, Any]:
+        seen: dict[str, str] = {}
+        for name in contenders:
+            if not CONTENDER_NAME.match(name):
+                raise ValueError(f"contender name '{name}' must start with a letter and hold only letters, digits, "
+                                 "'_' and '-' (at most 40): it names steps and tags")
+            if step_suffix(name) in seen:
+                raise ValueError(f"contenders '{seen[step_suffix(name)]}' and '{name}' would both name steps "
+                                 f"train_{step_suffix(name)}: rename one")
+            seen[step_suffix(name)] = name
+        return contenders
+
     @model_validator(mode="after")
-    def _teacher_is_trained(self) -> Config:
-        d = self.vit.distill
-        if self.vit.enabled and d.enabled and d.teacher == "cnn" and not self.cnn.enabled:
-            raise ValueError("vit.distill.teacher is 'cnn' but cnn.enabled is false: enable the CNN or name a "
-                             "registered teacher (models:/NAME@ALIAS)")
+    def _teachers_are_contenders(self) -> Config:
+        for name, c in self.enabled_contenders().items():
+            d = getattr(c, "distill", None)
+            if d is None or not d.enabled or d.teacher.startswith("models:/"):
+                continue
+            teacher = self.contenders.get(d.teacher)
+            if teacher is None or not teacher.enabled or d.teacher == name:
+                enabled = ", ".join(n for n in self.enabled_contenders() if n != name) or "none"
+                raise ValueError(f"contenders.{name}.distill.teacher '{d.teacher}' is not another enabled contender "
+                                 f"(enabled: {enabled}); name one, or a registered model (models:/NAME@ALIAS)")
+        self.training_order()  # refuses a cycle of teachers
         return self
+
+    def enabled_contenders(self) -> dict[str, CnnContender | VitContender]:
+        return {name: c for name, c in self.contenders.items() if c.enabled}
+
+    def teacher_of(self, name: str) -> str | None:
+        """The contender ``name`` distills from, if it distills from one of this run's."""
+        d = getattr(self.contenders[name], "distill", None)
+        return d.teacher if d is not None and d.enabled and not d.teacher.startswith("models:/") else None
+
+    def training_order(self) -> list[str]:
+        """Enabled contenders, each after its teacher (otherwise in the config's order)."""
+        order: list[str] = []
+        pending = list(self.enabled_contenders())
+        while pending:
+            ready = [n for n in pending if self.teacher_of(n) in (None, *order)]
+            if not ready:
+                raise ValueError(f"contenders {', '.join(pending)} distill from each other in a cycle")
+            order.append(ready[0])
+            pending.remove(ready[0])
+        return order
+
+
+_OLD_SECTIONS = ("cnn", "vit")
+
+
+def _refuse_old_sections(raw: dict[str, Any], origin: str) -> None:
+    """The ``cnn:`` / ``vit:`` sections of earlier configs, refused with the same settings in the new form."""
+    old = [k for k in _OLD_SECTIONS if k in raw]
+    if not old:
+        return
+    new = {"contenders": {k: {"family": k, **(raw[k] or {})} for k in old}}
+    example = yaml.safe_dump(new, sort_keys=False, default_flow_style=None, width=100).rstrip()
+    raise ConfigError(f"{origin}: the {' and '.join(k + ':' for k in old)} section{'s are' if len(old) > 1 else ' is'} "
+                      "no longer read: every model is an entry of contenders:, named, with its family. The same "
+                      f"settings in the new form:\n\n{example}\n\n(--set {old[0]}.KEY=VALUE becomes --set "
+                      f"contenders.{old[0]}.KEY=VALUE)")
 
 
 def _describe(error: ValidationError, origins: dict[str, str] | None = None) -> str:
     lines = []
     for e in error.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        loc = list(e["loc"])
+        if loc[:1] == ["contenders"] and len(loc) > 2 and loc[2] in ("cnn", "vit"):
+            del loc[2]  # pydantic names the family (the union's tag) in the path: contenders.NAME.cnn.KEY
+        key = ".".join(str(p) for p in loc)
+        key = key or "config"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         origin = next((o for k, o in (origins or {}).items() if key == k or key.startswith(k + ".")), None)
         lines.append(f"  {key}: {msg}" + (f" (from {origin})" if origin else ""))
     return "\n".join(lines)
@@ -310,6 +399,7 @@ def _describe(error: ValidationError, origins: dict[str, str] | None = None) -> 
 
 def parse_config(raw: dict[str, Any], origin: str = "config", origins: dict[str, str] | None = None) -> Config:
     """Validates a mapping; raises :class:`ConfigError` naming each bad key (and the override that set it)."""
+    _refuse_old_sections(raw or {}, origin)
     try:
         return Config.model_validate(raw or {})
     except ValidationError as exc:

@@ -15,6 +15,9 @@ from scipy.ndimage import laplace
 
 STAT_COLUMNS = ["brightness", "contrast", "sharpness", "dark_fraction", "bright_fraction"]
 EMBEDDING_THRESHOLD = 0.55  # ROC AUC of a classifier telling reference from current embeddings
+# Fewer rows per side give the embedding classifier nothing to learn from, and Evidently's t-SNE plot of
+# the embeddings fails below 31 rows in all (perplexity 30): the embedding test is left out then.
+MIN_EMBEDDING_ROWS = 50
 
 
 @dataclass
@@ -81,7 +84,8 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
     Args:
         reference: uint8 images the models were trained on.
         current: uint8 images they are evaluated or served on.
-        ref_embeddings: embeddings of ``reference`` (same rows), optional.
+        ref_embeddings: embeddings of ``reference`` (same rows), optional; used when both sides have
+            ``MIN_EMBEDDING_ROWS`` rows.
         cur_embeddings: embeddings of ``current``, optional.
         drift_share: share of drifted statistics that flags the whole dataset.
         max_images: random rows used per side (the embedding test trains a classifier).
@@ -91,7 +95,7 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
     ref, cur = image_statistics(reference[ri]), image_statistics(current[ci])
     metrics = [DataDriftPreset(columns=STAT_COLUMNS, drift_share=drift_share)]
     emb_cols: list[str] = []
-    if ref_embeddings is not None and cur_embeddings is not None:
+    if ref_embeddings is not None and cur_embeddings is not None and min(len(ri), len(ci)) >= MIN_EMBEDDING_ROWS:
         emb_cols = [f"emb_{i}" for i in range(ref_embeddings.shape[1])]
         ref = pd.concat([ref, pd.DataFrame(ref_embeddings[ri], columns=emb_cols)], axis=1)
         cur = pd.concat([cur, pd.DataFrame(cur_embeddings[ci], columns=emb_cols)], axis=1)

@@ -186,3 +186,31 @@ def route_probabilities(member_probs: dict[str, np.ndarray], routes: dict[str, s
     for c, emotion in enumerate(CLASS_NAMES):
         scores[:, c] = member_probs[routes[emotion]][:, c]
     return scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
+
+
+def temperature_scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``probs ** (1 / temperature)``, renormalised: the softmax of the log-probabilities divided by the
+    temperature (above 1 softens over-confident probabilities)."""
+    logits = np.log(np.clip(probs, 1e-12, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def average_probabilities(member_probs: dict[str, np.ndarray], weights: dict[str, float],
+                          temperatures: dict[str, float] | None = None) -> np.ndarray:
+    """The weighted average of the members' temperature-scaled probabilities (member version -> value)."""
+    temperatures = temperatures or {}
+    return sum(w * temperature_scaled(member_probs[v], temperatures.get(v, 1.0)) for v, w in weights.items())
+
+
+def ensemble_members(spec: dict[str, Any]) -> set[str]:
+    """The member versions of an ensemble spec (``routes.json``): routed, or averaged with ``weights``."""
+    return set(spec["weights"]) if "weights" in spec else set(spec["routes"].values())
+
+
+def ensemble_probabilities(spec: dict[str, Any], member_probs: dict[str, np.ndarray]) -> np.ndarray:
+    """An ensemble's probabilities from its members' (see :func:`ensemble_members`)."""
+    if "weights" in spec:
+        return average_probabilities(member_probs, spec["weights"], spec.get("temperatures"))
+    return route_probabilities(member_probs, spec["routes"])

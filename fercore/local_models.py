@@ -110,6 +110,8 @@ def copy_version(client, name: str, version: str, tracking_uri: str, cache: Path
     ensemble), downloaded on first use; written under a temporary name and renamed, never half-written."""
     import mlflow.artifacts
 
+    from fercore.inference import ensemble_members
+
     mv = client.get_model_version(name, version)
     key = hashlib.sha256(f"{tracking_uri}\0{name}\0{version}\0{mv.source}\0{mv.run_id}".encode()).hexdigest()[:24]
     folder = cache / key
@@ -122,7 +124,7 @@ def copy_version(client, name: str, version: str, tracking_uri: str, cache: Path
         if routes is not None:
             spec = json.loads(Path(routes).read_text())
             members = {v: copy_version(client, spec["model_name"], v, tracking_uri, cache).name
-                       for v in set(spec["routes"].values())}
+                       for v in ensemble_members(spec)}
             (tmp / MEMBERS_FILE).write_text(json.dumps(members))
         if folder.exists():  # another process copied it meanwhile
             shutil.rmtree(tmp)
@@ -152,16 +154,16 @@ def wrapper_class(pickled: Path) -> str | None:
 
 def load_copy(folder: Path) -> Predict:
     """``images -> probabilities`` of a copied version (see the module docstring for what is skipped)."""
-    from fercore.inference import load_for_inference, route_probabilities
+    from fercore.inference import ensemble_probabilities, load_for_inference
 
     spec, artifacts = _pyfunc_spec(folder)
     wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None
     if wrapper == "FerEmotionModel":
         return load_for_inference(artifacts["model"], spec.get("config")).predict_proba
     if wrapper == "FerEnsembleModel":
-        routes = json.loads(Path(artifacts["routes"]).read_text())["routes"]
+        spec = json.loads(Path(artifacts["routes"]).read_text())
         members = {v: load_copy(folder.parent / sub) for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
-        return lambda images: route_probabilities({v: m(images) for v, m in members.items()}, routes)
+        return lambda images: ensemble_probabilities(spec, {v: m(images) for v, m in members.items()})
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(str(folder))

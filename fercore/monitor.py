@@ -163,15 +163,16 @@ class MonitorResult:
 
 
 def embedding_module(pyfunc_model):
-    """The torch network whose embeddings drift is measured on: the model's own, or for a routed
-    ensemble the member that routes the most emotions."""
+    """The torch network whose embeddings drift is measured on: the model's own; for a routed ensemble
+    the member that routes the most emotions, for an averaging one the member with the largest weight."""
     wrapper = pyfunc_model.unwrap_python_model()
     if hasattr(wrapper, "model"):
         return wrapper.model
     routes = list(getattr(wrapper, "routes", {}).values())
-    if not routes:
+    weights = getattr(wrapper, "spec", {}).get("weights")
+    if not routes and not weights:
         return None
-    member = max(set(routes), key=routes.count)
+    member = max(set(routes), key=routes.count) if routes else max(weights, key=weights.get)
     return embedding_module(wrapper.members[member])
 
 

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from fercore.constants import CLASS_NAMES
 from fercore.errors import RegistryError
 from fercore.metrics import Evaluation
+from fercore.significance import Bootstrap, Lead
 
 logger = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
@@ -45,10 +46,11 @@ class Candidate:
     test_evaluation: Evaluation | None = None
     test_probs: np.ndarray | None = None
     overlap: str = ""  # how much of this run's validation split it was trained on (holders of earlier runs)
+    contender: str = ""  # its name in the config (versions registered before contenders: none)
 
     @property
     def label(self) -> str:
-        return f"v{self.version} ({self.architecture})"
+        return f"v{self.version} ({self.contender or self.architecture})"
 
     def f1(self, emotion: str) -> float:
         return float(self.evaluation.per_class.loc[emotion, "f1"])
@@ -106,12 +108,14 @@ def _by_version(cands: list[Candidate]) -> dict[str, Candidate]:
 
 
 def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str = "macro_f1",
-           min_margin: float = 0.0, single_models_only_per_category: bool = True) -> Decision:
+           min_margin: float = 0.0, single_models_only_per_category: bool = True,
+           bootstrap: Bootstrap | None = None) -> Decision:
     """Decides every alias from scored candidates and the current alias holders, on the candidates'
     validation figures (``Candidate.evaluation``); their test figures are never read here.
 
     An alias moves only to a version that beats its current holder (per-category: that class's F1;
-    ``champion``: ``metric`` by at least ``min_margin``); ties keep the holder.
+    ``champion``: ``metric`` by at least ``min_margin``) and, with ``bootstrap``, only when the lead's
+    95 % interval excludes zero; otherwise the holder keeps it.
 
     Args:
         cands: scored candidates, current holders included.
@@ -119,6 +123,7 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
         metric: overall metric for ``champion`` and ``challenger``.
         min_margin: how much a new champion must beat the current one by.
         single_models_only_per_category: ensembles compete for ``champion`` only.
+        bootstrap: resamples of the validation images (:mod:`fercore.significance`); None: any lead counts.
     """
     by_version = _by_version(cands)
     rows, moves, reasons, routes = [], [], {}, {}
@@ -129,11 +134,13 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
         runner_up = ranked[1] if len(ranked) > 1 else None
         alias = category_alias(emotion)
         holder = by_version.get(holders.get(alias) or "")
+        over_holder = _lead(bootstrap, winner, holder, emotion=emotion)
+        over_runner_up = _lead(bootstrap, winner, runner_up, emotion=emotion)
         if holder is None:
             decision = "assign"
         elif holder.version == winner.version:
             decision = "keep"
-        elif winner.f1(emotion) > holder.f1(emotion):
+        elif winner.f1(emotion) > holder.f1(emotion) and (over_holder is None or over_holder.significant):
             decision = "move"
         else:
             decision, winner = "keep", holder
@@ -142,33 +149,58 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
             row[f"{c.label} val F1"] = c.f1(emotion)
             row[f"{c.label} val recall"] = float(c.evaluation.per_class.loc[emotion, "recall"])
         row.update(winner=winner.label,
-                   margin_runner_up=winner.f1(emotion) - runner_up.f1(emotion) if runner_up else float("nan"),
-                   margin_vs_champion=winner.f1(emotion) - holder.f1(emotion) if holder else float("nan"),
-                   decision=decision)
+                   margin_runner_up=ranked[0].f1(emotion) - runner_up.f1(emotion) if runner_up else float("nan"),
+                   runner_up_95ci=_interval(over_runner_up), significant=_yes_no(over_runner_up),
+                   margin_vs_champion=ranked[0].f1(emotion) - holder.f1(emotion) if holder else float("nan"),
+                   champion_95ci=_interval(over_holder), decision=decision)
         rows.append(row)
         routes[emotion] = winner.version
         reason = f"{emotion} F1 {winner.f1(emotion):.4f}" + (f" vs holder v{holder.version} {holder.f1(emotion):.4f}" if holder else "")
+        if decision == "keep" and over_holder is not None and not over_holder.significant:
+            reason += f"; v{ranked[0].version}'s lead {over_holder} is inside the noise"
         reasons[alias] = f"{decision}: {reason}"
         if decision in ("assign", "move"):
             moves.append(AliasMove(alias, winner.version, holder.version if holder else None, reason))
-    moves += _overall_moves(cands, holders, by_version, metric, min_margin, reasons)
+    moves += _overall_moves(cands, holders, by_version, metric, min_margin, reasons, bootstrap)
     return Decision(pd.DataFrame(rows), moves, reasons, routes)
 
 
-def _overall_moves(cands, holders, by_version, metric, min_margin, reasons) -> list[AliasMove]:
+def _lead(bootstrap: Bootstrap | None, a: Candidate, b: Candidate | None, metric: str = "macro_f1",
+          emotion: str | None = None) -> Lead | None:
+    if bootstrap is None or b is None or a.version == b.version:
+        return None
+    return bootstrap.lead(a.probs.argmax(1), b.probs.argmax(1), metric, emotion)
+
+
+def _interval(lead: Lead | None) -> str:
+    return f"[{lead.low:+.3f}, {lead.high:+.3f}]" if lead else "—"
+
+
+def _yes_no(lead: Lead | None) -> str:
+    return "—" if lead is None else ("yes" if lead.significant else "no")
+
+
+def _overall_moves(cands, holders, by_version, metric, min_margin, reasons, bootstrap=None) -> list[AliasMove]:
     moves = []
     ranked = sorted(cands, key=lambda c: c.score(metric), reverse=True)
     best = ranked[0]
     holder = by_version.get(holders.get(CHAMPION) or "")
     champion = holder
-    if holder is None or (best.version != holder.version and best.score(metric) >= holder.score(metric) + min_margin
-                          and best.score(metric) > holder.score(metric)):
+    lead = _lead(bootstrap, best, holder, metric)
+    beats = holder is not None and best.version != holder.version and best.score(metric) > holder.score(metric) \
+        and best.score(metric) >= holder.score(metric) + min_margin
+    if holder is None or (beats and (lead is None or lead.significant)):
         reason = f"{metric} {best.score(metric):.4f}" + (f" vs v{holder.version} {holder.score(metric):.4f}" if holder else "")
+        if lead is not None:
+            reason += f" (lead {lead}, 95 % interval)"
         moves.append(AliasMove(CHAMPION, best.version, holder.version if holder else None, reason))
         if holder is not None:
             moves.append(AliasMove(PREVIOUS, holder.version, holders.get(PREVIOUS), f"replaced as champion by v{best.version}"))
         champion = best
         reasons[CHAMPION] = f"{'assign' if holder is None else 'move'}: {reason}"
+    elif beats:
+        reasons[CHAMPION] = (f"keep v{holder.version}: best candidate v{best.version} {metric} {best.score(metric):.4f} "
+                             f"leads {holder.score(metric):.4f} by {lead}, inside the noise")
     else:
         reasons[CHAMPION] = (f"keep v{holder.version}: best candidate v{best.version} {metric} {best.score(metric):.4f} "
                              f"does not beat {holder.score(metric):.4f} by {min_margin}")

@@ -12,6 +12,8 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from fercore import averaging
+from fercore.averaging import AveragingFit
 from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES
 from fercore.dataset import FerDataset
@@ -22,13 +24,12 @@ from fercore.promote import (
     CHAMPION, Candidate, apply_moves, candidates_table, current_holders, decide, promotion_lock, table_markdown,
 )
 from fercore.pyfunc import FerEnsembleModel
-from fercore.registry import (
-    connect, end_run, log_and_register, log_files, log_metrics, run_closed_on_error, start_run,
-)
+from fercore.registry import connect, end_run, log_and_register, log_files, log_metrics, run_closed_on_error, start_run
 from fercore.scoring import (
     Predictions, candidate, find_ensemble, holder_candidates, image_hashes, load_version, overlap_note,
     routed_predictions, routes_tag, underlying_module,
 )
+from fercore.significance import Bootstrap
 
 logger = logging.getLogger(__name__)
 
@@ -51,34 +52,59 @@ class PromotionResult:
     summary: dict[str, Any]
 
 
-def _ensemble(client: MlflowClient, name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
-              info: RunInfo) -> Candidate:
+def _routed(client: MlflowClient, name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
+            info: RunInfo) -> Candidate:
     """The routed ensemble of ``routes``: an identical registered one is reused, else a version is registered."""
     by_version = {c.version: c for c in cands}
-    preds = routed_predictions(by_version, routes)
     members = sorted(set(routes.values()), key=int)
-    overlap = "; ".join(f"v{v}: {by_version[v].overlap}" for v in members)
-    existing = find_ensemble(client, name, routes)
+    cand = candidate("?", "ensemble", routed_predictions(by_version, routes), dataset, True,
+                     "; ".join(f"v{v}: {by_version[v].overlap}" for v in members), contender="routed")
+    routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
+    return _register_ensemble(client, name, {"model_name": name, "routes": routes}, {"routes": routes_tag(routes)},
+                              cand, members, f"Routed ensemble ({routing}).", dataset, info)
+
+
+def _averaged(client: MlflowClient, name: str, members: list[Candidate], dataset: FerDataset,
+              info: RunInfo) -> tuple[Candidate, AveragingFit]:
+    """The probability-averaging ensemble of this run's contenders, fitted on validation; judged on its
+    out-of-fold validation probabilities (see :mod:`fercore.averaging`). Reused when registered already."""
+    labels = dataset.split("val").labels
+    val = {c.version: c.probs for c in members}
+    fitted = averaging.fit(val, labels)
+    preds = Predictions(averaging.out_of_fold(val, labels), fitted.apply({c.version: c.test_probs for c in members}),
+                        str(dataset.metadata.get("sha256", "")))
+    cand = candidate("?", "ensemble", preds, dataset, True, members[0].overlap, contender="averaged")
+    weights = ", ".join(f"v{v} {w:.3f} (T {fitted.temperatures[v]:.2f})" for v, w in fitted.weights.items())
+    tag = ",".join(f"{v}:{w:.4f}" for v, w in fitted.weights.items())
+    cand = _register_ensemble(client, name, fitted.spec(name), {"weights": tag}, cand, list(fitted.weights),
+                              f"Probability-averaging ensemble: {weights}.", dataset, info)
+    return cand, fitted
+
+
+def _register_ensemble(client: MlflowClient, name: str, spec: dict[str, Any], identity: dict[str, str],
+                       cand: Candidate, members: list[str], what: str, dataset: FerDataset, info: RunInfo) -> Candidate:
+    """Registers an ensemble version (``spec`` as its ``routes.json``) unless one with the same ``identity``
+    tag is READY already; returns ``cand`` with its version."""
+    existing = find_ensemble(client, name, identity)
     if existing is not None:
-        logger.info("The routed ensemble %s is registered already as version %s", routes_tag(routes), existing)
-        return candidate(existing, "ensemble", preds, dataset, True, overlap)
-    cand = candidate("?", "ensemble", preds, dataset, True, overlap)
-    run_id = start_run(info.tracking_uri, info.experiment_name, "register-ensemble",
-                       {"routes": json.dumps(routes)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id,
-                        "zenml_run_name": info.run_name})
+        logger.info("%s is registered already as version %s", what, existing)
+        cand.version = existing
+        return cand
+    run_id = start_run(info.tracking_uri, info.experiment_name, f"register-{cand.contender}",
+                       {"spec": json.dumps(spec)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id,
+                                                    "zenml_run_name": info.run_name})
     with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
         log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"),
                              **flat_metrics(cand.test_evaluation, "test")})
-        spec = Path(tmp) / "routes.json"
-        spec.write_text(json.dumps({"model_name": name, "routes": routes}, indent=2))
+        path = Path(tmp) / "routes.json"
+        path.write_text(json.dumps(spec, indent=2))
         v, t = cand.evaluation.overall, cand.test_evaluation.overall
-        tags = {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id, "members": ",".join(members),
-                "routes": routes_tag(routes), "val_accuracy": f"{v['accuracy']:.4f}",
+        tags = {"architecture": "ensemble", "contender": cand.contender, "zenml_run_id": info.zenml_run_id,
+                "members": ",".join(members), **identity, "val_accuracy": f"{v['accuracy']:.4f}",
                 "val_macro_f1": f"{v['macro_f1']:.4f}", "test_accuracy": f"{t['accuracy']:.4f}",
                 "test_macro_f1": f"{t['macro_f1']:.4f}"}
-        routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
-        cand.version = log_and_register(run_id, {"routes": str(spec)}, name, tags,
-                                        f"Routed ensemble ({routing}).\n\n{cand.test_evaluation.markdown()}",
+        cand.version = log_and_register(run_id, {"routes": str(path)}, name, tags,
+                                        f"{what}\n\n{cand.test_evaluation.markdown()}",
                                         dataset.split("test").images[:4], python_model=FerEnsembleModel())
     end_run(run_id)
     return cand
@@ -118,38 +144,49 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
     val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
     own_overlap = overlap_note(split_train, val_hashes, split_train)
     new = [candidate(r["version"], r["architecture"], p, dataset, _registered_by(client, name, r["version"], info),
-                     own_overlap) for r, p in new]
+                     own_overlap, r.get("contender", "")) for r, p in new]
     # read, decide and move as one: concurrent promotions queue here
     with promotion_lock(client, info.tracking_uri, name):
         holders = current_holders(client, name)
         known = {c.version: c for c in new}
         held = sorted({v for v in holders.values() if v} - set(known), key=int)
         cands = new + holder_candidates(client, name, held, known, dataset)
-        decision = decide(cands, holders, config.metric, config.min_margin)
+        bootstrap = Bootstrap(dataset.split("val").labels, config.bootstrap_resamples) \
+            if config.require_significance else None
+        judge = lambda: decide(cands, holders, config.metric, config.min_margin, bootstrap=bootstrap)  # noqa: E731
+        decision = judge()
         best_new = max(new, key=lambda c: c.score(config.metric))
         champion = {c.version: c for c in cands}.get(holders.get(CHAMPION) or "", best_new)
         data_report, pred_report = _drift(dataset, name, champion, best_new, config)
         blocked = config.on_drift == "block" and data_report.drifted
         if data_report.drifted:
             logger.warning("Drift detected between train and test images: %s", data_report.summary())
+        calibration = None
+        # a blocked promotion leaves no trace in the registry; one model on every route is no ensemble
         if config.ensemble and not blocked and len({*decision.routes.values()}) > 1:
-            # a blocked promotion leaves no trace in the registry; one model on every route is no ensemble
-            ensemble = _ensemble(client, name, decision.routes, cands, dataset, info)
-            if ensemble.version not in {c.version for c in cands}:
-                cands.append(ensemble)
-                decision = decide(cands, holders, config.metric, config.min_margin)
-        ensemble_routes = {c.version: decision.routes for c in cands if c.architecture == "ensemble" and c.new}
+            cands.append(_routed(client, name, decision.routes, cands, dataset, info))
+        singles = [c for c in new if c.architecture != "ensemble"]
+        if config.averaging and not blocked and len(singles) > 1:
+            averaged, calibration = _averaged(client, name, singles, dataset, info)
+            cands.append(averaged)
+        cands = list({c.version: c for c in cands}.values())  # an ensemble reused from the registry may be a holder
+        decision = judge()
+        routed = {c.version for c in cands if c.contender == "routed" and c.new}
         for move in decision.moves:
-            move.routes = ensemble_routes.get(move.version)
+            move.routes = decision.routes if move.version in routed else None
         applied = [] if blocked else apply_moves(client, name, decision.moves)
         for move in applied:
             for key, value in data_report.summary().items():
                 client.set_model_version_tag(name, move.version, f"drift.{key}", str(value))
     table = candidates_table(cands)
     holders_now = current_holders(client, name)
+    noise = (f"A lead counts only when its bootstrap 95 % interval ({config.bootstrap_resamples} resamples of the "
+             "validation images) excludes zero (`significant`); a lead inside the noise moves no alias."
+             if config.require_significance else "Any lead moves an alias (promotion.require_significance: false).")
     markdown = (f"## Promotion of {name}\n\nDecided on the validation split ({len(val_hashes)} images); the test "
-                f"figures are reported only.\n\n{table_markdown(table)}\n\n### Per emotion (validation F1)\n\n"
-                f"{decision.markdown()}\n\n### Aliases now\n\n{aliases_markdown(holders_now, cands)}")
+                f"figures are reported only. {noise}\n\n{table_markdown(table)}\n\n"
+                f"### Per emotion (validation F1)\n\n{decision.markdown()}\n\n"
+                f"{calibration_markdown(calibration)}### Aliases now\n\n{aliases_markdown(holders_now, cands)}")
     _log_promotion_run(info, config, markdown, decision, table, data_report, pred_report)
     result = {
         "decided_on": "validation", "blocked_by_drift": blocked, "moves": [m.__dict__ for m in applied],
@@ -158,6 +195,7 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
         "scores": {c.label: {f"val_{config.metric}": round(c.score(config.metric), 4),
                              f"test_{config.metric}": round(c.test_evaluation.overall[config.metric], 4)}
                    for c in cands},
+        **({"averaging": calibration.__dict__} if calibration else {}),  # ZenML metadata holds no None
     }
     return PromotionResult(markdown, data_report, pred_report, result)
 
@@ -167,6 +205,17 @@ def _registered_by(client: MlflowClient, name: str, version: str, info: RunInfo)
     if not info.zenml_run_id:
         return True
     return client.get_model_version(name, version).tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
+
+
+def calibration_markdown(fit: AveragingFit | None) -> str:
+    """The averaging ensemble's members: weight, temperature, expected calibration error before and after."""
+    if fit is None:
+        return ""
+    rows = [f"| v{v} | {w:.3f} | {fit.temperatures[v]:.2f} | {fit.ece_before[v]:.4f} | {fit.ece_after[v]:.4f} |"
+            for v, w in fit.weights.items()]
+    return ("### Probability-averaging ensemble (fitted on validation)\n\nIts validation figures above are out of "
+            "fold: each half of the images predicted by a fit on the other half.\n\n| member | weight | temperature "
+            "| ECE before | ECE after |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
 
 
 def aliases_markdown(holders: dict[str, str | None], cands: list[Candidate]) -> str:

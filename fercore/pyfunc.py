@@ -62,19 +62,25 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
 
 
 class FerEnsembleModel(mlflow.pyfunc.PythonModel):
-    """The routed ensemble: members are registry versions, loaded by version at load time."""
+    """An ensemble of registry versions, loaded by version at load time: routed (each class's score from
+    that class's champion) or averaged (weights and temperatures fitted on validation)."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import json
 
+        from fercore.inference import ensemble_members
+
         with open(context.artifacts["routes"]) as f:
-            spec = json.load(f)
-        self.routes: dict[str, str] = spec["routes"]
+            self.spec = json.load(f)
+        self.routes: dict[str, str] = self.spec.get("routes", {})
         # members come from the registry the ensemble itself was loaded from
-        self.members = {v: mlflow.pyfunc.load_model(f"models:/{spec['model_name']}/{v}") for v in set(self.routes.values())}
+        self.members = {v: mlflow.pyfunc.load_model(f"models:/{self.spec['model_name']}/{v}")
+                        for v in ensemble_members(self.spec)}
 
     # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
     def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+        from fercore.inference import ensemble_probabilities
+
         images = as_image_batch(model_input)
         probs = {v: m.predict(images)[list(CLASS_NAMES)].to_numpy() for v, m in self.members.items()}
-        return predictions_frame(route_probabilities(probs, self.routes))
+        return predictions_frame(ensemble_probabilities(self.spec, probs))

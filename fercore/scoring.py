@@ -63,10 +63,10 @@ def pyfunc_predict(model: mlflow.pyfunc.PyFuncModel):
 
 
 def candidate(version: str, architecture: str, predictions: Predictions, dataset: FerDataset, new: bool,
-              overlap: str = "") -> Candidate:
+              overlap: str = "", contender: str = "") -> Candidate:
     """A scored candidate: decided on its validation figures, its test figures kept for the report."""
     val_ev, test_ev = predictions.evaluations(dataset)
-    return Candidate(version, architecture, val_ev, predictions.val, new, test_ev, predictions.test, overlap)
+    return Candidate(version, architecture, val_ev, predictions.val, new, test_ev, predictions.test, overlap, contender)
 
 
 def underlying_module(pyfunc_model: mlflow.pyfunc.PyFuncModel):
@@ -159,14 +159,15 @@ def holder_candidates(client: mlflow.MlflowClient, name: str, versions: list[str
         else:
             preds = predict_splits(pyfunc_predict(load_version(name, v)), dataset)
         note = overlap_note(training_hashes(client, name, mv), val_hashes, split_train)
-        scored[v] = candidate(v, arch, preds, dataset, False, note)
+        scored[v] = candidate(v, arch, preds, dataset, False, note, mv.tags.get("contender", ""))
         out.append(scored[v])
     return out
 
 
-def find_ensemble(client: mlflow.MlflowClient, name: str, routes: dict[str, str]) -> str | None:
-    """A READY ensemble version registered with exactly these routes, if any (reused, not registered again)."""
-    tag = routes_tag(routes)
+def find_ensemble(client: mlflow.MlflowClient, name: str, identity: dict[str, str]) -> str | None:
+    """A READY ensemble version whose tags hold ``identity`` (its ``routes`` or ``weights``), if any: reused,
+    not registered again."""
     found = [mv for mv in client.search_model_versions(f"name='{name}'")
-             if mv.tags.get("architecture") == "ensemble" and mv.tags.get("routes") == tag and mv.status == "READY"]
+             if mv.tags.get("architecture") == "ensemble" and mv.status == "READY"
+             and all(mv.tags.get(k) == v for k, v in identity.items())]
     return str(max(int(mv.version) for mv in found)) if found else None

@@ -82,10 +82,10 @@ def zenml_run() -> tuple[str, str]:
     return str(run.id), run.name
 
 
-def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Rebalanced, config: TrainingConfig,
+def train_and_track(model: nn.Module, name: str, dataset: FerDataset, plan: Rebalanced, config: TrainingConfig,
                     registry: RegistryConfig, checkpoint_dir: str, extra_params: dict[str, Any] | None = None,
                     on_epoch_start=None, teacher_probs=None, ddp_processes: int | str = 1) -> tuple[TrainResult, str]:
-    """Trains ``model`` with per-epoch MLflow logging (in ``ddp_processes`` DDP workers when more than one);
+    """Trains contender ``name``'s ``model`` with per-epoch MLflow logging (in ``ddp_processes`` DDP workers when more than one);
     returns the result and the MLflow run id."""
     processes = distributed.resolve_processes(ddp_processes)
     run_id_zenml, run_name = zenml_run()
@@ -93,11 +93,12 @@ def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Reba
     params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
               "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
               "ddp_processes": processes, **(extra_params or {})}
-    tags = {"architecture": kind, "zenml_run_id": run_id_zenml, "zenml_run_name": run_name,
-            "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": spec.get("family", kind)}
-    store, key = checkpoint_store(checkpoint_dir, kind), job_key(model, config, dataset, plan, teacher_probs)
+    family = spec.get("family", "?")
+    tags = {"architecture": family, "contender": name, "zenml_run_id": run_id_zenml, "zenml_run_name": run_name,
+            "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": family}
+    store, key = checkpoint_store(checkpoint_dir, name), job_key(model, config, dataset, plan, teacher_probs)
     uri = tracking_uri(registry)
-    run_id = start_run(uri, registry.experiment_name, f"train-{kind}", params, tags, job_key=key,
+    run_id = start_run(uri, registry.experiment_name, f"train-{name}", params, tags, job_key=key,
                        resume=store.exists(key))
     with run_closed_on_error(run_id):
         result = distributed.fit(model, config, dataset, plan, processes, store, on_epoch_end=EpochLogger(run_id, uri),
@@ -106,7 +107,7 @@ def train_and_track(model: nn.Module, kind: str, dataset: FerDataset, plan: Reba
         log_metrics(run_id, {"training_minutes": result.wall_s / 60}, tracking_uri=uri)
     summary = {k: v for k, v in result.to_dict().items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(model), **(extra_params or {})},
-                 infer_artifact=True, artifact_name=f"{kind}_training")
+                 infer_artifact=True, artifact_name="training")
     return result, run_id
 
 

@@ -42,11 +42,11 @@ def register_model(
         architecture: ``cnn``, ``vit`` or ``ensemble``.
         tta: the test-time views the pyfunc averages over.
         mixed_precision: the precision it was evaluated in; the pyfunc predicts in the same.
-        extra_tags: more version tags (e.g. the ViT checkpoint).
+        extra_tags: more version tags: ``contender`` (its name in the config), the ViT checkpoint.
         teacher: the registration of the model it was distilled from (tagged ``distill_teacher``).
 
     Returns:
-        ``name``, ``version``, ``model_uri``, ``run_id``, ``architecture`` and headline metrics.
+        ``name``, ``version``, ``model_uri``, ``run_id``, ``architecture``, ``contender`` and headline metrics.
     """
     connect(tracking_uri(registry), registry.experiment_name)
     run_id, _ = zenml_run()
@@ -62,7 +62,8 @@ def register_model(
         version = existing
         logger.info("Model of MLflow run %s is registered already as version %s", mlflow_run_id, version)
     out = {"name": registry.model_name, "version": version, "model_uri": f"models:/{registry.model_name}/{version}",
-           "run_id": mlflow_run_id, "architecture": architecture, **metrics}
+           "run_id": mlflow_run_id, "architecture": architecture,
+           "contender": (extra_tags or {}).get("contender", architecture), **metrics}
     log_metadata(metadata=out, infer_artifact=True, artifact_name="registered_model")
     return out
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from torch import nn
 from zenml import step
 
-from fercore.config import CnnConfig, RegistryConfig
+from fercore.config import CnnContender, RegistryConfig
 from fercore.dataset import FerDataset
 from fercore.models import build_cnn
 from fercore.rebalance import Rebalanced
@@ -14,20 +14,19 @@ from steps.cache import cache_policy
 from steps.common import train_and_track
 
 
-@step(output_materializers={"cnn_model": FerModelMaterializer},
+@step(output_materializers={"model": FerModelMaterializer},
       cache_policy=cache_policy("fercore.train", "fercore.distributed", "fercore.inference", "fercore.models.cnn"))
 def train_cnn(
-    dataset: FerDataset, plan: Rebalanced, config: CnnConfig, registry: RegistryConfig, checkpoint_dir: str,
-    ddp_processes: int | str = 1,
-) -> tuple[
-    Annotated[nn.Module, "cnn_model"], Annotated[dict[str, Any], "cnn_training"], Annotated[str, "cnn_mlflow_run_id"]
-]:
-    """Trains the configured CNN with early stopping; epochs are logged to MLflow.
+    dataset: FerDataset, plan: Rebalanced, config: CnnContender, name: str, registry: RegistryConfig,
+    checkpoint_dir: str, ddp_processes: int | str = 1,
+) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[str, "mlflow_run_id"]]:
+    """Trains a CNN contender with early stopping; epochs are logged to MLflow.
 
     Args:
         dataset: split dataset (train rows picked by ``plan``, validation on ``val``).
         plan: the rebalanced training rows and class weights.
-        config: the ``cnn`` config section.
+        config: the contender's config (``contenders.<name>``).
+        name: the contender's name.
         registry: MLflow settings.
         checkpoint_dir: per-epoch checkpoints, resumed after an interruption.
         ddp_processes: ``resources.ddp_processes`` (more than 1: DistributedDataParallel workers).
@@ -36,6 +35,6 @@ def train_cnn(
         The model with its best weights, the training history and the MLflow run id.
     """
     model = build_cnn(config.architecture, **config.model_kwargs())
-    result, run_id = train_and_track(model, "cnn", dataset, plan, config, registry, checkpoint_dir,
+    result, run_id = train_and_track(model, name, dataset, plan, config, registry, checkpoint_dir,
                                      ddp_processes=ddp_processes)
     return model, result.to_dict(), run_id

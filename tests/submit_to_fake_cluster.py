@@ -146,7 +146,7 @@ def dump_snapshot(out: Path) -> None:
     spec = yaml.safe_load((out / "pipeline.yaml").read_text())
     args = next(iter(spec["deploymentSpec"]["executors"].values()))["container"]["args"]
     snapshot = Client().get_snapshot(args[args.index("--snapshot_id") + 1])
-    step = snapshot.step_configurations["train_cnn"].config
+    step = snapshot.step_configurations["train_vgg7"].config
     docker = snapshot.pipeline_configuration.docker_settings
     (out / "snapshot.json").write_text(json.dumps({
         "train_cnn_parameters": step.parameters, "requirements": docker.requirements,

@@ -74,7 +74,7 @@ def test_wrong_input_size_is_named():
 ])
 def test_scratch_config_rejects_impossible_models(scratch, message):
     with pytest.raises(ConfigError, match=message):
-        parse_config({"vit": {"checkpoint": None, "scratch": scratch}})
+        parse_config({"contenders": {"vit": {"family": "vit", "checkpoint": None, "scratch": scratch}}})
 
 
 def test_variant_tag():
@@ -84,12 +84,21 @@ def test_variant_tag():
     assert vit_variant(VitConfig()) == "google/vit-base-patch16-224"
 
 
-def test_distilling_from_the_cnn_needs_the_cnn():
-    with pytest.raises(ConfigError, match="teacher is 'cnn' but cnn.enabled is false"):
-        parse_config({"cnn": {"enabled": False}, "vit": {"distill": {"enabled": True}}})
-    with pytest.raises(ConfigError, match="vit.distill.teacher"):
-        parse_config({"vit": {"distill": {"teacher": "my-cnn"}}})
-    parse_config({"cnn": {"enabled": False}, "vit": {"distill": {"enabled": True, "teacher": "models:/m@champion"}}})
+def test_a_teacher_is_another_enabled_contender_or_a_registered_model():
+    student = {"family": "vit", "distill": {"enabled": True, "teacher": "vgg7"}}
+    with pytest.raises(ConfigError, match=r"contenders.vit.distill.teacher 'vgg7' is not another enabled contender "
+                                          r"\(enabled: vgg7b\)"):
+        parse_config({"contenders": {"vgg7": {"family": "cnn", "enabled": False}, "vgg7b": {"family": "cnn"},
+                                     "vit": student}})
+    with pytest.raises(ConfigError, match="'vit' is not another enabled contender"):
+        parse_config({"contenders": {"vit": {"family": "vit", "distill": {"enabled": True, "teacher": "vit"}}}})
+    with pytest.raises(ConfigError, match="distill from each other in a cycle"):
+        parse_config({"contenders": {
+            "a": {"family": "vit", "distill": {"enabled": True, "teacher": "b"}},
+            "b": {"family": "vit", "distill": {"enabled": True, "teacher": "a"}}}})
+    config = parse_config({"contenders": {"vit": student, "vgg7": {"family": "cnn"}}})
+    assert config.training_order() == ["vgg7", "vit"]  # the teacher first, whatever the config's order
+    parse_config({"contenders": {"vit": {"family": "vit", "distill": {"enabled": True, "teacher": "models:/m@champion"}}}})
 
 
 # -- precision ---------------------------------------------------------------------------

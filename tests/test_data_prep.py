@@ -12,6 +12,7 @@ from fercore.errors import ConfigError
 from fercore.rebalance import rebalance
 from fercore.split import split_validation
 from fercore.validate import drop_train_copies_of_test, duplicate_report
+from tests.conftest import ROOT
 
 
 def _dataset(per_class=(50, 5, 40, 80, 60, 55, 30), test_per_class=10, seed=0) -> FerDataset:
@@ -133,6 +134,31 @@ def test_config_unknown_key_and_bad_value_are_named(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_contenders_are_named_entries_of_a_known_family(tmp_path):
+    with pytest.raises(ConfigError, match=r"contenders\.big: Input tag 'rnn' found using 'family' does not match any "
+                                          r"of the expected tags: 'cnn', 'vit'"):
+        parse_config({"contenders": {"big": {"family": "rnn"}}})
+    with pytest.raises(ConfigError, match=r"contenders\.vgg7\.widht: unknown key"):
+        parse_config({"contenders": {"vgg7": {"family": "cnn", "widht": 64}}})
+    with pytest.raises(ConfigError, match="contenders 'VGG' and 'vgg' would both name steps train_vgg"):
+        parse_config({"contenders": {"VGG": {"family": "cnn"}, "vgg": {"family": "cnn"}}})
+    with pytest.raises(ConfigError, match="contender name 'res net' must start with a letter"):
+        parse_config({"contenders": {"res net": {"family": "cnn"}}})
+
+
+def test_the_old_cnn_and_vit_sections_are_refused_with_the_new_form(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("cnn:\n  epochs: 5\nvit:\n  checkpoint: null\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(old)
+    assert str(err.value) == (
+        f"{old}: the cnn: and vit: sections are no longer read: every model is an entry of contenders:, named, with "
+        "its family. The same settings in the new form:\n\ncontenders:\n  cnn: {family: cnn, epochs: 5}\n"
+        "  vit: {family: vit, checkpoint: null}\n\n(--set cnn.KEY=VALUE becomes --set contenders.cnn.KEY=VALUE)")
+    with pytest.raises(ConfigError, match=r"--set cnn\.KEY=VALUE becomes --set contenders\.cnn\.KEY=VALUE"):
+        load_config(ROOT / "configs" / "smoke.yaml", {"cnn.epochs": 3})
 
 
 def test_shipped_configs_are_valid():

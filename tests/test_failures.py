@@ -28,11 +28,11 @@ def _closed_port() -> int:
 
 
 def test_a_bad_set_value_names_the_set_argument():
-    result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "cnn.epochs=abc")
+    result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "contenders.cnn.epochs=abc")
     assert result.returncode == 2
-    assert "cnn.epochs: Input should be a valid integer" in result.stderr
-    assert "(from --set cnn.epochs=abc)" in result.stderr and "Traceback" not in result.stderr
-    result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "cnn.epochs")
+    assert "contenders.cnn.epochs: Input should be a valid integer" in result.stderr
+    assert "(from --set contenders.cnn.epochs=abc)" in result.stderr and "Traceback" not in result.stderr
+    result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "contenders.cnn.epochs")
     assert result.returncode == 2 and "--set expects KEY=VALUE" in result.stderr
 
 
@@ -75,7 +75,8 @@ def test_a_killed_training_run_is_marked_and_resumed_into_the_same_mlflow_run(fe
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ckpt = tmp_path / "ckpt"
     args = [sys.executable, "run.py", "--pipeline", "train_all", "--config", "configs/smoke.yaml", "--data",
-            str(fer_tree), "--set", "cnn.epochs=60", "--set", "cnn.patience=100", "--set", "vit.enabled=false",
+            str(fer_tree), "--set", "contenders.cnn.epochs=60", "--set", "contenders.cnn.patience=100",
+            "--set", "contenders.vit.enabled=false",
             "--set", "promotion.enabled=false", "--set", f"registry.tracking_uri={uri}",
             "--set", f"checkpoint_dir={ckpt}", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
     proc = subprocess.Popen(args, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL,

@@ -25,13 +25,12 @@ DEPENDENCIES = {
     "ingest-data": ["fingerprint-data"],
     "split-data": ["ingest-data"],
     "rebalance-data": ["split-data"],
-    "train-cnn": ["rebalance-data", "split-data"],
-    "train-vit": ["rebalance-data", "split-data"],  # the teacher is this run's CNN: its model, via ZenML
-    "evaluate-cnn": ["split-data", "train-cnn"],
-    "evaluate-vit": ["split-data", "train-vit"],
-    "register-cnn": ["evaluate-cnn", "split-data", "train-cnn"],
-    "register-vit": ["evaluate-vit", "split-data", "train-vit"],
-    "promote-models": ["evaluate-cnn", "evaluate-vit", "register-cnn", "register-vit", "split-data"],
+    **{f"train-{c}": ["rebalance-data", "split-data"] for c in ("vgg7", "resnet", "vit-b16")},
+    **{f"evaluate-{c}": ["split-data", f"train-{c}"] for c in ("vgg7", "resnet", "vit-b16")},
+    **{f"register-{c}": [f"evaluate-{c}", "split-data", f"train-{c}"] for c in ("vgg7", "resnet", "vit-b16")},
+    # the fan-in: every contender's registration and predictions
+    "promote-models": sorted([*(f"{s}-{c}" for s in ("evaluate", "register") for c in ("vgg7", "resnet", "vit-b16")),
+                              "split-data"]),
 }
 
 
@@ -66,7 +65,7 @@ def test_training_steps_request_the_gpus_and_the_others_only_cpus(compiled):
     executors = compiled["spec"]["deploymentSpec"]["executors"]
     for name, executor in executors.items():
         resources = executor["container"]["resources"]
-        if name in ("exec-train-cnn", "exec-train-vit"):
+        if name.startswith("exec-train-"):
             assert resources["accelerator"] == {"count": "4", "resourceCount": "4", "type": "nvidia-tesla-a100",
                                                 "resourceType": "nvidia-tesla-a100"}, name
             assert resources["cpuLimit"] == config.resources.cpu_count == 16
@@ -154,7 +153,7 @@ def test_kubernetes_step_pods_gpu_nodes_for_training_cpu_pods_for_the_rest(k8s_p
         assert container["args"][container["args"].index("--step_name") + 1] == name
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["HF_HOME"] == "/tmp/hf" and env["ZENML_ACTIVE_STACK_ID"]
-        if name in ("train_cnn", "train_vit"):
+        if name.startswith("train_"):
             # 64GB in MiB (ZenML's conversion); the GPU limit is what the scheduler honours
             assert container["resources"] == {"requests": {"cpu": "16", "memory": "61035Mi", "nvidia.com/gpu": "4"},
                                               "limits": {"nvidia.com/gpu": "4"}}, name

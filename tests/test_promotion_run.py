@@ -104,7 +104,8 @@ def test_promotion_routes_an_ensemble_whose_probabilities_are_its_members_routed
     a, b = _register(dataset, 0), _register(dataset, 1)
     new = [({"version": a, "architecture": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
            ({"version": b, "architecture": "cnn"}, _winning(dataset, [4, 5, 6]))]
-    out = promote(NAME, dataset, new, PromotionConfig(drift_max_images=60), store)
+    config = PromotionConfig(drift_max_images=60, averaging=False)  # the routed ensemble alone
+    out = promote(NAME, dataset, new, config, store)
     routes = out.summary["routes"]
     assert routes == {**{e: a for e in CLASS_NAMES[:4]}, **{e: b for e in CLASS_NAMES[4:]}}
     aliases = out.summary["aliases"]
@@ -118,7 +119,7 @@ def test_promotion_routes_an_ensemble_whose_probabilities_are_its_members_routed
     np.testing.assert_allclose(routed, route_probabilities(members, routes), rtol=1e-6)
     assert out.summary["decided_on"] == "validation" and "Decided on the validation split" in out.markdown
     # the same routes again: the registered ensemble is reused, not registered twice
-    again = promote(NAME, dataset, new, PromotionConfig(drift_max_images=60), store)
+    again = promote(NAME, dataset, new, config, store)
     versions = client.search_model_versions(f"name='{NAME}'")
     assert len([v for v in versions if v.tags["architecture"] == "ensemble"]) == 1
     assert again.summary["aliases"] == aliases and again.summary["moves"] == []
@@ -148,7 +149,8 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
     new_version = _register(dataset, 1)
     out = promote(NAME, dataset, [({"version": new_version, "architecture": "cnn"}, _winning(dataset, list(range(7))))],
                   PromotionConfig(ensemble=False, drift_max_images=60), store)
-    assert out.summary["aliases"]["champion"] == new_version and out.summary["aliases"]["previous-champion"] == old
+    assert out.summary["aliases"]["champion"] == new_version, out.summary["reasons"]["champion"]
+    assert out.summary["aliases"]["previous-champion"] == old
     assert f"5 of {len(dataset.split('val'))} validation images were in its training data" in out.markdown
     scores = out.summary["scores"][f"v{old} (cnn)"]
     assert set(scores) == {"val_macro_f1", "test_macro_f1"}

@@ -52,13 +52,13 @@ def test_the_scheduled_run_uses_the_validated_config_with_its_set_overrides(cron
 
     data = tmp_path / "fer.tar.gz"
     data.write_bytes(b"")
-    validated = load_config(ROOT / "configs" / "smoke.yaml", {"cnn.epochs": 7, "data.source": str(data),
+    validated = load_config(ROOT / "configs" / "smoke.yaml", {"contenders.cnn.epochs": 7, "data.source": str(data),
                                                               "registry.tracking_uri": "sqlite:////x/mlflow.db"})
     line = sched.schedule_pipeline(None, validated, "0 3 * * 1", "train_all", tmp_path)
     words = shlex.split(line.split(" && ")[-1])  # python run.py --pipeline train_all --config PATH >> log
     assert "--set" not in words and "--data" not in words
     scheduled = load_config(words[words.index("--config") + 1])
-    assert scheduled == validated and scheduled.cnn.epochs == 7 and scheduled.data.source == str(data)
+    assert scheduled == validated and scheduled.contenders["cnn"].epochs == 7 and scheduled.data.source == str(data)
 
 
 def test_unschedule_removes_the_entry_and_its_config(crontab, tmp_path):

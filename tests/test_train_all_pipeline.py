@@ -22,20 +22,23 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_vit_dir):
-    """One smoke train_all run: the CNN and the tiny 'pretrained' ViT, registered in a fresh MLflow store."""
+    """One smoke train_all run with three contenders: the smoke config's CNN and tiny 'pretrained' ViT, and a
+    residual CNN added as a config entry only, registered in a fresh MLflow store."""
     from tests.conftest import write_tree
 
     tmp = tmp_path_factory.mktemp("train_all")
     data = write_tree(tmp / "fer", train_per_class=12, test_per_class=4)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg = tmp / "cfg.yaml"
-    cfg.write_text((ROOT / "configs" / "smoke.yaml").read_text() + f"""
+    smoke = (ROOT / "configs" / "smoke.yaml").read_text()
+    third = "contenders:\n  resnet: {family: cnn, architecture: resnet, width: 8, epochs: 1, batch_size: 64}\n"
+    cfg.write_text(smoke.replace("contenders:\n", third) + f"""
 registry:
   tracking_uri: {uri}
   model_name: fer-test
 checkpoint_dir: {tmp / 'ckpt'}
 """)
-    args = ["--config", str(cfg), "--data", str(data), "--set", f"vit.checkpoint={tiny_vit_dir}",
+    args = ["--config", str(cfg), "--data", str(data), "--set", f"contenders.vit.checkpoint={tiny_vit_dir}",
             "--set", f"data.cache_dir={tmp / 'cache'}"]
     _train_all(args)
     mlflow.set_tracking_uri(uri)
@@ -51,13 +54,14 @@ def _train_all(args: list[str]) -> None:
 
 def _versions(client):
     versions = client.search_model_versions("name='fer-test'")
-    return {v.tags["architecture"]: v for v in versions if v.tags["architecture"] != "ensemble"}
+    return {v.tags["contender"]: v for v in versions if v.tags["architecture"] != "ensemble"}
 
 
-def test_both_models_are_registered_with_tags_and_per_class_metrics(trained):
+def test_every_contender_is_registered_with_tags_and_per_class_metrics(trained):
     client = trained["client"]
     versions = _versions(client)
-    assert set(versions) == {"cnn", "vit"}
+    assert set(versions) == {"cnn", "resnet", "vit"}
+    assert versions["resnet"].tags["architecture"] == "cnn"  # its family
     for arch, v in versions.items():
         assert len(v.tags["dataset_sha256"]) == 64 and v.tags["zenml_run_id"]
         assert 0.0 <= float(v.tags["test_accuracy"]) <= 1.0 and "test_macro_f1" in v.tags
@@ -85,12 +89,12 @@ def test_registry_pyfunc_predicts_like_the_in_memory_model(trained):
     from tests.test_train import synthetic
 
     images = synthetic(per_class=10, test_per_class=1).images[:12]
-    for arch in ("cnn", "vit"):
+    for arch in ("cnn", "resnet", "vit"):
         version = _versions(trained["client"])[arch].version
         pyfunc = mlflow.pyfunc.load_model(f"models:/fer-test/{version}")
         out = pyfunc.predict(images)
         assert list(out.columns[:2]) == ["label", "angry"] and len(out) == len(images)
-        model = _zenml_model(f"train_{arch}", f"{arch}_model")
+        model = _zenml_model(f"train_{arch}", "model")
         expected = predict_proba(model, images, tta="hflip").argmax(1)
         from fercore.constants import CLASS_NAMES
 
@@ -114,7 +118,7 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     client = trained["client"]
     aliases = {k: str(v) for k, v in client.get_registered_model("fer-test").aliases.items()}
     assert {"champion", "challenger", *(f"champion-{e}" for e in CLASS_NAMES)} <= set(aliases)
-    ensembles = [v for v in client.search_model_versions("name='fer-test'") if v.tags["architecture"] == "ensemble"]
+    ensembles = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "routed"]
     routed_members = {aliases[f"champion-{e}"] for e in CLASS_NAMES}
     # one model winning every emotion is no ensemble: none is registered then
     assert len(ensembles) == (1 if len(routed_members) > 1 else 0)
@@ -130,6 +134,13 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     table = run.steps["promote_models"].outputs["promotion_table"][0].load()
     assert "nan" not in table and "{" not in table and "| champion | v" in table  # aliases as a table
     assert "all FER-2013 duplicates" in table or "| none |" in table
+    assert all(f"({c}) val F1" in table for c in ("cnn", "resnet", "vit"))  # every contender, per emotion
+    assert "| significant |" in table and "95 % interval" in table
+    averaged = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "averaged"]
+    assert len(averaged) == 1 and len(averaged[0].tags["members"].split(",")) == 3
+    assert "| member | weight | temperature | ECE before | ECE after |" in table
+    assert promotion["averaging"]["weights"] and set(promotion["averaging"]["ece_after"]) == set(
+        averaged[0].tags["members"].split(","))
     assert promotion["aliases"] == aliases and "champion" in promotion["reasons"]
     assert promotion["decided_on"] == "validation"
     assert "data_drift" in promotion and "prediction_drift" in promotion
@@ -305,14 +316,15 @@ def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps
     versions_before = len(client.search_model_versions("name='fer-test'"))
     _train_all(trained["args"])
     status = _step_status(_zenml_run())
-    cached = {"ingest_data", "split_data", "rebalance_data", "train_cnn", "evaluate_cnn", "train_vit", "evaluate_vit"}
+    cached = {"ingest_data", "split_data", "rebalance_data", "train_cnn", "evaluate_cnn", "train_vit", "evaluate_vit",
+              "train_resnet", "evaluate_resnet"}
     assert {s for s in cached if status[s] == "cached"} == cached, status
     assert status["fingerprint_data"] == status["promote_models"] == "completed"
     assert len(client.search_model_versions("name='fer-test'")) == versions_before  # nothing registered twice
     table = _zenml_run().steps["promote_models"].outputs["promotion_table"][0].load()
     assert "| True |" not in table  # the cached registrations are an earlier run's, not new ones
 
-    _train_all([*trained["args"], "--set", "cnn.learning_rate=0.004"])
+    _train_all([*trained["args"], "--set", "contenders.cnn.learning_rate=0.004"])
     status = _step_status(_zenml_run())
     assert status["train_cnn"] == status["evaluate_cnn"] == "completed", status
     assert status["train_vit"] == status["evaluate_vit"] == status["ingest_data"] == "cached", status

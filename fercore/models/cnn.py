@@ -1,4 +1,4 @@
-"""CNNs trained from scratch: the paper's V1 and V2.1, and the stronger VGG-7 used by default."""
+"""CNNs trained from scratch: the paper's V1 and V2.1, a VGG-7, and a residual network for 48x48 faces."""
 
 from __future__ import annotations
 
@@ -60,11 +60,42 @@ def cnn_vgg7(width: int = 32, dropout: float = 0.3, **_: object) -> nn.Sequentia
     return nn.Sequential(*layers, nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, NUM_CLASSES))
 
 
-ARCHITECTURES = {"v1": cnn_v1, "v2_1": cnn_v2_1, "vgg7": cnn_vgg7}
+class BasicBlock(nn.Module):
+    """ResNet's basic block (He et al. 2016): two 3x3 conv+BN, the input added back (through a 1x1
+    conv+BN when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def cnn_resnet(width: int = 32, dropout: float = 0.3, **_: object) -> nn.Sequential:
+    """A residual network sized for 48x48 input: one 3x3 conv at full resolution, then three stages of
+    two basic blocks (2w, 4w, 8w channels) that each halve the resolution, global average pooling and
+    a linear head. Twice VGG-7's convolutions per stage; 2.8 M parameters at ``width=32``, 1.6 M at 24."""
+    layers: list[nn.Module] = [Normalize(), *_conv_bn(1, width)]
+    cin = width
+    for stage in range(1, 4):
+        cout = width * 2**stage
+        layers += [BasicBlock(cin, cout, stride=2), BasicBlock(cout, cout)]
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                         nn.Linear(cin, NUM_CLASSES))
+
+
+ARCHITECTURES = {"v1": cnn_v1, "v2_1": cnn_v2_1, "vgg7": cnn_vgg7, "resnet": cnn_resnet}
 
 
 def build_cnn(architecture: str, **kwargs: object) -> nn.Module:
-    """Builds a CNN by name (``v1``, ``v2_1``, ``vgg7``)."""
+    """Builds a CNN by name (``v1``, ``v2_1``, ``vgg7``, ``resnet``)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown CNN architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[architecture](**kwargs)
