@@ -28,11 +28,12 @@ class DataConfig(_Strict):
     source: str = Field("kaggle", description="'kaggle', or a folder / .zip / .tar.gz / fer2013.csv path")
     incoming: list[str] = Field([], description="new labelled batches (class folders, or archives of them), or "
                                 "folders of such batches, added to the training split")
-    kaggle_dataset: str = "msambare/fer2013"
+    kaggle_dataset: str = Field("msambare/fer2013", description="the Kaggle dataset handle (--data kaggle)")
     cache_dir: str | None = Field(None, description="default: $FER_CACHE_DIR or ~/.cache/fer-mlops")
-    use_cache: bool = True
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    seed: int = 42
+    use_cache: bool = Field(True, description="reuse decoded arrays of the same source (by content hash)")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train carved out as the stratified "
+                                "validation split, on which promotion decides (test is only reported)")
+    seed: int = Field(42, description="the validation split's seed")
     drop_test_overlap: bool = Field(False, description="drop train copies of images that are also in test")
     max_per_class: int | None = Field(None, ge=1, description="keep at most this many images per split and class")
     min_image_size: int = Field(16, ge=1, description="images whose shorter side is smaller are refused")
@@ -50,8 +51,10 @@ class DataConfig(_Strict):
 class RebalanceConfig(_Strict):
     """How the training split is rebalanced (see :mod:`fercore.rebalance`)."""
 
-    method: Literal["resample", "class_weights", "none"] = "resample"
-    seed: int = 42
+    method: Literal["resample", "class_weights", "none"] = Field(
+        "resample", description="resample: inverse-frequency resampling with replacement, drawn afresh each epoch "
+        "(the paper's); class_weights: a weighted loss; none")
+    seed: int = Field(42, description="the resampling seed")
     size: int | None = Field(None, ge=1, description="rows drawn by 'resample'; default the train split's size")
     power: float = Field(1.0, ge=0.0, le=1.0, description="'resample' draws rows with probability count(class)**-power")
 
@@ -59,28 +62,28 @@ class RebalanceConfig(_Strict):
 class AugmentConfig(_Strict):
     """Random augmentation of training batches."""
 
-    hflip: bool = True
-    crop_padding: int = Field(4, ge=0, le=16)
+    hflip: bool = Field(True, description="random horizontal flips")
+    crop_padding: int = Field(4, ge=0, le=16, description="random shifts of up to this many pixels")
     crop_size: int | None = Field(None, ge=16, le=48, description="train on random crop_size x crop_size windows "
                                   "at native scale (fewer pixels per step); validation and test-time views are cut "
                                   "to that size (the model records it)")
-    rotation_degrees: float = Field(10.0, ge=0.0, le=45.0)
+    rotation_degrees: float = Field(10.0, ge=0.0, le=45.0, description="random rotations of up to this many degrees")
     erasing: float = Field(0.0, ge=0.0, le=1.0, description="probability of random erasing")
 
 
 class StepResources(_Strict):
     """CPU and memory of the steps that do not train (ZenML ResourceSettings)."""
 
-    cpu_count: float | None = Field(None, gt=0)
-    memory: str | None = Field(None, description="e.g. '8GB'")
+    cpu_count: float | None = Field(None, gt=0, description="CPUs of each step that does not train")
+    memory: str | None = Field(None, description="memory of each step that does not train, e.g. '8GB'")
 
 
 class ResourcesConfig(_Strict):
     """What the GPU-backed training steps ask of the orchestrator (ZenML ResourceSettings, pod settings)."""
 
-    gpu_count: int = Field(1, ge=0)
-    cpu_count: float | None = Field(None, gt=0)
-    memory: str | None = Field(None, description="e.g. '16GB'")
+    gpu_count: int = Field(1, ge=0, description="GPUs requested by each training step")
+    cpu_count: float | None = Field(None, gt=0, description="CPUs requested by each training step")
+    memory: str | None = Field(None, description="memory of each training step, e.g. '16GB'")
     ddp_processes: int | Literal["all_gpus"] = Field(
         1, description="data-parallel processes per training step: 1 (off), a number, or all_gpus (one per GPU)")
     gpu_node_selectors: dict[str, str] = Field(
@@ -117,20 +120,22 @@ class DockerConfig(_Strict):
 class TrainingConfig(_Strict):
     """What every trained model shares: optimisation, early stopping, precision, augmentation."""
 
-    enabled: bool = True
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(128, ge=1)
+    enabled: bool = Field(True, description="false: the contender is not trained")
+    epochs: int = Field(40, ge=1, description="at most this many epochs (early stopping and max_train_minutes may end "
+                        "training sooner)")
+    batch_size: int = Field(128, ge=1, description="images per batch")
     grad_accumulation: int = Field(1, ge=1, description="batches whose gradients are summed per optimizer step")
-    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    learning_rate: float = Field(2e-3, gt=0.0)
-    weight_decay: float = Field(5e-4, ge=0.0)
-    scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adamw", description="adamw, adam or sgd (momentum 0.9)")
+    learning_rate: float = Field(2e-3, gt=0.0, description="the peak learning rate")
+    weight_decay: float = Field(5e-4, ge=0.0, description="weight decay")
+    scheduler: Literal["none", "cosine", "onecycle"] = Field("onecycle", description="the learning-rate schedule: "
+                                                              "onecycle, cosine or none")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the cross-entropy")
     patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping")
     mixed_precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto: bf16 autocast on CUDA (fp16 where bf16 is unsupported) and on CPUs with native "
         "bf16 (AVX512-BF16 or AMX), fp32 on other CPUs; bf16 forces it, fp32 turns autocast off")
-    channels_last: bool = True
+    channels_last: bool = Field(True, description="channels-last convolutions (faster with oneDNN and on CUDA)")
     compile: bool = Field(False, description="torch.compile the training forward and backward (CPUs need a C++ "
                           "compiler, else training stays eager); about 40 s of compilation, then faster steps")
     ema_decay: float | None = Field(
@@ -140,7 +145,7 @@ class TrainingConfig(_Strict):
     tta: TtaMode = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts, "
                         "tencrop (corners and centre, and mirrors), or grid (every window 2 px apart, and mirrors), "
                         "cut to the model's input size")
-    seed: int = 42
+    seed: int = Field(42, description="the seed of initialisation, batches and augmentation")
     max_train_images: int | None = Field(None, ge=1, description="cap on rows per epoch (smoke runs)")
     max_train_minutes: float | None = Field(
         None, gt=0, description="training time budget: the schedule anneals to its end within it, then training stops")
@@ -155,9 +160,11 @@ class TrainingConfig(_Strict):
 class CnnConfig(TrainingConfig):
     """The CNN trained from scratch."""
 
-    architecture: Literal["v1", "v2_1", "vgg7", "resnet"] = "vgg7"
+    architecture: Literal["v1", "v2_1", "vgg7", "resnet"] = Field(
+        "vgg7", description="v1 and v2_1 (the paper's), vgg7 (VGG-style, fast on CPUs), resnet (residual blocks "
+        "for 48x48 input)")
     width: int = Field(32, ge=8, le=256, description="channels of the first stage of vgg7 and resnet")
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the classifier")
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"dropout": self.dropout, **({"width": self.width} if self.architecture in ("vgg7", "resnet") else {})}
@@ -167,7 +174,7 @@ class FreezeConfig(_Strict):
     """Gradual unfreezing of a pretrained ViT: the head first, then the top encoder blocks."""
 
     initial_trainable_blocks: int = Field(0, ge=0, description="encoder blocks trained from the first epoch")
-    unfreeze_every_epochs: int = Field(1, ge=1)
+    unfreeze_every_epochs: int = Field(1, ge=1, description="epochs between two unfreezing steps")
     blocks_per_unfreeze: int = Field(2, ge=0, description="blocks unfrozen at each step (0: never)")
 
     def trainable_blocks(self, epoch: int) -> int:
@@ -180,14 +187,14 @@ class ScratchVitConfig(_Strict):
 
     tokenizer: Literal["patch", "conv"] = Field("patch", description="patch: ViT's patchify (patch_size); conv: "
                                                 "stride-2 conv layers (stem_channels, then hidden_size)")
-    image_size: int = Field(48, ge=8)
+    image_size: int = Field(48, ge=8, description="input size in pixels")
     patch_size: int = Field(6, ge=1, description="patch tokenizer only")
     stem_channels: list[int] = Field([32, 64], description="conv tokenizer: channels of the stride-2 convs before "
                                      "the last one; len + 1 halvings of the image give the token grid")
-    hidden_size: int = Field(192, ge=8)
-    layers: int = Field(6, ge=1)
-    heads: int = Field(3, ge=1)
-    mlp_dim: int = Field(384, ge=8)
+    hidden_size: int = Field(192, ge=8, description="token width")
+    layers: int = Field(6, ge=1, description="encoder layers")
+    heads: int = Field(3, ge=1, description="attention heads")
+    mlp_dim: int = Field(384, ge=8, description="hidden width of the encoder's MLPs")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="conv tokenizer: dropout in the encoder layers")
     drop_path: float = Field(0.1, ge=0.0, lt=1.0, description="conv tokenizer: stochastic depth of the last layer")
     pooling: Literal["cls", "mean", "seq"] = Field(
@@ -207,11 +214,12 @@ class ScratchVitConfig(_Strict):
 class DistillConfig(_Strict):
     """Soft targets from a teacher (knowledge distillation, Hinton et al. 2015) for the ViT."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="learn from a teacher's soft targets as well as the labels (the "
+                          "version is tagged distill_teacher: a student is no independent contender)")
     teacher: str = Field("cnn", description="an enabled contender of this run (its name), or a registry URI, e.g. "
                          "models:/fer2013-emotion@champion-happy or models:/fer2013-emotion/3")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the teacher's soft targets in the loss")
-    temperature: float = Field(2.0, gt=0.0)
+    temperature: float = Field(2.0, gt=0.0, description="temperature of the teacher's and the student's softmax")
 
 
 class VitConfig(TrainingConfig):
@@ -222,28 +230,28 @@ class VitConfig(TrainingConfig):
     image_size: int | None = Field(None, ge=16, description="feed a pretrained ViT at this size instead of its own")
     scratch: ScratchVitConfig = ScratchVitConfig()
     head_hidden: list[int] = Field([1024, 512, 256, 128], description="hidden widths of the MLP head (5 layers)")
-    head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    head_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout between the head's layers")
     freeze: FreezeConfig = FreezeConfig()
     distill: DistillConfig = DistillConfig()
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(10, ge=1, description="at most this many epochs")
+    batch_size: int = Field(64, ge=1, description="images per batch")
     learning_rate: float = Field(1e-4, gt=0.0, description="the paper compared 1e-3, 1e-4 and 1e-5")
-    weight_decay: float = Field(0.01, ge=0.0)
-    scheduler: Literal["none", "cosine", "onecycle"] = "cosine"
-    patience: int = Field(3, ge=1)
-    channels_last: bool = False
+    weight_decay: float = Field(0.01, ge=0.0, description="weight decay")
+    scheduler: Literal["none", "cosine", "onecycle"] = Field("cosine", description="the learning-rate schedule")
+    patience: int = Field(3, ge=1, description="epochs without a lower validation loss before stopping")
+    channels_last: bool = Field(False, description="channels-last memory format (for the conv tokenizer)")
 
 
 class CnnContender(CnnConfig):
     """A contender of the CNN family: a CNN trained from scratch."""
 
-    family: Literal["cnn"]
+    family: Literal["cnn"] = Field(description="cnn")
 
 
 class VitContender(VitConfig):
     """A contender of the ViT family: a pretrained ViT fine-tuned, or a small one from scratch."""
 
-    family: Literal["vit"]
+    family: Literal["vit"] = Field(description="vit")
 
 
 Contender = Annotated[CnnContender | VitContender, Field(discriminator="family")]
@@ -259,15 +267,17 @@ class RegistryConfig(_Strict):
     """MLflow tracking and model registry."""
 
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, the ZenML stack's tracker, or ./mlflow.db")
-    experiment_name: str = "fer2013-emotion"
-    model_name: str = "fer2013-emotion"
+    experiment_name: str = Field("fer2013-emotion", description="the MLflow experiment of the runs")
+    model_name: str = Field("fer2013-emotion", description="the registered model whose versions and aliases "
+                            "promotion manages")
 
 
 class PromotionConfig(_Strict):
     """How the promotion step picks champions and reacts to drift."""
 
-    enabled: bool = True
-    metric: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1"
+    enabled: bool = Field(True, description="run promote_models after the contenders are registered")
+    metric: Literal["macro_f1", "accuracy", "weighted_f1"] = Field("macro_f1", description="the overall metric "
+                                                                   "that decides champion and challenger")
     min_margin: float = Field(0.0, ge=0.0, description="a new champion must beat the current one by this much")
     require_significance: bool = Field(
         True, description="an alias moves only on a lead whose bootstrap 95 % interval on the validation images "
@@ -288,7 +298,7 @@ class MonitorConfig(_Strict):
     model: str = Field("champion", description="alias of registry.model_name that is monitored")
     on_drift: Literal["report", "retrain"] = Field("report", description="retrain: start train_all with the batch's "
                                                    "labelled faces as an incoming batch")
-    drift_share: float = Field(0.5, gt=0.0, le=1.0)
+    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted image statistics = drift")
     max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
     incoming_dir: str = Field("incoming", description="where a retrain writes the batch (added to data.incoming)")
     on_unreadable: Literal["error", "skip"] = Field("error", description="unreadable image files stop the run "
@@ -298,7 +308,7 @@ class MonitorConfig(_Strict):
 class ScheduleConfig(_Strict):
     """When ``run.py --schedule`` retrains."""
 
-    cron: str = "0 3 * * 1"
+    cron: str = Field("0 3 * * 1", description="when run.py --schedule retrains (crontab syntax)")
 
 
 class Config(_Strict):
@@ -436,3 +446,58 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
             node = child
         node[leaf] = value
     return parse_config(raw, f"{path} with {', '.join(origins.values())}" if origins else str(path), origins)
+
+
+# --- the reference page (docs/configuration.md) -------------------------------------------------
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every key with its default and description, from this schema."""
+    out = ["# Configuration reference", "",
+           "Generated from the schema in `fercore/config.py` by `python scripts/config_reference.py` (a test fails "
+           "when this page is out of date). Configs are YAML files (`configs/`); `run.py --set KEY=VALUE` overrides "
+           "one key. Unknown keys and bad values fail at load time, naming the key.", ""]
+    for name, field in Config.model_fields.items():
+        section = _model_of(field.annotation)
+        about = field.description or (section.__doc__ or "").strip().splitlines()[0] if section or field.description else ""
+        out += [f"## `{name}`", "", about.replace("``", "`").replace(":mod:", ""), ""]
+        if name == "contenders":
+            out += ["Each entry is `contenders.NAME` (letters, digits, `_`, `-`: it names the steps `train_NAME`, "
+                    "`evaluate_NAME`, `register_NAME` and the versions' `contender` tag) with a `family`, and that "
+                    "family's keys below. Adding a contender is a config entry.", ""]
+            for family in (CnnContender, VitContender):
+                out += [f"### `family: {family.model_fields['family'].description}`", "", *_table(family, "contenders.NAME."), ""]
+        elif section is not None:
+            out += [*_table(section, f"{name}."), ""]
+        else:
+            out += [f"Default: {_default(field)}", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    candidates = [annotation, *getattr(annotation, "__args__", ())]
+    return next((a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)), None)
+
+
+def _describe_field(field: Any) -> str:
+    text = field.description or ""
+    choices = getattr(field.annotation, "__args__", ()) if getattr(field.annotation, "__origin__", None) is Literal else ()
+    return text + (f" (one of {', '.join(map(str, choices))})" if choices and len(choices) > 1 else "")
+
+
+def _default(field: Any) -> str:
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return ""
+    return "`" + yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...") + "`"
+
+
+def _table(model: type[BaseModel], prefix: str) -> list[str]:
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for name, field in model.model_fields.items():
+        nested = _model_of(field.annotation)
+        if nested is not None and name != "family":
+            rows += _table(nested, f"{prefix}{name}.")[2:]
+        elif name != "family":
+            rows.append(f"| `{prefix}{name}` | {_default(field)} | {_describe_field(field).replace('|', '/')} |")
+    return rows

@@ -88,7 +88,7 @@ def _register_ensemble(client: MlflowClient, name: str, spec: dict[str, Any], id
     existing = find_ensemble(client, name, identity)
     if existing is not None:
         logger.info("%s is registered already as version %s", what, existing)
-        cand.version = existing
+        cand.version, cand.new = existing, False
         return cand
     run_id = start_run(info.tracking_uri, info.experiment_name, f"register-{cand.contender}",
                        {"spec": json.dumps(spec)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id,
@@ -161,19 +161,19 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
         blocked = config.on_drift == "block" and data_report.drifted
         if data_report.drifted:
             logger.warning("Drift detected between train and test images: %s", data_report.summary())
-        calibration = None
+        calibration, routed = None, None
         # a blocked promotion leaves no trace in the registry; one model on every route is no ensemble
         if config.ensemble and not blocked and len({*decision.routes.values()}) > 1:
-            cands.append(_routed(client, name, decision.routes, cands, dataset, info))
+            routed = _routed(client, name, decision.routes, cands, dataset, info)
+            cands.append(routed)
         singles = [c for c in new if c.architecture != "ensemble"]
         if config.averaging and not blocked and len(singles) > 1:
             averaged, calibration = _averaged(client, name, singles, dataset, info)
             cands.append(averaged)
         cands = list({c.version: c for c in cands}.values())  # an ensemble reused from the registry may be a holder
         decision = judge()
-        routed = {c.version for c in cands if c.contender == "routed" and c.new}
-        for move in decision.moves:
-            move.routes = decision.routes if move.version in routed else None
+        for move in decision.moves:  # this run's routed ensemble moves only while its members hold their routes
+            move.routes = decision.routes if routed is not None and move.version == routed.version else None
         applied = [] if blocked else apply_moves(client, name, decision.moves)
         for move in applied:
             for key, value in data_report.summary().items():

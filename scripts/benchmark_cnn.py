@@ -5,7 +5,7 @@ evaluation), and measures the Trainer's throughput against a bare PyTorch loop o
 
 Usage:
     python scripts/benchmark_cnn.py --data ../shared/data/fer2013/fer2013.tar.gz --config configs/cpu.yaml \
-        [--set cnn.architecture=v2_1] [--out docs/benchmarks/cnn.json]
+        [--contender vgg7] [--set contenders.vgg7.architecture=v2_1] [--out docs/benchmarks/cnn.json]
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--config", default="configs/cpu.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--contender", default="vgg7", help="a CNN contender of the config")
     parser.add_argument("--throughput-batches", type=int, default=40)
     parser.add_argument("--throughput-repeats", type=int, default=2)
     parser.add_argument("--skip-training", action="store_true", help="only measure throughput")
@@ -72,7 +73,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     config = load_config(args.config, {"data.source": args.data, **overrides})
-    cfg = config.cnn
+    cfg = config.contenders[args.contender]
     t0 = time.perf_counter()
     ds = split_validation(ingest(args.data, config.data.cache_dir), config.data.val_fraction, config.data.seed)
     plan = rebalance(ds, config.rebalance.method, config.rebalance.seed, config.rebalance.size,

@@ -128,17 +128,17 @@ def main() -> None:
         images = ingest(args.data).split("test").images[:args.images]
     else:
         images = np.random.default_rng(0).integers(0, 256, (args.images, 48, 48), dtype=np.uint8)
-    cnn = build_cnn(cfg.cnn.architecture, **cfg.cnn.model_kwargs())
-    vit = build_vit(cfg.vit)
-    for model, training in ((cnn, cfg.cnn), (vit, cfg.vit)):
+    models = {name: (build_cnn(c.architecture, **c.model_kwargs()) if c.family == "cnn" else build_vit(c), c)
+              for name, c in cfg.enabled_contenders().items()}
+    for model, training in models.values():
         if training.augment.crop_size:
             model.fer_spec["input_size"] = training.augment.crop_size
     report = {"host": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "images": len(images), "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as tmp:
-        report["cnn"] = measure("cnn", cnn, cfg.cnn.tta, images, args.repeats, Path(tmp))
-        report["vit"] = measure("vit", vit, cfg.vit.tta, images, args.repeats, Path(tmp))
+        for name, (model, training) in models.items():
+            report[name] = measure(name, model, training.tta, images, args.repeats, Path(tmp))
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")

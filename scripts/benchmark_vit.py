@@ -7,7 +7,7 @@ the training images/s of the config's CNN and ViT under fp32 and bf16 autocast, 
 
 Usage:
     python scripts/benchmark_vit.py --data ../shared/data/fer2013/fer2013.tar.gz --config configs/cpu.yaml \
-        [--set vit.max_train_minutes=3] [--teacher DIR] [--out docs/benchmarks/vit.json]
+        [--set contenders.convvit.max_train_minutes=3] [--teacher DIR] [--out docs/benchmarks/vit.json]
     python scripts/benchmark_vit.py --data ... --precision --out docs/benchmarks/precision.json
 """
 
@@ -69,11 +69,10 @@ def cpu_model() -> str:
 
 
 def precision_rows(config, images: np.ndarray, batches: int, repeats: int) -> list[dict]:
-    builders = {"cnn": lambda: build_cnn(config.cnn.architecture, **config.cnn.model_kwargs()),
-                "vit": lambda: build_vit(config.vit)}
     rows = []
-    for kind, build in builders.items():
-        cfg = getattr(config, kind)
+    for kind, cfg in config.enabled_contenders().items():
+        build = (lambda c=cfg: build_cnn(c.architecture, **c.model_kwargs())) if cfg.family == "cnn" else \
+            (lambda c=cfg: build_vit(c))
         best = {"fp32": 0.0, "bf16": 0.0}
         for _ in range(repeats):  # alternated, best of `repeats`: the host's speed drifts
             for name, amp in (("fp32", None), ("bf16", torch.bfloat16)):
@@ -90,7 +89,8 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--config", default="configs/cpu.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--teacher", type=Path, help="distil from this saved model (sets vit.distill.enabled)")
+    parser.add_argument("--contender", default="convvit", help="a ViT contender of the config")
+    parser.add_argument("--teacher", type=Path, help="distil from this saved model (sets distill.enabled)")
     parser.add_argument("--precision", action="store_true", help="only measure fp32 vs bf16 training throughput")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per throughput measurement")
     parser.add_argument("--repeats", type=int, default=2)
@@ -100,9 +100,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.teacher:
-        overrides["vit.distill.enabled"] = True
+        overrides[f"contenders.{args.contender}.distill.enabled"] = True
     config = load_config(args.config, {"data.source": args.data, **overrides})
-    cfg = config.vit
+    cfg = config.contenders[args.contender]
     t0 = time.perf_counter()
     ds = split_validation(ingest(args.data, config.data.cache_dir), config.data.val_fraction, config.data.seed)
     report = {"command": " ".join(sys.argv), "machine": cpu_model(),

@@ -26,7 +26,7 @@ TRAIN_MINUTES=$(python3 -c "print(round(($SWEEP_TIMEOUT - 45) / 60, 2))")
 echo "== 4. Sweep: cpu.yaml's 21 epochs, fp32 like the CPU, one process per setting (${SWEEP_TIMEOUT}s left)"
 run() {  # name, overrides...
     local name=$1; shift
-    local sets=(--set cnn.mixed_precision=false --set cnn.max_train_minutes=$TRAIN_MINUTES)
+    local sets=(--set contenders.vgg7.mixed_precision=fp32 --set contenders.vgg7.max_train_minutes=$TRAIN_MINUTES)
     for s in "$@"; do sets+=(--set "$s"); done
     OMP_NUM_THREADS=1 timeout "$SWEEP_TIMEOUT" python3 scripts/benchmark_cnn.py --data "$DATA" \
         --config configs/cpu.yaml --throughput-batches 2 "${sets[@]}" --out "logs/sweep_$name.json" \
@@ -34,13 +34,13 @@ run() {  # name, overrides...
 }
 run base
 run p05 rebalance.power=0.5
-run p05_seed7 rebalance.power=0.5 cnn.seed=7
+run p05_seed7 rebalance.power=0.5 contenders.vgg7.seed=7
 run p03 rebalance.power=0.3
 run none rebalance.method=none
-run p05_ep24 rebalance.power=0.5 cnn.epochs=24
-run p05_lr3e-3 rebalance.power=0.5 cnn.learning_rate=0.003
-run p05_erase rebalance.power=0.5 cnn.augment.erasing=0.25
-run p05_ls0 rebalance.power=0.5 cnn.label_smoothing=0.0
+run p05_ep24 rebalance.power=0.5 contenders.vgg7.epochs=24
+run p05_lr3e-3 rebalance.power=0.5 contenders.vgg7.learning_rate=0.003
+run p05_erase rebalance.power=0.5 contenders.vgg7.augment.erasing=0.25
+run p05_ls0 rebalance.power=0.5 contenders.vgg7.label_smoothing=0.0
 wait
 python3 - "$OUT/sweep.json" <<'EOF'
 import glob, json, sys

@@ -168,3 +168,10 @@ def test_shipped_configs_are_valid():
     assert configs
     for path in configs:
         load_config(path, {"data.source": "x"})
+
+
+def test_the_configuration_reference_is_current():
+    from fercore.config import reference_markdown
+
+    page = ROOT / "docs" / "configuration.md"
+    assert page.read_text() == reference_markdown(), "run: python scripts/config_reference.py"

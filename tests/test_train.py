@@ -285,3 +285,13 @@ def test_budget_running_out_between_steps_ends_at_the_final_rate(monkeypatch):
     assert not sched.finished() and opt.param_groups[0]["lr"] > 0.01 / 25 / 1e4
     sched.step()
     assert sched.finished() and opt.param_groups[0]["lr"] == pytest.approx(0.01 / 25 / 1e4)
+
+
+@pytest.mark.parametrize("size", [48, 44])
+def test_the_residual_cnn_trains_in_channels_last_at_either_input_size(size):
+    """Its downsampling shortcut avoids the strided 1x1 conv whose channels-last backward crashed PyTorch."""
+    model = build_cnn("resnet", width=8).to(memory_format=torch.channels_last)
+    x = torch.rand(16, 1, size, size).contiguous(memory_format=torch.channels_last)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 7)
+    loss.backward()
+    assert model(x).shape == (16, 7) and all(p.grad is not None for p in model.parameters())
