@@ -184,6 +184,11 @@ def _overall_moves(cands, holders, by_version, metric, min_margin, reasons, boot
     moves = []
     ranked = sorted(cands, key=lambda c: c.score(metric), reverse=True)
     best = ranked[0]
+    singles = [c for c in ranked if c.architecture != "ensemble"]
+    over_single = _lead(bootstrap, best, singles[0], metric) if singles else None
+    if over_single is not None and not over_single.significant:  # an ensemble must earn its complexity
+        reasons["ensemble"] = f"v{best.version} leads the best single model v{singles[0].version} by {over_single}: noise"
+        best = singles[0]
     holder = by_version.get(holders.get(CHAMPION) or "")
     champion = holder
     lead = _lead(bootstrap, best, holder, metric)

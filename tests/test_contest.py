@@ -82,3 +82,15 @@ def test_averaging_weights_favour_the_better_member_and_are_judged_out_of_fold()
     oof = out_of_fold(members, labels)
     assert oof.shape == averaged.shape and not np.allclose(oof, averaged)  # each half from the other half's fit
     assert set(fitted.ece_before) == set(fitted.ece_after) == {"1", "2"}
+
+
+def test_an_ensemble_becomes_champion_only_on_a_significant_lead_over_the_best_single_model():
+    single = _candidate("1", _with_errors(150))
+    ensemble = _candidate("2", _with_errors(146, offset=4))
+    ensemble.architecture = "ensemble"
+    moves = {m.alias: m.version for m in decide([single, ensemble], {}, bootstrap=Bootstrap(LABELS, 500)).moves}
+    assert moves["champion"] == "1"  # first run, no holder: still not on noise
+    better = _candidate("3", _with_errors(60))
+    better.architecture = "ensemble"
+    moves = {m.alias: m.version for m in decide([single, better], {}, bootstrap=Bootstrap(LABELS, 500)).moves}
+    assert moves["champion"] == "3"
