@@ -27,7 +27,7 @@ from fercore.pyfunc import FerEnsembleModel
 from fercore.registry import connect, end_run, log_and_register, log_files, log_metrics, run_closed_on_error, start_run
 from fercore.scoring import (
     Predictions, candidate, find_ensemble, holder_candidates, image_hashes, load_version, overlap_note,
-    routed_predictions, routes_tag, underlying_module,
+    routed_out_of_fold, routed_predictions, routes_tag, underlying_module,
 )
 from fercore.significance import Bootstrap
 
@@ -54,10 +54,14 @@ class PromotionResult:
 
 def _routed(client: MlflowClient, name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
             info: RunInfo) -> Candidate:
-    """The routed ensemble of ``routes``: an identical registered one is reused, else a version is registered."""
+    """The routed ensemble of ``routes``: an identical registered one is reused, else a version is registered.
+    It is judged on out-of-fold validation probabilities (:func:`fercore.scoring.routed_out_of_fold`)."""
     by_version = {c.version: c for c in cands}
     members = sorted(set(routes.values()), key=int)
-    cand = candidate("?", "ensemble", routed_predictions(by_version, routes), dataset, True,
+    singles = [c for c in cands if c.architecture != "ensemble"]
+    preds = routed_predictions(by_version, routes)
+    preds.val = routed_out_of_fold(singles, dataset.split("val").labels)  # judged out of fold
+    cand = candidate("?", "ensemble", preds, dataset, True,
                      "; ".join(f"v{v}: {by_version[v].overlap}" for v in members), contender="routed")
     routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
     return _register_ensemble(client, name, {"model_name": name, "routes": routes}, {"routes": routes_tag(routes)},
