@@ -119,7 +119,7 @@ def test_the_local_copy_predicts_as_mlflow_loads_it_and_is_resolved_again_only_w
     np.testing.assert_allclose(predict(faces), expected, rtol=1e-5, atol=1e-6)
     load_predictor("models:/fer-photo@champion", registered, cache)
     assert resolved == ["models:/fer-photo@champion"]  # the second load read the copy, not the registry
-    MlflowClient(registered).set_registered_model_alias("fer-photo", "happy", "1")  # any write to the store
+    MlflowClient(registered, registry_uri=registered).set_registered_model_alias("fer-photo", "happy", "1")  # any write to the store
     load_predictor("models:/fer-photo@champion", registered, cache)
     assert len(resolved) == 2 and len([p for p in (cache / "models").iterdir() if p.is_dir()]) == 1
 

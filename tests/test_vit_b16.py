@@ -55,7 +55,7 @@ checkpoint_dir: {tmp_path / 'ckpt'}
     assert result.returncode == 0, log[-4000:]
     assert "Epoch 1: top 0 encoder blocks + head trainable" in log
     assert "Epoch 2: top 4 encoder blocks + head trainable" in log
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)  # not an earlier test's mlflow.set_registry_uri
     (version,) = client.search_model_versions("name='fer-b16'")
     assert version.tags["contender"] == "vit_b16" and version.tags["checkpoint"] == str(vit_b16_dir)
     assert client.get_registered_model("fer-b16").aliases["champion"] == version.version
