@@ -295,3 +295,14 @@ def test_the_residual_cnn_trains_in_channels_last_at_either_input_size(size):
     loss = torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 7)
     loss.backward()
     assert model(x).shape == (16, 7) and all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("height, width, size", [(48, 48, 44), (48, 49, 43), (47, 47, 44)])
+def test_ten_crop_gives_torchvisions_views_without_importing_it_at_inference(height, width, size):
+    from torchvision.transforms.v2 import functional as TF
+
+    from fercore.inference import ten_crop
+
+    x = torch.randn(3, 1, height, width)
+    ours, theirs = ten_crop(x, size), TF.ten_crop(x, [size, size])
+    assert len(ours) == len(theirs) == 10 and all(torch.equal(a, b) for a, b in zip(ours, theirs))
