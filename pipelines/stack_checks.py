@@ -32,7 +32,7 @@ def check_stack_fits(config: Config, config_path: str) -> None:
         raise ConfigError(f"{config_path} is for a stack that runs steps in containers (its docker: section sets the "
                           f"step image), but the active ZenML stack '{stack.name}' runs them in this process "
                           "(orchestrator: local). Fix: activate your Kubeflow or Kubernetes stack (`zenml stack set "
-                          "NAME`; the README's Scale out section shows how to build one), or run on this machine with "
+                          "NAME`; docs/scale-out.md shows how to build one), or run on this machine with "
                           "configs/cpu.yaml (or configs/train_all.yaml with a GPU).")
 
 
