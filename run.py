@@ -151,7 +151,7 @@ def check_services(config: Config, pipeline: str, config_path: str) -> None:
         if not config.monitor.data:
             raise ConfigError("monitor needs new images: --data PATH (a folder or archive of faces or photos)")
         if local:
-            from fercore.monitor import check_new_images
+            from fercore.monitoring.monitor import check_new_images
 
             check_new_images(config.monitor.data, config.monitor.on_unreadable)
         elif config.monitor.on_drift == "retrain":
@@ -159,7 +159,7 @@ def check_services(config: Config, pipeline: str, config_path: str) -> None:
                               "where the step pods of this stack cannot read them: use on_drift: report and add the "
                               "batch to data.incoming at a path the pods can read")
     elif local:
-        from fercore.ingest import check_source
+        from fercore.data.ingest import check_source
 
         check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
     if not local:
@@ -169,7 +169,7 @@ def check_services(config: Config, pipeline: str, config_path: str) -> None:
                 logger.warning("%s is read by the step pods: it must be a path inside the image or on a volume "
                                "mounted there", path)
     if config.data.incoming and local and pipeline != "monitor":
-        from fercore.incoming import check_batches
+        from fercore.data.incoming import check_batches
 
         check_batches(config.data.incoming)
     check_secrets(config)
@@ -181,7 +181,7 @@ def check_services(config: Config, pipeline: str, config_path: str) -> None:
         for contender in config.enabled_contenders().values():
             if contender.family == "vit":
                 check_checkpoint(contender.checkpoint)
-    from fercore.registry import check_tracking_store, resolve_version
+    from fercore.serving.registry import check_tracking_store, resolve_version
     from fercore.stores import resolve_tracking_uri
     from steps.common import stack_tracking_uri
 
@@ -243,7 +243,7 @@ def after_monitor(run, config: Config) -> None:
 
 
 def parse_predict_args(argv: list[str]) -> argparse.Namespace:
-    from fercore.predict import DEFAULT_MODEL
+    from fercore.serving.predict import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="run.py predict", description="Emotions of the faces in photos: each "
                                      "face is found, cropped to 48x48 grayscale and classified by a registered model.")
@@ -265,9 +265,9 @@ def predict_main(argv: list[str]) -> int:
         warnings.simplefilter("ignore")
         logging.getLogger().setLevel(logging.ERROR)
         logging.getLogger("fercore").setLevel(logging.ERROR)
-    from fercore.faces import photo_paths
-    from fercore.local_models import load_predictor
-    from fercore.predict import format_results, predict_photos, write_json
+    from fercore.serving.faces import photo_paths
+    from fercore.serving.local_models import load_predictor
+    from fercore.serving.predict import format_results, predict_photos, write_json
     from fercore.stores import resolve_tracking_uri
 
     try:

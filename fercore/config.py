@@ -5,15 +5,14 @@ Unknown keys and bad values fail at load time with the offending key named.
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fercore.errors import ConfigError
-
 
 TtaMode = Literal["none", "hflip", "shift", "tencrop", "grid"]
 
@@ -43,13 +42,13 @@ class DataConfig(_Strict):
                                                   "skipped and counted")
 
     def image_limits(self):
-        from fercore.images import ImageLimits
+        from fercore.data.images import ImageLimits
 
         return ImageLimits(self.min_image_size, self.max_image_pixels, self.on_bad_size)
 
 
 class RebalanceConfig(_Strict):
-    """How the training split is rebalanced (see :mod:`fercore.rebalance`)."""
+    """How the training split is rebalanced (see :mod:`fercore.data.rebalance`)."""
 
     method: Literal["resample", "class_weights", "none"] = Field(
         "resample", description="resample: inverse-frequency resampling with replacement, drawn afresh each epoch "

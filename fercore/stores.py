@@ -20,3 +20,14 @@ def resolve_tracking_uri(configured: str | None = None, stack_uri: str | None = 
     if stack_uri:
         return stack_uri
     return f"sqlite:///{(project_dir or Path.cwd()).resolve() / 'mlflow.db'}"
+
+
+def local_store_path(tracking_uri: str) -> Path | None:
+    """The file or folder of a local MLflow store (SQLite, ``file:`` or a path); None for a server."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///"))
+    if tracking_uri.startswith("file:"):
+        return Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
+    if "://" not in tracking_uri:
+        return Path(tracking_uri)
+    return None

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from zenml.enums import ArtifactType, VisualizationType
 
-from fercore.dataset import FerDataset, atomic_write
-from fercore.plots import class_frequency_png, sample_grid_png
-from fercore.rebalance import Rebalanced
+from fercore.data.dataset import FerDataset, atomic_write
+from fercore.data.rebalance import Rebalanced
+from fercore.evaluation.plots import class_frequency_png, sample_grid_png
 from materializers.base import LocalDirMaterializer
 
 

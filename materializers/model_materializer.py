@@ -10,10 +10,10 @@ import numpy as np
 from torch import nn
 from zenml.enums import ArtifactType, VisualizationType
 
-from fercore.metrics import Evaluation
+from fercore.evaluation.metrics import Evaluation
+from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
+from fercore.evaluation.predictions import Predictions
 from fercore.models import count_parameters, load_model, save_model
-from fercore.plots import confusion_matrix_png, loss_curves_png
-from fercore.scoring import Predictions
 from materializers.base import LocalDirMaterializer
 
 

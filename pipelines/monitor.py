@@ -23,10 +23,11 @@ def monitor_pipeline(config: Config) -> None:
 def retraining_config(config: Config) -> tuple[Config, Path]:
     """The labelled faces of ``monitor.data`` written as a new incoming batch, and the train_all
     config that learns from it (``monitor.incoming_dir`` added to ``data.incoming``)."""
-    from fercore.monitor import read_new_images, write_batch
+    from fercore.monitoring.monitor import read_new_images, write_batch
 
     folder = Path(config.monitor.incoming_dir).expanduser()
-    batch = write_batch(read_new_images(config.monitor.data, config.monitor.on_unreadable), folder / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}")
+    new = read_new_images(config.monitor.data, config.monitor.on_unreadable)
+    batch = write_batch(new, folder / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}")
     retrain = config.model_copy(deep=True)
     if str(folder) not in retrain.data.incoming:
         retrain.data.incoming = [*retrain.data.incoming, str(folder)]

@@ -59,7 +59,8 @@ def crontab_line(cron: str, pipeline_name: str, config_path: Path) -> str:
     """The crontab entry that reruns ``run.py`` from this project folder with the scheduled config."""
     args = ["--pipeline", pipeline_name, "--config", str(config_path.resolve())]
     log = ROOT / "logs" / f"{pipeline_name}.log"
-    cmd = f"cd {shlex.quote(str(ROOT))} && mkdir -p logs && {shlex.quote(sys.executable)} run.py {shlex.join(args)} >> {shlex.quote(str(log))} 2>&1"
+    cmd = (f"cd {shlex.quote(str(ROOT))} && mkdir -p logs && {shlex.quote(sys.executable)} run.py {shlex.join(args)} "
+           f">> {shlex.quote(str(log))} 2>&1")
     return f"{cron} {cmd} {MARKER}{pipeline_name}"
 
 

@@ -7,7 +7,7 @@ from zenml.client import Client
 
 from fercore.config import Config
 from fercore.errors import ConfigError
-from fercore.promote import _local_store_path
+from fercore.stores import local_store_path
 
 _ADD_TRACKER = ("add an MLflow experiment tracker that points at your MLflow server to the stack "
                 "(`zenml experiment-tracker register mlflow --flavor=mlflow --tracking_uri=https://mlflow.example.com "
@@ -54,7 +54,7 @@ def check_remote_stack(config: Config) -> None:
     if stack.artifact_store.flavor == "local":
         return
     uri = config.registry.tracking_uri or ""
-    if _local_store_path(uri) is not None or not uri:
+    if local_store_path(uri) is not None or not uri:
         tracker = stack.experiment_tracker
         found = f"its experiment tracker {tracker.name}" if tracker is not None else "no experiment tracker"
         raise ConfigError(f"stack '{stack.name}' keeps artifacts in a {stack.artifact_store.flavor} store, but MLflow "

@@ -34,10 +34,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fercore.config import load_config  # noqa: E402
-from fercore.inference import (  # noqa: E402
-    BATCH_SIZE, centre_crop, cpu_has_native_bf16, pick_device, prepare_for_inference, to_batch, uses_channels_last,
-)
 from fercore.models import build_cnn, load_model, save_model  # noqa: E402
+from fercore.models.inference import (  # noqa: E402
+    BATCH_SIZE,
+    centre_crop,
+    cpu_has_native_bf16,
+    pick_device,
+    prepare_for_inference,
+    to_batch,
+    uses_channels_last,
+)
 from fercore.models.vit import build_vit  # noqa: E402
 
 
@@ -60,7 +66,7 @@ def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path)
     """The model logged as the project's pyfunc in a throwaway MLflow store, and loaded back."""
     import mlflow
 
-    from fercore.registry import connect, log_and_register
+    from fercore.serving.registry import connect, log_and_register
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     connect(uri, "benchmark")
@@ -123,7 +129,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg = load_config(args.config)
     if args.data:
-        from fercore.ingest import ingest
+        from fercore.data.ingest import ingest
 
         images = ingest(args.data).split("test").images[:args.images]
     else:

@@ -29,14 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fercore.config import load_config  # noqa: E402
 from fercore.constants import CLASS_NAMES  # noqa: E402
-from fercore.ingest import ingest  # noqa: E402
-from fercore.metrics import evaluate_predictions  # noqa: E402
+from fercore.data.ingest import ingest  # noqa: E402
+from fercore.data.rebalance import rebalance  # noqa: E402
+from fercore.data.split import split_validation  # noqa: E402
+from fercore.evaluation.metrics import evaluate_predictions  # noqa: E402
 from fercore.models import build_cnn, count_parameters, load_model, save_model  # noqa: E402
 from fercore.models.vit import build_vit, vit_variant  # noqa: E402
-from fercore.rebalance import rebalance  # noqa: E402
-from fercore.split import split_validation  # noqa: E402
-from fercore.train import (  # noqa: E402
-    BatchAugmenter, Trainer, autocast_dtype, cpu_has_native_bf16, pick_device, predict_proba, teacher_probabilities,
+from fercore.training.trainer import (  # noqa: E402
+    BatchAugmenter,
+    Trainer,
+    autocast_dtype,
+    cpu_has_native_bf16,
+    pick_device,
+    predict_proba,
+    teacher_probabilities,
     to_batch,
 )
 

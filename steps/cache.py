@@ -1,14 +1,61 @@
-"""ZenML cache policies: the default key plus the core code a step's output depends on."""
+"""ZenML cache policies: the default key plus the source of every project module a step imports."""
 
+from __future__ import annotations
+
+import ast
 import importlib
+import importlib.util
+from pathlib import Path
 
 from zenml.config.cache_policy import CachePolicy
 
+PROJECT_PACKAGES = ("fercore", "steps", "materializers")
 
-def cache_policy(*modules: str) -> CachePolicy:
-    """ZenML's default cache key (step code, parameters, inputs) plus the source of ``modules``.
 
-    ZenML hashes a step's own code, not the plain Python it calls: a change in ``fercore.train``
-    must rerun training although ``steps/train_cnn.py`` is unchanged.
+def _imported_names(source: str) -> set[str]:
+    """Every dotted name an import statement in ``source`` names (a module, or a name in one)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _project_module(name: str) -> str | None:
+    """``name`` if it is a project module (a package's parents are imported with it), else None."""
+    if name.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    try:
+        return name if importlib.util.find_spec(name) is not None else None
+    except ModuleNotFoundError:  # "fercore.constants.CLASS_NAMES": a name in a module, not a module
+        return None
+
+
+def project_imports(module: str) -> list[str]:
+    """``module`` and every project module it imports, directly or through others, read from the source
+    (an import inside a function counts), with the packages they belong to."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for parent in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):
+            if parent in seen:
+                continue
+            seen.add(parent)
+            origin = importlib.util.find_spec(parent).origin
+            todo.extend(m for m in map(_project_module, _imported_names(Path(origin).read_text())) if m)
+    return sorted(seen)
+
+
+def cache_policy(step_module: str) -> CachePolicy:
+    """ZenML's default cache key (step code, parameters, inputs) plus the source of every project module
+    ``step_module`` imports, transitively.
+
+    ZenML hashes a step's own code, not the plain Python it calls: a change in ``fercore.constants`` (the
+    class order) must rerun ingestion although ``steps/ingest_data.py`` is unchanged.
     """
-    return CachePolicy(source_dependencies=[importlib.import_module(m) for m in modules])
+    return CachePolicy(source_dependencies=[importlib.import_module(m) for m in project_imports(step_module)])

@@ -13,18 +13,24 @@ from zenml import get_step_context, log_metadata
 from zenml.client import Client
 from zenml.utils import source_utils
 
-from fercore import distributed
-from fercore.checkpoints import CheckpointStore
 from fercore.config import RegistryConfig, TrainingConfig
 from fercore.constants import CLASS_NAMES
-from fercore.dataset import FerDataset
+from fercore.data.dataset import FerDataset
+from fercore.data.rebalance import Rebalanced
 from fercore.models import count_parameters
-from fercore.rebalance import Rebalanced
-from fercore.registry import (
-    EpochLogger, connect, log_metrics, resolve_version, run_closed_on_error, start_run,
+from fercore.serving.registry import (
+    EpochLogger,
+    RunInfo,
+    connect,
+    log_metrics,
+    resolve_version,
+    run_closed_on_error,
+    start_run,
 )
 from fercore.stores import resolve_tracking_uri
-from fercore.train import TrainResult, job_key
+from fercore.training import distributed
+from fercore.training.checkpoints import CheckpointStore
+from fercore.training.trainer import TrainResult, job_key
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ def tracking_uri(registry: RegistryConfig) -> str:
 
 
 class ArtifactStoreFS:
-    """The active stack's artifact store as a :class:`fercore.checkpoints.FileSystem`.
+    """The active stack's artifact store as a :class:`fercore.training.checkpoints.FileSystem`.
 
     Picklable (DDP workers get it): the store is looked up again in each process, with the source root
     of the process that made it (ZenML needs one to load the stack's flavors, and cannot infer it in a
@@ -80,6 +86,12 @@ def zenml_run() -> tuple[str, str]:
     """``(run id, run name)`` of the pipeline run this step belongs to."""
     run = get_step_context().pipeline_run
     return str(run.id), run.name
+
+
+def run_info(registry: RegistryConfig) -> RunInfo:
+    """Where this step logs to MLflow, and the pipeline run it belongs to."""
+    run_id, run_name = zenml_run()
+    return RunInfo(tracking_uri(registry), registry.experiment_name, run_name, run_id)
 
 
 def train_and_track(model: nn.Module, name: str, dataset: FerDataset, plan: Rebalanced, config: TrainingConfig,

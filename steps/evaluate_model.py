@@ -6,12 +6,12 @@ from torch import nn
 from zenml import log_metadata, step
 
 from fercore.config import RegistryConfig
-from fercore.dataset import FerDataset
-from fercore.inference import autocast_dtype, pick_device, prepare_for_inference
-from fercore.metrics import Evaluation, flat_metrics
-from fercore.plots import confusion_matrix_png, loss_curves_png
-from fercore.registry import connect, log_files, log_metrics, run_closed_on_error
-from fercore.scoring import Predictions, model_predictions
+from fercore.data.dataset import FerDataset
+from fercore.evaluation.metrics import Evaluation, flat_metrics
+from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
+from fercore.evaluation.predictions import Predictions, model_predictions
+from fercore.models.inference import autocast_dtype, pick_device, prepare_for_inference
+from fercore.serving.registry import connect, log_files, log_metrics, run_closed_on_error
 from materializers import EvaluationMaterializer, PredictionsMaterializer
 from steps.cache import cache_policy
 from steps.common import tracking_uri
@@ -19,7 +19,7 @@ from steps.common import tracking_uri
 
 @step(output_materializers={"evaluation": EvaluationMaterializer, "val_evaluation": EvaluationMaterializer,
                             "predictions": PredictionsMaterializer},
-      cache_policy=cache_policy("fercore.inference", "fercore.metrics", "fercore.scoring"))
+      cache_policy=cache_policy(__name__))
 def evaluate_model(
     model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run_id: str, registry: RegistryConfig,
     tta: str = "hflip", mixed_precision: str = "auto",

@@ -5,8 +5,8 @@ from typing import Annotated
 from zenml import step
 
 from fercore.config import DataConfig
-from fercore.incoming import fingerprint
-from fercore.ingest import source_fingerprint
+from fercore.data.incoming import fingerprint
+from fercore.data.ingest import source_fingerprint
 
 
 # Never cached: the source's content can change under the same path. Hashing it is cheap (about

@@ -6,17 +6,17 @@ from zenml import step
 from zenml.client import Client
 
 from fercore.config import DataConfig
-from fercore.dataset import FerDataset, limit_per_class
-from fercore.incoming import add_incoming, batch_paths
-from fercore.ingest import ingest
-from fercore.validate import drop_train_copies_of_test
+from fercore.data.dataset import FerDataset, limit_per_class
+from fercore.data.duplicates import drop_train_copies_of_test
+from fercore.data.incoming import add_incoming, batch_paths
+from fercore.data.ingest import ingest
 from materializers import FerDatasetMaterializer
 from steps.cache import cache_policy
 
 
 # Cached by the source's content hash (an input) and the config: a changed source reruns it.
 @step(output_materializers=FerDatasetMaterializer,
-      cache_policy=cache_policy("fercore.ingest", "fercore.images", "fercore.incoming", "fercore.validate", "fercore.dataset"))
+      cache_policy=cache_policy(__name__))
 def ingest_data(source_sha256: str, config: DataConfig) -> Annotated[FerDataset, "fer2013_raw"]:
     """Reads and validates the dataset (train and test splits).
 

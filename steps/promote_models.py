@@ -6,10 +6,10 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString, MarkdownString
 
 from fercore.config import PromotionConfig, RegistryConfig
-from fercore.dataset import FerDataset
-from fercore.promotion import RunInfo, promote
-from fercore.scoring import Predictions
-from steps.common import tracking_uri, zenml_run
+from fercore.data.dataset import FerDataset
+from fercore.evaluation.predictions import Predictions
+from fercore.promotion.run import promote
+from steps.common import run_info
 
 
 @step(enable_cache=False)  # reads the registry's current aliases: never cached
@@ -36,9 +36,7 @@ def promote_models(
     Returns:
         The tables, the drift reports (HTML) and the decision with its reasons.
     """
-    run_id, run_name = zenml_run()
-    info = RunInfo(tracking_uri(registry), registry.experiment_name, run_name, run_id)
-    out = promote(registry.model_name, dataset, list(zip(registrations, predictions)), config, info)
+    out = promote(registry.model_name, dataset, list(zip(registrations, predictions)), config, run_info(registry))
     log_metadata(metadata=out.summary, infer_artifact=True, artifact_name="promotion")
     return (MarkdownString(out.markdown), HTMLString(out.data_drift.html), HTMLString(out.prediction_drift.html),
             out.summary)

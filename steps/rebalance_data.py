@@ -5,13 +5,13 @@ from typing import Annotated
 from zenml import step
 
 from fercore.config import RebalanceConfig
-from fercore.dataset import FerDataset
-from fercore.rebalance import Rebalanced, rebalance
+from fercore.data.dataset import FerDataset
+from fercore.data.rebalance import Rebalanced, rebalance
 from materializers import RebalancedMaterializer
 from steps.cache import cache_policy
 
 
-@step(output_materializers=RebalancedMaterializer, cache_policy=cache_policy("fercore.rebalance"))
+@step(output_materializers=RebalancedMaterializer, cache_policy=cache_policy(__name__))
 def rebalance_data(dataset: FerDataset, config: RebalanceConfig) -> Annotated[Rebalanced, "train_plan"]:
     """Builds the rows each training epoch visits and the class loss weights.
 

@@ -4,13 +4,13 @@ from typing import Annotated
 
 from zenml import step
 
-from fercore.dataset import FerDataset
-from fercore.split import split_validation
+from fercore.data.dataset import FerDataset
+from fercore.data.split import split_validation
 from materializers import FerDatasetMaterializer
 from steps.cache import cache_policy
 
 
-@step(output_materializers=FerDatasetMaterializer, cache_policy=cache_policy("fercore.split"))
+@step(output_materializers=FerDatasetMaterializer, cache_policy=cache_policy(__name__))
 def split_data(dataset: FerDataset, val_fraction: float = 0.1, seed: int = 42) -> Annotated[FerDataset, "fer2013"]:
     """Marks ``val_fraction`` of train as ``val``, stratified by class; test is untouched.
 

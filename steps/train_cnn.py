@@ -6,16 +6,16 @@ from torch import nn
 from zenml import step
 
 from fercore.config import CnnContender, RegistryConfig
-from fercore.dataset import FerDataset
+from fercore.data.dataset import FerDataset
+from fercore.data.rebalance import Rebalanced
 from fercore.models import build_cnn
-from fercore.rebalance import Rebalanced
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
 from steps.common import train_and_track
 
 
 @step(output_materializers={"model": FerModelMaterializer},
-      cache_policy=cache_policy("fercore.train", "fercore.distributed", "fercore.inference", "fercore.models.cnn"))
+      cache_policy=cache_policy(__name__))
 def train_cnn(
     dataset: FerDataset, plan: Rebalanced, config: CnnContender, name: str, registry: RegistryConfig,
     checkpoint_dir: str, ddp_processes: int | str = 1,

@@ -8,11 +8,11 @@ from torch import nn
 from zenml import step
 
 from fercore.config import RegistryConfig, VitContender
-from fercore.dataset import FerDataset
-from fercore.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
+from fercore.data.dataset import FerDataset
+from fercore.data.rebalance import Rebalanced
+from fercore.models.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
 from fercore.models.vit import UnfreezeSchedule, build_vit, vit_variant
-from fercore.rebalance import Rebalanced
-from fercore.train import teacher_probabilities
+from fercore.training.trainer import teacher_probabilities
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
 from steps.common import teacher_predictor, train_and_track
@@ -40,7 +40,7 @@ def soft_targets(config: VitContender, dataset: FerDataset, registry: RegistryCo
 
 
 @step(output_materializers={"model": FerModelMaterializer},
-      cache_policy=cache_policy("fercore.train", "fercore.distributed", "fercore.inference", "fercore.models.vit", "fercore.models.convvit"))
+      cache_policy=cache_policy(__name__))
 def train_vit(
     dataset: FerDataset, plan: Rebalanced, config: VitContender, name: str, registry: RegistryConfig,
     checkpoint_dir: str, teacher: nn.Module | None = None, ddp_processes: int | str = 1,

@@ -1,8 +1,9 @@
 """Submits ``run.py`` to a Kubeflow stack registered in a fresh ZenML store, with the Kubeflow Pipelines
 API faked: ZenML compiles the pipeline to its KFP v2 spec as for a real cluster, and the fake client keeps
 the spec instead of uploading it. With FAKE_CLUSTER_ORCHESTRATOR=kubernetes, a Kubernetes stack: instead
-of starting the orchestrator pod, the step pods it would start are rendered to pods.json. Run by tests/test_kubeflow_compile.py in a subprocess (its own ZenML
-store and active stack, so nothing leaks into the other tests' stores).
+of starting the orchestrator pod, the step pods it would start are rendered to pods.json. Run by
+tests/test_kubeflow_compile.py in a subprocess (its own ZenML store and active stack, so nothing leaks into the
+other tests' stores).
 
 Usage: python tests/submit_to_fake_cluster.py OUT_DIR RUN_PY_ARGS...
 Writes OUT_DIR/pipeline.yaml (the compiled spec), submitted.json (the upload call) and snapshot.json (the
@@ -120,14 +121,14 @@ def main() -> int:
     from zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator import KubernetesOrchestrator
     from zenml.stack import Stack
 
-    import fercore.registry
+    import fercore.serving.registry
 
     KubeflowOrchestrator._get_kfp_client = lambda self, settings: FakeKfpClient(out)
     KubernetesOrchestrator.submit_pipeline = render_step_pods
     if not os.environ.get("FAKE_CLUSTER_KEEP_SERVER_CHECK"):
         # a cluster's pods would need a ZenML server; this run only compiles, so the local store is let through
         Stack.requires_remote_server = property(lambda self: False)
-    fercore.registry.check_tracking_store = lambda uri, experiment: None  # the MLflow server is not reachable here
+    fercore.serving.registry.check_tracking_store = lambda uri, experiment: None  # the MLflow server is not reachable here
     import pipelines.schedule
     import run
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fercore.averaging import expected_calibration_error, fit, fit_temperature, out_of_fold
 from fercore.constants import CLASS_NAMES
-from fercore.inference import average_probabilities, temperature_scaled
-from fercore.metrics import evaluate_predictions
-from fercore.promote import Candidate, decide
-from fercore.significance import Bootstrap
+from fercore.evaluation.metrics import evaluate_predictions
+from fercore.evaluation.significance import Bootstrap
+from fercore.models.inference import average_probabilities, temperature_scaled
+from fercore.promotion.decision import Candidate, decide
+from fercore.promotion.ensembles import expected_calibration_error, fit, fit_temperature, out_of_fold
 
 LABELS = np.repeat(np.arange(7), 100)  # 700 validation images, 100 per class
 

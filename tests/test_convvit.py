@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import fercore.inference as inference_module
-import fercore.train as train_module
+import fercore.models.inference as inference_module
+import fercore.training.trainer as train_module
 from fercore.config import ConfigError, VitConfig, parse_config
+from fercore.data.rebalance import rebalance
 from fercore.models import count_parameters, load_model, save_model
 from fercore.models.convvit import FerConvViTConfig, FerConvViTForImageClassification
 from fercore.models.vit import build_vit, vit_variant
-from fercore.rebalance import rebalance
-from fercore.train import Trainer, autocast_dtype, distillation_loss, predict_proba, teacher_probabilities
+from fercore.training.trainer import Trainer, autocast_dtype, distillation_loss, predict_proba, teacher_probabilities
 from tests.test_train import synthetic
 
 CPU = torch.device("cpu")
@@ -197,7 +197,7 @@ def test_conv_vit_registers_and_predicts_through_the_pyfunc(tmp_path):
     """The registry path of every model: save_model folder -> pyfunc version -> load -> predict."""
     import mlflow
 
-    from fercore.registry import connect, end_run, log_and_register, start_run
+    from fercore.serving.registry import connect, end_run, log_and_register, start_run
     from tests.test_train import synthetic
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -7,11 +7,11 @@ import pytest
 
 from fercore.config import load_config, parse_config
 from fercore.constants import CLASS_NAMES, NUM_CLASSES
-from fercore.dataset import FerDataset, limit_per_class
+from fercore.data.dataset import FerDataset, limit_per_class
+from fercore.data.duplicates import drop_train_copies_of_test, duplicate_report
+from fercore.data.rebalance import rebalance
+from fercore.data.split import split_validation
 from fercore.errors import ConfigError
-from fercore.rebalance import rebalance
-from fercore.split import split_validation
-from fercore.validate import drop_train_copies_of_test, duplicate_report
 from tests.conftest import ROOT
 
 
@@ -21,7 +21,8 @@ def _dataset(per_class=(50, 5, 40, 80, 60, 55, 30), test_per_class=10, seed=0) -
     n_train = sum(per_class)
     splits = np.array(["train"] * n_train + ["test"] * (len(labels) - n_train))
     images = rng.integers(0, 256, size=(len(labels), 48, 48), dtype=np.uint8)
-    return FerDataset(images, labels, splits, np.array([f"x/{i}" for i in range(len(labels))]), np.array(["Training"] * len(labels)))
+    ids = np.array([f"x/{i}" for i in range(len(labels))])
+    return FerDataset(images, labels, splits, ids, np.array(["Training"] * len(labels)))
 
 
 def test_duplicate_report_counts_groups_conflicts_and_leakage():

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from fercore import distributed
-from fercore.checkpoints import CheckpointStore
 from fercore.config import VitConfig
+from fercore.data.rebalance import rebalance
 from fercore.errors import ConfigError
 from fercore.models import build_cnn
 from fercore.models.vit import UnfreezeSchedule, build_vit
-from fercore.rebalance import rebalance
-from fercore.train import Trainer, job_key
+from fercore.training import distributed
+from fercore.training.checkpoints import CheckpointStore
+from fercore.training.trainer import Trainer, job_key
 from tests.test_train import Interrupt, small_cfg, synthetic
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from fercore.constants import CLASS_NAMES
+from fercore.data.incoming import INCOMING_SUBSET, add_incoming, batch_paths, fingerprint, incoming_tag
+from fercore.data.ingest import ingest
+from fercore.data.rebalance import rebalance
+from fercore.data.split import split_validation
 from fercore.errors import DataError
-from fercore.incoming import INCOMING_SUBSET, add_incoming, batch_paths, fingerprint, incoming_tag
-from fercore.ingest import ingest
-from fercore.rebalance import rebalance
-from fercore.split import split_validation
 from tests.conftest import face, jpeg_bytes
 
 
@@ -81,7 +81,7 @@ def test_bad_locations_are_named(tmp_path):
     (stray / "happy").mkdir(parents=True)
     (stray / "img.jpg").write_bytes(b"")
     (stray / "happy" / "a.jpg").write_bytes(jpeg_bytes(face(3, np.random.default_rng(0))))
-    from fercore.incoming import read_batch
+    from fercore.data.incoming import read_batch
 
     with pytest.raises(DataError, match="not inside a class folder"):
         read_batch(stray)
@@ -117,7 +117,7 @@ def test_converted_batch_images_are_counted(fer_tree, cache_dir, tmp_path):
 
 
 def test_a_batch_cut_short_is_named_with_the_batch_fix(tmp_path):
-    from fercore.incoming import check_batches
+    from fercore.data.incoming import check_batches
 
     source = _batch(tmp_path / "b", {"fear": 30})
     archive = tmp_path / "drops" / "2026-12-08.tar.gz"

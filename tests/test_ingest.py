@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fercore import ingest as ingest_mod
 from fercore.constants import CLASS_NAMES
+from fercore.data import ingest as ingest_mod
+from fercore.data.images import ImageLimits
+from fercore.data.ingest import ingest
 from fercore.errors import DataError
-from fercore.images import ImageLimits
-from fercore.ingest import ingest
 from tests.conftest import face, jpeg_bytes
 
 CSV_ORDER = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

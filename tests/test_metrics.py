@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import classification_report
 
 from fercore.constants import CLASS_NAMES
-from fercore.metrics import Evaluation, evaluate_predictions, flat_metrics
+from fercore.evaluation.metrics import Evaluation, evaluate_predictions, flat_metrics
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from fercore.constants import CLASS_NAMES
-from fercore.faces import ANNOTATION_COLOUR, crop_face, find_faces, load_photo
-from fercore.local_models import load_predictor
-from fercore.predict import format_results, predict_photos
+from fercore.serving.faces import ANNOTATION_COLOUR, crop_face, find_faces, load_photo
+from fercore.serving.local_models import load_predictor
+from fercore.serving.predict import format_results, predict_photos
 from tests.conftest import ROOT
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -40,7 +40,7 @@ def registered(tmp_path_factory) -> str:
     from mlflow import MlflowClient
 
     from fercore.models import build_cnn, save_model
-    from fercore.registry import connect, log_and_register
+    from fercore.serving.registry import connect, log_and_register
 
     tmp = tmp_path_factory.mktemp("photo-registry")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -106,7 +106,7 @@ def test_the_local_copy_predicts_as_mlflow_loads_it_and_is_resolved_again_only_w
         photos, registered, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from fercore import local_models
+    from fercore.serving import local_models
 
     faces = np.stack([f.crop for f in find_faces(load_photo(photos["astronaut"]))] * 3)
     mlflow.set_registry_uri(registered)
@@ -119,7 +119,8 @@ def test_the_local_copy_predicts_as_mlflow_loads_it_and_is_resolved_again_only_w
     np.testing.assert_allclose(predict(faces), expected, rtol=1e-5, atol=1e-6)
     load_predictor("models:/fer-photo@champion", registered, cache)
     assert resolved == ["models:/fer-photo@champion"]  # the second load read the copy, not the registry
-    MlflowClient(registered, registry_uri=registered).set_registered_model_alias("fer-photo", "happy", "1")  # any write to the store
+    # any write to the store
+    MlflowClient(registered, registry_uri=registered).set_registered_model_alias("fer-photo", "happy", "1")
     load_predictor("models:/fer-photo@champion", registered, cache)
     assert len(resolved) == 2 and len([p for p in (cache / "models").iterdir() if p.is_dir()]) == 1
 
@@ -186,8 +187,8 @@ def test_a_routed_ensemble_copy_predicts_as_mlflow_loads_it(registered, tmp_path
     from mlflow import MlflowClient
 
     from fercore.models import build_cnn, save_model
-    from fercore.pyfunc import FerEnsembleModel
-    from fercore.registry import connect, log_and_register
+    from fercore.serving.pyfunc import FerEnsembleModel
+    from fercore.serving.registry import connect, log_and_register
 
     experiment = connect(registered, "photos")
     torch.manual_seed(1)

@@ -11,9 +11,9 @@ import pytest
 from mlflow import MlflowClient
 
 from fercore.constants import CLASS_NAMES
-from fercore.metrics import Evaluation
-from fercore.promote import AliasMove, Candidate, apply_moves, current_holders, decide
-from fercore.pyfunc import FerEmotionModel, route_probabilities
+from fercore.evaluation.metrics import Evaluation
+from fercore.promotion.decision import AliasMove, Candidate, apply_moves, current_holders, decide
+from fercore.serving.pyfunc import FerEmotionModel, route_probabilities
 
 
 def cand(version: str, f1: dict[str, float] | float, arch: str = "cnn") -> Candidate:
@@ -132,7 +132,7 @@ def test_no_alias_points_at_a_version_that_is_not_ready(registry, monkeypatch):
 
 
 def test_drift_detected_on_darkened_images_not_on_a_resample():
-    from fercore.drift import data_drift, image_statistics
+    from fercore.monitoring.drift import data_drift, image_statistics
     from tests.test_train import synthetic
 
     images = synthetic(per_class=60, test_per_class=1).images
@@ -147,7 +147,7 @@ def test_drift_detected_on_darkened_images_not_on_a_resample():
 
 
 def test_embedding_and_prediction_drift():
-    from fercore.drift import data_drift, prediction_drift
+    from fercore.monitoring.drift import data_drift, prediction_drift
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 255, (300, 48, 48), dtype=np.uint8)
@@ -204,7 +204,7 @@ def _overlaps(lock_factory, workers: int = 3, hold_s: float = 0.3) -> list:
 
 
 def test_promotions_on_a_local_store_are_serialised(registry, tmp_path):
-    from fercore.promote import promotion_lock
+    from fercore.promotion.decision import promotion_lock
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert _overlaps(lambda: promotion_lock(registry, uri, "m")) == []
@@ -212,7 +212,7 @@ def test_promotions_on_a_local_store_are_serialised(registry, tmp_path):
 
 
 def test_promotions_on_a_server_are_serialised_by_a_lease(registry):
-    from fercore.promote import LEASE_TAG, registry_lease
+    from fercore.promotion.decision import LEASE_TAG, registry_lease
 
     assert _overlaps(lambda: registry_lease(registry, "m", settle_s=0.1)) == []
     assert LEASE_TAG not in registry.get_registered_model("m").tags  # released
@@ -222,7 +222,7 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_waited_for(registry):
     import time
 
     from fercore.errors import RegistryError
-    from fercore.promote import LEASE_TAG, registry_lease
+    from fercore.promotion.decision import LEASE_TAG, registry_lease
 
     registry.set_registered_model_tag("m", LEASE_TAG, f"dead-host:1:x {time.time() - 5:.0f}")
     with registry_lease(registry, "m", timeout_s=5, settle_s=0.05):

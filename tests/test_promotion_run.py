@@ -3,9 +3,6 @@ reported on test, the routed ensemble, the challenger, the drift gate, holders o
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -14,13 +11,15 @@ from mlflow import MlflowClient
 
 from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES
-from fercore.metrics import Evaluation
-from fercore.models import build_cnn, save_model
-from fercore.promote import Candidate, decide
-from fercore.promotion import RunInfo, promote
-from fercore.pyfunc import route_probabilities
-from fercore.registry import connect, log_and_register
-from fercore.scoring import TRAIN_HASHES, Predictions, image_hashes, pyfunc_predict
+from fercore.data.dataset import FerDataset
+from fercore.evaluation.metrics import Evaluation, evaluate_predictions
+from fercore.evaluation.predictions import Predictions
+from fercore.models import build_cnn
+from fercore.promotion.decision import Candidate, decide
+from fercore.promotion.register import TrainedModel, register
+from fercore.promotion.run import promote
+from fercore.serving.pyfunc import route_probabilities
+from fercore.serving.registry import RunInfo, connect, pyfunc_predict
 from tests.test_train import synthetic
 
 NAME = "fer-promo"
@@ -68,23 +67,23 @@ def store(tmp_path):
     return RunInfo(uri, "promo", "test-run", "zenml-run-id")
 
 
-def _register(dataset, seed: int, train_images: np.ndarray | None = None) -> str:
-    """A tiny CNN logged and registered the way ``register_model`` does, with its training-image record."""
+def _register(dataset, seed: int, info: RunInfo) -> str:
+    """A tiny CNN registered by :func:`fercore.promotion.register.register` (as ``register_model`` does),
+    trained on ``dataset``'s train split as far as its record of training images says."""
     import torch
 
     torch.manual_seed(seed)
-    model = build_cnn("vgg7", width=8).eval()
-    client = MlflowClient()
-    run_id = client.create_run(mlflow.get_experiment_by_name("promo").experiment_id).info.run_id
-    with tempfile.TemporaryDirectory() as tmp:
-        hashes = Path(tmp) / "train_image_hashes.npy"
-        np.save(hashes, image_hashes(dataset.split("train").images if train_images is None else train_images))
-        client.log_artifact(run_id, str(hashes), str(Path(TRAIN_HASHES).parent))
-        version = log_and_register(run_id, {"model": str(save_model(model, Path(tmp) / "m"))}, NAME,
-                                   {"architecture": "cnn"}, "test model", dataset.split("test").images[:2],
-                                   model_config={"tta": "none"})
-    client.set_terminated(run_id)
-    return version
+    run_id = MlflowClient().create_run(mlflow.get_experiment_by_name("promo").experiment_id).info.run_id
+    scores = evaluate_predictions(dataset.split("test").labels, dataset.split("test").labels)
+    trained = TrainedModel(build_cnn("vgg7", width=8).eval(), scores, scores, run_id, "cnn", tta="none")
+    return register(trained, dataset, NAME, info)["version"]
+
+
+def _with_val_rows_in_train(dataset: FerDataset, n: int) -> FerDataset:
+    """``dataset`` with its first ``n`` validation images moved to train: another split of the same data."""
+    splits = dataset.splits.copy()
+    splits[np.flatnonzero(splits == "val")[:n]] = "train"
+    return FerDataset(dataset.images, dataset.labels, splits, dataset.ids, dataset.subsets, dict(dataset.metadata))
 
 
 def _winning(dataset, classes: list[int], strength: float = 0.9) -> Predictions:
@@ -101,7 +100,7 @@ def _winning(dataset, classes: list[int], strength: float = 0.9) -> Predictions:
 
 def test_promotion_routes_an_ensemble_whose_probabilities_are_its_members_routed(store):
     dataset = synthetic(per_class=12, test_per_class=4)
-    a, b = _register(dataset, 0), _register(dataset, 1)
+    a, b = _register(dataset, 0, store), _register(dataset, 1, store)
     new = [({"version": a, "architecture": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
            ({"version": b, "architecture": "cnn"}, _winning(dataset, [4, 5, 6]))]
     config = PromotionConfig(drift_max_images=60, averaging=False)  # the routed ensemble alone
@@ -129,7 +128,7 @@ def test_a_drift_blocked_promotion_registers_nothing_and_moves_no_alias(store):
     dataset = synthetic(per_class=12, test_per_class=12)
     test = dataset.splits == "test"
     dataset.images[test] = (dataset.images[test] // 4).astype(np.uint8)  # darkened test images
-    a, b = _register(dataset, 0), _register(dataset, 1)
+    a, b = _register(dataset, 0, store), _register(dataset, 1, store)
     new = [({"version": a, "architecture": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
            ({"version": b, "architecture": "cnn"}, _winning(dataset, [4, 5, 6]))]
     out = promote(NAME, dataset, new, PromotionConfig(on_drift="block", drift_max_images=100), store)
@@ -143,10 +142,9 @@ def test_a_drift_blocked_promotion_registers_nothing_and_moves_no_alias(store):
 
 def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_their_overlap(store):
     dataset = synthetic(per_class=12, test_per_class=4)
-    other_split = np.concatenate([dataset.split("train").images, dataset.split("val").images[:5]])
-    old = _register(dataset, 0, train_images=other_split)  # trained with 5 of this run's validation images
+    old = _register(_with_val_rows_in_train(dataset, 5), 0, store)  # trained with 5 of this run's validation images
     MlflowClient().set_registered_model_alias(NAME, "champion", old)
-    new_version = _register(dataset, 1)
+    new_version = _register(dataset, 1, store)
     out = promote(NAME, dataset, [({"version": new_version, "architecture": "cnn"}, _winning(dataset, list(range(7))))],
                   PromotionConfig(ensemble=False, drift_max_images=60), store)
     assert out.summary["aliases"]["champion"] == new_version, out.summary["reasons"]["champion"]
@@ -157,17 +155,17 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
 
 
 def test_a_promotion_that_fails_while_registering_leaves_no_run_running(store, monkeypatch):
-    import fercore.promotion as promotion_module
+    import fercore.promotion.ensembles as ensembles
 
     dataset = synthetic(per_class=12, test_per_class=4)
-    a, b = _register(dataset, 0), _register(dataset, 1)
+    a, b = _register(dataset, 0, store), _register(dataset, 1, store)
     new = [({"version": a, "architecture": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
            ({"version": b, "architecture": "cnn"}, _winning(dataset, [4, 5, 6]))]
 
     def broken(*args, **kwargs):
         raise OSError("artifact store went away")
 
-    monkeypatch.setattr(promotion_module, "log_and_register", broken)
+    monkeypatch.setattr(ensembles, "log_and_register", broken)
     with pytest.raises(OSError, match="went away"):
         promote(NAME, dataset, new, PromotionConfig(drift_max_images=60), store)
     runs = mlflow.search_runs(experiment_names=["promo"])

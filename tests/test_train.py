@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+import fercore.training.trainer as train_module
 from fercore.config import AugmentConfig, CnnConfig
-from fercore.dataset import FerDataset
+from fercore.data.dataset import FerDataset
+from fercore.data.rebalance import rebalance
+from fercore.data.split import split_validation
 from fercore.models import build_cnn, count_parameters, load_model, save_model
-from fercore.rebalance import rebalance
-from fercore.split import split_validation
-import fercore.train as train_module
-from fercore.train import BatchAugmenter, ProgressSchedule, Trainer, centre_crop, predict_proba, tta_views
+from fercore.training.trainer import BatchAugmenter, ProgressSchedule, Trainer, centre_crop, predict_proba, tta_views
 from tests.conftest import face
 
 
@@ -21,7 +21,8 @@ def synthetic(per_class: int = 30, test_per_class: int = 10, seed: int = 0) -> F
     labels = np.concatenate([np.repeat(np.arange(7), per_class), np.repeat(np.arange(7), test_per_class)])
     splits = np.array(["train"] * (7 * per_class) + ["test"] * (7 * test_per_class))
     images = np.stack([face(int(y), rng) for y in labels])
-    ds = FerDataset(images, labels, splits, np.array([f"s/{i}" for i in range(len(labels))]), np.array(["PublicTest"] * len(labels)))
+    ids = np.array([f"s/{i}" for i in range(len(labels))])
+    ds = FerDataset(images, labels, splits, ids, np.array(["PublicTest"] * len(labels)))
     ds.metadata["sha256"] = "synthetic"
     return split_validation(ds, 0.2, seed=0)
 
@@ -301,7 +302,7 @@ def test_the_residual_cnn_trains_in_channels_last_at_either_input_size(size):
 def test_ten_crop_gives_torchvisions_views_without_importing_it_at_inference(height, width, size):
     from torchvision.transforms.v2 import functional as TF
 
-    from fercore.inference import ten_crop
+    from fercore.models.inference import ten_crop
 
     x = torch.randn(3, 1, height, width)
     ours, theirs = ten_crop(x, size), TF.ten_crop(x, [size, size])

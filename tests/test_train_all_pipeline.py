@@ -85,7 +85,7 @@ def _zenml_model(step: str, output: str):
 
 
 def test_registry_pyfunc_predicts_like_the_in_memory_model(trained):
-    from fercore.train import predict_proba
+    from fercore.training.trainer import predict_proba
     from tests.test_train import synthetic
 
     images = synthetic(per_class=10, test_per_class=1).images[:12]
@@ -223,8 +223,8 @@ def test_mlflow_models_serve_answers_a_json_request(outside_env):
     port = _free_port()
     bin_dir = str(Path(sys.executable).parent)  # as in an activated environment: mlflow starts uvicorn from PATH
     env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
-    server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", "models:/fer-test@champion", "--env-manager",
-                               "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+    server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", "models:/fer-test@champion",
+                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                               cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for(f"http://127.0.0.1:{port}/ping", server, timeout_s=180)

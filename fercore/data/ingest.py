@@ -18,12 +18,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fercore.constants import CLASS_INDEX, CLASS_NAMES, CSV_LABEL_NAMES, IMAGE_SIZE, IMAGE_SUFFIXES, SUBSETS, UNKNOWN_SUBSET
-from fercore import images as image_files
-from fercore.dataset import FerDataset
+from fercore.data import images as image_files
+from fercore.data.dataset import FerDataset
+from fercore.data.duplicates import duplicate_report
+from fercore.data.images import ImageLimits
 from fercore.errors import DataError
-from fercore.images import ImageLimits
 from fercore.stores import default_cache_dir
-from fercore.validate import duplicate_report
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fercore.constants import IMAGE_SIZE, IMAGE_SUFFIXES
+from fercore.data.images import PHOTO_MAX_PIXELS, read_photo, to_gray8
 from fercore.errors import DataError
-from fercore.images import PHOTO_MAX_PIXELS, read_photo, to_gray8
 
 CASCADE = "haarcascade_frontalface_default.xml"  # ships inside opencv-python(-headless) 4.x
 ANNOTATION_COLOUR = (220, 40, 40)

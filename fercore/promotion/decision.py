@@ -18,9 +18,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from fercore.constants import CLASS_NAMES
+from fercore.data.dataset import FerDataset
 from fercore.errors import RegistryError
-from fercore.metrics import Evaluation
-from fercore.significance import Bootstrap, Lead
+from fercore.evaluation.metrics import Evaluation
+from fercore.evaluation.predictions import Predictions
+from fercore.evaluation.significance import Bootstrap, Lead
+from fercore.stores import local_store_path
 
 logger = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
@@ -123,7 +126,7 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
         metric: overall metric for ``champion`` and ``challenger``.
         min_margin: how much a new champion must beat the current one by.
         single_models_only_per_category: ensembles compete for ``champion`` only.
-        bootstrap: resamples of the validation images (:mod:`fercore.significance`); None: any lead counts.
+        bootstrap: resamples of the validation images (:mod:`fercore.evaluation.significance`); None: any lead counts.
     """
     by_version = _by_version(cands)
     rows, moves, reasons, routes = [], [], {}, {}
@@ -155,7 +158,9 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
                    champion_95ci=_interval(over_holder), decision=decision)
         rows.append(row)
         routes[emotion] = winner.version
-        reason = f"{emotion} F1 {winner.f1(emotion):.4f}" + (f" vs holder v{holder.version} {holder.f1(emotion):.4f}" if holder else "")
+        reason = f"{emotion} F1 {winner.f1(emotion):.4f}"
+        if holder:
+            reason += f" vs holder v{holder.version} {holder.f1(emotion):.4f}"
         if decision == "keep" and over_holder is not None and not over_holder.significant:
             reason += f"; v{ranked[0].version}'s lead {over_holder} is inside the noise"
         reasons[alias] = f"{decision}: {reason}"
@@ -294,7 +299,7 @@ def promotion_lock(client: MlflowClient, tracking_uri: str, name: str, timeout_s
     Raises:
         RegistryError: the lock was not obtained within ``timeout_s``.
     """
-    path = _local_store_path(tracking_uri)
+    path = local_store_path(tracking_uri)
     if path is not None:
         with _file_lock(path.with_name(path.name + ".promotion.lock"), timeout_s):
             yield
@@ -331,16 +336,6 @@ def registry_lease(client: MlflowClient, name: str, timeout_s: float = 1800.0, l
             client.delete_registered_model_tag(name, LEASE_TAG)
 
 
-def _local_store_path(tracking_uri: str) -> Path | None:
-    if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri.removeprefix("sqlite:///"))
-    if tracking_uri.startswith("file:"):
-        return Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
-    if "://" not in tracking_uri:
-        return Path(tracking_uri)
-    return None
-
-
 @contextmanager
 def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
     import fcntl
@@ -360,3 +355,10 @@ def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def candidate(version: str, architecture: str, predictions: Predictions, dataset: FerDataset, new: bool,
+              overlap: str = "", contender: str = "") -> Candidate:
+    """A scored candidate: decided on its validation figures, its test figures kept for the report."""
+    val_ev, test_ev = predictions.evaluations(dataset)
+    return Candidate(version, architecture, val_ev, predictions.val, new, test_ev, predictions.test, overlap, contender)

@@ -56,7 +56,7 @@ def embeddings(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | No
 
     Images are cut to the window size the model trained on; ``amp`` as in ``predict_proba``.
     """
-    from fercore.inference import BATCH_SIZE, centre_crop, to_batch, uses_channels_last
+    from fercore.models.inference import BATCH_SIZE, centre_crop, to_batch, uses_channels_last
 
     model.eval()
     device = next(model.parameters()).device

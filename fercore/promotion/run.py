@@ -3,45 +3,45 @@
 ZenML-free: the ``promote_models`` step calls :func:`promote` with its run's name and id.
 """
 
-import json
 import logging
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 
-from fercore import averaging
-from fercore.averaging import AveragingFit
 from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES
-from fercore.dataset import FerDataset
-from fercore.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
-from fercore.inference import autocast_dtype, pick_device
-from fercore.metrics import flat_metrics
-from fercore.promote import (
-    CHAMPION, Candidate, apply_moves, candidates_table, current_holders, decide, promotion_lock, table_markdown,
+from fercore.data.dataset import FerDataset
+from fercore.data.duplicates import image_hashes
+from fercore.evaluation.predictions import Predictions
+from fercore.evaluation.significance import Bootstrap
+from fercore.models.inference import autocast_dtype, pick_device
+from fercore.monitoring.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
+from fercore.promotion.candidates import holder_candidates, overlap_note
+from fercore.promotion.decision import (
+    CHAMPION,
+    Candidate,
+    apply_moves,
+    candidate,
+    candidates_table,
+    current_holders,
+    decide,
+    promotion_lock,
+    table_markdown,
 )
-from fercore.pyfunc import FerEnsembleModel
-from fercore.registry import connect, end_run, log_and_register, log_files, log_metrics, run_closed_on_error, start_run
-from fercore.scoring import (
-    Predictions, candidate, find_ensemble, holder_candidates, image_hashes, load_version, overlap_note,
-    routed_out_of_fold, routed_predictions, routes_tag, underlying_module,
+from fercore.promotion.ensembles import AveragingFit, averaged_candidate, routed_candidate
+from fercore.serving.registry import (
+    RunInfo,
+    connect,
+    end_run,
+    load_version,
+    log_files,
+    run_closed_on_error,
+    start_run,
+    underlying_module,
 )
-from fercore.significance import Bootstrap
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunInfo:
-    """Where a promotion logs: the MLflow store and experiment, and the pipeline run it belongs to."""
-
-    tracking_uri: str
-    experiment_name: str
-    run_name: str
-    zenml_run_id: str = ""
 
 
 @dataclass
@@ -50,68 +50,6 @@ class PromotionResult:
     data_drift: DriftResult
     prediction_drift: DriftResult
     summary: dict[str, Any]
-
-
-def _routed(client: MlflowClient, name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
-            info: RunInfo) -> Candidate:
-    """The routed ensemble of ``routes``: an identical registered one is reused, else a version is registered.
-    It is judged on out-of-fold validation probabilities (:func:`fercore.scoring.routed_out_of_fold`)."""
-    by_version = {c.version: c for c in cands}
-    members = sorted(set(routes.values()), key=int)
-    singles = [c for c in cands if c.architecture != "ensemble"]
-    preds = routed_predictions(by_version, routes)
-    preds.val = routed_out_of_fold(singles, dataset.split("val").labels)  # judged out of fold
-    cand = candidate("?", "ensemble", preds, dataset, True,
-                     "; ".join(f"v{v}: {by_version[v].overlap}" for v in members), contender="routed")
-    routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
-    return _register_ensemble(client, name, {"model_name": name, "routes": routes}, {"routes": routes_tag(routes)},
-                              cand, members, f"Routed ensemble ({routing}).", dataset, info)
-
-
-def _averaged(client: MlflowClient, name: str, members: list[Candidate], dataset: FerDataset,
-              info: RunInfo) -> tuple[Candidate, AveragingFit]:
-    """The probability-averaging ensemble of this run's contenders, fitted on validation; judged on its
-    out-of-fold validation probabilities (see :mod:`fercore.averaging`). Reused when registered already."""
-    labels = dataset.split("val").labels
-    val = {c.version: c.probs for c in members}
-    fitted = averaging.fit(val, labels)
-    preds = Predictions(averaging.out_of_fold(val, labels), fitted.apply({c.version: c.test_probs for c in members}),
-                        str(dataset.metadata.get("sha256", "")))
-    cand = candidate("?", "ensemble", preds, dataset, True, members[0].overlap, contender="averaged")
-    weights = ", ".join(f"v{v} {w:.3f} (T {fitted.temperatures[v]:.2f})" for v, w in fitted.weights.items())
-    tag = ",".join(f"{v}:{w:.4f}" for v, w in fitted.weights.items())
-    cand = _register_ensemble(client, name, fitted.spec(name), {"weights": tag}, cand, list(fitted.weights),
-                              f"Probability-averaging ensemble: {weights}.", dataset, info)
-    return cand, fitted
-
-
-def _register_ensemble(client: MlflowClient, name: str, spec: dict[str, Any], identity: dict[str, str],
-                       cand: Candidate, members: list[str], what: str, dataset: FerDataset, info: RunInfo) -> Candidate:
-    """Registers an ensemble version (``spec`` as its ``routes.json``) unless one with the same ``identity``
-    tag is READY already; returns ``cand`` with its version."""
-    existing = find_ensemble(client, name, identity)
-    if existing is not None:
-        logger.info("%s is registered already as version %s", what, existing)
-        cand.version, cand.new = existing, False
-        return cand
-    run_id = start_run(info.tracking_uri, info.experiment_name, f"register-{cand.contender}",
-                       {"spec": json.dumps(spec)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id,
-                                                    "zenml_run_name": info.run_name})
-    with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
-        log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"),
-                             **flat_metrics(cand.test_evaluation, "test")})
-        path = Path(tmp) / "routes.json"
-        path.write_text(json.dumps(spec, indent=2))
-        v, t = cand.evaluation.overall, cand.test_evaluation.overall
-        tags = {"architecture": "ensemble", "contender": cand.contender, "zenml_run_id": info.zenml_run_id,
-                "members": ",".join(members), **identity, "val_accuracy": f"{v['accuracy']:.4f}",
-                "val_macro_f1": f"{v['macro_f1']:.4f}", "test_accuracy": f"{t['accuracy']:.4f}",
-                "test_macro_f1": f"{t['macro_f1']:.4f}"}
-        cand.version = log_and_register(run_id, {"routes": str(path)}, name, tags,
-                                        f"{what}\n\n{cand.test_evaluation.markdown()}",
-                                        dataset.split("test").images[:4], python_model=FerEnsembleModel())
-    end_run(run_id)
-    return cand
 
 
 def _drift(dataset: FerDataset, name: str, champion: Candidate, best_new: Candidate,
@@ -168,11 +106,11 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
         calibration, routed = None, None
         # a blocked promotion leaves no trace in the registry; one model on every route is no ensemble
         if config.ensemble and not blocked and len({*decision.routes.values()}) > 1:
-            routed = _routed(client, name, decision.routes, cands, dataset, info)
+            routed = routed_candidate(client, name, decision.routes, cands, dataset, info)
             cands.append(routed)
         singles = [c for c in new if c.architecture != "ensemble"]
         if config.averaging and not blocked and len(singles) > 1:
-            averaged, calibration = _averaged(client, name, singles, dataset, info)
+            averaged, calibration = averaged_candidate(client, name, singles, dataset, info)
             cands.append(averaged)
         cands = list({c.version: c for c in cands}.values())  # an ensemble reused from the registry may be a holder
         decision = judge()

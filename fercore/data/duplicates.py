@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from fercore.dataset import FerDataset
+from fercore.data.dataset import FerDataset
 
 logger = logging.getLogger(__name__)
 

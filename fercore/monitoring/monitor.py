@@ -18,12 +18,12 @@ import numpy as np
 from PIL import Image
 
 from fercore.constants import CLASS_INDEX, CLASS_NAMES, IMAGE_SIZE, IMAGE_SUFFIXES
-from fercore.dataset import FerDataset
-from fercore.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
+from fercore.data.dataset import FerDataset
+from fercore.data.images import PHOTO_MAX_PIXELS, is_hidden, iter_members, open_image, read_photo
 from fercore.errors import DataError
-from fercore.faces import find_faces
-from fercore.images import PHOTO_MAX_PIXELS, is_hidden, iter_members, open_image, read_photo
-from fercore.metrics import Evaluation, evaluate_predictions
+from fercore.evaluation.metrics import Evaluation, evaluate_predictions
+from fercore.monitoring.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
+from fercore.serving.faces import find_faces
 
 logger = logging.getLogger(__name__)
 

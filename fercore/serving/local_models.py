@@ -6,7 +6,7 @@ cores before the first image: it downloads the artifacts again, checks the model
 against this environment (reading the metadata of every installed package), puts the model's copy of
 the code on ``sys.path`` and unpickles its wrapper, which imports MLflow's pyfunc machinery. None of it
 matters for a local prediction: the environment is this one and the project's code is installed. For
-the project's own wrappers (:class:`fercore.pyfunc.FerEmotionModel` and ``FerEnsembleModel``, read
+the project's own wrappers (:class:`fercore.serving.pyfunc.FerEmotionModel` and ``FerEnsembleModel``, read
 from the pickle's opcodes without running it) this module instead:
 
 - resolves the URI (alias -> version) with the MLflow client; for a SQLite store it keeps the answer
@@ -14,7 +14,7 @@ from the pickle's opcodes without running it) this module instead:
   prediction does not even import MLflow;
 - copies the version's artifacts once into ``<cache>/models/<key>``, keyed by store, name, version
   and the version's source, so a store recreated with the same version numbers gets new copies;
-- builds the network as the pyfunc's ``load_context`` does (:func:`fercore.inference.load_for_inference`:
+- builds the network as the pyfunc's ``load_context`` does (:func:`fercore.models.inference.load_for_inference`:
   the same test-time views and precision).
 
 Any other model is loaded from its copy with ``mlflow.pyfunc.load_model``.
@@ -43,6 +43,8 @@ Predict = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) -> probabiliti
 INDEX_FILE = "resolved.json"
 MEMBERS_FILE = "fer_members.json"  # an ensemble copy's member versions -> their copies' folders
 _OWN_WRAPPERS = ("FerEmotionModel", "FerEnsembleModel")
+# registered before fercore had packages, and since
+_WRAPPER_MODULES = ("fercore.pyfunc", "fercore.serving.pyfunc")
 
 
 def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> tuple[Predict, str]:
@@ -98,7 +100,7 @@ def _write_index(cache: Path, index: dict) -> None:
 def _resolve_and_copy(uri: str, tracking_uri: str, cache: Path) -> tuple[Path, str]:
     from mlflow import MlflowClient
 
-    from fercore.registry import connect_registry, resolve_version
+    from fercore.serving.registry import connect_registry, resolve_version
 
     connect_registry(tracking_uri)
     name, version = resolve_version(uri)
@@ -110,7 +112,7 @@ def copy_version(client, name: str, version: str, tracking_uri: str, cache: Path
     ensemble), downloaded on first use; written under a temporary name and renamed, never half-written."""
     import mlflow.artifacts
 
-    from fercore.inference import ensemble_members
+    from fercore.models.inference import ensemble_members
 
     mv = client.get_model_version(name, version)
     key = hashlib.sha256(f"{tracking_uri}\0{name}\0{version}\0{mv.source}\0{mv.run_id}".encode()).hexdigest()[:24]
@@ -147,14 +149,14 @@ def wrapper_class(pickled: Path) -> str | None:
     opcodes without unpickling it; ``None`` for any other class."""
     strings = [arg for _, arg, _ in pickletools.genops(pickled.read_bytes()) if isinstance(arg, str)]
     for module, name in zip(strings, strings[1:]):
-        if module == "fercore.pyfunc" and name in _OWN_WRAPPERS:
+        if module in _WRAPPER_MODULES and name in _OWN_WRAPPERS:
             return name
     return None
 
 
 def load_copy(folder: Path) -> Predict:
     """``images -> probabilities`` of a copied version (see the module docstring for what is skipped)."""
-    from fercore.inference import ensemble_probabilities, load_for_inference
+    from fercore.models.inference import ensemble_probabilities, load_for_inference
 
     spec, artifacts = _pyfunc_spec(folder)
     wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None

@@ -9,14 +9,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
@@ -188,7 +189,7 @@ def log_files(run_id: str, files: dict[str, bytes | str], artifact_path: str = "
 
 def pyfunc_signature() -> ModelSignature:
     """The outputs (label, seven probabilities). No input schema: MLflow's enforcement would cast float
-    pixels of a served request to uint8 silently; :func:`fercore.pyfunc.as_image_batch` checks the input
+    pixels of a served request to uint8 silently; :func:`fercore.serving.pyfunc.as_image_batch` checks the input
     (uint8 or integer ``(N, 48, 48)``) and refuses others with a message. The input example shows it."""
     outputs = Schema([ColSpec("string", "label"), *(ColSpec("double", c) for c in CLASS_NAMES)])
     return ModelSignature(outputs=outputs)
@@ -210,12 +211,12 @@ def log_and_register(run_id: str, artifacts: dict[str, str], model_name: str, ta
         description: version description (markdown).
         input_example: a few uint8 images.
         model_config: pyfunc model config (e.g. ``{"tta": "hflip"}``).
-        python_model: default :class:`fercore.pyfunc.FerEmotionModel`.
+        python_model: default :class:`fercore.serving.pyfunc.FerEmotionModel`.
 
     Returns:
         The new version number, as a string.
     """
-    from fercore.pyfunc import FerEmotionModel
+    from fercore.serving.pyfunc import FerEmotionModel
 
     client = MlflowClient()
     with mlflow.start_run(run_id=run_id):
@@ -286,3 +287,29 @@ def run_closed_on_error(run_id: str) -> Iterator[None]:
         except Exception:  # the store itself may be what failed; the original error matters more
             logger.warning("Could not mark MLflow run %s as failed", run_id)
         raise
+
+
+def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+
+
+
+def pyfunc_predict(model: mlflow.pyfunc.PyFuncModel):
+    """``images -> probabilities`` through a registered model's pyfunc interface."""
+    return lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()
+
+
+
+def underlying_module(pyfunc_model: mlflow.pyfunc.PyFuncModel):
+    """The torch model inside a project pyfunc (None for an ensemble)."""
+    return getattr(pyfunc_model.unwrap_python_model(), "model", None)
+
+
+@dataclass
+class RunInfo:
+    """Where a promotion logs: the MLflow store and experiment, and the pipeline run it belongs to."""
+
+    tracking_uri: str
+    experiment_name: str
+    run_name: str
+    zenml_run_id: str = ""

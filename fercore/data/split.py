@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from fercore.dataset import FerDataset
+from fercore.data.dataset import FerDataset
 from fercore.errors import ConfigError
 
 
@@ -22,7 +22,7 @@ def split_validation(ds: FerDataset, fraction: float, seed: int) -> FerDataset:
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"data.val_fraction must lie strictly between 0 and 1, got {fraction}")
-    from fercore.incoming import INCOMING_SUBSET
+    from fercore.data.incoming import INCOMING_SUBSET
 
     # newly arrived batches train only: validation stays the same images as before they came
     train_idx = np.flatnonzero((ds.splits != "test") & (ds.subsets != INCOMING_SUBSET))

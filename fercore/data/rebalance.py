@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from fercore.constants import CLASS_NAMES, NUM_CLASSES
-from fercore.dataset import FerDataset
+from fercore.data.dataset import FerDataset
 
 Method = Literal["resample", "class_weights", "none"]
 

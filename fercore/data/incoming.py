@@ -15,11 +15,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from fercore.constants import CLASS_INDEX, CLASS_NAMES, IMAGE_SUFFIXES
-from fercore.dataset import FerDataset
+from fercore.data.dataset import FerDataset
+from fercore.data.duplicates import image_hashes
+from fercore.data.images import ARCHIVE_SUFFIXES, ImageLimits, check_archive, decode_image, is_hidden, iter_members
+from fercore.data.ingest import source_sha256
 from fercore.errors import DataError
-from fercore.images import ARCHIVE_SUFFIXES, ImageLimits, check_archive, decode_image, is_hidden, iter_members
-from fercore.ingest import source_sha256
-from fercore.validate import image_hashes
 
 logger = logging.getLogger(__name__)
 INCOMING_SUBSET = "Incoming"  # the subset of batch images: split_validation never draws them into val

@@ -28,31 +28,6 @@ from fercore.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def rank_and_world() -> tuple[int, int]:
-    """``(rank, world size)`` of this process; ``(0, 1)`` outside a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def broadcast_floats(values: list[float]) -> list[float]:
-    """Rank 0's ``values`` on every rank (the others pass placeholders of the same length)."""
-    t = torch.tensor(values, dtype=torch.float64, device=_device())
-    dist.broadcast(t, 0)
-    return t.tolist()
-
-
-def sum_floats(values: list[float]) -> list[float]:
-    """The element-wise sum of ``values`` over all ranks."""
-    t = torch.tensor(values, dtype=torch.float64, device=_device())
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 def resolve_processes(setting: int | str) -> int:
     """``resources.ddp_processes``: an int, or ``all_gpus`` (one per visible CUDA GPU, 1 without any)."""
     if setting == "all_gpus":
@@ -69,17 +44,17 @@ def _free_port() -> int:
 def fit(model: nn.Module, cfg, dataset, plan, processes: int, checkpoints=None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         on_epoch_start: Callable[[int, nn.Module], None] | None = None, teacher_probs=None):
-    """Trains ``model`` in place with :class:`fercore.train.Trainer`, in ``processes`` DDP workers when > 1.
+    """Trains ``model`` in place with :class:`fercore.training.trainer.Trainer`, in ``processes`` DDP workers when > 1.
 
     The callbacks and ``checkpoints`` must be picklable when ``processes > 1`` (they travel to the workers).
 
     Returns:
-        The :class:`fercore.train.TrainResult` (rank 0's).
+        The :class:`fercore.training.trainer.TrainResult` (rank 0's).
 
     Raises:
         ConfigError: when ``cfg.batch_size`` does not split evenly over the processes.
     """
-    from fercore.train import Trainer, TrainResult
+    from fercore.training.trainer import Trainer, TrainResult
 
     if processes <= 1:
         return Trainer(model, cfg, checkpoints, on_epoch_end=on_epoch_end, on_epoch_start=on_epoch_start,
@@ -108,7 +83,7 @@ def fit(model: nn.Module, cfg, dataset, plan, processes: int, checkpoints=None,
 
 def _worker(rank: int, world: int, backend: str, port: int, model_bytes: bytes, cfg, dataset, plan, checkpoints,
             on_epoch_end, on_epoch_start, teacher_probs, out: str) -> None:
-    from fercore.train import Trainer
+    from fercore.training.trainer import Trainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     if backend == "nccl":

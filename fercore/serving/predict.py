@@ -12,8 +12,8 @@ import numpy as np
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError
-from fercore.faces import annotate, find_faces, load_photo
-from fercore.local_models import Predict
+from fercore.serving.faces import annotate, find_faces, load_photo
+from fercore.serving.local_models import Predict
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "models:/fer2013-emotion@champion"

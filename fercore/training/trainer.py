@@ -25,14 +25,21 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from fercore.checkpoints import CheckpointStore
 from fercore.config import AugmentConfig, TrainingConfig
-from fercore.dataset import FerDataset
-from fercore.distributed import broadcast_floats, rank_and_world, sum_floats
-from fercore.inference import (  # noqa: F401  (re-exported: the training API's inference helpers)
-    TTA_MODES, autocast_dtype, centre_crop, cpu_has_native_bf16, pick_device, predict_proba, to_batch, tta_views,
+from fercore.data.dataset import FerDataset
+from fercore.data.rebalance import Rebalanced
+from fercore.models.inference import (  # noqa: F401  (re-exported: the training API's inference helpers)
+    TTA_MODES,
+    autocast_dtype,
+    centre_crop,
+    cpu_has_native_bf16,
+    pick_device,
+    predict_proba,
+    to_batch,
+    tta_views,
 )
-from fercore.rebalance import Rebalanced
+from fercore.training.checkpoints import CheckpointStore
+from fercore.training.collectives import broadcast_floats, rank_and_world, sum_floats
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -256,13 +263,13 @@ class Trainer:
         model: maps ``(B, 1, 48, 48)`` floats in [0, 1] to logits.
         cfg: training settings.
         checkpoints: a checkpoint is written here after each epoch and resumed from if present (a
-            :class:`~fercore.checkpoints.CheckpointStore`, or a local folder).
+            :class:`~fercore.training.checkpoints.CheckpointStore`, or a local folder).
         on_epoch_end: called with ``(epoch, metrics)`` after each epoch (e.g. MLflow logging).
         on_epoch_start: called with ``(epoch, model)`` before each epoch (e.g. unfreezing layers).
         teacher_probs: a teacher's class probabilities per dataset row ``(N, 7)``, with
             ``cfg.distill.enabled``: the loss mixes in its soft targets (:func:`distillation_loss`).
 
-    Inside a ``torch.distributed`` process group (:mod:`fercore.distributed`) each process trains on its
+    Inside a ``torch.distributed`` process group (:mod:`fercore.training.distributed`) each process trains on its
     share of every batch through DistributedDataParallel; only rank 0 validates, checkpoints and calls
     ``on_epoch_end``.
     """

@@ -1,0 +1,1 @@
+"""Scoring predictions: per-class metrics, their plots, bootstrap intervals of a lead."""

@@ -1,0 +1,48 @@
+"""A model's probabilities on the validation and test splits: scored once per model, reused by every later step.
+
+Decisions (promotion) read the validation figures; the test figures are only reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fercore.data.dataset import FerDataset
+from fercore.evaluation.metrics import Evaluation, evaluate_predictions
+from fercore.models.inference import predict_proba
+
+
+@dataclass
+class Predictions:
+    """A model's class probabilities ``(N, 7)`` on the ``val`` and ``test`` splits of one dataset, in
+    each split's row order; ``dataset_sha256`` names the dataset they belong to."""
+
+    val: np.ndarray
+    test: np.ndarray
+    dataset_sha256: str = ""
+
+    def evaluations(self, dataset: FerDataset) -> tuple[Evaluation, Evaluation]:
+        """``(validation, test)`` evaluations against ``dataset``'s labels."""
+        val, test = dataset.split("val"), dataset.split("test")
+        if (len(self.val), len(self.test)) != (len(val), len(test)):
+            raise ValueError(f"predictions for {len(self.val)} val / {len(self.test)} test images do not fit a "
+                             f"dataset with {len(val)} / {len(test)}")
+        return (evaluate_predictions(val.labels, self.val.argmax(1)),
+                evaluate_predictions(test.labels, self.test.argmax(1), test.subsets))
+
+
+
+def predict_splits(predict, dataset: FerDataset) -> Predictions:
+    """One prediction pass over the val and test images (``predict``: uint8 images -> probabilities)."""
+    val, test = dataset.split("val"), dataset.split("test")
+    probs = np.asarray(predict(np.concatenate([val.images, test.images])), np.float32)
+    return Predictions(probs[:len(val)], probs[len(val):], str(dataset.metadata.get("sha256", "")))
+
+
+
+def model_predictions(model: torch.nn.Module, dataset: FerDataset, tta: str, amp: torch.dtype | None) -> Predictions:
+    """A model in memory scored on val and test with its test-time views and precision."""
+    return predict_splits(lambda images: predict_proba(model, images, tta=tta, amp=amp), dataset)

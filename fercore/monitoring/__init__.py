@@ -1,0 +1,1 @@
+"""Watching new images: reading them, drift reports against the champion's training data, the monitor run."""

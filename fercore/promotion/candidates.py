@@ -1,0 +1,93 @@
+"""Scoring models on the validation and test splits: once per model, reused by every later step.
+
+Decisions (promotion) read the validation figures; the test figures are only reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import mlflow
+import numpy as np
+
+from fercore.data.dataset import FerDataset
+from fercore.data.duplicates import image_hashes  # noqa: F401  (re-exported)
+from fercore.evaluation.predictions import predict_splits
+from fercore.promotion.decision import Candidate, candidate
+from fercore.promotion.ensembles import parse_routes, routed_predictions
+from fercore.serving.registry import load_version, pyfunc_predict
+
+TRAIN_HASHES = "data/train_image_hashes.npy"  # logged in each model's MLflow run: which images it was trained on
+
+
+# -- which images a model saw ------------------------------------------------------------------
+
+
+def hash_set_digest(hashes: np.ndarray) -> str:
+    """One digest of a set of image hashes (order-free): equal digests, same images."""
+    return hashlib.sha256(np.sort(hashes).tobytes()).hexdigest()[:16]
+
+
+def overlap_note(trained_on: np.ndarray | None, val_hashes: np.ndarray, split_train: np.ndarray) -> str:
+    """How many of this run's validation images a model was trained on, in words.
+
+    FER-2013 holds exact duplicates, so some validation images have a copy in the training split of
+    any split of it: every model trained on this split has seen those, and they are named as such.
+    Only images beyond them (a model trained on another split) inflate its validation figures.
+
+    Args:
+        trained_on: hashes of the images the model was trained on (None: no record).
+        val_hashes: hashes of this run's validation images.
+        split_train: hashes of this run's training images.
+    """
+    if trained_on is None:
+        return "unknown (no record of its training images)"
+    seen = np.isin(val_hashes, trained_on)
+    if not seen.any():
+        return "none"
+    duplicates = int((seen & np.isin(val_hashes, split_train)).sum())
+    text = f"{int(seen.sum())} of {len(val_hashes)}"
+    if duplicates == seen.sum():
+        return f"{text}, all FER-2013 duplicates (an exact copy is in the training split)"
+    return (f"{text} validation images were in its training data, {int(seen.sum()) - duplicates} of them beyond "
+            "FER-2013's duplicates: its validation figures are optimistic")
+
+
+def training_hashes(client: mlflow.MlflowClient, name: str, version) -> np.ndarray | None:
+    """The image hashes a registered version was trained on (an ensemble: its members'), if recorded."""
+    if version.tags.get("architecture") == "ensemble":
+        members = [client.get_model_version(name, v) for v in version.tags.get("members", "").split(",") if v]
+        parts = [training_hashes(client, name, m) for m in members]
+        return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TRAIN_HASHES)
+    except Exception:  # versions registered before the record existed
+        return None
+    return np.load(path, allow_pickle=False)
+
+
+def holder_candidates(client: mlflow.MlflowClient, name: str, versions: list[str], known: dict[str, Candidate],
+                      dataset: FerDataset) -> list[Candidate]:
+    """Alias holders of earlier runs, rescored on this run's val and test splits.
+
+    A holder ensemble whose members are all scored already is routed from their probabilities;
+    every other holder is scored once through its pyfunc. Each notes how much of this run's
+    validation split its training data holds.
+    """
+    val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
+    meta = {v: client.get_model_version(name, v) for v in versions}
+    singles = [v for v in versions if meta[v].tags.get("architecture") != "ensemble"]
+    out, scored = [], dict(known)
+    for v in singles + [v for v in versions if v not in singles]:
+        mv, arch = meta[v], meta[v].tags.get("architecture", "?")
+        routes = parse_routes(mv.tags.get("routes", ""))
+        if arch == "ensemble" and routes and set(routes.values()) <= set(scored):
+            preds = routed_predictions(scored, routes)
+        else:
+            preds = predict_splits(pyfunc_predict(load_version(name, v)), dataset)
+        note = overlap_note(training_hashes(client, name, mv), val_hashes, split_train)
+        scored[v] = candidate(v, arch, preds, dataset, False, note, mv.tags.get("contender", ""))
+        out.append(scored[v])
+    return out
+
+

@@ -1,0 +1,226 @@
+"""The two ensembles of the contenders, and their registration as versions.
+
+- Routed: each emotion's probability from that emotion's winner (:func:`routed_predictions`).
+- Averaging: each contender's probabilities temperature-scaled, then averaged with weights, both
+  fitted on the validation split by log-loss (:func:`fit`).
+
+Fitted and judged on the same images, an ensemble would look better than it is. Their validation
+probabilities for promotion are therefore out of fold (:func:`routed_out_of_fold`, :func:`out_of_fold`):
+each half of the validation images is predicted with routes, temperatures and weights fitted on the
+other half. The version that is registered carries the fit on all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from scipy.optimize import minimize, minimize_scalar
+
+from fercore.constants import CLASS_NAMES
+from fercore.data.dataset import FerDataset
+from fercore.evaluation.metrics import flat_metrics
+from fercore.evaluation.predictions import Predictions
+from fercore.models.inference import average_probabilities, temperature_scaled
+from fercore.promotion.decision import Candidate, candidate
+from fercore.serving.pyfunc import FerEnsembleModel
+from fercore.serving.registry import RunInfo, end_run, log_and_register, log_metrics, run_closed_on_error, start_run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AveragingFit:
+    """Per member (version): its temperature and weight; the expected calibration error before and after
+    its temperature."""
+
+    temperatures: dict[str, float]
+    weights: dict[str, float]
+    ece_before: dict[str, float]
+    ece_after: dict[str, float]
+
+    def spec(self, model_name: str) -> dict:
+        """What the registered ensemble loads (``routes.json`` of :class:`fercore.serving.pyfunc.FerEnsembleModel`)."""
+        return {"model_name": model_name, "weights": self.weights, "temperatures": self.temperatures}
+
+    def apply(self, member_probs: dict[str, np.ndarray]) -> np.ndarray:
+        return average_probabilities(member_probs, self.weights, self.temperatures)
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """The gap between confidence and accuracy, averaged over ``bins`` equal-width confidence bins
+    weighted by their share of images (Guo et al. 2017)."""
+    confidence, correct = probs.max(1), probs.argmax(1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    gaps = [abs(confidence[which == b].mean() - correct[which == b].mean()) * (which == b).mean()
+            for b in range(bins) if (which == b).any()]
+    return float(sum(gaps))
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature (0.05-20) that minimises the log-loss of ``probs ** (1 / T)``, renormalised."""
+    result = minimize_scalar(lambda log_t: log_loss(temperature_scaled(probs, float(np.exp(log_t))), labels),
+                             bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def fit_weights(member_probs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Non-negative weights summing to one (a softmax of free parameters) that minimise the average's log-loss."""
+    versions = list(member_probs)
+    stacked = np.stack([member_probs[v] for v in versions])
+
+    def loss(theta: np.ndarray) -> float:
+        w = np.exp(theta - theta.max())
+        return log_loss(np.tensordot(w / w.sum(), stacked, axes=1), labels)
+
+    theta = minimize(loss, np.zeros(len(versions)), method="L-BFGS-B").x
+    w = np.exp(theta - theta.max())
+    return {v: float(x) for v, x in zip(versions, w / w.sum())}
+
+
+def fit(member_probs: dict[str, np.ndarray], labels: np.ndarray) -> AveragingFit:
+    """Temperatures per member, then the weights of the scaled members, on ``labels``' images."""
+    temperatures = {v: fit_temperature(p, labels) for v, p in member_probs.items()}
+    scaled = {v: temperature_scaled(p, temperatures[v]) for v, p in member_probs.items()}
+    return AveragingFit(temperatures, fit_weights(scaled, labels),
+                        {v: expected_calibration_error(p, labels) for v, p in member_probs.items()},
+                        {v: expected_calibration_error(p, labels) for v, p in scaled.items()})
+
+
+def out_of_fold(member_probs: dict[str, np.ndarray], labels: np.ndarray, folds: int = 2, seed: int = 0) -> np.ndarray:
+    """The ensemble's probabilities on every image, each from a fit on the other folds only."""
+    fold = np.random.default_rng(seed).permutation(len(labels)) % folds
+    out = np.empty_like(next(iter(member_probs.values())), dtype=np.float64)
+    for k in range(folds):
+        held, rest = fold == k, fold != k
+        fitted = fit({v: p[rest] for v, p in member_probs.items()}, labels[rest])
+        out[held] = fitted.apply({v: p[held] for v, p in member_probs.items()})
+    return out
+
+
+def routed_predictions(by_version: dict[str, Candidate], routes: dict[str, str]) -> Predictions:
+    """The routed ensemble's val and test probabilities from its members' (see ``route_probabilities``)."""
+    from fercore.models.inference import route_probabilities
+
+    members = set(routes.values())
+    val = route_probabilities({v: by_version[v].probs for v in members}, routes)
+    test = route_probabilities({v: by_version[v].test_probs for v in members}, routes)
+    return Predictions(val, test)
+
+
+
+def routed_out_of_fold(singles: list[Candidate], labels: np.ndarray, folds: int = 2, seed: int = 0) -> np.ndarray:
+    """The routed ensemble's validation probabilities out of fold: each fold routed by the per-emotion
+    winners (validation F1, ties by macro-F1) on the other folds, as promotion picks them on all of it.
+    Routes picked and judged on the same images would flatter it."""
+    from sklearn.metrics import f1_score
+
+    from fercore.models.inference import route_probabilities
+
+    fold = np.random.default_rng(seed).permutation(len(labels)) % folds
+    out = np.empty_like(singles[0].probs, dtype=np.float64)
+    for k in range(folds):
+        rest, held = fold != k, fold == k
+        f1 = {c.version: f1_score(labels[rest], c.probs[rest].argmax(1), labels=list(range(len(CLASS_NAMES))),
+                                  average=None, zero_division=0) for c in singles}
+        routes = {e: max(singles, key=lambda c: (f1[c.version][i], f1[c.version].mean())).version
+                  for i, e in enumerate(CLASS_NAMES)}
+        out[held] = route_probabilities({c.version: c.probs[held] for c in singles}, routes)
+    return out
+
+
+
+def routes_tag(routes: dict[str, str]) -> str:
+    """The ``routes`` tag of an ensemble version: ``emotion:version`` in class order."""
+    return ",".join(f"{e}:{routes[e]}" for e in CLASS_NAMES)
+
+
+
+def parse_routes(tag: str) -> dict[str, str]:
+    return dict(item.split(":") for item in tag.split(",")) if tag else {}
+
+
+
+def find_ensemble(client: mlflow.MlflowClient, name: str, identity: dict[str, str]) -> str | None:
+    """A READY ensemble version whose tags hold ``identity`` (its ``routes`` or ``weights``), if any: reused,
+    not registered again."""
+    found = [mv for mv in client.search_model_versions(f"name='{name}'")
+             if mv.tags.get("architecture") == "ensemble" and mv.status == "READY"
+             and all(mv.tags.get(k) == v for k, v in identity.items())]
+    return str(max(int(mv.version) for mv in found)) if found else None
+
+
+def routed_candidate(client: MlflowClient, name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
+            info: RunInfo) -> Candidate:
+    """The routed ensemble of ``routes``: an identical registered one is reused, else a version is registered.
+    It is judged on out-of-fold validation probabilities (:func:`routed_out_of_fold`)."""
+    by_version = {c.version: c for c in cands}
+    members = sorted(set(routes.values()), key=int)
+    singles = [c for c in cands if c.architecture != "ensemble"]
+    preds = routed_predictions(by_version, routes)
+    preds.val = routed_out_of_fold(singles, dataset.split("val").labels)  # judged out of fold
+    cand = candidate("?", "ensemble", preds, dataset, True,
+                     "; ".join(f"v{v}: {by_version[v].overlap}" for v in members), contender="routed")
+    routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
+    return register_ensemble(client, name, {"model_name": name, "routes": routes}, {"routes": routes_tag(routes)},
+                              cand, members, f"Routed ensemble ({routing}).", dataset, info)
+
+
+
+def averaged_candidate(client: MlflowClient, name: str, members: list[Candidate], dataset: FerDataset,
+              info: RunInfo) -> tuple[Candidate, AveragingFit]:
+    """The probability-averaging ensemble of this run's contenders, fitted on validation; judged on its
+    out-of-fold validation probabilities (see :mod:`fercore.promotion.ensembles`). Reused when registered already."""
+    labels = dataset.split("val").labels
+    val = {c.version: c.probs for c in members}
+    fitted = fit(val, labels)
+    preds = Predictions(out_of_fold(val, labels), fitted.apply({c.version: c.test_probs for c in members}),
+                        str(dataset.metadata.get("sha256", "")))
+    cand = candidate("?", "ensemble", preds, dataset, True, members[0].overlap, contender="averaged")
+    weights = ", ".join(f"v{v} {w:.3f} (T {fitted.temperatures[v]:.2f})" for v, w in fitted.weights.items())
+    tag = ",".join(f"{v}:{w:.4f}" for v, w in fitted.weights.items())
+    cand = register_ensemble(client, name, fitted.spec(name), {"weights": tag}, cand, list(fitted.weights),
+                              f"Probability-averaging ensemble: {weights}.", dataset, info)
+    return cand, fitted
+
+
+
+def register_ensemble(client: MlflowClient, name: str, spec: dict[str, Any], identity: dict[str, str],
+                       cand: Candidate, members: list[str], what: str, dataset: FerDataset, info: RunInfo) -> Candidate:
+    """Registers an ensemble version (``spec`` as its ``routes.json``) unless one with the same ``identity``
+    tag is READY already; returns ``cand`` with its version."""
+    existing = find_ensemble(client, name, identity)
+    if existing is not None:
+        logger.info("%s is registered already as version %s", what, existing)
+        cand.version, cand.new = existing, False
+        return cand
+    run_id = start_run(info.tracking_uri, info.experiment_name, f"register-{cand.contender}",
+                       {"spec": json.dumps(spec)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id,
+                                                    "zenml_run_name": info.run_name})
+    with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
+        log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"),
+                             **flat_metrics(cand.test_evaluation, "test")})
+        path = Path(tmp) / "routes.json"
+        path.write_text(json.dumps(spec, indent=2))
+        v, t = cand.evaluation.overall, cand.test_evaluation.overall
+        tags = {"architecture": "ensemble", "contender": cand.contender, "zenml_run_id": info.zenml_run_id,
+                "members": ",".join(members), **identity, "val_accuracy": f"{v['accuracy']:.4f}",
+                "val_macro_f1": f"{v['macro_f1']:.4f}", "test_accuracy": f"{t['accuracy']:.4f}",
+                "test_macro_f1": f"{t['macro_f1']:.4f}"}
+        cand.version = log_and_register(run_id, {"routes": str(path)}, name, tags,
+                                        f"{what}\n\n{cand.test_evaluation.markdown()}",
+                                        dataset.split("test").images[:4], python_model=FerEnsembleModel())
+    end_run(run_id)
+    return cand

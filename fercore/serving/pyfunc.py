@@ -1,0 +1,86 @@
+"""The MLflow pyfunc interface shared by every model: 48x48 grayscale batch in, classes out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from fercore.constants import CLASS_NAMES, IMAGE_SIZE
+from fercore.models.inference import route_probabilities  # noqa: F401  (re-exported: older imports)
+
+
+def as_image_batch(model_input: Any) -> np.ndarray:
+    """The pyfunc input as uint8 ``(N, 48, 48)``; integer pixels 0-255 of another integer type (a JSON
+    request's nested lists arrive as int64) are converted. Anything else is refused by name, as a
+    client error (HTTP 400 from ``mlflow models serve``).
+
+    The signature declares no input schema on purpose: MLflow's schema enforcement would cast a JSON
+    request's float pixels to uint8 silently (0.5 becomes 0) before this check could see them.
+    """
+    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+    arr = np.asarray(model_input)
+    expected = f"expected uint8 images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}) (grayscale pixels, integers 0-255)"
+    if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise MlflowException(f"{expected}, got shape {arr.shape}; crop and resize faces first (fercore.serving.faces does "
+                              "that for photos)", INVALID_PARAMETER_VALUE)
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise MlflowException(f"{expected}, got {arr.dtype} pixel values; send whole numbers 0-255, not "
+                              "floats or strings", INVALID_PARAMETER_VALUE)
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise MlflowException(f"{expected}, got {arr.dtype} values from {arr.min()} to {arr.max()}",
+                              INVALID_PARAMETER_VALUE)
+    return arr.astype(np.uint8)
+
+
+def predictions_frame(probs: np.ndarray) -> pd.DataFrame:
+    """``label`` column with the class name, then one probability column per class."""
+    frame = pd.DataFrame(probs.astype(np.float64), columns=list(CLASS_NAMES))
+    frame.insert(0, "label", [CLASS_NAMES[i] for i in probs.argmax(axis=1)])
+    return frame
+
+
+class FerEmotionModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc wrapper around a model folder written by :func:`fercore.models.save_model`."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        from fercore.models.inference import load_for_inference
+
+        loaded = load_for_inference(context.artifacts["model"], context.model_config)
+        self.model, self.tta, self.amp = loaded.module, loaded.tta, loaded.amp
+
+    # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+        from fercore.models.inference import predict_proba
+
+        return predictions_frame(predict_proba(self.model, as_image_batch(model_input), tta=self.tta, amp=self.amp))
+
+
+class FerEnsembleModel(mlflow.pyfunc.PythonModel):
+    """An ensemble of registry versions, loaded by version at load time: routed (each class's score from
+    that class's champion) or averaged (weights and temperatures fitted on validation)."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        import json
+
+        from fercore.models.inference import ensemble_members
+
+        with open(context.artifacts["routes"]) as f:
+            self.spec = json.load(f)
+        self.routes: dict[str, str] = self.spec.get("routes", {})
+        # members come from the registry the ensemble itself was loaded from
+        self.members = {v: mlflow.pyfunc.load_model(f"models:/{self.spec['model_name']}/{v}")
+                        for v in ensemble_members(self.spec)}
+
+    # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+        from fercore.models.inference import ensemble_probabilities
+
+        images = as_image_batch(model_input)
+        probs = {v: m.predict(images)[list(CLASS_NAMES)].to_numpy() for v, m in self.members.items()}
+        return predictions_frame(ensemble_probabilities(self.spec, probs))

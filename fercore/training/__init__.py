@@ -1,0 +1,1 @@
+"""Training a network: the loop, its checkpoints, and training in several processes (DDP)."""

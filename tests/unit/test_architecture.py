@@ -1,0 +1,95 @@
+"""The code's shape: fercore has no ZenML, its packages depend in one direction, no module imports
+another's private names, and no module imports itself through others."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ("fercore", "steps", "pipelines", "materializers")
+# fercore's packages, lowest first: each may import only from itself and the ones before it
+LAYERS = [("fercore", "fercore.constants", "fercore.errors", "fercore.stores"), ("fercore.data",), ("fercore.config",),
+          ("fercore.models",), ("fercore.training",), ("fercore.evaluation",), ("fercore.serving", "fercore.pyfunc"),
+          ("fercore.monitoring",), ("fercore.promotion",)]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PROJECT:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path) -> list[tuple[str, str | None]]:
+    """``(module, name)`` for every import in ``path``, in functions too (``name`` None for ``import m``)."""
+    out: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out += [(node.module, alias.name) for alias in node.names]
+    return out
+
+
+def _project_deps(module: str) -> set[str]:
+    """The project modules ``module`` imports (``from pkg import submodule`` counts as the submodule)."""
+    deps = set()
+    for mod, name in _imports(MODULES[module]):
+        if name and f"{mod}.{name}" in MODULES:
+            deps.add(f"{mod}.{name}")
+        elif mod in MODULES:
+            deps.add(mod)
+    return deps - {module}
+
+
+def _layer(module: str) -> int:
+    best = max((p for layer in LAYERS for p in layer if module == p or module.startswith(p + ".")), key=len)
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
+def test_every_fercore_module_has_a_layer():
+    for module in MODULES:
+        if module.startswith("fercore"):
+            _layer(module)
+
+
+def test_fercore_never_imports_zenml():
+    offenders = [m for m in MODULES if m.startswith("fercore")
+                 for mod, _ in _imports(MODULES[m]) if mod.split(".")[0] == "zenml"]
+    assert offenders == []
+
+
+def test_no_module_imports_private_names_of_another():
+    offenders = [f"{m}: from {mod} import {name}" for m in MODULES for mod, name in _imports(MODULES[m])
+                 if mod in MODULES and name and name.startswith("_") and not name.startswith("__")]
+    assert offenders == []
+
+
+def test_fercore_packages_depend_downwards():
+    offenders = [f"{m} -> {d}" for m in MODULES if m.startswith("fercore") for d in _project_deps(m)
+                 if d.startswith("fercore") and _layer(d) > _layer(m)]
+    assert offenders == []
+
+
+def test_no_import_cycles():
+    graph = {m: _project_deps(m) for m in MODULES}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [module, dep]))
+            if dep not in state:
+                visit(dep, path + [module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
