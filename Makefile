@@ -11,7 +11,7 @@ MODEL ?= models:/fer2013-emotion@champion
 PORT ?= 5001
 MLFLOW_UI_WORKERS ?= 1
 
-.PHONY: setup train ingest test mlflow-ui serve benchmark schedule
+.PHONY: setup train ingest test test-fast test-model lint mlflow-ui serve benchmark schedule
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,19 @@ ingest: setup
 schedule: setup
 	$(PY) run.py --pipeline train_all --schedule $(RUN_ARGS)
 
+# every tier: tests/unit (the core, seconds), tests/integration (ZenML, MLflow, subprocesses), tests/model
+# (behaviour of a trained model: MODEL_URI=models:/NAME@ALIAS checks a registered one instead of the fixture's)
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q tests/unit
+
+test-model: setup
+	$(PY) -m pytest -q tests/model
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 # One web worker and no background job consumers (MLflow's defaults, 4 workers and its job runner,
 # take about 3 GB and 35 s to answer on 2 cores); MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings jobs back.

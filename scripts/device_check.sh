@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee logs/
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a logs/gpu.txt
 
 echo "== 1. CUDA smoke: Trainer and ViT unit tests on the GPU"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_vit.py 2>&1 | tail -15 | tee logs/pytest.txt
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/unit/test_train.py tests/unit/test_vit.py 2>&1 | tail -15 | tee logs/pytest.txt
 
 echo "== 2. ViT-B/16 fine-tuning throughput (random weights: the hub is unreachable)"
 timeout 60 python3 scripts/benchmark_vit_gpu.py --batch-size 64 --steps 40 --out "$OUT/vit_b16_gpu.json" 2>&1 | tail -12

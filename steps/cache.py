@@ -58,4 +58,8 @@ def cache_policy(step_module: str) -> CachePolicy:
     ZenML hashes a step's own code, not the plain Python it calls: a change in ``fercore.constants`` (the
     class order) must rerun ingestion although ``steps/ingest_data.py`` is unchanged.
     """
-    return CachePolicy(source_dependencies=[importlib.import_module(m) for m in project_imports(step_module)])
+    modules = project_imports(step_module)
+    for name in modules:  # ZenML loads a source as an attribute of its parent: every one must be imported
+        importlib.import_module(name)
+    # by import path: a package passed as an object resolves to "<package>.__init__", which ZenML cannot load
+    return CachePolicy(source_dependencies=modules)

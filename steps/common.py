@@ -8,15 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 from zenml import get_step_context, log_metadata
 from zenml.client import Client
 from zenml.utils import source_utils
 
-from fercore.config import RegistryConfig, TrainingConfig
+from fercore.config import RegistryConfig
 from fercore.constants import CLASS_NAMES
-from fercore.data.dataset import FerDataset
-from fercore.data.rebalance import Rebalanced
 from fercore.models import count_parameters
 from fercore.serving.registry import (
     EpochLogger,
@@ -30,7 +27,7 @@ from fercore.serving.registry import (
 from fercore.stores import resolve_tracking_uri
 from fercore.training import distributed
 from fercore.training.checkpoints import CheckpointStore
-from fercore.training.trainer import TrainResult, job_key
+from fercore.training.trainer import TrainJob, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -94,27 +91,25 @@ def run_info(registry: RegistryConfig) -> RunInfo:
     return RunInfo(tracking_uri(registry), registry.experiment_name, run_name, run_id)
 
 
-def train_and_track(model: nn.Module, name: str, dataset: FerDataset, plan: Rebalanced, config: TrainingConfig,
-                    registry: RegistryConfig, checkpoint_dir: str, extra_params: dict[str, Any] | None = None,
-                    on_epoch_start=None, teacher_probs=None, ddp_processes: int | str = 1) -> tuple[TrainResult, str]:
-    """Trains contender ``name``'s ``model`` with per-epoch MLflow logging (in ``ddp_processes`` DDP workers when more than one);
-    returns the result and the MLflow run id."""
+def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoint_dir: str,
+                    ddp_processes: int | str = 1, extra_params: dict[str, Any] | None = None) -> tuple[TrainResult, str]:
+    """Trains contender ``name``'s job (in ``ddp_processes`` DDP workers when more than one), checkpointed
+    under ``checkpoint_dir`` and logged per epoch to an MLflow run; returns the result and the run id."""
     processes = distributed.resolve_processes(ddp_processes)
+    model, config, dataset, plan = job.model, job.cfg, job.dataset, job.plan
     run_id_zenml, run_name = zenml_run()
-    spec = getattr(model, "fer_spec", {})
+    family = getattr(model, "fer_spec", {}).get("family", "?")
     params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
               "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
               "ddp_processes": processes, **(extra_params or {})}
-    family = spec.get("family", "?")
     tags = {"architecture": family, "contender": name, "zenml_run_id": run_id_zenml, "zenml_run_name": run_name,
             "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": family}
-    store, key = checkpoint_store(checkpoint_dir, name), job_key(model, config, dataset, plan, teacher_probs)
-    uri = tracking_uri(registry)
+    job.checkpoints, key, uri = checkpoint_store(checkpoint_dir, name), job.key(), tracking_uri(registry)
     run_id = start_run(uri, registry.experiment_name, f"train-{name}", params, tags, job_key=key,
-                       resume=store.exists(key))
+                       resume=job.checkpoints.exists(key))
+    job.on_epoch_end = EpochLogger(run_id, uri)
     with run_closed_on_error(run_id):
-        result = distributed.fit(model, config, dataset, plan, processes, store, on_epoch_end=EpochLogger(run_id, uri),
-                                 on_epoch_start=on_epoch_start, teacher_probs=teacher_probs)
+        result = distributed.fit(job, processes)
         # the run stays open until the model is evaluated and registered: its duration is not the training time
         log_metrics(run_id, {"training_minutes": result.wall_s / 60}, tracking_uri=uri)
     summary = {k: v for k, v in result.to_dict().items() if k != "history"}

@@ -9,6 +9,7 @@ from fercore.config import CnnContender, RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import Rebalanced
 from fercore.models import build_cnn
+from fercore.training.trainer import TrainJob
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
 from steps.common import train_and_track
@@ -35,6 +36,6 @@ def train_cnn(
         The model with its best weights, the training history and the MLflow run id.
     """
     model = build_cnn(config.architecture, **config.model_kwargs())
-    result, run_id = train_and_track(model, name, dataset, plan, config, registry, checkpoint_dir,
-                                     ddp_processes=ddp_processes)
+    result, run_id = train_and_track(TrainJob(model, config, dataset, plan), name, registry, checkpoint_dir,
+                                     ddp_processes)
     return model, result.to_dict(), run_id

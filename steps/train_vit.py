@@ -12,7 +12,7 @@ from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import Rebalanced
 from fercore.models.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
 from fercore.models.vit import UnfreezeSchedule, build_vit, vit_variant
-from fercore.training.trainer import teacher_probabilities
+from fercore.training.trainer import TrainJob, teacher_probabilities
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
 from steps.common import teacher_predictor, train_and_track
@@ -64,6 +64,6 @@ def train_vit(
     schedule = UnfreezeSchedule(config) if config.checkpoint else None
     probs, teacher_name = soft_targets(config, dataset, registry, teacher)
     extra = {"checkpoint": vit_variant(config), **({"distill_teacher": teacher_name} if teacher_name else {})}
-    result, run_id = train_and_track(model, name, dataset, plan, config, registry, checkpoint_dir, extra,
-                                     on_epoch_start=schedule, teacher_probs=probs, ddp_processes=ddp_processes)
+    job = TrainJob(model, config, dataset, plan, on_epoch_start=schedule, teacher_probs=probs)
+    result, run_id = train_and_track(job, name, registry, checkpoint_dir, ddp_processes, extra)
     return model, result.to_dict(), run_id

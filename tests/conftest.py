@@ -29,7 +29,10 @@ os.environ.update(
 
 from PIL import Image  # noqa: E402
 
+from fercore.config import CnnConfig  # noqa: E402
 from fercore.constants import CLASS_NAMES  # noqa: E402
+from fercore.data.dataset import FerDataset  # noqa: E402
+from fercore.data.split import split_validation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_ARCHIVE = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.tar.gz"
@@ -124,3 +127,26 @@ def tiny_vit_dir(tmp_path_factory) -> Path:
     ViTForImageClassification(config).save_pretrained(path)
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
     return path
+
+
+def synthetic(per_class: int = 30, test_per_class: int = 10, seed: int = 0) -> FerDataset:
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.repeat(np.arange(7), per_class), np.repeat(np.arange(7), test_per_class)])
+    splits = np.array(["train"] * (7 * per_class) + ["test"] * (7 * test_per_class))
+    images = np.stack([face(int(y), rng) for y in labels])
+    ids = np.array([f"s/{i}" for i in range(len(labels))])
+    ds = FerDataset(images, labels, splits, ids, np.array(["PublicTest"] * len(labels)))
+    ds.metadata["sha256"] = "synthetic"
+    return split_validation(ds, 0.2, seed=0)
+
+
+
+def small_cfg(**kw) -> CnnConfig:
+    base = dict(architecture="vgg7", width=8, epochs=3, batch_size=32, learning_rate=3e-3, patience=5,
+                scheduler="onecycle", augment={"rotation_degrees": 5, "crop_padding": 2})
+    return CnnConfig(**{**base, **kw})
+
+
+
+class Interrupt(Exception):
+    pass

@@ -226,7 +226,7 @@ def checkpoint_key(spec: dict[str, Any], cfg: TrainingConfig, dataset: FerDatase
     """Identifies a training job: a checkpoint is resumed only by the same job."""
     h = hashlib.sha256(json.dumps([spec, cfg.model_dump(mode="json"), dataset.metadata.get("sha256")], sort_keys=True,
                                   default=str).encode())
-    h.update(b"checkpoint-format-2")  # format 2: ProgressSchedule state
+    h.update(b"checkpoint-format-3")  # format 3: the loop's progress in one entry
     h.update(plan.indices.tobytes())
     h.update(json.dumps([plan.method, plan.epoch_size, plan.seed]).encode())
     if plan.sample_weights is not None:
@@ -254,6 +254,74 @@ def job_key(model: nn.Module, cfg: TrainingConfig, dataset: FerDataset, plan: Re
     if teacher_probs is not None:  # another teacher is another job
         key = hashlib.sha256(key.encode() + _teacher_log_probs(teacher_probs).numpy().tobytes()).hexdigest()[:16]
     return key
+
+
+@dataclass
+class TrainJob:
+    """One training job: the model, its settings, its data, and where it reports; all a (DDP worker)
+    process needs to train it. Its callbacks and checkpoint store must be picklable to reach workers.
+
+    Attributes:
+        model: maps ``(B, 1, 48, 48)`` floats in [0, 1] to logits; trained in place.
+        cfg: training settings.
+        dataset: the split dataset (train rows picked by ``plan``, validation on ``val``).
+        plan: the rebalanced training rows and class weights.
+        checkpoints: written after each epoch and resumed from (see :class:`Trainer`).
+        on_epoch_end: called with ``(epoch, metrics)`` after each epoch (e.g. MLflow logging).
+        on_epoch_start: called with ``(epoch, model)`` before each epoch (e.g. unfreezing layers).
+        teacher_probs: a teacher's probabilities per dataset row, with ``cfg.distill.enabled``.
+    """
+
+    model: nn.Module
+    cfg: TrainingConfig
+    dataset: FerDataset
+    plan: Rebalanced
+    checkpoints: CheckpointStore | None = None
+    on_epoch_end: EpochCallback | None = None
+    on_epoch_start: Callable[[int, nn.Module], None] | None = None
+    teacher_probs: np.ndarray | None = None
+
+    def key(self) -> str:
+        """Identifies the job (:func:`job_key`): a checkpoint is resumed only by the same job."""
+        return job_key(self.model, self.cfg, self.dataset, self.plan, self.teacher_probs)
+
+    def trainer(self) -> Trainer:
+        return Trainer(self.model, self.cfg, self.checkpoints, self.on_epoch_end, self.on_epoch_start, self.teacher_probs)
+
+    def run(self) -> TrainResult:
+        """Trains the model in place, in this process."""
+        return self.trainer().fit(self.dataset, self.plan)
+
+
+@dataclass
+class Progress:
+    """Where a fit is, saved with its checkpoint: epochs done, epochs without improvement, the best weights."""
+
+    epoch: int = 0
+    bad_epochs: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    result: TrainResult = field(default_factory=TrainResult)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "bad_epochs": self.bad_epochs, "best_state": self.best_state,
+                "result": self.result.to_dict()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Progress:
+        return cls(state["epoch"], state["bad_epochs"], state["best_state"], TrainResult(**state["result"]))
+
+
+@dataclass
+class _Loop:
+    """The moving parts of one fit."""
+
+    opt: torch.optim.Optimizer
+    sched: ProgressSchedule
+    loss_fn: nn.Module
+    progress: Progress
+    bar: Any = None
+    train_time: float = 0.0
+    seen: int = 0
 
 
 class Trainer:
@@ -363,81 +431,78 @@ class Trainer:
 
     def fit(self, dataset: FerDataset, plan: Rebalanced) -> TrainResult:
         """Trains until ``epochs``, early stopping or the time limit; restores the best weights."""
-        cfg, dev = self.cfg, self.device
+        cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        rows_per_epoch = plan.rows_per_epoch(cfg.max_train_images)
-        images = torch.from_numpy(dataset.images)
-        labels = torch.from_numpy(dataset.labels)
-        val = dataset.split("val")
-        steps_per_epoch = math.ceil(rows_per_epoch / cfg.batch_size)
-        opt_steps = math.ceil(steps_per_epoch / cfg.grad_accumulation) * cfg.epochs
-        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=dev),
-                                      label_smoothing=cfg.label_smoothing)
-        key = self.job_key(dataset, plan)
-        result = TrainResult(device=str(dev))
-        start_epoch, bad_epochs, best_state = 0, 0, None
+        key, val = self.job_key(dataset, plan), dataset.split("val")
+        data = (torch.from_numpy(dataset.images), torch.from_numpy(dataset.labels))
+        loop = self._start(plan, key)
+        start, t0 = loop.progress.epoch, time.perf_counter()
+        for epoch in range(start, cfg.epochs):
+            if epoch > start and self.on_epoch_start:
+                self.on_epoch_start(epoch, self.model)
+            metrics, rows, trained = self._epoch(loop, data, plan, val, epoch)
+            self._save(key, loop)
+            if self.on_epoch_end:
+                self.on_epoch_end(epoch + 1, metrics)
+            if loop.progress.bad_epochs >= cfg.patience:
+                loop.progress.result.stopped_early = True
+                logger.info("Early stopping after epoch %d (best epoch %d)", epoch + 1, loop.progress.result.best_epoch)
+                break
+            if loop.sched.budget_s and loop.sched.finished() and epoch + 1 < cfg.epochs:
+                logger.info("max_train_minutes reached in epoch %d of %d (%d of %d rows); the schedule annealed "
+                            "within the budget", epoch + 1, cfg.epochs, trained, rows)
+                break
+        loop.bar.close()
+        return self._finish(loop, val, key, time.perf_counter() - t0)
+
+    def _start(self, plan: Rebalanced, key: str) -> _Loop:
+        """The optimizer, schedule, loss and progress bar of a fit, resumed from ``key``'s checkpoint if any."""
+        cfg = self.cfg
+        steps_per_epoch = math.ceil(plan.rows_per_epoch(cfg.max_train_images) / cfg.batch_size)
         if self.on_epoch_start:
             self.on_epoch_start(0, self.model)
         opt = _optimizer(self.model, cfg)
         budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes else None
         share = (lambda s: broadcast_floats([s])[0]) if self.world > 1 and budget else None
-        sched = ProgressSchedule(opt, cfg.scheduler, cfg.learning_rate, opt_steps, budget, share)
-        state = self.checkpoints.load(key, dev) if self.checkpoints else None
-        if state is not None:
-            start_epoch = state["epoch"]
-            if self.on_epoch_start:
-                self.on_epoch_start(start_epoch, self.model)
-            self.model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            if self.ema:
-                self.ema.load_state_dict(state["ema"])
-            best_state, bad_epochs = state["best_state"], state["bad_epochs"]
-            torch.set_rng_state(state["torch_rng"].cpu())  # dropout continues as if never interrupted
-            result = TrainResult(**state["result"])
-            result.resumed_from_epoch = start_epoch
-            logger.info("Resuming from %s after epoch %d", self.checkpoints.path(key), start_epoch)
-        t0, train_time, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=steps_per_epoch * start_epoch, desc="training",
-                   unit="batch", dynamic_ncols=True, disable=self.rank > 0)
-        for epoch in range(start_epoch, cfg.epochs):
-            if epoch > start_epoch and self.on_epoch_start:
-                self.on_epoch_start(epoch, self.model)
-            if self.world > 1:
-                self._wrap()
-            t_epoch = time.perf_counter()
-            rows = plan.epoch_rows(epoch, cfg.max_train_images)  # a random subset when capped, fresh each epoch
-            train_loss, train_acc, trained = self._train_epoch(images, labels, rows, epoch, opt, sched, loss_fn, bar)
-            train_time += time.perf_counter() - t_epoch
-            seen += trained
-            val_loss, val_acc = self._validate_shared(val)
-            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
-                       "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
-            result.history.append(metrics)
-            if val_loss < result.best_val_loss:
-                result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch + 1, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
-            else:
-                bad_epochs += 1
-            bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
-            if self.checkpoints and self.rank == 0:
-                self.checkpoints.save(key, {"epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict(), "scaler": self.scaler.state_dict(),
-                                            "best_state": best_state, "bad_epochs": bad_epochs,
-                                            "result": result.to_dict(), "torch_rng": torch.get_rng_state(),
-                                            "ema": self.ema.state_dict() if self.ema else None})
-            if self.on_epoch_end:
-                self.on_epoch_end(epoch + 1, metrics)
-            if bad_epochs >= cfg.patience:
-                result.stopped_early = True
-                logger.info("Early stopping after epoch %d (best epoch %d)", epoch + 1, result.best_epoch)
-                break
-            if sched.budget_s and sched.finished() and epoch + 1 < cfg.epochs:
-                logger.info("max_train_minutes reached in epoch %d of %d (%d of %d rows); the schedule annealed "
-                            "within the budget", epoch + 1, cfg.epochs, trained, len(rows))
-                break
-        bar.close()
+        sched = ProgressSchedule(opt, cfg.scheduler, cfg.learning_rate,
+                                 math.ceil(steps_per_epoch / cfg.grad_accumulation) * cfg.epochs, budget, share)
+        loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=self.device),
+                                      label_smoothing=cfg.label_smoothing)
+        loop = _Loop(opt, sched, loss_fn, Progress(result=TrainResult(device=str(self.device))))
+        self._restore(key, loop)
+        loop.bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=steps_per_epoch * loop.progress.epoch,
+                        desc="training", unit="batch", dynamic_ncols=True, disable=self.rank > 0)
+        return loop
+
+    def _epoch(self, loop: _Loop, data: tuple[torch.Tensor, torch.Tensor], plan: Rebalanced, val: FerDataset,
+               epoch: int) -> tuple[dict[str, float], int, int]:
+        """Trains and validates one epoch; keeps the best weights. Returns its metrics, rows planned and trained."""
+        if self.world > 1:
+            self._wrap()
+        t_epoch = time.perf_counter()
+        rows = plan.epoch_rows(epoch, self.cfg.max_train_images)  # a random subset when capped, fresh each epoch
+        train_loss, train_acc, trained = self._train_epoch(*data, rows, epoch, loop.opt, loop.sched, loop.loss_fn,
+                                                           loop.bar)
+        loop.train_time += time.perf_counter() - t_epoch
+        loop.seen += trained
+        val_loss, val_acc = self._validate_shared(val)
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                   "val_accuracy": val_acc, "lr": loop.opt.param_groups[0]["lr"]}
+        progress = loop.progress
+        progress.epoch = epoch + 1
+        progress.result.history.append(metrics)
+        if val_loss < progress.result.best_val_loss:
+            progress.result.best_val_loss, progress.result.best_epoch, progress.bad_epochs = val_loss, epoch + 1, 0
+            progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
+        else:
+            progress.bad_epochs += 1
+        loop.bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
+                             val_acc=f"{val_acc:.3f}")
+        return metrics, len(rows), trained
+
+    def _finish(self, loop: _Loop, val: FerDataset, key: str, wall_s: float) -> TrainResult:
+        """Restores the best weights (the moving average's when kept) and completes the result."""
+        result, best_state = loop.progress.result, loop.progress.best_state
         if self.ema:
             result.raw_val = dict(zip(("loss", "accuracy"), self._validate_shared(val, self.model)))
             logger.info("Last raw weights: val_loss %.4f, val_accuracy %.4f (the average's are in the history)",
@@ -446,11 +511,36 @@ class Trainer:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()
-        result.wall_s += time.perf_counter() - t0
-        result.train_images_per_s = seen / train_time if train_time else 0.0
+        result.wall_s += wall_s
+        result.train_images_per_s = loop.seen / loop.train_time if loop.train_time else 0.0
         if self.checkpoints and self.rank == 0:
             self.checkpoints.delete(key)  # finished: a later run with the same key starts afresh
         return result
+
+    # -- checkpoints: what they hold is defined once, by _stateful and Progress ------------
+
+    def _stateful(self, loop: _Loop) -> dict[str, Any]:
+        """The objects a checkpoint saves and restores through their ``state_dict``, by name."""
+        parts = {"model": self.model, "optimizer": loop.opt, "scheduler": loop.sched, "scaler": self.scaler}
+        return {**parts, "ema": self.ema} if self.ema else parts
+
+    def _save(self, key: str, loop: _Loop) -> None:
+        if self.checkpoints and self.rank == 0:
+            self.checkpoints.save(key, {**{name: part.state_dict() for name, part in self._stateful(loop).items()},
+                                        "progress": loop.progress.to_dict(), "torch_rng": torch.get_rng_state()})
+
+    def _restore(self, key: str, loop: _Loop) -> None:
+        state = self.checkpoints.load(key, self.device) if self.checkpoints else None
+        if state is None:
+            return
+        loop.progress = Progress.from_dict(state["progress"])
+        if self.on_epoch_start:  # the layers unfrozen by then, before their weights and optimizer state load
+            self.on_epoch_start(loop.progress.epoch, self.model)
+        for name, part in self._stateful(loop).items():
+            part.load_state_dict(state[name])
+        torch.set_rng_state(state["torch_rng"].cpu())  # dropout continues as if never interrupted
+        loop.progress.result.resumed_from_epoch = loop.progress.epoch
+        logger.info("Resuming from %s after epoch %d", self.checkpoints.path(key), loop.progress.epoch)
 
     def _train_epoch(self, images, labels, rows, epoch, opt, sched, loss_fn, bar) -> tuple[float, float, int]:
         """One pass over ``rows`` (cut short when the time budget runs out); mean loss, accuracy, rows."""

@@ -86,7 +86,7 @@ def _zenml_model(step: str, output: str):
 
 def test_registry_pyfunc_predicts_like_the_in_memory_model(trained):
     from fercore.training.trainer import predict_proba
-    from tests.test_train import synthetic
+    from tests.conftest import synthetic
 
     images = synthetic(per_class=10, test_per_class=1).images[:12]
     for arch in ("cnn", "resnet", "vit"):
@@ -113,7 +113,7 @@ def test_vit_artifact_loads_with_from_pretrained(trained):
 
 def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     from fercore.constants import CLASS_NAMES
-    from tests.test_train import synthetic
+    from tests.conftest import synthetic
 
     client = trained["client"]
     aliases = {k: str(v) for k, v in client.get_registered_model("fer-test").aliases.items()}
@@ -200,7 +200,7 @@ def outside_env(trained, tmp_path):
     (tmp_path / "hook" / "sitecustomize.py").write_text(_BLOCKER)
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "hook"), "FER_BLOCKED_ROOT": str(ROOT),
            "MLFLOW_TRACKING_URI": trained["uri"]}
-    from tests.test_train import synthetic
+    from tests.conftest import synthetic
 
     images = synthetic(per_class=6, test_per_class=1, seed=5).images[:6]
     np.save(tmp_path / "images.npy", images)
@@ -283,7 +283,7 @@ def _wait_for(url: str, server: subprocess.Popen, timeout_s: float) -> None:
 def test_monitor_reports_drift_of_darkened_faces_and_scores_them_per_class(trained, tmp_path):
     from PIL import Image
 
-    from tests.test_train import synthetic
+    from tests.conftest import synthetic
 
     faces = synthetic(per_class=30, test_per_class=1, seed=3).split("train")
     for i, (img, label) in enumerate(zip(faces.images, faces.labels)):

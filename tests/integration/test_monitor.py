@@ -15,7 +15,7 @@ from fercore.models import build_cnn
 from fercore.models.inference import predict_proba
 from fercore.monitoring.monitor import NewImages, monitor, read_new_images
 from pipelines.monitor import after_monitoring
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 
 
 @pytest.fixture(scope="module")

@@ -8,29 +8,10 @@ import torch
 
 import fercore.training.trainer as train_module
 from fercore.config import AugmentConfig, CnnConfig
-from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import rebalance
-from fercore.data.split import split_validation
 from fercore.models import build_cnn, count_parameters, load_model, save_model
 from fercore.training.trainer import BatchAugmenter, ProgressSchedule, Trainer, centre_crop, predict_proba, tta_views
-from tests.conftest import face
-
-
-def synthetic(per_class: int = 30, test_per_class: int = 10, seed: int = 0) -> FerDataset:
-    rng = np.random.default_rng(seed)
-    labels = np.concatenate([np.repeat(np.arange(7), per_class), np.repeat(np.arange(7), test_per_class)])
-    splits = np.array(["train"] * (7 * per_class) + ["test"] * (7 * test_per_class))
-    images = np.stack([face(int(y), rng) for y in labels])
-    ids = np.array([f"s/{i}" for i in range(len(labels))])
-    ds = FerDataset(images, labels, splits, ids, np.array(["PublicTest"] * len(labels)))
-    ds.metadata["sha256"] = "synthetic"
-    return split_validation(ds, 0.2, seed=0)
-
-
-def small_cfg(**kw) -> CnnConfig:
-    base = dict(architecture="vgg7", width=8, epochs=3, batch_size=32, learning_rate=3e-3, patience=5,
-                scheduler="onecycle", augment={"rotation_degrees": 5, "crop_padding": 2})
-    return CnnConfig(**{**base, **kw})
+from tests.conftest import Interrupt, small_cfg, synthetic
 
 
 @pytest.mark.parametrize("arch", ["v1", "v2_1", "vgg7"])
@@ -154,10 +135,6 @@ def test_ema_returns_the_moving_average_of_weights_and_batch_norm_statistics(tmp
     assert set(result.raw_val) == {"loss", "accuracy"} and result.history[-1]["val_loss"] == result.best_val_loss
     test = ds.split("test")
     assert (predict_proba(model, test.images).argmax(1) == test.labels).mean() > 0.6
-
-
-class Interrupt(Exception):
-    pass
 
 
 @pytest.mark.parametrize("ema_decay", [None, 0.9])

@@ -20,7 +20,7 @@ from fercore.promotion.register import TrainedModel, register
 from fercore.promotion.run import promote
 from fercore.serving.pyfunc import route_probabilities
 from fercore.serving.registry import RunInfo, connect, pyfunc_predict
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 
 NAME = "fer-promo"
 

@@ -17,7 +17,7 @@ from fercore.models import count_parameters, load_model, save_model
 from fercore.models.convvit import FerConvViTConfig, FerConvViTForImageClassification
 from fercore.models.vit import build_vit, vit_variant
 from fercore.training.trainer import Trainer, autocast_dtype, distillation_loss, predict_proba, teacher_probabilities
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 
 CPU = torch.device("cpu")
 
@@ -198,7 +198,7 @@ def test_conv_vit_registers_and_predicts_through_the_pyfunc(tmp_path):
     import mlflow
 
     from fercore.serving.registry import connect, end_run, log_and_register, start_run
-    from tests.test_train import synthetic
+    from tests.conftest import synthetic
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     connect(uri, "convvit")

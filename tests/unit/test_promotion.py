@@ -133,7 +133,7 @@ def test_no_alias_points_at_a_version_that_is_not_ready(registry, monkeypatch):
 
 def test_drift_detected_on_darkened_images_not_on_a_resample():
     from fercore.monitoring.drift import data_drift, image_statistics
-    from tests.test_train import synthetic
+    from tests.conftest import synthetic
 
     images = synthetic(per_class=60, test_per_class=1).images
     rng = np.random.default_rng(0)

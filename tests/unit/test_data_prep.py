@@ -163,9 +163,8 @@ def test_the_old_cnn_and_vit_sections_are_refused_with_the_new_form(tmp_path):
 
 
 def test_shipped_configs_are_valid():
-    from pathlib import Path
 
-    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
     assert configs
     for path in configs:
         load_config(path, {"data.source": "x"})

@@ -1,0 +1,57 @@
+"""Versions registered before ``fercore`` had packages name their wrapper ``fercore.pyfunc.FerEmotionModel``
+in their pickle; promotion loads such versions in-process and ``run.py predict`` from a local copy."""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from fercore.models import build_cnn, save_model
+from fercore.models.inference import predict_proba
+from fercore.serving import pyfunc
+from fercore.serving.local_models import load_predictor, wrapper_class
+from fercore.serving.registry import connect, log_and_register, pyfunc_predict
+from tests.conftest import synthetic
+
+
+@pytest.fixture
+def old_version(tmp_path, monkeypatch):
+    """A tiny CNN registered with its wrapper pickled under the old import path."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    connect(uri, "old")
+    torch.manual_seed(0)
+    model = build_cnn("vgg7", width=8).eval()
+    # what cloudpickle wrote before the move: the class by reference, as fercore.pyfunc.FerEmotionModel
+    importlib.import_module("fercore.pyfunc")  # cloudpickle pickles by value a class whose module is not imported
+    monkeypatch.setattr(pyfunc.FerEmotionModel, "__module__", "fercore.pyfunc")
+    run_id = MlflowClient().create_run(mlflow.get_experiment_by_name("old").experiment_id).info.run_id
+    images = synthetic(per_class=5, test_per_class=1).images[:16]
+    with tempfile.TemporaryDirectory() as tmp:
+        version = log_and_register(run_id, {"model": str(save_model(model, Path(tmp) / "m"))}, "fer-old",
+                                   {"architecture": "cnn"}, "old layout", images[:2], model_config={"tta": "none"})
+    monkeypatch.undo()
+    return uri, version, model, images
+
+
+def test_a_version_pickled_under_the_old_path_names_it(old_version):
+    uri, version, _, _ = old_version
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/fer-old/{version}"))
+    pickled = (folder / "python_model.pkl").read_bytes()
+    assert b"fercore.pyfunc" in pickled and b"fercore.serving" not in pickled
+    assert wrapper_class(folder / "python_model.pkl") == "FerEmotionModel"
+
+
+def test_a_version_pickled_under_the_old_path_loads_in_process_and_from_a_local_copy(old_version, tmp_path):
+    uri, version, model, images = old_version
+    expected = predict_proba(model, images)
+    loaded = mlflow.pyfunc.load_model(f"models:/fer-old/{version}")
+    assert np.allclose(pyfunc_predict(loaded)(images), expected, atol=1e-5)
+    predict, label = load_predictor(f"models:/fer-old/{version}", uri, tmp_path / "cache")
+    assert label.endswith(f"v{version}") and np.allclose(predict(images), expected, atol=1e-5)

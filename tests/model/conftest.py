@@ -1,0 +1,68 @@
+"""The model under test: ``MODEL_URI`` (a registered version, e.g. ``models:/fer2013-emotion@champion``,
+in ``MLFLOW_TRACKING_URI`` or ``./mlflow.db``) judged on the validation split of ``MODEL_DATA`` (an
+archive or folder, split as ``configs`` do: 10 %, seed 42); by default a small CNN this fixture trains
+on synthetic faces, judged on their validation split."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from fercore.data.dataset import FerDataset
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class ModelUnderTest:
+    name: str
+    predict: Predict  # uint8 images (N, 48, 48) -> probabilities (N, 7)
+    validation: FerDataset
+    min_recall: float  # the floor every emotion's validation recall must reach
+
+
+def _registered(uri: str) -> ModelUnderTest:
+    from fercore.data.ingest import ingest
+    from fercore.data.split import split_validation
+    from fercore.serving.local_models import load_predictor
+    from fercore.stores import resolve_tracking_uri
+    from tests.conftest import ROOT
+
+    data = os.environ.get("MODEL_DATA")
+    if not data:
+        pytest.fail("MODEL_URI needs MODEL_DATA: the dataset (archive or folder) to take the validation split from")
+    # the tests' private store is in MLFLOW_TRACKING_URI: a user's store is named by MODEL_TRACKING_URI or ./mlflow.db
+    tracking = os.environ.get("MODEL_TRACKING_URI") or resolve_tracking_uri(None, None, ROOT).replace(
+        os.environ.get("MLFLOW_TRACKING_URI", "\0"), f"sqlite:///{ROOT / 'mlflow.db'}")
+    predict, label = load_predictor(uri, tracking)
+    dataset = split_validation(ingest(data), 0.1, 42)
+    return ModelUnderTest(label, predict, dataset.split("val"), float(os.environ.get("MODEL_MIN_RECALL", "0.3")))
+
+
+def _trained_on_synthetic_faces() -> ModelUnderTest:
+    import torch
+
+    from fercore.data.rebalance import rebalance
+    from fercore.models import build_cnn
+    from fercore.models.inference import predict_proba
+    from fercore.training.trainer import Trainer
+    from tests.conftest import small_cfg, synthetic
+
+    dataset = synthetic(per_class=40, test_per_class=4)
+    torch.manual_seed(0)
+    model = build_cnn("vgg7", width=8)
+    cfg = small_cfg(epochs=4, augment={"hflip": True, "rotation_degrees": 5, "crop_padding": 2})
+    Trainer(model, cfg).fit(dataset, rebalance(dataset, "none", 0))
+    model.eval()
+    return ModelUnderTest("vgg7 w8 trained on synthetic faces", lambda x: predict_proba(model, x),
+                          dataset.split("val"), float(os.environ.get("MODEL_MIN_RECALL", "0.8")))
+
+
+@pytest.fixture(scope="session")
+def model_under_test() -> ModelUnderTest:
+    uri = os.environ.get("MODEL_URI")
+    return _registered(uri) if uri else _trained_on_synthetic_faces()
