@@ -35,6 +35,7 @@ from fercore.data.split import split_validation  # noqa: E402
 from fercore.evaluation.metrics import evaluate_predictions  # noqa: E402
 from fercore.models import build_cnn, count_parameters, load_model, save_model  # noqa: E402
 from fercore.models.vit import build_vit, vit_variant  # noqa: E402
+from fercore.training.distill import teacher_probabilities
 from fercore.training.trainer import (  # noqa: E402
     BatchAugmenter,
     Trainer,
@@ -42,7 +43,6 @@ from fercore.training.trainer import (  # noqa: E402
     cpu_has_native_bf16,
     pick_device,
     predict_proba,
-    teacher_probabilities,
     to_batch,
 )
 

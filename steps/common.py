@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from zenml import get_step_context, log_metadata
 from zenml.client import Client
 from zenml.utils import source_utils
 
 from fercore.config import RegistryConfig
-from fercore.constants import CLASS_NAMES
 from fercore.models import count_parameters
-from fercore.serving.registry import (
-    EpochLogger,
-    RunInfo,
-    connect,
-    log_metrics,
-    resolve_version,
-    run_closed_on_error,
-    start_run,
-)
+from fercore.serving.registry import RunInfo
 from fercore.stores import resolve_tracking_uri
 from fercore.training import distributed
 from fercore.training.checkpoints import CheckpointStore
+from fercore.training.tracked import train_tracked
 from fercore.training.trainer import TrainJob, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -93,36 +83,12 @@ def run_info(registry: RegistryConfig) -> RunInfo:
 
 def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoint_dir: str,
                     ddp_processes: int | str = 1, extra_params: dict[str, Any] | None = None) -> tuple[TrainResult, str]:
-    """Trains contender ``name``'s job (in ``ddp_processes`` DDP workers when more than one), checkpointed
-    under ``checkpoint_dir`` and logged per epoch to an MLflow run; returns the result and the run id."""
-    processes = distributed.resolve_processes(ddp_processes)
-    model, config, dataset, plan = job.model, job.cfg, job.dataset, job.plan
-    run_id_zenml, run_name = zenml_run()
-    family = getattr(model, "fer_spec", {}).get("family", "?")
-    params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
-              "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
-              "ddp_processes": processes, **(extra_params or {})}
-    tags = {"architecture": family, "contender": name, "zenml_run_id": run_id_zenml, "zenml_run_name": run_name,
-            "dataset_sha256": str(dataset.metadata.get("sha256", "")), "model_family": family}
-    job.checkpoints, key, uri = checkpoint_store(checkpoint_dir, name), job.key(), tracking_uri(registry)
-    run_id = start_run(uri, registry.experiment_name, f"train-{name}", params, tags, job_key=key,
-                       resume=job.checkpoints.exists(key))
-    job.on_epoch_end = EpochLogger(run_id, uri)
-    with run_closed_on_error(run_id):
-        result = distributed.fit(job, processes)
-        # the run stays open until the model is evaluated and registered: its duration is not the training time
-        log_metrics(run_id, {"training_minutes": result.wall_s / 60}, tracking_uri=uri)
+    """:func:`fercore.training.tracked.train_tracked` with this stack's checkpoint store and pipeline run; the
+    result's summary becomes the step's ``training`` metadata."""
+    job.checkpoints = checkpoint_store(checkpoint_dir, name)
+    result, run_id = train_tracked(job, name, run_info(registry), distributed.resolve_processes(ddp_processes),
+                                   extra_params)
     summary = {k: v for k, v in result.to_dict().items() if k != "history"}
-    log_metadata(metadata={**summary, "parameters": count_parameters(model), **(extra_params or {})},
+    log_metadata(metadata={**summary, "parameters": count_parameters(job.model), **(extra_params or {})},
                  infer_artifact=True, artifact_name="training")
     return result, run_id
-
-
-def teacher_predictor(uri: str, registry: RegistryConfig) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    """A registered model as a teacher: ``(images -> probabilities, "name vN")``."""
-    import mlflow
-
-    connect(tracking_uri(registry), registry.experiment_name)
-    name, version = resolve_version(uri)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return (lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()), f"{name} v{version}"

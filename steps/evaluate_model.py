@@ -7,11 +7,10 @@ from zenml import log_metadata, step
 
 from fercore.config import RegistryConfig
 from fercore.data.dataset import FerDataset
-from fercore.evaluation.metrics import Evaluation, flat_metrics
-from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
-from fercore.evaluation.predictions import Predictions, model_predictions
-from fercore.models.inference import autocast_dtype, pick_device, prepare_for_inference
-from fercore.serving.registry import connect, log_files, log_metrics, run_closed_on_error
+from fercore.evaluation.metrics import Evaluation
+from fercore.evaluation.predictions import Predictions
+from fercore.evaluation.report import evaluate_and_report
+from fercore.serving.registry import connect
 from materializers import EvaluationMaterializer, PredictionsMaterializer
 from steps.cache import cache_policy
 from steps.common import tracking_uri
@@ -43,22 +42,8 @@ def evaluate_model(
         validation evaluation, and the probabilities behind both (reused by promotion).
     """
     connect(tracking_uri(registry), registry.experiment_name)
-    with run_closed_on_error(mlflow_run_id):
-        device = pick_device()
-        amp = autocast_dtype(device, mixed_precision)
-        preds = model_predictions(prepare_for_inference(model, device), dataset, tta, amp)
-        val_ev, ev = preds.evaluations(dataset)
-        ev.history = training.get("history", [])
-        # "validation_*": the per-epoch curves of training are loss/val and accuracy/val
-        log_metrics(mlflow_run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
-        files: dict[str, bytes | str] = {
-            "confusion_matrix.png": confusion_matrix_png(ev.confusion), "per_class.csv": ev.per_class.to_csv(),
-            "per_class.md": ev.markdown(), "evaluation.json": ev.to_json(),
-            "validation_per_class.md": val_ev.markdown(),
-        }
-        if ev.history:
-            files["loss_curves.png"] = loss_curves_png(ev.history)
-        log_files(mlflow_run_id, files)
+    ev, val_ev, preds = evaluate_and_report(model, dataset, training.get("history", []), mlflow_run_id, tta,
+                                            mixed_precision)
     log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True, artifact_name="evaluation")
     log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True, artifact_name="val_evaluation")
     return ev, val_ev, preds

@@ -1,42 +1,19 @@
 """Step: fine-tune a Vision Transformer (GPU-backed through the pipeline's ResourceSettings)."""
 
-import logging
 from typing import Annotated, Any
 
-import numpy as np
 from torch import nn
 from zenml import step
 
 from fercore.config import RegistryConfig, VitContender
 from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import Rebalanced
-from fercore.models.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
 from fercore.models.vit import UnfreezeSchedule, build_vit, vit_variant
-from fercore.training.trainer import TrainJob, teacher_probabilities
+from fercore.training.distill import soft_targets
+from fercore.training.trainer import TrainJob
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
-from steps.common import teacher_predictor, train_and_track
-
-logger = logging.getLogger(__name__)
-
-
-def soft_targets(config: VitContender, dataset: FerDataset, registry: RegistryConfig,
-                 teacher: nn.Module | None) -> tuple[np.ndarray | None, str | None]:
-    """The teacher's probabilities on the train rows and the teacher's name, when distilling."""
-    if not config.distill.enabled:
-        return None, None
-    if not config.distill.teacher.startswith("models:/"):
-        if teacher is None:
-            raise ValueError(f"distill.teacher is the contender '{config.distill.teacher}', but no teacher model "
-                             "was passed in")
-        device = pick_device()
-        model, amp = prepare_for_inference(teacher, device), autocast_dtype(device, config.mixed_precision)
-        predict = lambda x: predict_proba(model, x, tta="hflip", amp=amp)  # noqa: E731
-        name = f"{config.distill.teacher} (this run)"
-    else:
-        predict, name = teacher_predictor(config.distill.teacher, registry)
-    logger.info("Distilling from %s", name)
-    return teacher_probabilities(predict, dataset), name
+from steps.common import tracking_uri, train_and_track
 
 
 @step(output_materializers={"model": FerModelMaterializer},
@@ -62,7 +39,7 @@ def train_vit(
     """
     model = build_vit(config)
     schedule = UnfreezeSchedule(config) if config.checkpoint else None
-    probs, teacher_name = soft_targets(config, dataset, registry, teacher)
+    probs, teacher_name = soft_targets(config, dataset, teacher, tracking_uri(registry))
     extra = {"checkpoint": vit_variant(config), **({"distill_teacher": teacher_name} if teacher_name else {})}
     job = TrainJob(model, config, dataset, plan, on_epoch_start=schedule, teacher_probs=probs)
     result, run_id = train_and_track(job, name, registry, checkpoint_dir, ddp_processes, extra)

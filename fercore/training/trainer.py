@@ -96,26 +96,6 @@ def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Ten
                     log_target=True, reduction="batchmean") * t * t
 
 
-def teacher_probabilities(predict: Callable[[np.ndarray], np.ndarray], dataset: FerDataset,
-                          batch_size: int = 2048) -> np.ndarray:
-    """A teacher's probabilities ``(N, 7)`` for the train rows of ``dataset`` (uniform elsewhere).
-
-    Computed once, on the un-augmented images, so distillation costs one inference pass instead of a
-    teacher forward per training batch.
-
-    Args:
-        predict: uint8 images ``(B, 48, 48)`` -> probabilities ``(B, 7)``.
-        dataset: the split dataset.
-        batch_size: images per ``predict`` call.
-    """
-    probs = np.full((len(dataset), 7), 1 / 7, np.float32)
-    rows = np.flatnonzero(dataset.splits == "train")
-    for start in tqdm(range(0, len(rows), batch_size), desc="teacher", unit="batch", dynamic_ncols=True):
-        chunk = rows[start:start + batch_size]
-        probs[chunk] = predict(dataset.images[chunk])
-    return probs
-
-
 @dataclass
 class TrainResult:
     """What training produced besides the weights (which are restored into the model)."""

@@ -16,7 +16,8 @@ from fercore.data.rebalance import rebalance
 from fercore.models import count_parameters, load_model, save_model
 from fercore.models.convvit import FerConvViTConfig, FerConvViTForImageClassification
 from fercore.models.vit import build_vit, vit_variant
-from fercore.training.trainer import Trainer, autocast_dtype, distillation_loss, predict_proba, teacher_probabilities
+from fercore.training.distill import teacher_probabilities
+from fercore.training.trainer import Trainer, autocast_dtype, distillation_loss, predict_proba
 from tests.conftest import synthetic
 
 CPU = torch.device("cpu")
