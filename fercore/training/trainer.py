@@ -461,8 +461,7 @@ class Trainer:
             self._wrap()
         t_epoch = time.perf_counter()
         rows = plan.epoch_rows(epoch, self.cfg.max_train_images)  # a random subset when capped, fresh each epoch
-        train_loss, train_acc, trained = self._train_epoch(*data, rows, epoch, loop.opt, loop.sched, loop.loss_fn,
-                                                           loop.bar)
+        train_loss, train_acc, trained = self._train_epoch(loop, data, rows, epoch)
         loop.train_time += time.perf_counter() - t_epoch
         loop.seen += trained
         val_loss, val_acc = self._validate_shared(val)
@@ -522,9 +521,11 @@ class Trainer:
         loop.progress.result.resumed_from_epoch = loop.progress.epoch
         logger.info("Resuming from %s after epoch %d", self.checkpoints.path(key), loop.progress.epoch)
 
-    def _train_epoch(self, images, labels, rows, epoch, opt, sched, loss_fn, bar) -> tuple[float, float, int]:
+    def _train_epoch(self, loop: _Loop, data: tuple[torch.Tensor, torch.Tensor], rows: np.ndarray,
+                     epoch: int) -> tuple[float, float, int]:
         """One pass over ``rows`` (cut short when the time budget runs out); mean loss, accuracy, rows."""
-        cfg, dev = self.cfg, self.device
+        cfg, dev, (images, labels) = self.cfg, self.device, data
+        opt, sched, loss_fn, bar = loop.opt, loop.sched, loop.loss_fn, loop.bar
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # resumable: per-epoch seeds
         order = self._shard(torch.as_tensor(rows)[torch.randperm(len(rows), generator=gen)])
         if self.world > 1:  # each process draws its own augmentations of its own rows

@@ -1,5 +1,5 @@
 """The model under test: ``MODEL_URI`` (a registered version, e.g. ``models:/fer2013-emotion@champion``,
-in ``MLFLOW_TRACKING_URI`` or ``./mlflow.db``) judged on the validation split of ``MODEL_DATA`` (an
+in ``MODEL_TRACKING_URI``, default the project's ``./mlflow.db``) judged on the validation split of ``MODEL_DATA`` (an
 archive or folder, split as ``configs`` do: 10 %, seed 42); by default a small CNN this fixture trains
 on synthetic faces, judged on their validation split."""
 
@@ -29,15 +29,13 @@ def _registered(uri: str) -> ModelUnderTest:
     from fercore.data.ingest import ingest
     from fercore.data.split import split_validation
     from fercore.serving.local_models import load_predictor
-    from fercore.stores import resolve_tracking_uri
     from tests.conftest import ROOT
 
     data = os.environ.get("MODEL_DATA")
     if not data:
         pytest.fail("MODEL_URI needs MODEL_DATA: the dataset (archive or folder) to take the validation split from")
-    # the tests' private store is in MLFLOW_TRACKING_URI: a user's store is named by MODEL_TRACKING_URI or ./mlflow.db
-    tracking = os.environ.get("MODEL_TRACKING_URI") or resolve_tracking_uri(None, None, ROOT).replace(
-        os.environ.get("MLFLOW_TRACKING_URI", "\0"), f"sqlite:///{ROOT / 'mlflow.db'}")
+    # the tests run against private stores (tests/conftest.py): the user's is named here
+    tracking = os.environ.get("MODEL_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
     predict, label = load_predictor(uri, tracking)
     dataset = split_validation(ingest(data), 0.1, 42)
     return ModelUnderTest(label, predict, dataset.split("val"), float(os.environ.get("MODEL_MIN_RECALL", "0.3")))
