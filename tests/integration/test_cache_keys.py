@@ -8,16 +8,18 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from steps.cache import project_imports
 from tests.conftest import ROOT
 
-# ZenML's own cache-key function on the step as the pipeline configures it, with a fixed store and
-# project: only the step's configuration and the source it depends on vary
-KEY_OF_SPLIT_DATA = """
+# In a copy of the project: ZenML's own cache-key function on the step as the pipeline configures it (a
+# fixed store and project), twice, then again after the class order changed on disk (ZenML reads a
+# source dependency's file when it computes the key, as a new process would)
+KEYS_OF_SPLIT_DATA = """
+import linecache
 import os
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 from zenml.orchestrators.cache_utils import generate_cache_key
 from zenml.utils import source_utils
@@ -29,30 +31,27 @@ config = SimpleNamespace(cache_policy=split_data.configuration.cache_policy, par
                          caching_parameters={}, environment={}, secrets=[])
 step = SimpleNamespace(config=config, spec=SimpleNamespace(source=SimpleNamespace(import_path="steps.split_data.split_data")))
 store = SimpleNamespace(id=uuid.UUID(int=1), path="/store", custom_cache_key=None)
-print(generate_cache_key(step, {}, store, uuid.UUID(int=2)))
+key = lambda: generate_cache_key(step, {}, store, uuid.UUID(int=2))
+print(key(), key())
+constants = Path("fercore/constants.py")
+constants.write_text(constants.read_text().replace('("angry", "disgust",', '("disgust", "angry",'))
+linecache.checkcache()
+print(key())
 """
-
-
-def _key(root: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-c", KEY_OF_SPLIT_DATA], cwd=root, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.strip().splitlines()[-1]
 
 
 def test_split_data_depends_on_the_class_order_only_indirectly():
     imported = project_imports("steps.split_data")
     assert "fercore.constants" in imported and "fercore.data.split" in imported
-    direct = (ROOT / "steps" / "split_data.py").read_text()
-    assert "fercore.constants" not in direct
+    assert "fercore.constants" not in (ROOT / "steps" / "split_data.py").read_text()
 
 
 def test_changing_the_class_order_changes_the_cache_key_of_split_data(tmp_path):
     for package in ("fercore", "steps", "materializers"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    before = _key(tmp_path)
-    assert _key(tmp_path) == before  # the same code, the same key
-    constants = tmp_path / "fercore" / "constants.py"
-    constants.write_text(constants.read_text().replace('("angry", "disgust",', '("disgust", "angry",'))
-    assert _key(tmp_path) != before
+    out = subprocess.run([sys.executable, "-c", KEYS_OF_SPLIT_DATA], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    first, again, after = out.stdout.split()[-3:]
+    assert first == again  # the same code, the same key
+    assert after != first

@@ -21,25 +21,45 @@ def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+@pytest.fixture
+def run_py(capsys, monkeypatch):
+    """``run.py``'s ``main`` in this process (what fails before any pipeline runs needs no new interpreter):
+    ``(exit code, stdout, stderr)``."""
+    import run
+
+    monkeypatch.chdir(ROOT)
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = run.main(list(args))
+        except SystemExit as exc:  # argparse's errors
+            code = exc.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["run.py", *args], code, out.out, out.err)
+
+    return call
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]  # nothing listens here once the socket is closed
 
 
-def test_a_bad_set_value_names_the_set_argument():
-    result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "contenders.cnn.epochs=abc")
+def test_a_bad_set_value_names_the_set_argument(run_py):
+    result = run_py("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "contenders.cnn.epochs=abc")
     assert result.returncode == 2
     assert "contenders.cnn.epochs: Input should be a valid integer" in result.stderr
     assert "(from --set contenders.cnn.epochs=abc)" in result.stderr and "Traceback" not in result.stderr
-    result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "contenders.cnn.epochs")
+    result = run_py("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--set", "contenders.cnn.epochs")
     assert result.returncode == 2 and "--set expects KEY=VALUE" in result.stderr
 
 
-def test_a_partial_download_stops_before_the_pipeline(fer_tar, tmp_path):
+def test_a_partial_download_stops_before_the_pipeline(fer_tar, tmp_path, run_py):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(fer_tar.read_bytes()[: fer_tar.stat().st_size // 2])
-    result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--data", str(cut))
+    result = run_py("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--data", str(cut))
     assert result.returncode == 2 and "the archive ends early" in result.stderr and "download it again" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr and "Initiating a new run" not in result.stdout
 
@@ -56,11 +76,11 @@ def test_a_data_error_inside_a_step_exits_2_without_a_traceback(fer_tree, tmp_pa
     assert ("Traceback" in output) is verbose
 
 
-def test_an_unreachable_tracking_server_is_reported_before_any_step(fer_tree):
+def test_an_unreachable_tracking_server_is_reported_before_any_step(fer_tree, run_py):
     uri = f"http://127.0.0.1:{_closed_port()}"
     start = time.monotonic()
-    result = _run("--pipeline", "train_all", "--config", "configs/smoke.yaml", "--data", str(fer_tree),
-                  "--set", f"registry.tracking_uri={uri}", timeout=120)
+    result = run_py("--pipeline", "train_all", "--config", "configs/smoke.yaml", "--data", str(fer_tree),
+                  "--set", f"registry.tracking_uri={uri}")
     assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
     assert f"MLflow tracking server {uri} is unreachable" in result.stderr
     assert "Initiating a new run" not in result.stdout + result.stderr
@@ -109,7 +129,7 @@ def test_a_killed_training_run_is_marked_and_resumed_into_the_same_mlflow_run(fe
     assert len(steps) > epochs_before and min(steps) == 1 and max(steps) == 60 and len(set(steps)) >= 59
 
 
-def test_monitor_refuses_a_missing_path_an_empty_folder_and_a_missing_champion_before_the_pipeline(tmp_path):
+def test_monitor_refuses_a_missing_path_an_empty_folder_and_a_missing_champion_before_the_pipeline(tmp_path, run_py):
     from PIL import Image
 
     (tmp_path / "empty").mkdir()
@@ -120,13 +140,13 @@ def test_monitor_refuses_a_missing_path_an_empty_folder_and_a_missing_champion_b
              ([str(faces), "--set", "registry.model_name=never-trained"],
               "models:/never-trained@champion: the registry at")]
     for args, fragment in cases:
-        result = _run("--pipeline", "monitor", "--data", *args)
+        result = run_py("--pipeline", "monitor", "--data", *args)
         assert result.returncode == 2 and fragment in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr and "Initiating a new run" not in result.stdout
 
 
-def test_a_cluster_config_on_the_local_stack_names_the_stack_and_the_fix(fer_tree):
-    result = _run("--pipeline", "train_all", "--config", "configs/kubeflow.yaml", "--data", str(fer_tree))
+def test_a_cluster_config_on_the_local_stack_names_the_stack_and_the_fix(fer_tree, run_py):
+    result = run_py("--pipeline", "train_all", "--config", "configs/kubeflow.yaml", "--data", str(fer_tree))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "configs/kubeflow.yaml is for a stack that runs steps in containers" in result.stderr
     assert "the active ZenML stack 'default' runs them in this process (orchestrator: local)" in result.stderr
