@@ -17,18 +17,9 @@ from fercore.evaluation.predictions import Predictions
 from fercore.evaluation.significance import Bootstrap
 from fercore.models.inference import autocast_dtype, pick_device
 from fercore.monitoring.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
+from fercore.promotion.aliases import apply_moves, current_holders, promotion_lock
 from fercore.promotion.candidates import holder_candidates, overlap_note
-from fercore.promotion.decision import (
-    CHAMPION,
-    Candidate,
-    apply_moves,
-    candidate,
-    candidates_table,
-    current_holders,
-    decide,
-    promotion_lock,
-    table_markdown,
-)
+from fercore.promotion.decision import CHAMPION, Candidate, candidate, candidates_table, decide, table_markdown
 from fercore.promotion.ensembles import AveragingFit, averaged_candidate, routed_candidate
 from fercore.serving.registry import (
     RunInfo,

@@ -12,7 +12,8 @@ from mlflow import MlflowClient
 
 from fercore.constants import CLASS_NAMES
 from fercore.evaluation.metrics import Evaluation
-from fercore.promotion.decision import AliasMove, Candidate, apply_moves, current_holders, decide
+from fercore.promotion.aliases import apply_moves, current_holders
+from fercore.promotion.decision import AliasMove, Candidate, decide
 from fercore.serving.pyfunc import FerEmotionModel, route_probabilities
 
 
@@ -204,7 +205,7 @@ def _overlaps(lock_factory, workers: int = 3, hold_s: float = 0.3) -> list:
 
 
 def test_promotions_on_a_local_store_are_serialised(registry, tmp_path):
-    from fercore.promotion.decision import promotion_lock
+    from fercore.promotion.aliases import promotion_lock
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert _overlaps(lambda: promotion_lock(registry, uri, "m")) == []
@@ -212,7 +213,7 @@ def test_promotions_on_a_local_store_are_serialised(registry, tmp_path):
 
 
 def test_promotions_on_a_server_are_serialised_by_a_lease(registry):
-    from fercore.promotion.decision import LEASE_TAG, registry_lease
+    from fercore.promotion.aliases import LEASE_TAG, registry_lease
 
     assert _overlaps(lambda: registry_lease(registry, "m", settle_s=0.1)) == []
     assert LEASE_TAG not in registry.get_registered_model("m").tags  # released
@@ -222,7 +223,7 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_waited_for(registry):
     import time
 
     from fercore.errors import RegistryError
-    from fercore.promotion.decision import LEASE_TAG, registry_lease
+    from fercore.promotion.aliases import LEASE_TAG, registry_lease
 
     registry.set_registered_model_tag("m", LEASE_TAG, f"dead-host:1:x {time.time() - 5:.0f}")
     with registry_lease(registry, "m", timeout_s=5, settle_s=0.05):

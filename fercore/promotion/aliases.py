@@ -1,0 +1,156 @@
+"""Moving the registry's aliases safely: the current holders, the moves applied with rollback on failure,
+and one promotion at a time (a file lock on a local store, a lease tag on a server)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from fercore.errors import RegistryError
+from fercore.promotion.decision import AliasMove, category_alias
+from fercore.stores import local_store_path
+
+logger = logging.getLogger(__name__)
+
+
+def current_holders(client: MlflowClient, name: str) -> dict[str, str | None]:
+    """Alias -> version for every alias this module manages."""
+    try:
+        aliases = client.get_registered_model(name).aliases or {}
+    except MlflowException:
+        return {}
+    return {a: str(v) for a, v in aliases.items()}
+
+
+
+def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_note: str = "") -> list[AliasMove]:
+    """Moves aliases with a compare-and-swap per alias; rolls back every move if one fails.
+
+    A move is skipped when its alias changed since the decision (another run promoted meanwhile),
+    so a concurrent promotion is never overwritten by a stale decision. Each target version must
+    be READY (its model fully logged) before any alias moves.
+
+    A move with ``routes`` (a routed ensemble) is skipped unless every route still holds its
+    emotion's champion alias at that moment.
+
+    Returns:
+        The moves applied.
+    """
+    for move in moves:
+        if client.get_model_version(name, move.version).status != "READY":
+            raise MlflowException(f"version {move.version} of {name} is not READY; no alias moved")
+    applied: list[AliasMove] = []
+    try:
+        for move in moves:
+            holders = current_holders(client, name)
+            now = holders.get(move.alias)
+            if now != move.previous:
+                logger.warning("Alias %s changed to v%s during promotion; not moving it to v%s", move.alias, now,
+                               move.version)
+                continue
+            stale = {e: v for e, v in (move.routes or {}).items() if holders.get(category_alias(e)) != v}
+            if stale:
+                logger.warning("Not moving %s to ensemble v%s: its routes %s no longer hold those emotions' "
+                               "champion aliases", move.alias, move.version, stale)
+                continue
+            client.set_registered_model_alias(name, move.alias, move.version)
+            applied.append(move)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            client.set_model_version_tag(name, move.version, f"promoted.{move.alias}", f"{stamp} {move.reason}{metric_note}")
+    except Exception:
+        for move in reversed(applied):  # put the old holders back
+            if move.previous:
+                client.set_registered_model_alias(name, move.alias, move.previous)
+            else:
+                client.delete_registered_model_alias(name, move.alias)
+        raise
+    return applied
+
+
+
+LEASE_TAG = "promotion.lease"
+
+
+
+@contextmanager
+def promotion_lock(client: MlflowClient, tracking_uri: str, name: str, timeout_s: float = 1800.0,
+                   lease_s: float = 3600.0, settle_s: float = 1.0) -> Iterator[None]:
+    """Serialises promotions of ``name``: one reads, decides and moves aliases at a time.
+
+    A SQLite or file store is locked with an OS file lock beside it (exact, for every process on
+    that machine). MLflow has no compare-and-swap, so on a tracking server the lock is a lease in
+    the registered model's ``promotion.lease`` tag (owner and expiry): a promotion writes its lease,
+    waits ``settle_s`` and reads it back; it proceeds only if its own lease is still there, else it
+    waits. Two promotions can only both proceed if one of them stalls for longer than ``settle_s``
+    between reading a free lease and writing its own. A crashed holder's lease expires after ``lease_s``.
+
+    Raises:
+        RegistryError: the lock was not obtained within ``timeout_s``.
+    """
+    path = local_store_path(tracking_uri)
+    if path is not None:
+        with _file_lock(path.with_name(path.name + ".promotion.lock"), timeout_s):
+            yield
+    else:
+        with registry_lease(client, name, timeout_s, lease_s, settle_s):
+            yield
+
+
+
+@contextmanager
+def registry_lease(client: MlflowClient, name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0,
+                   settle_s: float = 1.0) -> Iterator[None]:
+    """The tracking-server form of :func:`promotion_lock`: a lease in the ``promotion.lease`` tag."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + timeout_s
+    lease: str | None = None
+    while True:
+        try:
+            lease = client.get_registered_model(name).tags.get(LEASE_TAG)
+            if not lease or float(lease.rpartition(" ")[2] or 0) < time.time():
+                client.set_registered_model_tag(name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
+                time.sleep(settle_s)
+                if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
+                    break
+        except MlflowException as exc:  # a busy store (e.g. a locked database): try again until the deadline
+            lease = f"unknown: {exc.message}"
+        if time.monotonic() > deadline:
+            raise RegistryError(f"another promotion of {name} holds the lease ({lease}); waited {timeout_s:.0f} s. "
+                                f"If its process is gone, delete the registered model tag {LEASE_TAG}.")
+        time.sleep(min(2.0, settle_s * 2))
+    try:
+        yield
+    finally:
+        if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
+            client.delete_registered_model_tag(name, LEASE_TAG)
+
+
+
+@contextmanager
+def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"another promotion holds {path}; waited {timeout_s:.0f} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
