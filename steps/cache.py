@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 from pathlib import Path
@@ -34,6 +35,13 @@ def _project_module(name: str) -> str | None:
         return None
 
 
+@functools.cache
+def _direct_imports(module: str) -> tuple[str, ...]:
+    """The project modules ``module``'s source imports (read once per process: every step asks)."""
+    source = Path(importlib.util.find_spec(module).origin).read_text()
+    return tuple(m for m in map(_project_module, _imported_names(source)) if m)
+
+
 def project_imports(module: str) -> list[str]:
     """``module`` and every project module it imports, directly or through others, read from the source
     (an import inside a function counts), with the packages they belong to."""
@@ -46,8 +54,7 @@ def project_imports(module: str) -> list[str]:
             if parent in seen:
                 continue
             seen.add(parent)
-            origin = importlib.util.find_spec(parent).origin
-            todo.extend(m for m in map(_project_module, _imported_names(Path(origin).read_text())) if m)
+            todo.extend(_direct_imports(parent))
     return sorted(seen)
 
 

@@ -1,7 +1,5 @@
-"""Scoring models on the validation and test splits: once per model, reused by every later step.
-
-Decisions (promotion) read the validation figures; the test figures are only reported.
-"""
+"""The candidates of a promotion besides this run's contenders: alias holders of earlier runs, rescored on
+this run's splits, with a note of how many of this run's validation images each was trained on."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ import mlflow
 import numpy as np
 
 from fercore.data.dataset import FerDataset
-from fercore.data.duplicates import image_hashes  # noqa: F401  (re-exported)
+from fercore.data.duplicates import image_hashes
 from fercore.evaluation.predictions import predict_splits
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import parse_routes, routed_predictions

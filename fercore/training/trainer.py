@@ -383,12 +383,6 @@ class Trainer:
         """The weights that are validated and kept: the moving average when ``ema_decay`` is set."""
         return self.ema.module if self.ema else self.model
 
-    # -- checkpoints -----------------------------------------------------------------------
-
-    def job_key(self, dataset: FerDataset, plan: Rebalanced) -> str:
-        """Identifies this training job (:func:`job_key`)."""
-        return job_key(self.model, self.cfg, dataset, plan, self.teacher_probs)
-
     # -- data parallelism: no-ops in a single process ---------------------------------------
 
     def _shard(self, order: torch.Tensor) -> torch.Tensor:
@@ -413,7 +407,7 @@ class Trainer:
         """Trains until ``epochs``, early stopping or the time limit; restores the best weights."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        key, val = self.job_key(dataset, plan), dataset.split("val")
+        key, val = job_key(self.model, cfg, dataset, plan, self.teacher_probs), dataset.split("val")
         data = (torch.from_numpy(dataset.images), torch.from_numpy(dataset.labels))
         loop = self._start(plan, key)
         start, t0 = loop.progress.epoch, time.perf_counter()
