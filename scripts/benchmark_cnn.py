@@ -130,7 +130,7 @@ def main() -> None:
             subsets={k: round(v["accuracy"], 4) for k, v in ev.subsets.items()},
             per_class_accuracy={k: round(float(v), 4) for k, v in ev.per_class["accuracy"].items()},
             per_class_f1={k: round(float(v), 4) for k, v in ev.per_class["f1"].items()},
-            raw_val=result.raw_val,  # with ema_decay: the last raw weights, beside the average's history
+            kept_weights=result.kept_weights,  # with ema_decay: raw or averaged, whichever validated better
             history=result.history,
         )
         print(ev.markdown())

@@ -108,8 +108,9 @@ class TrainResult:
     train_images_per_s: float = 0.0
     wall_s: float = 0.0
     device: str = "cpu"
-    # with ema_decay: validation loss and accuracy of the last raw (unaveraged) weights, for comparison
-    raw_val: dict[str, float] = field(default_factory=dict)
+    # which weights were kept: "raw", or "ema" (the moving average, with ema_decay), whichever had the lower
+    # validation loss at the best epoch
+    kept_weights: str = "raw"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -206,7 +207,7 @@ def checkpoint_key(spec: dict[str, Any], cfg: TrainingConfig, dataset: FerDatase
     """Identifies a training job: a checkpoint is resumed only by the same job."""
     h = hashlib.sha256(json.dumps([spec, cfg.model_dump(mode="json"), dataset.metadata.get("sha256")], sort_keys=True,
                                   default=str).encode())
-    h.update(b"checkpoint-format-3")  # format 3: the loop's progress in one entry
+    h.update(b"checkpoint-format-4")  # format 4: the result names the kept weights
     h.update(plan.indices.tobytes())
     h.update(json.dumps([plan.method, plan.epoch_size, plan.seed]).encode())
     if plan.sample_weights is not None:
@@ -378,10 +379,16 @@ class Trainer:
             return forward
         return torch.compile(forward)
 
-    @property
-    def eval_model(self) -> nn.Module:
-        """The weights that are validated and kept: the moving average when ``ema_decay`` is set."""
-        return self.ema.module if self.ema else self.model
+    def _validate_candidates(self, val: FerDataset) -> tuple[str, tuple[float, float], dict[str, float]]:
+        """Validates the raw weights and, with ``ema_decay``, their moving average: a short budget leaves the
+        average far behind the weights, a long one ahead of them. Returns the better one's name ("raw" or
+        "ema", by validation loss), its ``(loss, accuracy)`` and both candidates' figures as metrics."""
+        raw = self._validate_shared(val, self.model)
+        if not self.ema:
+            return "raw", raw, {}
+        ema = self._validate_shared(val, self.ema.module)
+        scores = {"raw_val_loss": raw[0], "raw_val_accuracy": raw[1], "ema_val_loss": ema[0], "ema_val_accuracy": ema[1]}
+        return ("ema", ema, scores) if ema[0] <= raw[0] else ("raw", raw, scores)
 
     # -- data parallelism: no-ops in a single process ---------------------------------------
 
@@ -427,7 +434,7 @@ class Trainer:
                             "within the budget", epoch + 1, cfg.epochs, trained, rows)
                 break
         loop.bar.close()
-        return self._finish(loop, val, key, time.perf_counter() - t0)
+        return self._finish(loop, key, time.perf_counter() - t0)
 
     def _start(self, plan: Rebalanced, key: str) -> _Loop:
         """The optimizer, schedule, loss and progress bar of a fit, resumed from ``key``'s checkpoint if any."""
@@ -458,29 +465,30 @@ class Trainer:
         train_loss, train_acc, trained = self._train_epoch(loop, data, rows, epoch)
         loop.train_time += time.perf_counter() - t_epoch
         loop.seen += trained
-        val_loss, val_acc = self._validate_shared(val)
+        kept, (val_loss, val_acc), scores = self._validate_candidates(val)
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
-                   "val_accuracy": val_acc, "lr": loop.opt.param_groups[0]["lr"]}
+                   "val_accuracy": val_acc, "lr": loop.opt.param_groups[0]["lr"], **scores}
         progress = loop.progress
         progress.epoch = epoch + 1
         progress.result.history.append(metrics)
         if val_loss < progress.result.best_val_loss:
-            progress.result.best_val_loss, progress.result.best_epoch, progress.bad_epochs = val_loss, epoch + 1, 0
-            progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
+            result = progress.result
+            result.best_val_loss, result.best_epoch, result.kept_weights, progress.bad_epochs = val_loss, epoch + 1, kept, 0
+            weights = self.ema.module if kept == "ema" else self.model
+            progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights.state_dict().items()}
         else:
             progress.bad_epochs += 1
         loop.bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
                              val_acc=f"{val_acc:.3f}")
         return metrics, len(rows), trained
 
-    def _finish(self, loop: _Loop, val: FerDataset, key: str, wall_s: float) -> TrainResult:
-        """Restores the best weights (the moving average's when kept) and completes the result."""
+    def _finish(self, loop: _Loop, key: str, wall_s: float) -> TrainResult:
+        """Restores the best weights (raw or averaged, whichever validated better) and completes the result."""
         result, best_state = loop.progress.result, loop.progress.best_state
         if self.ema:
-            result.raw_val = dict(zip(("loss", "accuracy"), self._validate_shared(val, self.model)))
-            logger.info("Last raw weights: val_loss %.4f, val_accuracy %.4f (the average's are in the history)",
-                        *result.raw_val.values())
-            best_state = best_state or self.ema.module.state_dict()
+            logger.info("Kept the %s weights of epoch %d (val_loss %.4f)",
+                        "moving average's" if result.kept_weights == "ema" else "raw", result.best_epoch,
+                        result.best_val_loss)
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()
@@ -562,7 +570,7 @@ class Trainer:
     def _validate(self, val: FerDataset, model: nn.Module | None = None) -> tuple[float, float]:
         if len(val) == 0:
             return float("nan"), float("nan")
-        model = self.eval_model if model is None else model
+        model = self.model if model is None else model
         # validated on the window size the model trains on
         probs = predict_proba(model, centre_crop(val.images, self.cfg.augment.crop_size), device=self.device,
                               amp=self.amp)
