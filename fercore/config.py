@@ -139,8 +139,8 @@ class TrainingConfig(_Strict):
                           "compiler, else training stays eager); about 40 s of compilation, then faster steps")
     ema_decay: float | None = Field(
         None, gt=0.0, lt=1.0, description="keep an exponential moving average of the weights (and batch-norm "
-        "statistics), updated every optimizer step with this decay; it is validated, kept and returned instead "
-        "of the raw weights")
+        "statistics), updated every optimizer step with this decay; every epoch validates it beside the raw "
+        "weights and the better of the two (by validation loss) is kept (kept_weights says which)")
     tta: TtaMode = Field("hflip", description="test-time views averaged: none, the mirror, mirror and 2-px shifts, "
                         "tencrop (corners and centre, and mirrors), or grid (every window 2 px apart, and mirrors), "
                         "cut to the model's input size")
@@ -304,6 +304,44 @@ class MonitorConfig(_Strict):
                                                     "(all are named), or are skipped and counted")
 
 
+class ContestConfig(_Strict):
+    """How the contest spends the training minutes: successive halving in rungs (Hyperband's idea)."""
+
+    rungs: list[float] = Field([1.0], description="cumulative shares of each contender's budget (max_train_minutes and "
+                               "epochs) at which the contest is judged on validation, e.g. [0.25, 1.0]: after the first "
+                               "quarter a contender that can no longer win any emotion (nor overall) stops, and its "
+                               "unused budget goes to those that go on (in minutes when every contender has "
+                               "max_train_minutes, else in shares of their own budgets); each rung restarts the "
+                               "schedule from the last rung's weights. Increasing, the last 1.0; [1.0]: no rungs")
+    resamples: int = Field(1000, ge=100, description="bootstrap resamples of the validation images per judgement")
+
+    @field_validator("rungs")
+    @classmethod
+    def _increasing_to_one(cls, rungs: list[float]) -> list[float]:
+        if not rungs:
+            raise ValueError("is empty: give at least [1.0] (no rungs)")
+        if any(not 0 < r <= 1 for r in rungs):
+            raise ValueError(f"{rungs}: every rung is a share of the budget in (0, 1]; more than 1 exceeds it")
+        if any(b <= a for a, b in zip(rungs, rungs[1:])):
+            raise ValueError(f"{rungs} does not increase: each rung is a larger share of the budget than the last")
+        if rungs[-1] != 1.0:
+            raise ValueError(f"{rungs} ends at {rungs[-1]}: the last rung is 1.0, the whole budget")
+        return rungs
+
+
+class RunTrainingConfig(_Strict):
+    """Where this run's training starts."""
+
+    continue_from: Literal["none", "latest"] | None = Field(
+        None, description="latest: each contender continues from its latest registered version trained on the same "
+        "validation images with the same network (a warm restart of its schedule; otherwise it starts fresh and "
+        "says why); none: from scratch (or the pretrained checkpoint). Default: none, and latest in the config "
+        "that --schedule writes")
+
+    def continues(self) -> bool:
+        return self.continue_from == "latest"
+
+
 class ScheduleConfig(_Strict):
     """When ``run.py --schedule`` retrains."""
 
@@ -318,6 +356,8 @@ class Config(_Strict):
     contenders: dict[str, Contender] = Field(
         default_factory=lambda: {"cnn": CnnContender(family="cnn"), "vit": VitContender(family="vit")},
         description="the models trained and judged per emotion: name -> {family: cnn | vit, that family's settings}")
+    contest: ContestConfig = ContestConfig()
+    training: RunTrainingConfig = RunTrainingConfig()
     registry: RegistryConfig = RegistryConfig()
     promotion: PromotionConfig = PromotionConfig()
     resources: ResourcesConfig = ResourcesConfig()
@@ -353,7 +393,21 @@ class Config(_Strict):
                 raise ValueError(f"contenders.{name}.distill.teacher '{d.teacher}' is not another enabled contender "
                                  f"(enabled: {enabled}); name one, or a registered model (models:/NAME@ALIAS)")
         self.training_order()  # refuses a cycle of teachers
+        self._rungs_have_budgets()
         return self
+
+    def _rungs_have_budgets(self) -> None:
+        if not self.has_rungs():
+            return
+        for name in self.enabled_contenders():
+            if self.teacher_of(name):
+                raise ValueError(f"contenders.{name}.distill.teacher '{self.teacher_of(name)}' trains in this run's "
+                                 "rungs, so there is no finished teacher to distill from: name a registered model "
+                                 "(models:/NAME@ALIAS), or contest.rungs: [1.0]")
+
+    def has_rungs(self) -> bool:
+        """Whether training runs in rungs: more than one rung, and more than one contender to judge."""
+        return len(self.contest.rungs) > 1 and len(self.enabled_contenders()) > 1
 
     def enabled_contenders(self) -> dict[str, CnnContender | VitContender]:
         return {name: c for name, c in self.contenders.items() if c.enabled}

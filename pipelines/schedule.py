@@ -43,6 +43,8 @@ def schedule_name(pipeline_name: str) -> str:
 def write_scheduled_config(config: Config, pipeline_name: str, cron: str, folder: Path = SCHEDULES) -> Path:
     """Writes the resolved config that the schedule runs; a local data path is made absolute."""
     data = config.model_dump(mode="json")
+    if data["training"]["continue_from"] is None:  # scheduled runs continue where the last one stopped
+        data["training"]["continue_from"] = "latest"
     source = Path(data["data"]["source"]).expanduser()
     if data["data"]["source"] != "kaggle" and source.exists():
         data["data"]["source"] = str(source.resolve())

@@ -1,12 +1,15 @@
-"""Pipeline ``train_all``: ingest -> rebalance -> train -> evaluate -> register per contender -> promote."""
+"""Pipeline ``train_all``: ingest -> rebalance -> train (in rungs) -> evaluate -> register per contender -> promote."""
 
 from zenml import pipeline
 
 from fercore.config import Config, step_suffix
 from fercore.models.vit import vit_variant
+from fercore.training.contest import initial_state
 from pipelines.deploy import training_settings
 from pipelines.ingest import data_steps
 from steps.evaluate_model import evaluate_model
+from steps.find_warm_starts import find_warm_starts
+from steps.judge_rung import judge_rung
 from steps.promote_models import promote_models
 from steps.register_model import register_model
 from steps.train_cnn import train_cnn
@@ -15,39 +18,83 @@ from steps.train_vit import train_vit
 TRAIN_STEPS = {"cnn": train_cnn, "vit": train_vit}
 
 
-def contender_steps(config: Config, name: str, dataset, plan, teacher=None):
-    """Wires ``train_<name>`` -> ``evaluate_<name>`` -> ``register_<name>`` for one contender; returns its
-    model, its registration and its val/test predictions (which promotion reuses instead of scoring it again).
+def train_step_id(name: str, rung: int) -> str:
+    """``train_<name>`` for the first (or only) rung, ``train_<name>_rung<k>`` for the k-th."""
+    return f"train_{step_suffix(name)}" + (f"_rung{rung + 1}" if rung else "")
+
+
+def train_steps(config: Config, name: str, dataset, plan, rung: int = 0, previous=None, teacher=None, **inputs):
+    """Wires one rung of contender ``name``; returns its (model, training, run id, validation probabilities).
 
     Args:
-        teacher: the teacher contender's ``(model, registration)``, when it distills from one of this run's.
+        previous: the contender's outputs after the last rung (later rungs).
+        teacher: the teacher contender's model, when it distills from one of this run's (no rungs then).
+        inputs: ``contest``, ``warm_starts`` and ``judged`` for the step.
     """
+    cfg = config.contenders[name]
+    if previous is not None:
+        inputs.update(previous_model=previous[0], previous_training=previous[1], previous_run_id=previous[2])
+    if teacher is not None:
+        inputs["teacher"] = teacher
+    return TRAIN_STEPS[cfg.family].with_options(settings=training_settings(config))(
+        dataset, plan, cfg, name, config.registry, config.checkpoint_dir, ddp_processes=config.resources.ddp_processes,
+        id=train_step_id(name, rung), **inputs)
+
+
+def contest_steps(config: Config, dataset, plan, warm_starts) -> dict[str, tuple]:
+    """Every rung of every contender, a ``judge_rung<k>`` after each rung but the last: the contenders of a rung
+    are independent steps (parallel pods on Kubeflow), and each later rung waits for the judgement."""
+    names, rungs = config.training_order(), config.contest.rungs
+    state, trained = initial_state(config), {}
+    for k in range(len(rungs)):
+        judged = k < len(rungs) - 1
+        for name in names:
+            first = {"warm_starts": warm_starts} if k == 0 else {}
+            trained[name] = train_steps(config, name, dataset, plan, k, trained.get(name), contest=state,
+                                        judged=judged, **first)
+        if judged:
+            state = judge_rung(dataset, state, names, [trained[n][3] for n in names], config.promotion.metric,
+                               config.contest.resamples, id=f"judge_rung{k + 1}")
+    return trained
+
+
+def evaluate_and_register(config: Config, name: str, dataset, trained: tuple, teacher_registration=None):
+    """Wires ``evaluate_<name>`` -> ``register_<name>``; returns the registration and the val/test predictions
+    (which promotion reuses instead of scoring the model again)."""
     cfg, suffix = config.contenders[name], step_suffix(name)
+    model, training, run_id = trained[:3]
     tags = {"contender": name}
     if cfg.family == "vit":
         tags["checkpoint"] = vit_variant(cfg)
         if cfg.distill.enabled:
             tags["distill_teacher"] = cfg.distill.teacher
-    inputs = {"teacher": teacher[0]} if teacher else {}
-    model, training, run_id = TRAIN_STEPS[cfg.family].with_options(settings=training_settings(config))(
-        dataset, plan, cfg, name, config.registry, config.checkpoint_dir,
-        ddp_processes=config.resources.ddp_processes, id=f"train_{suffix}", **inputs)
     evaluation, val_evaluation, predictions = evaluate_model(
         model, dataset, training, run_id, config.registry, cfg.tta, cfg.mixed_precision, id=f"evaluate_{suffix}")
     registration = register_model(model, evaluation, val_evaluation, run_id, dataset, config.registry, cfg.family,
-                                  cfg.tta, cfg.mixed_precision, tags, teacher[1] if teacher else None,
+                                  cfg.tta, cfg.mixed_precision, tags, teacher_registration, training,
                                   id=f"register_{suffix}")
-    return model, registration, predictions
+    return registration, predictions
 
 
 @pipeline(name="fer_train_all")
 def train_all_pipeline(config: Config) -> None:
-    """Trains, evaluates and registers every enabled contender on FER-2013, then promotes (fan-in)."""
+    """Trains (in the contest's rungs), evaluates and registers every enabled contender on FER-2013, then
+    promotes (fan-in)."""
     dataset, plan = data_steps(config)
-    trained: dict[str, tuple] = {}
-    for name in config.training_order():  # a teacher before its students
+    warm_starts = find_warm_starts(dataset, config) if config.training.continues() else None
+    if config.has_rungs():
+        trained = contest_steps(config, dataset, plan, warm_starts)
+    else:
+        trained = {}
+        for name in config.training_order():  # a teacher before its students
+            teacher = config.teacher_of(name)
+            trained[name] = train_steps(config, name, dataset, plan, teacher=trained[teacher][0] if teacher else None,
+                                        warm_starts=warm_starts)
+    registered = {}
+    for name in config.training_order():
         teacher = config.teacher_of(name)
-        trained[name] = contender_steps(config, name, dataset, plan, trained[teacher][:2] if teacher else None)
-    if config.promotion.enabled and trained:
-        promote_models(dataset, config.registry, config.promotion, [t[1] for t in trained.values()],
-                       [t[2] for t in trained.values()])
+        registered[name] = evaluate_and_register(config, name, dataset, trained[name],
+                                                 registered[teacher][0] if teacher else None)
+    if config.promotion.enabled and registered:
+        promote_models(dataset, config.registry, config.promotion, [r[0] for r in registered.values()],
+                       [r[1] for r in registered.values()])

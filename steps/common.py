@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from zenml import get_step_context, log_metadata
 from zenml.client import Client
 from zenml.utils import source_utils
@@ -16,8 +18,9 @@ from fercore.serving.registry import RunInfo
 from fercore.stores import resolve_tracking_uri
 from fercore.training import distributed
 from fercore.training.checkpoints import CheckpointStore
-from fercore.training.tracked import train_tracked
-from fercore.training.trainer import TrainJob, TrainResult
+from fercore.training.contest import is_active
+from fercore.training.tracked import Rung, train_contender
+from fercore.training.trainer import TrainJob
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +84,40 @@ def run_info(registry: RegistryConfig) -> RunInfo:
     return RunInfo(tracking_uri(registry), registry.experiment_name, run_name, run_id)
 
 
+@dataclass
+class RungInputs:
+    """A training step's inputs from the contest and from ``training.continue_from`` (see the train steps)."""
+
+    contest: dict[str, Any] | None = None
+    warm_starts: dict[str, Any] | None = None
+    previous_training: dict[str, Any] | None = None
+    previous_run_id: str | None = None
+    judged: bool = False
+
+    def active(self, name: str) -> bool:
+        return self.previous_training is None or is_active(self.contest, name)
+
+    def epochs_before(self, name: str) -> int:
+        """Epochs the model trained before this step (earlier rungs, and the version it continues from)."""
+        if self.previous_training is not None:
+            return int(self.previous_training.get("total_epochs", 0))
+        return int((self.warm_starts or {}).get(name, {}).get("total_epochs", 0))
+
+    def rung(self, name: str, model_name: str) -> Rung:
+        warm = (self.warm_starts or {}).get(name) if self.previous_training is None else None
+        return Rung(self.contest, self.previous_training, self.previous_run_id, dict(warm) if warm else None,
+                    model_name, self.judged)
+
+
 def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoint_dir: str,
-                    ddp_processes: int | str = 1, extra_params: dict[str, Any] | None = None) -> tuple[TrainResult, str]:
-    """:func:`fercore.training.tracked.train_tracked` with this stack's checkpoint store and pipeline run; the
-    result's summary becomes the step's ``training`` metadata."""
+                    ddp_processes: int | str = 1, rung: RungInputs | None = None,
+                    extra_params: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, np.ndarray]:
+    """:func:`fercore.training.tracked.train_contender` with this stack's checkpoint store and pipeline run; the
+    record's summary becomes the step's ``training`` metadata."""
     job.checkpoints = checkpoint_store(checkpoint_dir, name)
-    result, run_id = train_tracked(job, name, run_info(registry), distributed.resolve_processes(ddp_processes),
-                                   extra_params)
-    summary = {k: v for k, v in result.to_dict().items() if k != "history"}
+    training, run_id, probs = train_contender(job, name, run_info(registry), (rung or RungInputs()).rung(
+        name, registry.model_name), distributed.resolve_processes(ddp_processes), extra_params)
+    summary = {k: v for k, v in training.items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(job.model), **(extra_params or {})},
                  infer_artifact=True, artifact_name="training")
-    return result, run_id
+    return training, run_id, probs

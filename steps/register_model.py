@@ -9,6 +9,7 @@ from fercore.config import RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import Evaluation
 from fercore.promotion.register import TrainedModel, register
+from fercore.training.tracked import training_tags
 from steps.common import run_info
 
 
@@ -18,15 +19,17 @@ def register_model(
     model: nn.Module, evaluation: Evaluation, val_evaluation: Evaluation, mlflow_run_id: str, dataset: FerDataset,
     registry: RegistryConfig, architecture: str, tta: str = "hflip", mixed_precision: str = "auto",
     extra_tags: dict[str, str] | None = None, teacher: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> Annotated[dict[str, Any], "registered_model"]:
     """Registers a new version of ``registry.model_name`` (see :class:`fercore.promotion.register.TrainedModel`
-    for the arguments; ``dataset``'s sha256 and validation images become tags).
+    for the arguments; ``dataset``'s sha256 and validation images become tags, and so do the training record's
+    kept weights, the contest's word, what it continued from and its total minutes).
 
     Returns:
         ``name``, ``version``, ``model_uri``, ``run_id``, ``architecture``, ``contender`` and headline metrics.
     """
     trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run_id, architecture, tta, mixed_precision,
-                           extra_tags or {}, teacher)
+                           {**training_tags(training), **(extra_tags or {})}, teacher)
     out = register(trained, dataset, registry.model_name, run_info(registry))
     log_metadata(metadata=out, infer_artifact=True, artifact_name="registered_model")
     return out

@@ -1,7 +1,8 @@
-"""Step: train the CNN from scratch (GPU-backed through the pipeline's ResourceSettings)."""
+"""Step: train the CNN from scratch (GPU-backed through the pipeline's ResourceSettings), or one rung of it."""
 
 from typing import Annotated, Any
 
+import numpy as np
 from torch import nn
 from zenml import step
 
@@ -12,16 +13,19 @@ from fercore.models import build_cnn
 from fercore.training.trainer import TrainJob
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
-from steps.common import train_and_track
+from steps.common import RungInputs, train_and_track
 
 
 @step(output_materializers={"model": FerModelMaterializer},
       cache_policy=cache_policy(__name__))
 def train_cnn(
     dataset: FerDataset, plan: Rebalanced, config: CnnContender, name: str, registry: RegistryConfig,
-    checkpoint_dir: str, ddp_processes: int | str = 1,
-) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[str, "mlflow_run_id"]]:
-    """Trains a CNN contender with early stopping; epochs are logged to MLflow.
+    checkpoint_dir: str, ddp_processes: int | str = 1, contest: dict[str, Any] | None = None,
+    warm_starts: dict[str, Any] | None = None, previous_model: nn.Module | None = None,
+    previous_training: dict[str, Any] | None = None, previous_run_id: str | None = None, judged: bool = False,
+) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[str, "mlflow_run_id"],
+           Annotated[np.ndarray, "val_probabilities"]]:
+    """Trains a CNN contender with early stopping (one rung of it with ``contest``); epochs are logged to MLflow.
 
     Args:
         dataset: split dataset (train rows picked by ``plan``, validation on ``val``).
@@ -31,11 +35,19 @@ def train_cnn(
         registry: MLflow settings.
         checkpoint_dir: per-epoch checkpoints, resumed after an interruption.
         ddp_processes: ``resources.ddp_processes`` (more than 1: DistributedDataParallel workers).
+        contest: the contest's state for this rung (None: no rungs).
+        warm_starts: ``training.continue_from``'s pick per contender (first rung only).
+        previous_model: the contender's model after the last rung (later rungs).
+        previous_training: its training record after the last rung.
+        previous_run_id: its MLflow run.
+        judged: the contest judges after this rung (validation probabilities are returned for it).
 
     Returns:
-        The model with its best weights, the training history and the MLflow run id.
+        The model with its best weights, the training record, the MLflow run id and, when judged, the
+        validation probabilities.
     """
-    model = build_cnn(config.architecture, **config.model_kwargs())
-    result, run_id = train_and_track(TrainJob(model, config, dataset, plan), name, registry, checkpoint_dir,
-                                     ddp_processes)
-    return model, result.to_dict(), run_id
+    model = previous_model if previous_model is not None else build_cnn(config.architecture, **config.model_kwargs())
+    rung = RungInputs(contest, warm_starts, previous_training, previous_run_id, judged)
+    training, run_id, probs = train_and_track(TrainJob(model, config, dataset, plan), name, registry, checkpoint_dir,
+                                              ddp_processes, rung)
+    return model, training, run_id, probs

@@ -1,7 +1,8 @@
-"""Step: fine-tune a Vision Transformer (GPU-backed through the pipeline's ResourceSettings)."""
+"""Step: fine-tune a Vision Transformer (GPU-backed through the pipeline's ResourceSettings), or one rung of it."""
 
 from typing import Annotated, Any
 
+import numpy as np
 from torch import nn
 from zenml import step
 
@@ -13,7 +14,7 @@ from fercore.training.distill import soft_targets
 from fercore.training.trainer import TrainJob
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
-from steps.common import tracking_uri, train_and_track
+from steps.common import RungInputs, tracking_uri, train_and_track
 
 
 @step(output_materializers={"model": FerModelMaterializer},
@@ -21,26 +22,20 @@ from steps.common import tracking_uri, train_and_track
 def train_vit(
     dataset: FerDataset, plan: Rebalanced, config: VitContender, name: str, registry: RegistryConfig,
     checkpoint_dir: str, teacher: nn.Module | None = None, ddp_processes: int | str = 1,
-) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[str, "mlflow_run_id"]]:
-    """Fine-tunes a ViT contender (or trains a small one from scratch) with early stopping.
-
-    Args:
-        dataset: split dataset.
-        plan: the rebalanced training rows and class weights.
-        config: the contender's config (``contenders.<name>``).
-        name: the contender's name.
-        registry: MLflow settings.
-        checkpoint_dir: per-epoch checkpoints, resumed after an interruption.
-        teacher: the teacher contender's model, when ``distill.teacher`` names one of this run's.
-        ddp_processes: ``resources.ddp_processes`` (more than 1: DistributedDataParallel workers).
-
-    Returns:
-        The model with its best weights, the training history and the MLflow run id.
-    """
-    model = build_vit(config)
-    schedule = UnfreezeSchedule(config) if config.checkpoint else None
-    probs, teacher_name = soft_targets(config, dataset, teacher, tracking_uri(registry))
+    contest: dict[str, Any] | None = None, warm_starts: dict[str, Any] | None = None,
+    previous_model: nn.Module | None = None, previous_training: dict[str, Any] | None = None,
+    previous_run_id: str | None = None, judged: bool = False,
+) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[str, "mlflow_run_id"],
+           Annotated[np.ndarray, "val_probabilities"]]:
+    """Fine-tunes a ViT contender (or trains a small one from scratch) with early stopping; one rung of it with
+    ``contest``. The arguments are :func:`steps.train_cnn.train_cnn`'s, and ``teacher``: the teacher
+    contender's model, when ``distill.teacher`` names one of this run's."""
+    rung = RungInputs(contest, warm_starts, previous_training, previous_run_id, judged)
+    model = previous_model if previous_model is not None else build_vit(config)
+    schedule = UnfreezeSchedule(config, rung.epochs_before(name)) if config.checkpoint else None
+    probs, teacher_name = (soft_targets(config, dataset, teacher, tracking_uri(registry)) if rung.active(name)
+                           else (None, None))  # a contender the contest stopped passes through
     extra = {"checkpoint": vit_variant(config), **({"distill_teacher": teacher_name} if teacher_name else {})}
     job = TrainJob(model, config, dataset, plan, on_epoch_start=schedule, teacher_probs=probs)
-    result, run_id = train_and_track(job, name, registry, checkpoint_dir, ddp_processes, extra)
-    return model, result.to_dict(), run_id
+    training, run_id, val_probs = train_and_track(job, name, registry, checkpoint_dir, ddp_processes, rung, extra)
+    return model, training, run_id, val_probs

@@ -17,6 +17,16 @@ def image_hashes(images: np.ndarray) -> np.ndarray:
     return np.array([hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in images], dtype="S16")
 
 
+def split_digest(dataset: FerDataset, split: str = "val") -> str:
+    """The digest of a split's images: the data lineage a model is judged on (equal digests, same images)."""
+    return hash_set_digest(image_hashes(dataset.split(split).images))
+
+
+def hash_set_digest(hashes: np.ndarray) -> str:
+    """One digest of a set of image hashes (order-free): equal digests, same images."""
+    return hashlib.sha256(np.sort(hashes).tobytes()).hexdigest()[:16]
+
+
 def _within(hashes: np.ndarray, labels: np.ndarray) -> dict[str, int]:
     _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
     dup = counts > 1

@@ -74,23 +74,25 @@ class Bootstrap:
         sa, sb = self.scores(a), self.scores(b)
         if emotion is None:
             diff = sa[metric] - sb[metric]
-            value = _score(self.labels, a, metric) - _score(self.labels, b, metric)
+            value = metric_score(self.labels, a, metric) - metric_score(self.labels, b, metric)
         else:
             c = CLASS_NAMES.index(emotion)
             diff = sa["f1"][:, c] - sb["f1"][:, c]
-            value = _f1(self.labels, a, c) - _f1(self.labels, b, c)
+            value = class_f1(self.labels, a, c) - class_f1(self.labels, b, c)
         low, high = np.percentile(diff, [2.5, 97.5])
         return Lead(float(value), float(low), float(high))
 
 
-def _f1(labels: np.ndarray, predicted: np.ndarray, c: int) -> float:
+def class_f1(labels: np.ndarray, predicted: np.ndarray, c: int) -> float:
+    """Class ``c``'s F1 of the predicted classes (0 when the class is neither present nor predicted)."""
     tp = int(((predicted == c) & (labels == c)).sum())
     denominator = int((predicted == c).sum() + (labels == c).sum())
     return 2 * tp / denominator if denominator else 0.0
 
 
-def _score(labels: np.ndarray, predicted: np.ndarray, metric: str) -> float:
-    f1 = np.array([_f1(labels, predicted, c) for c in range(NUM_CLASSES)])
+def metric_score(labels: np.ndarray, predicted: np.ndarray, metric: str) -> float:
+    """``accuracy``, ``weighted_f1`` or ``macro_f1`` of the predicted classes."""
+    f1 = np.array([class_f1(labels, predicted, c) for c in range(NUM_CLASSES)])
     if metric == "accuracy":
         return float((predicted == labels).mean())
     if metric == "weighted_f1":

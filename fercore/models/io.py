@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -50,3 +51,12 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.
     if spec.get("input_size"):  # the window size it trained on (either family): predictions cut views to it
         model.fer_spec["input_size"] = spec["input_size"]
     return model.to(device).eval()
+
+
+def network_digest(model: nn.Module) -> str:
+    """Identifies a network's shape: its family, architecture, checkpoint, input size and every weight's name and
+    shape. Equal digests: one model's weights load into the other (continuing training from a version needs it)."""
+    spec = getattr(model, "fer_spec", {})
+    shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    what = [spec.get("family"), spec.get("architecture"), spec.get("checkpoint"), spec.get("input_size"), shapes]
+    return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:12]

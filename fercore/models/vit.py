@@ -256,13 +256,19 @@ def set_trainable_blocks(model: FerViT, trainable_blocks: int) -> int:
 
 class UnfreezeSchedule:
     """A Trainer ``on_epoch_start`` callback applying ``config.freeze`` to a pretrained ViT (a class in
-    the ZenML-free core: DDP workers unpickle it)."""
+    the ZenML-free core: DDP workers unpickle it).
 
-    def __init__(self, config: Any):
-        self.freeze = config.freeze
+    Args:
+        config: a ViT contender's config.
+        epochs_before: epochs the model trained before this fit (earlier rungs, a version it continues from):
+            unfreezing goes on from there instead of freezing the encoder again.
+    """
+
+    def __init__(self, config: Any, epochs_before: int = 0):
+        self.freeze, self.epochs_before = config.freeze, epochs_before
 
     def __call__(self, epoch: int, model: FerViT) -> None:
-        blocks = self.freeze.trainable_blocks(epoch)
+        blocks = self.freeze.trainable_blocks(epoch + self.epochs_before)
         trainable = set_trainable_blocks(model, blocks)
         logger.info("Epoch %d: top %d encoder blocks + head trainable (%d parameters)", epoch + 1, blocks, trainable)
 

@@ -3,13 +3,11 @@ this run's splits, with a note of how many of this run's validation images each 
 
 from __future__ import annotations
 
-import hashlib
-
 import mlflow
 import numpy as np
 
 from fercore.data.dataset import FerDataset
-from fercore.data.duplicates import image_hashes
+from fercore.data.duplicates import hash_set_digest, image_hashes  # noqa: F401  (re-exported)
 from fercore.evaluation.predictions import predict_splits
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import parse_routes, routed_predictions
@@ -19,11 +17,6 @@ TRAIN_HASHES = "data/train_image_hashes.npy"  # logged in each model's MLflow ru
 
 
 # -- which images a model saw ------------------------------------------------------------------
-
-
-def hash_set_digest(hashes: np.ndarray) -> str:
-    """One digest of a set of image hashes (order-free): equal digests, same images."""
-    return hashlib.sha256(np.sort(hashes).tobytes()).hexdigest()[:16]
 
 
 def overlap_note(trained_on: np.ndarray | None, val_hashes: np.ndarray, split_train: np.ndarray) -> str:

@@ -39,6 +39,7 @@ class Candidate:
     test_probs: np.ndarray | None = None
     overlap: str = ""  # how much of this run's validation split it was trained on (holders of earlier runs)
     contender: str = ""  # its name in the config (versions registered before contenders: none)
+    contest: str = ""  # what the contest's rungs said of it ("stopped after rung 1 of 2: ..."), if it ran in rungs
 
     @property
     def label(self) -> str:
@@ -83,7 +84,8 @@ def candidates_table(cands: list[Candidate]) -> pd.DataFrame:
         rows.append({"candidate": c.label, "new": c.new, "val macro_f1": c.score("macro_f1"),
                      "val accuracy": c.score("accuracy"), "test macro_f1": t.get("macro_f1", float("nan")),
                      "test accuracy": t.get("accuracy", float("nan")),
-                     "validation images it trained on": c.overlap or ("none" if c.new else "")})
+                     "validation images it trained on": c.overlap or ("none" if c.new else ""),
+                     **({"contest": c.contest.split(";")[0].split(":")[0]} if any(x.contest for x in cands) else {})})
     return pd.DataFrame(rows)
 
 
@@ -219,7 +221,8 @@ def _overall_moves(cands, holders, by_version, metric, min_margin, reasons, boot
 
 
 def candidate(version: str, architecture: str, predictions: Predictions, dataset: FerDataset, new: bool,
-              overlap: str = "", contender: str = "") -> Candidate:
+              overlap: str = "", contender: str = "", contest: str = "") -> Candidate:
     """A scored candidate: decided on its validation figures, its test figures kept for the report."""
     val_ev, test_ev = predictions.evaluations(dataset)
-    return Candidate(version, architecture, val_ev, predictions.val, new, test_ev, predictions.test, overlap, contender)
+    return Candidate(version, architecture, val_ev, predictions.val, new, test_ev, predictions.test, overlap, contender,
+                     contest)

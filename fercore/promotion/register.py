@@ -15,12 +15,12 @@ from mlflow import MlflowClient
 from torch import nn
 
 from fercore.data.dataset import FerDataset
-from fercore.data.duplicates import image_hashes
+from fercore.data.duplicates import image_hashes, split_digest
 from fercore.data.incoming import incoming_tag
 from fercore.errors import RegistryError
 from fercore.evaluation.metrics import Evaluation
-from fercore.models import save_model
-from fercore.promotion.candidates import TRAIN_HASHES, hash_set_digest
+from fercore.models import network_digest, save_model
+from fercore.promotion.candidates import TRAIN_HASHES
 from fercore.serving.registry import RunInfo, connect, end_run, log_and_register, run_closed_on_error
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ def register(trained: TrainedModel, dataset: FerDataset, model_name: str, info: 
         logger.info("Model of MLflow run %s is registered already as version %s", trained.mlflow_run_id, version)
     return {"name": model_name, "version": version, "model_uri": f"models:/{model_name}/{version}",
             "run_id": trained.mlflow_run_id, "architecture": trained.architecture,
-            "contender": trained.tags.get("contender", trained.architecture), **metrics}
+            "contender": trained.tags.get("contender", trained.architecture), "contest": trained.tags.get("contest", ""),
+            **metrics}
 
 
 def registered_version(model_name: str, mlflow_run_id: str) -> str | None:
@@ -100,7 +101,7 @@ def registered_version(model_name: str, mlflow_run_id: str) -> str | None:
 def _version_tags(trained: TrainedModel, dataset: FerDataset, zenml_run_id: str) -> dict[str, str]:
     tags = {"architecture": trained.architecture, "zenml_run_id": zenml_run_id,
             "dataset_sha256": str(dataset.metadata.get("sha256")),
-            "val_images": hash_set_digest(image_hashes(dataset.split("val").images)), **trained.tags}
+            "val_images": split_digest(dataset), "network": network_digest(trained.model), **trained.tags}
     if dataset.metadata.get("incoming"):
         tags["incoming_batches"] = incoming_tag(dataset.metadata)
     if trained.teacher:

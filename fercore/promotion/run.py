@@ -77,7 +77,7 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
     val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
     own_overlap = overlap_note(split_train, val_hashes, split_train)
     new = [candidate(r["version"], r["architecture"], p, dataset, _registered_by(client, name, r["version"], info),
-                     own_overlap, r.get("contender", "")) for r, p in new]
+                     own_overlap, r.get("contender", ""), r.get("contest", "")) for r, p in new]
     # read, decide and move as one: concurrent promotions queue here
     with promotion_lock(client, info.tracking_uri, name):
         holders = current_holders(client, name)

@@ -144,6 +144,14 @@ def _pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:
     return spec, {k: str(folder / v["path"]) for k, v in (spec.get("artifacts") or {}).items()}
 
 
+def network_folder(folder: Path) -> Path:
+    """The saved network (:func:`fercore.models.io.save_model`'s folder) inside a copied single-model version."""
+    artifacts = _pyfunc_spec(folder)[1]
+    if "model" not in artifacts:
+        raise FileNotFoundError(f"{folder} holds no single network (an ensemble?)")
+    return Path(artifacts["model"])
+
+
 def wrapper_class(pickled: Path) -> str | None:
     """The project wrapper class a pickled pyfunc model is an instance of, read from the pickle's
     opcodes without unpickling it; ``None`` for any other class."""

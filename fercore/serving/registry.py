@@ -155,12 +155,13 @@ class EpochLogger:
     charts sit together, apart from the single-value evaluation metrics.
     """
 
-    def __init__(self, run_id: str, tracking_uri: str | None = None):
+    def __init__(self, run_id: str, tracking_uri: str | None = None, epochs_before: int = 0):
         self.run_id, self.tracking_uri = run_id, tracking_uri or mlflow.get_tracking_uri()
+        self.epochs_before = epochs_before  # a later rung numbers its epochs on
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        log_metrics(self.run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"}, epoch,
-                    self.tracking_uri)
+        log_metrics(self.run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"},
+                    self.epochs_before + epoch, self.tracking_uri)
 
 
 def epoch_metric_name(key: str) -> str:
@@ -270,6 +271,14 @@ def _missing_model_message(client: MlflowClient, uri: str, name: str, exc: Mlflo
     versions = sorted((int(v.version) for v in client.search_model_versions(f"name = '{name}'")), reverse=True)
     return (f"{uri} does not exist in the registry at {store}. {name} has the aliases {aliases} and the versions "
             f"{', '.join(map(str, versions[:10])) or 'none'}{' ...' if len(versions) > 10 else ''}.")
+
+
+def run_is_open(run_id: str, tracking_uri: str | None = None) -> bool:
+    """Whether MLflow run ``run_id`` exists and is still RUNNING."""
+    try:
+        return MlflowClient(tracking_uri).get_run(run_id).info.status == "RUNNING"
+    except MlflowException:
+        return False
 
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:

@@ -9,6 +9,7 @@ module stays ZenML-free; it only needs an object with ``open``, ``exists``, ``re
 from __future__ import annotations
 
 import io
+import logging
 import os
 import posixpath
 import shutil
@@ -18,6 +19,7 @@ from typing import IO, Any, Protocol
 import torch
 
 CHECKPOINT_FILE = "last.pt"
+logger = logging.getLogger(__name__)
 
 
 class FileSystem(Protocol):
@@ -68,12 +70,19 @@ class CheckpointStore:
         return self.fs.exists(self.path(key))
 
     def load(self, key: str, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-        """The checkpoint of ``key`` (tensors only, ``weights_only``), or ``None`` when there is none."""
+        """The checkpoint of ``key`` (tensors only, ``weights_only``), or ``None`` when there is none, or when it
+        cannot be read: then it is logged and removed, and the job starts its training (or rung) again."""
         if not self.exists(key):
             return None
-        with self.fs.open(self.path(key), "rb") as f:
-            data = f.read()
-        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        try:
+            with self.fs.open(self.path(key), "rb") as f:
+                data = f.read()
+            return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        except Exception as exc:  # a truncated or overwritten file; the other jobs' checkpoints are separate
+            logger.warning("Checkpoint %s is unreadable (%s: %s): removed; this job starts again from its start "
+                           "weights", self.path(key), type(exc).__name__, str(exc)[:200])
+            self.delete(key)
+            return None
 
     def save(self, key: str, state: dict[str, Any]) -> None:
         """Writes the whole checkpoint first, then moves it in place: an interrupted write leaves the last one."""

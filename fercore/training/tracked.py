@@ -1,21 +1,54 @@
 """Training a contender in its own MLflow run: its settings as parameters, tags naming the contender
-and the pipeline run, metrics per epoch; a resumed job continues its run."""
+and the pipeline run, metrics per epoch; a resumed job continues its run, and so do the contest's later rungs."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from fercore.config import TrainingConfig
 from fercore.models import count_parameters
-from fercore.serving.registry import EpochLogger, RunInfo, log_metrics, run_closed_on_error, start_run
+from fercore.models.inference import autocast_dtype, predict_proba
+from fercore.serving.registry import EpochLogger, RunInfo, log_metrics, run_closed_on_error, run_is_open, start_run
 from fercore.training import distributed
-from fercore.training.trainer import TrainJob, TrainResult
+from fercore.training.contest import is_active, merge_rung, rung_config, stopped_record
+from fercore.training.trainer import TrainJob, TrainResult, weights_digest
+from fercore.training.warm_start import load_warm_start
+
+logger = logging.getLogger(__name__)
 
 
 def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
-                  extra_params: dict[str, Any] | None = None) -> tuple[TrainResult, str]:
+                  extra_params: dict[str, Any] | None = None, run_id: str | None = None,
+                  epochs_before: int = 0, params_cfg: TrainingConfig | None = None) -> tuple[TrainResult, str]:
     """Trains contender ``name``'s job (in ``processes`` DDP workers when more than one), logged to an MLflow
-    run ``train-<name>`` that stays open until its model is registered; returns the result and the run id."""
-    model, config, plan = job.model, job.cfg, job.plan
+    run ``train-<name>`` that stays open until its model is registered; returns the result and the run id.
+
+    Args:
+        run_id: the open run of this contender's earlier rungs, to log into; default (or when that run was
+            closed already, its model registered by an earlier pipeline run): a new run, or the one an
+            interrupted attempt of the same job left.
+        epochs_before: epochs logged in the run already (a later rung's epochs are numbered on).
+        params_cfg: the settings logged as the run's parameters (the contender's whole budget, not a rung's).
+    """
+    if run_id is None or not run_is_open(run_id, info.tracking_uri):
+        if run_id is not None:
+            logger.info("MLflow run %s of %s's earlier rungs is closed already: this rung logs to a new run", run_id,
+                        name)
+            epochs_before = 0
+        run_id = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg)
+    job.on_epoch_end = EpochLogger(run_id, info.tracking_uri, epochs_before)
+    with run_closed_on_error(run_id):
+        result = distributed.fit(job, processes)
+    return result, run_id
+
+
+def _open_run(job: TrainJob, name: str, info: RunInfo, processes: int, extra_params: dict[str, Any] | None,
+              config: TrainingConfig) -> str:
+    model, plan = job.model, job.plan
     family = getattr(model, "fer_spec", {}).get("family", "?")
     params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
               "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
@@ -23,11 +56,92 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
     tags = {"architecture": family, "contender": name, "zenml_run_id": info.zenml_run_id, "zenml_run_name": info.run_name,
             "dataset_sha256": str(job.dataset.metadata.get("sha256", "")), "model_family": family}
     key = job.key()
-    run_id = start_run(info.tracking_uri, info.experiment_name, f"train-{name}", params, tags, job_key=key,
-                       resume=job.checkpoints is not None and job.checkpoints.exists(key))
-    job.on_epoch_end = EpochLogger(run_id, info.tracking_uri)
-    with run_closed_on_error(run_id):
-        result = distributed.fit(job, processes)
-        # the run stays open until the model is evaluated and registered: its duration is not the training time
-        log_metrics(run_id, {"training_minutes": result.wall_s / 60}, tracking_uri=info.tracking_uri)
-    return result, run_id
+    return start_run(info.tracking_uri, info.experiment_name, f"train-{name}", params, tags, job_key=key,
+                     resume=job.checkpoints is not None and job.checkpoints.exists(key))
+
+
+@dataclass
+class Rung:
+    """Where a contender's training step stands in the contest and across runs.
+
+    Attributes:
+        state: the contest's state for this rung (:mod:`fercore.training.contest`); None: no rungs.
+        previous_training: the record of the contender's earlier rungs in this run (None in the first rung).
+        previous_run_id: its MLflow run, open since the first rung.
+        warm_start: ``training.continue_from``'s pick for the first rung (:func:`fercore.training.warm_start.find_warm_start`).
+        model_name: the registered model a warm start is loaded from.
+        judged: a judgement follows this rung: the step returns validation probabilities for it.
+    """
+
+    state: dict[str, Any] | None = None
+    previous_training: dict[str, Any] | None = None
+    previous_run_id: str | None = None
+    warm_start: dict[str, Any] | None = None
+    model_name: str = ""
+    judged: bool = False
+
+
+def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, processes: int = 1,
+                    extra_params: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, np.ndarray]:
+    """One rung of contender ``name`` (the whole training without rungs): ``job.model`` holds the weights it
+    starts from (an earlier rung's, else fresh ones, replaced by a warm start's when one loads) and is trained
+    in place. A contender the contest stopped is passed through untouched.
+
+    Returns:
+        The training record (history of every rung so far, kept weights, the contest's word, where it continued
+        from, total minutes), the MLflow run id, and the validation probabilities when a judgement follows
+        (else an empty ``(0, 7)`` array).
+    """
+    previous, state = rung.previous_training, rung.state
+    if previous is not None and not is_active(state, name):
+        logger.info("%s stopped at an earlier rung: nothing to train", name)
+        return stopped_record(previous, state, name), rung.previous_run_id, np.zeros((0, 7), np.float32)
+    base = {"total_training_minutes": 0.0, "total_epochs": 0, "continued_from": ""}
+    if previous is not None:
+        base = {k: previous[k] for k in base}
+        job.start_digest = weights_digest(job.model)
+    elif rung.warm_start and load_warm_start(job.model, rung.model_name, rung.warm_start, info.tracking_uri):
+        base = {"total_training_minutes": rung.warm_start.get("total_training_minutes", 0.0),
+                "total_epochs": rung.warm_start.get("total_epochs", 0), "continued_from": rung.warm_start["version"]}
+        job.start_digest = weights_digest(job.model)
+    whole = job.cfg
+    if state is not None:
+        job.cfg = rung_config(job.cfg, state, name)
+        extra_params = {**(extra_params or {}), "contest_rungs": state["rungs"]}
+    epochs_before = len(previous["history"]) if previous else 0
+    result, run_id = train_tracked(job, name, info, processes, extra_params, rung.previous_run_id, epochs_before, whole)
+    training = merge_rung(previous, result, state["rung"] if state else 0, job.cfg)
+    minutes = base["total_training_minutes"] - (previous or {}).get("wall_s", 0.0) / 60 + training["wall_s"] / 60
+    training.update(total_training_minutes=round(minutes, 2), total_epochs=base["total_epochs"] + len(result.history),
+                    continued_from=base["continued_from"])
+    if rung.warm_start and previous is None:
+        training["warm_start"] = rung.warm_start["reason"]
+    if state is not None:
+        reason, rungs = state["contenders"][name]["reason"], len(state["rungs"])
+        done = f"trained all {rungs} rungs" if state["rung"] == rungs - 1 else f"trained {state['rung'] + 1} of {rungs} rungs"
+        training["contest"] = f"{done}; {reason}" if reason else done
+    log_metrics(run_id, {"training_minutes": training["wall_s"] / 60,
+                         "total_training_minutes": training["total_training_minutes"]}, tracking_uri=info.tracking_uri)
+    probs = _val_probs(job) if rung.judged else np.zeros((0, 7), np.float32)
+    return training, run_id, probs
+
+
+def _val_probs(job: TrainJob) -> np.ndarray:
+    """The validation probabilities the contest judges: the model's own test-time views, as promotion scores it."""
+    model = job.model
+    amp = autocast_dtype(next(model.parameters()).device, job.cfg.mixed_precision)
+    return predict_proba(model, job.dataset.split("val").images, tta=job.cfg.tta, amp=amp)
+
+
+def training_tags(training: dict[str, Any] | None) -> dict[str, str]:
+    """The registered version's tags from its training record: which weights were kept, what the contest said,
+    what it continued from and how long it has trained in all."""
+    if not training:
+        return {}
+    tags = {"kept_weights": training.get("kept_weights", ""), "contest": training.get("contest", ""),
+            "continued_from": training.get("continued_from", ""), "warm_start": training.get("warm_start", ""),
+            "total_training_minutes": f"{training.get('total_training_minutes', 0.0):.2f}",
+            "total_epochs": str(training.get("total_epochs", "")),
+            "rungs": "; ".join(f"rung {r['rung']}: {r['epochs']} epochs in {r['wall_s'] / 60:.1f} min, kept "
+                               f"{r['kept_weights']}" for r in training.get("rungs", []))}
+    return {k: v[:500] for k, v in tags.items() if v}

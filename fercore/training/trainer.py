@@ -109,7 +109,7 @@ class TrainResult:
     wall_s: float = 0.0
     device: str = "cpu"
     # which weights were kept: "raw", or "ema" (the moving average, with ema_decay), whichever had the lower
-    # validation loss at the best epoch
+    # validation loss at the best epoch; "start" when a warm restart's start weights stayed the best
     kept_weights: str = "raw"
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,12 +228,24 @@ def _teacher_log_probs(teacher_probs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(teacher_probs, np.float32)).clamp_min(1e-8).log()
 
 
+def weights_digest(model: nn.Module) -> str:
+    """A digest of the model's weights (and buffers): which weights a warm-started job starts from."""
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def job_key(model: nn.Module, cfg: TrainingConfig, dataset: FerDataset, plan: Rebalanced,
-            teacher_probs: np.ndarray | None = None) -> str:
-    """Identifies a training job (:func:`checkpoint_key`, and the teacher when distilling)."""
+            teacher_probs: np.ndarray | None = None, start_digest: str = "") -> str:
+    """Identifies a training job (:func:`checkpoint_key`, the teacher when distilling, the start weights when
+    warm-started)."""
     key = checkpoint_key(trained_spec(model, cfg), cfg, dataset, plan)
     if teacher_probs is not None:  # another teacher is another job
         key = hashlib.sha256(key.encode() + _teacher_log_probs(teacher_probs).numpy().tobytes()).hexdigest()[:16]
+    if start_digest:  # other start weights: another job
+        key = hashlib.sha256(f"{key} {start_digest}".encode()).hexdigest()[:16]
     return key
 
 
@@ -251,6 +263,8 @@ class TrainJob:
         on_epoch_end: called with ``(epoch, metrics)`` after each epoch (e.g. MLflow logging).
         on_epoch_start: called with ``(epoch, model)`` before each epoch (e.g. unfreezing layers).
         teacher_probs: a teacher's probabilities per dataset row, with ``cfg.distill.enabled``.
+        start_digest: set when the model starts from trained weights (an earlier rung, a registered version):
+            their :func:`weights_digest`. They are validated first and kept unless an epoch beats them.
     """
 
     model: nn.Module
@@ -261,13 +275,15 @@ class TrainJob:
     on_epoch_end: EpochCallback | None = None
     on_epoch_start: Callable[[int, nn.Module], None] | None = None
     teacher_probs: np.ndarray | None = None
+    start_digest: str = ""
 
     def key(self) -> str:
         """Identifies the job (:func:`job_key`): a checkpoint is resumed only by the same job."""
-        return job_key(self.model, self.cfg, self.dataset, self.plan, self.teacher_probs)
+        return job_key(self.model, self.cfg, self.dataset, self.plan, self.teacher_probs, self.start_digest)
 
     def trainer(self) -> Trainer:
-        return Trainer(self.model, self.cfg, self.checkpoints, self.on_epoch_end, self.on_epoch_start, self.teacher_probs)
+        return Trainer(self.model, self.cfg, self.checkpoints, self.on_epoch_end, self.on_epoch_start, self.teacher_probs,
+                       self.start_digest)
 
     def run(self) -> TrainResult:
         """Trains the model in place, in this process."""
@@ -317,6 +333,8 @@ class Trainer:
         on_epoch_start: called with ``(epoch, model)`` before each epoch (e.g. unfreezing layers).
         teacher_probs: a teacher's class probabilities per dataset row ``(N, 7)``, with
             ``cfg.distill.enabled``: the loss mixes in its soft targets (:func:`distillation_loss`).
+        start_digest: the :func:`weights_digest` of trained start weights (a warm restart): they are validated
+            before the first epoch and kept (``kept_weights`` "start") unless an epoch validates better.
 
     Inside a ``torch.distributed`` process group (:mod:`fercore.training.distributed`) each process trains on its
     share of every batch through DistributedDataParallel; only rank 0 validates, checkpoints and calls
@@ -326,8 +344,9 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainingConfig, checkpoints: CheckpointStore | str | Path | None = None,
                  on_epoch_end: EpochCallback | None = None,
                  on_epoch_start: Callable[[int, nn.Module], None] | None = None,
-                 teacher_probs: np.ndarray | None = None):
+                 teacher_probs: np.ndarray | None = None, start_digest: str = ""):
         self.cfg, self.on_epoch_end, self.on_epoch_start = cfg, on_epoch_end, on_epoch_start
+        self.start_digest = start_digest
         distill = getattr(cfg, "distill", None)
         if (teacher_probs is None) != (distill is None or not distill.enabled):
             raise ValueError("teacher_probs are needed exactly when distill.enabled is set")
@@ -414,9 +433,11 @@ class Trainer:
         """Trains until ``epochs``, early stopping or the time limit; restores the best weights."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        key, val = job_key(self.model, cfg, dataset, plan, self.teacher_probs), dataset.split("val")
+        key, val = job_key(self.model, cfg, dataset, plan, self.teacher_probs, self.start_digest), dataset.split("val")
         data = (torch.from_numpy(dataset.images), torch.from_numpy(dataset.labels))
         loop = self._start(plan, key)
+        if self.start_digest and loop.progress.epoch == 0:
+            self._keep_start_weights(loop.progress, val)
         start, t0 = loop.progress.epoch, time.perf_counter()
         for epoch in range(start, cfg.epochs):
             if epoch > start and self.on_epoch_start:
@@ -455,6 +476,13 @@ class Trainer:
                         desc="training", unit="batch", dynamic_ncols=True, disable=self.rank > 0)
         return loop
 
+    def _keep_start_weights(self, progress: Progress, val: FerDataset) -> None:
+        """A warm restart's baseline: the start weights, kept unless an epoch validates better."""
+        loss, acc = self._validate_shared(val, self.model)
+        logger.info("Warm restart from trained weights: val_loss %.4f, val_accuracy %.4f", loss, acc)
+        progress.result.best_val_loss, progress.result.kept_weights = loss, "start"
+        progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
     def _epoch(self, loop: _Loop, data: tuple[torch.Tensor, torch.Tensor], plan: Rebalanced, val: FerDataset,
                epoch: int) -> tuple[dict[str, float], int, int]:
         """Trains and validates one epoch; keeps the best weights. Returns its metrics, rows planned and trained."""
@@ -485,9 +513,9 @@ class Trainer:
     def _finish(self, loop: _Loop, key: str, wall_s: float) -> TrainResult:
         """Restores the best weights (raw or averaged, whichever validated better) and completes the result."""
         result, best_state = loop.progress.result, loop.progress.best_state
-        if self.ema:
-            logger.info("Kept the %s weights of epoch %d (val_loss %.4f)",
-                        "moving average's" if result.kept_weights == "ema" else "raw", result.best_epoch,
+        if self.ema or self.start_digest:
+            kept = {"ema": "the moving average's weights", "raw": "the raw weights", "start": "the start weights"}
+            logger.info("Kept %s of epoch %d (val_loss %.4f)", kept[result.kept_weights], result.best_epoch,
                         result.best_val_loss)
         if best_state is not None:
             self.model.load_state_dict(best_state)

@@ -25,9 +25,12 @@ DEPENDENCIES = {
     "ingest-data": ["fingerprint-data"],
     "split-data": ["ingest-data"],
     "rebalance-data": ["split-data"],
+    # the contest's first rung: the contenders side by side, then one judgement that every later rung waits for
     **{f"train-{c}": ["rebalance-data", "split-data"] for c in ("vgg7", "resnet", "vit-b16")},
-    **{f"evaluate-{c}": ["split-data", f"train-{c}"] for c in ("vgg7", "resnet", "vit-b16")},
-    **{f"register-{c}": [f"evaluate-{c}", "split-data", f"train-{c}"] for c in ("vgg7", "resnet", "vit-b16")},
+    "judge-rung1": ["split-data", "train-resnet", "train-vgg7", "train-vit-b16"],
+    **{f"train-{c}-rung2": ["judge-rung1", "rebalance-data", "split-data", f"train-{c}"] for c in ("vgg7", "resnet", "vit-b16")},
+    **{f"evaluate-{c}": ["split-data", f"train-{c}-rung2"] for c in ("vgg7", "resnet", "vit-b16")},
+    **{f"register-{c}": [f"evaluate-{c}", "split-data", f"train-{c}-rung2"] for c in ("vgg7", "resnet", "vit-b16")},
     # the fan-in: every contender's registration and predictions
     "promote-models": sorted([*(f"{s}-{c}" for s in ("evaluate", "register") for c in ("vgg7", "resnet", "vit-b16")),
                               "split-data"]),

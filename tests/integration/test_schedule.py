@@ -58,7 +58,13 @@ def test_the_scheduled_run_uses_the_validated_config_with_its_set_overrides(cron
     words = shlex.split(line.split(" && ")[-1])  # python run.py --pipeline train_all --config PATH >> log
     assert "--set" not in words and "--data" not in words
     scheduled = load_config(words[words.index("--config") + 1])
-    assert scheduled == validated and scheduled.contenders["cnn"].epochs == 7 and scheduled.data.source == str(data)
+    assert scheduled.contenders["cnn"].epochs == 7 and scheduled.data.source == str(data)
+    # scheduled runs continue each contender from its latest version; the rest is the validated config
+    assert scheduled.training.continue_from == "latest" and validated.training.continue_from is None
+    assert scheduled.model_copy(update={"training": validated.training}) == validated
+    explicit = validated.model_copy(update={"training": validated.training.model_copy(update={"continue_from": "none"})})
+    sched.schedule_pipeline(None, explicit, "0 3 * * 1", "train_all", tmp_path)
+    assert load_config(tmp_path / "train_all.yaml").training.continue_from == "none"  # an explicit choice stays
 
 
 def test_unschedule_removes_the_entry_and_its_config(crontab, tmp_path):

@@ -338,3 +338,53 @@ def _zenml_run():
     from zenml.client import Client
 
     return Client().get_pipeline("fer_train_all").last_run
+
+
+# --- the contest's rungs and continuing across runs (last: it adds versions) --------------------
+
+
+def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_version(trained):
+    client = trained["client"]
+    before = {}
+    for v in client.search_model_versions("name='fer-test'"):
+        if v.tags["architecture"] != "ensemble" and int(v.version) > int(before.get(v.tags["contender"], _NONE).version):
+            before[v.tags["contender"]] = v
+    _train_all([*trained["args"], "--set", "contest.rungs=[0.5, 1.0]", "--set", "training.continue_from=latest"])
+    run = _zenml_run()
+    names = ("cnn", "vit", "resnet")
+    assert {"find_warm_starts", "judge_rung1", *(f"train_{n}" for n in names), *(f"train_{n}_rung2" for n in names)} \
+        <= set(run.steps)
+    contest = run.steps["judge_rung1"].outputs["contest"][0].load()
+    assert contest["rung"] == 1 and set(contest["contenders"]) == set(names)
+    after = {v.tags["contender"]: v for v in client.search_model_versions("name='fer-test'")
+             if v.tags["architecture"] != "ensemble" and int(v.version) > max(int(b.version) for b in before.values())}
+    assert set(after) == set(names)
+    for name, version in after.items():
+        tags = version.tags
+        assert tags["continued_from"] == before[name].version, name
+        assert float(tags["total_training_minutes"]) > float(before[name].tags.get("total_training_minutes", 0)), name
+        stopped = not contest["contenders"][name]["active"]
+        assert tags["contest"].startswith("stopped after rung 1 of 2" if stopped else "trained all 2 rungs"), tags
+        training = run.steps[f"train_{name}_rung2"].outputs["training"][0].load()
+        first = run.steps[f"train_{name}"].outputs["training"][0].load()
+        if stopped:  # passed through: rung 1's record, with the contest's word
+            assert training["history"] == first["history"] and len(training["rungs"]) == 1
+        else:
+            assert len(training["history"]) == len(first["history"]) + training["rungs"][1]["epochs"]
+        assert tags["kept_weights"] in ("raw", "start")
+
+
+def test_a_version_whose_files_are_gone_starts_fresh_and_says_so(trained, tmp_path):
+    from fercore.models import build_cnn
+    from fercore.training.warm_start import load_warm_start
+
+    model = build_cnn("vgg7", width=8)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    entry = {"version": "999", "reason": "continuing from v999"}
+    assert load_warm_start(model, "fer-test", entry, trained["uri"], cache_dir=tmp_path) is None
+    assert entry["reason"].startswith("v999 cannot be loaded") and entry["reason"].endswith("starting fresh")
+    assert all((v == start[k]).all() for k, v in model.state_dict().items())
+
+
+class _NONE:
+    version = "0"

@@ -1,0 +1,114 @@
+"""Continuing across runs (``training.continue_from: latest``): each contender starts from its latest
+registered version trained on the same validation images with the same network, with a new schedule.
+
+The validation split is fixed by the source and seed and never trained on (incoming batches join the
+training split only), so a version continued on the same validation images keeps the contest honest;
+another data source or split, or a changed network, starts fresh, and the reason is logged and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from fercore.config import Config
+from fercore.data.dataset import FerDataset
+from fercore.data.duplicates import split_digest
+from fercore.models.io import load_model, network_digest
+from fercore.stores import default_cache_dir
+
+logger = logging.getLogger(__name__)
+
+
+def find_warm_start(client, model_name: str, contender: str, val_digest: str, network: str) -> dict[str, Any]:
+    """The latest version of ``contender`` to continue from, or why there is none.
+
+    Args:
+        client: an ``MlflowClient`` of the store.
+        model_name: the registered model.
+        contender: the contender's name (the versions' ``contender`` tag).
+        val_digest: this run's validation images (:func:`fercore.data.duplicates.split_digest`).
+        network: the contender's :func:`fercore.models.io.network_digest`.
+
+    Returns:
+        ``{"version": str | None, "reason": str, "total_training_minutes": float, "total_epochs": int}``.
+    """
+    versions = client.search_model_versions(f"name = '{model_name}' and tags.contender = '{contender}'")
+    versions = sorted((v for v in versions if v.tags.get("architecture") != "ensemble"), key=lambda v: -int(v.version))
+    if not versions:
+        return {"version": None, "reason": f"no registered version of {contender} yet: starting fresh"}
+    latest = versions[0]
+    for v in versions:
+        if v.tags.get("val_images") == val_digest and v.tags.get("network") == network:
+            return {"version": str(v.version), "reason": f"continuing from v{v.version} (same validation images "
+                    "and network)", "total_training_minutes": float(v.tags.get("total_training_minutes", 0) or 0),
+                    "total_epochs": int(v.tags.get("total_epochs", 0) or 0)}
+    why = ("other validation images (another data source or split)" if latest.tags.get("val_images") != val_digest
+           else "another network (its shape or input size changed)")
+    return {"version": None, "reason": f"the latest version of {contender}, v{latest.version}, was trained on {why}; "
+            "no earlier one matches: starting fresh"}
+
+
+def load_warm_start(model: nn.Module, model_name: str, entry: dict[str, Any], tracking_uri: str,
+                    cache_dir: str | Path | None = None) -> str | None:
+    """Loads the weights of ``entry``'s version into ``model``; returns the version, or ``None`` (logged, and
+    ``entry["reason"]`` says why) when its files are gone or do not fit: the contender then starts fresh."""
+    if not entry.get("version"):
+        return None
+    from mlflow import MlflowClient
+
+    from fercore.serving.local_models import copy_version, network_folder
+
+    version = entry["version"]
+    try:
+        cache = Path(cache_dir or default_cache_dir()) / "models"
+        cache.mkdir(parents=True, exist_ok=True)
+        folder = copy_version(MlflowClient(tracking_uri), model_name, version, tracking_uri, cache)
+        model.load_state_dict(load_model(network_folder(folder)).state_dict())
+    except Exception as exc:  # files deleted, store moved, weights that do not fit: start fresh, say why
+        entry["reason"] = f"v{version} cannot be loaded ({type(exc).__name__}: {exc}): starting fresh"
+        logger.warning("%s", entry["reason"])
+        return None
+    logger.info("Continuing from %s v%s (%.1f training minutes so far)", model_name, version,
+                entry.get("total_training_minutes", 0.0))
+    return version
+
+
+def network_of(model: nn.Module, input_size: int | None) -> str:
+    """:func:`network_digest` of a model as training will leave it (a crop-trained one records its window)."""
+    spec = getattr(model, "fer_spec", None)
+    if spec is None or not input_size:
+        return network_digest(model)
+    saved = spec.get("input_size")
+    spec["input_size"] = input_size
+    try:
+        return network_digest(model)
+    finally:
+        if saved is None:
+            del spec["input_size"]
+        else:
+            spec["input_size"] = saved
+
+
+def warm_starts(client, config: Config, dataset: FerDataset) -> dict[str, dict[str, Any]]:
+    """:func:`find_warm_start` for every enabled contender of ``config`` (each reason is logged)."""
+    val_digest, found = split_digest(dataset), {}
+    for name, cfg in config.enabled_contenders().items():
+        network = network_of(build_contender(cfg), cfg.augment.crop_size)
+        found[name] = find_warm_start(client, config.registry.model_name, name, val_digest, network)
+        logger.info("%s: %s", name, found[name]["reason"])
+    return found
+
+
+def build_contender(cfg) -> nn.Module:
+    """A contender's network, untrained (a pretrained ViT with its checkpoint's weights)."""
+    if cfg.family == "vit":
+        from fercore.models.vit import build_vit
+
+        return build_vit(cfg)
+    from fercore.models.cnn import build_cnn
+
+    return build_cnn(cfg.architecture, **cfg.model_kwargs())
