@@ -151,7 +151,7 @@ def merge_rung(previous: dict[str, Any] | None, result: TrainResult, rung: int, 
     history = previous["history"] + [{**h, "epoch": h["epoch"] + offset} for h in result.history]
     best_epoch = result.best_epoch + offset if result.kept_weights != "start" else previous["best_epoch"]
     return {**current, "history": history, "best_epoch": best_epoch, "wall_s": previous["wall_s"] + result.wall_s,
-            "rungs": previous["rungs"] + [row], "continued_from": previous.get("continued_from", "")}
+            "rungs": previous["rungs"] + [row]}
 
 
 def stopped_record(previous: dict[str, Any], state: dict[str, Any], name: str) -> dict[str, Any]:

@@ -96,14 +96,16 @@ def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, process
     if previous is not None and not is_active(state, name):
         logger.info("%s stopped at an earlier rung: nothing to train", name)
         return stopped_record(previous, state, name), rung.previous_run_id, np.zeros((0, 7), np.float32)
-    base = {"total_training_minutes": 0.0, "total_epochs": 0, "continued_from": ""}
+    base = {"total_training_minutes": 0.0, "total_epochs": 0, "continued_from": "", "warm_start": ""}
     if previous is not None:
-        base = {k: previous[k] for k in base}
+        base = {k: previous.get(k, v) for k, v in base.items()}
         job.start_digest = weights_digest(job.model)
-    elif rung.warm_start and load_warm_start(job.model, rung.model_name, rung.warm_start, info.tracking_uri):
-        base = {"total_training_minutes": rung.warm_start.get("total_training_minutes", 0.0),
-                "total_epochs": rung.warm_start.get("total_epochs", 0), "continued_from": rung.warm_start["version"]}
-        job.start_digest = weights_digest(job.model)
+    elif rung.warm_start:
+        if load_warm_start(job.model, rung.model_name, rung.warm_start, info.tracking_uri):
+            base.update(total_training_minutes=rung.warm_start.get("total_training_minutes", 0.0),
+                        total_epochs=rung.warm_start.get("total_epochs", 0), continued_from=rung.warm_start["version"])
+            job.start_digest = weights_digest(job.model)
+        base["warm_start"] = rung.warm_start["reason"]  # why it continued, or started fresh
     whole = job.cfg
     if state is not None:
         job.cfg = rung_config(job.cfg, state, name)
@@ -113,9 +115,7 @@ def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, process
     training = merge_rung(previous, result, state["rung"] if state else 0, job.cfg)
     minutes = base["total_training_minutes"] - (previous or {}).get("wall_s", 0.0) / 60 + training["wall_s"] / 60
     training.update(total_training_minutes=round(minutes, 2), total_epochs=base["total_epochs"] + len(result.history),
-                    continued_from=base["continued_from"])
-    if rung.warm_start and previous is None:
-        training["warm_start"] = rung.warm_start["reason"]
+                    continued_from=base["continued_from"], warm_start=base["warm_start"])
     if state is not None:
         reason, rungs = state["contenders"][name]["reason"], len(state["rungs"])
         done = f"trained all {rungs} rungs" if state["rung"] == rungs - 1 else f"trained {state['rung'] + 1} of {rungs} rungs"

@@ -513,10 +513,11 @@ class Trainer:
     def _finish(self, loop: _Loop, key: str, wall_s: float) -> TrainResult:
         """Restores the best weights (raw or averaged, whichever validated better) and completes the result."""
         result, best_state = loop.progress.result, loop.progress.best_state
-        if self.ema or self.start_digest:
-            kept = {"ema": "the moving average's weights", "raw": "the raw weights", "start": "the start weights"}
-            logger.info("Kept %s of epoch %d (val_loss %.4f)", kept[result.kept_weights], result.best_epoch,
-                        result.best_val_loss)
+        if result.kept_weights == "start":
+            logger.info("Kept the start weights (val_loss %.4f): no epoch validated better", result.best_val_loss)
+        elif self.ema or self.start_digest:
+            kept = "the moving average's" if result.kept_weights == "ema" else "the raw"
+            logger.info("Kept %s weights of epoch %d (val_loss %.4f)", kept, result.best_epoch, result.best_val_loss)
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()
