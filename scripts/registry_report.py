@@ -39,6 +39,12 @@ def main() -> None:
                   f"{metrics.get('test_PrivateTest_accuracy', float('nan')):7.4f}  {per_class}  "
                   f"{v.tags.get('checkpoint', '')} {','.join(sorted(by_version.get(str(v.version), [])))}")
         print(f"(per-class columns: {what})\n")
+    for v in versions:  # how each was trained: the contest, the weights kept, what it continued from
+        t = v.tags
+        print(f"v{v.version} {t.get('contender', t.get('architecture', '?'))}: kept {t.get('kept_weights', '-')}, "
+              f"{t.get('total_training_minutes', '-')} training minutes and {t.get('total_epochs', '-')} epochs in all, "
+              f"continued from v{t['continued_from'] if t.get('continued_from') else '- (fresh)'}; "
+              f"{t.get('rungs', '')}; {t.get('contest', '')}")
 
 
 if __name__ == "__main__":

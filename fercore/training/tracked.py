@@ -96,34 +96,47 @@ def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, process
     if previous is not None and not is_active(state, name):
         logger.info("%s stopped at an earlier rung: nothing to train", name)
         return stopped_record(previous, state, name), rung.previous_run_id, np.zeros((0, 7), np.float32)
-    base = {"total_training_minutes": 0.0, "total_epochs": 0, "continued_from": "", "warm_start": ""}
-    if previous is not None:
-        base = {k: previous.get(k, v) for k, v in base.items()}
-        job.start_digest = weights_digest(job.model)
-    elif rung.warm_start:
-        if load_warm_start(job.model, rung.model_name, rung.warm_start, info.tracking_uri):
-            base.update(total_training_minutes=rung.warm_start.get("total_training_minutes", 0.0),
-                        total_epochs=rung.warm_start.get("total_epochs", 0), continued_from=rung.warm_start["version"])
-            job.start_digest = weights_digest(job.model)
-        base["warm_start"] = rung.warm_start["reason"]  # why it continued, or started fresh
-    whole = job.cfg
+    totals, whole = _start_weights(job, rung, info.tracking_uri), job.cfg
     if state is not None:
         job.cfg = rung_config(job.cfg, state, name)
         extra_params = {**(extra_params or {}), "contest_rungs": state["rungs"]}
     epochs_before = len(previous["history"]) if previous else 0
     result, run_id = train_tracked(job, name, info, processes, extra_params, rung.previous_run_id, epochs_before, whole)
-    training = merge_rung(previous, result, state["rung"] if state else 0, job.cfg)
-    minutes = base["total_training_minutes"] - (previous or {}).get("wall_s", 0.0) / 60 + training["wall_s"] / 60
-    training.update(total_training_minutes=round(minutes, 2), total_epochs=base["total_epochs"] + len(result.history),
-                    continued_from=base["continued_from"], warm_start=base["warm_start"])
-    if state is not None:
-        reason, rungs = state["contenders"][name]["reason"], len(state["rungs"])
-        done = f"trained all {rungs} rungs" if state["rung"] == rungs - 1 else f"trained {state['rung'] + 1} of {rungs} rungs"
-        training["contest"] = f"{done}; {reason}" if reason else done
+    training = _record(previous, result, state, name, job.cfg, totals)
     log_metrics(run_id, {"training_minutes": training["wall_s"] / 60,
                          "total_training_minutes": training["total_training_minutes"]}, tracking_uri=info.tracking_uri)
     probs = _val_probs(job) if rung.judged else np.zeros((0, 7), np.float32)
     return training, run_id, probs
+
+
+def _start_weights(job: TrainJob, rung: Rung, tracking_uri: str) -> dict[str, Any]:
+    """Marks (and for a warm start, loads) the weights ``job`` starts from; returns what they bring: the minutes
+    and epochs trained before, the version continued from, and why it continued or started fresh."""
+    totals = {"total_training_minutes": 0.0, "total_epochs": 0, "continued_from": "", "warm_start": ""}
+    if rung.previous_training is not None:
+        totals = {k: rung.previous_training.get(k, v) for k, v in totals.items()}
+        job.start_digest = weights_digest(job.model)
+    elif rung.warm_start:
+        if load_warm_start(job.model, rung.model_name, rung.warm_start, tracking_uri):
+            totals.update(total_training_minutes=rung.warm_start.get("total_training_minutes", 0.0),
+                          total_epochs=rung.warm_start.get("total_epochs", 0), continued_from=rung.warm_start["version"])
+            job.start_digest = weights_digest(job.model)
+        totals["warm_start"] = rung.warm_start["reason"]  # why it continued, or started fresh
+    return totals
+
+
+def _record(previous: dict[str, Any] | None, result: TrainResult, state: dict[str, Any] | None, name: str,
+            cfg: TrainingConfig, totals: dict[str, Any]) -> dict[str, Any]:
+    """The training record after this rung: :func:`merge_rung`'s, with the totals over runs and the contest's word."""
+    training = merge_rung(previous, result, state["rung"] if state else 0, cfg)
+    minutes = totals["total_training_minutes"] + (training["wall_s"] - (previous or {}).get("wall_s", 0.0)) / 60
+    training.update(totals, total_training_minutes=round(minutes, 2),
+                    total_epochs=totals["total_epochs"] + len(result.history))
+    if state is not None:
+        reason, rungs = state["contenders"][name]["reason"], len(state["rungs"])
+        done = f"trained all {rungs} rungs" if state["rung"] == rungs - 1 else f"trained {state['rung'] + 1} of {rungs} rungs"
+        training["contest"] = f"{done}; {reason}" if reason else done
+    return training
 
 
 def _val_probs(job: TrainJob) -> np.ndarray:

@@ -66,6 +66,8 @@ def test_every_contender_is_registered_with_tags_and_per_class_metrics(trained):
         assert len(v.tags["dataset_sha256"]) == 64 and v.tags["zenml_run_id"]
         assert 0.0 <= float(v.tags["test_accuracy"]) <= 1.0 and "test_macro_f1" in v.tags
         assert "| disgust |" in v.description
+        assert v.tags["kept_weights"] == "raw" and v.tags["total_epochs"] == "1" and len(v.tags["network"]) == 12
+        assert "contest" not in v.tags and "continued_from" not in v.tags  # no rungs, a fresh start
         run = client.get_run(v.run_id)
         assert run.info.status == "FINISHED" and run.info.run_name == f"train-{arch}"
         assert run.data.tags["zenml_run_name"].startswith("fer_train_all-")
@@ -362,7 +364,8 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
     for name, version in after.items():
         tags = version.tags
         assert tags["continued_from"] == before[name].version, name
-        assert float(tags["total_training_minutes"]) > float(before[name].tags.get("total_training_minutes", 0)), name
+        assert int(tags["total_epochs"]) > int(before[name].tags["total_epochs"]), name  # its epochs, and this run's
+        assert float(tags["total_training_minutes"]) >= float(before[name].tags["total_training_minutes"]), name
         stopped = not contest["contenders"][name]["active"]
         assert tags["contest"].startswith("stopped after rung 1 of 2" if stopped else "trained all 2 rungs"), tags
         training = run.steps[f"train_{name}_rung2"].outputs["training"][0].load()

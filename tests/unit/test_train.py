@@ -114,6 +114,19 @@ def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
         assert torch.equal(v, snapshots[2][k]), k
 
 
+@pytest.mark.parametrize(("scheduler", "epochs_run"), [("none", 3), ("onecycle", 7)])
+def test_early_stopping_waits_until_the_schedule_has_annealed_to_half_its_peak(tmp_path, monkeypatch, scheduler,
+                                                                             epochs_run):
+    """Best at epoch 1, then worse: without a schedule the patience of 2 stops after epoch 3; under one-cycle
+    over 10 epochs the rate is above half its peak until 60 % of the steps, so the stop comes after epoch 7."""
+    ds = synthetic(per_class=8, test_per_class=2)
+    losses = iter([0.5] + [0.9] * 20)
+    monkeypatch.setattr(Trainer, "_validate", lambda self, val, model=None: (next(losses), 0.5))
+    cfg = small_cfg(epochs=10, patience=2, scheduler=scheduler)
+    result = Trainer(build_cnn("vgg7", width=8), cfg, tmp_path).fit(ds, rebalance(ds, "none", 0))
+    assert result.stopped_early and len(result.history) == epochs_run and result.best_epoch == 1
+
+
 def test_ema_returns_the_moving_average_of_weights_and_batch_norm_statistics(tmp_path, monkeypatch):
     ds = synthetic()
     model = build_cnn("vgg7", width=8)

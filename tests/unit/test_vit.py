@@ -11,6 +11,7 @@ from fercore.errors import ConfigError
 from fercore.models import load_model, save_model
 from fercore.models.vit import (
     FerViTForImageClassification,
+    UnfreezeSchedule,
     build_vit,
     check_checkpoint,
     encoder_blocks,
@@ -64,6 +65,17 @@ def test_freeze_schedule_changes_which_parameters_get_gradients(tiny_vit_dir):
     assert grads_after_step(3) == {"head": True, "top": True, "bottom": True, "embeddings": True}
     cfg = VitConfig().freeze
     assert [cfg.trainable_blocks(e) for e in range(3)] == [0, 2, 4]
+
+
+def test_a_later_rung_goes_on_unfreezing_instead_of_freezing_the_encoder_again(tiny_vit_dir):
+    model, config = _vit(tiny_vit_dir), VitConfig(freeze={"blocks_per_unfreeze": 1})
+    trainable = lambda: sum(p.requires_grad for p in model.parameters())  # noqa: E731
+    UnfreezeSchedule(config)(0, model)
+    head_only = trainable()
+    UnfreezeSchedule(config, epochs_before=1)(0, model)  # the first epoch of rung 2, after one epoch in rung 1
+    one_block = trainable()
+    UnfreezeSchedule(config)(1, model)
+    assert one_block > head_only and one_block == trainable()
 
 
 def test_unreachable_hub_fails_fast_without_random_weights(monkeypatch):
