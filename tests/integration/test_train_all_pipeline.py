@@ -363,7 +363,7 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
     assert set(after) == set(names)
     for name, version in after.items():
         tags = version.tags
-        assert tags["continued_from"] == before[name].version, name
+        assert tags["continued_from"] == str(before[name].version), name
         assert int(tags["total_epochs"]) > int(before[name].tags["total_epochs"]), name  # its epochs, and this run's
         assert float(tags["total_training_minutes"]) >= float(before[name].tags["total_training_minutes"]), name
         stopped = not contest["contenders"][name]["active"]
