@@ -86,18 +86,7 @@ def judge(state: dict[str, Any], val_probs: dict[str, np.ndarray], labels: np.nd
         raise ValueError(f"no validation probabilities of active contenders {missing}")
     bootstrap = Bootstrap(labels, resamples)
     preds = {n: np.asarray(val_probs[n]).argmax(1) for n in active}
-    can_win: dict[str, list[str]] = {n: [] for n in active}
-    behind: dict[str, list[str]] = {n: [] for n in active}
-    for target in [*CLASS_NAMES, OVERALL]:
-        emotion = None if target == OVERALL else target
-        scores = {n: _score(bootstrap, preds[n], metric, emotion) for n in active}
-        leader = max(active, key=lambda n: (scores[n], _score(bootstrap, preds[n], metric, None)))
-        for n in active:
-            lead = None if n == leader else bootstrap.lead(preds[leader], preds[n], metric, emotion)
-            if lead is None or not lead.significant:
-                can_win[n].append(target)
-            else:
-                behind[n].append(f"{target} {-lead.value:+.3f} [{-lead.high:+.3f}, {-lead.low:+.3f}] vs {leader}")
+    can_win, behind = _who_can_win(bootstrap, preds, metric)
     rung = state["rung"] + 1
     stopped = [n for n in active if not can_win[n]] if len(active) > 1 else []
     _move_minutes(state, stopped, rung)
@@ -116,6 +105,25 @@ def judge(state: dict[str, Any], val_probs: dict[str, np.ndarray], labels: np.nd
         logger.info("Contest, %s: %s", n, entry["reason"])
     state["rung"] = rung
     return state, rows
+
+
+def _who_can_win(bootstrap: Bootstrap, preds: dict[str, np.ndarray],
+                 metric: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per contender: the targets (emotions, and ``overall``) it leads or trails inside the noise, and its
+    significant deficits on the others (each with its 95 % interval and the leader)."""
+    can_win: dict[str, list[str]] = {n: [] for n in preds}
+    behind: dict[str, list[str]] = {n: [] for n in preds}
+    for target in [*CLASS_NAMES, OVERALL]:
+        emotion = None if target == OVERALL else target
+        scores = {n: _score(bootstrap, p, metric, emotion) for n, p in preds.items()}
+        leader = max(preds, key=lambda n: (scores[n], _score(bootstrap, preds[n], metric, None)))
+        for n in preds:
+            lead = None if n == leader else bootstrap.lead(preds[leader], preds[n], metric, emotion)
+            if lead is None or not lead.significant:
+                can_win[n].append(target)
+            else:
+                behind[n].append(f"{target} {-lead.value:+.3f} [{-lead.high:+.3f}, {-lead.low:+.3f}] vs {leader}")
+    return can_win, behind
 
 
 def _score(bootstrap: Bootstrap, predicted: np.ndarray, metric: str, emotion: str | None) -> float:
