@@ -130,8 +130,8 @@ class TrainingConfig(_Strict):
     scheduler: Literal["none", "cosine", "onecycle"] = Field("onecycle", description="the learning-rate schedule: "
                                                               "onecycle, cosine or none")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the cross-entropy")
-    patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping, once the "
-                          "schedule has brought the rate down to half its peak")
+    patience: int = Field(8, ge=1, description="epochs without a lower validation loss before stopping, counted "
+                          "once the schedule has brought the rate down to half its peak")
     mixed_precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto: bf16 autocast on CUDA (fp16 where bf16 is unsupported) and on CPUs with native "
         "bf16 (AVX512-BF16 or AMX), fp32 on other CPUs; bf16 forces it, fp32 turns autocast off")
@@ -238,8 +238,8 @@ class VitConfig(TrainingConfig):
     learning_rate: float = Field(1e-4, gt=0.0, description="the paper compared 1e-3, 1e-4 and 1e-5")
     weight_decay: float = Field(0.01, ge=0.0, description="weight decay")
     scheduler: Literal["none", "cosine", "onecycle"] = Field("cosine", description="the learning-rate schedule")
-    patience: int = Field(3, ge=1, description="epochs without a lower validation loss before stopping, once the "
-                          "schedule has brought the rate down to half its peak")
+    patience: int = Field(3, ge=1, description="epochs without a lower validation loss before stopping, counted "
+                          "once the schedule has brought the rate down to half its peak")
     channels_last: bool = Field(False, description="channels-last memory format (for the conv tokenizer)")
 
 

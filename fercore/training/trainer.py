@@ -165,9 +165,10 @@ class ProgressSchedule:
         return self.applied_progress >= 1.0
 
     def annealed(self) -> bool:
-        """Whether the rate has come down to half its peak (always, without a schedule): early stopping waits
-        for it. Before, a validation loss that stalls at a high rate says little about the end, and stopping
-        there would keep weights that never annealed (a warm restart's rung stopped at 38 % of its minutes so)."""
+        """Whether the rate has come down to half its peak (always, without a schedule): early stopping counts its
+        patience from then on. Before, a validation loss that stalls at a high rate says little about the end, and
+        stopping there would keep weights that never annealed (a warm restart's rung stopped at 38 % of its minutes
+        so, and counting the stalled epochs stopped one the moment it reached half its peak rate)."""
         return self.kind == "none" or self.values(self.applied_progress)[0] <= self.max_lr / 2
     def step(self) -> None:
         self.steps += 1
@@ -451,7 +452,9 @@ class Trainer:
             self._save(key, loop)
             if self.on_epoch_end:
                 self.on_epoch_end(epoch + 1, metrics)
-            if loop.progress.bad_epochs >= cfg.patience and loop.sched.annealed():
+            if not loop.sched.annealed():  # patience counts from the annealing phase on (ProgressSchedule.annealed)
+                loop.progress.bad_epochs = 0
+            if loop.progress.bad_epochs >= cfg.patience:
                 loop.progress.result.stopped_early = True
                 logger.info("Early stopping after epoch %d (best epoch %d)", epoch + 1, loop.progress.result.best_epoch)
                 break

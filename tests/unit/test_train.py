@@ -108,17 +108,19 @@ def test_early_stopping_restores_the_best_weights(tmp_path, monkeypatch):
     snapshots = {}
     model = build_cnn("vgg7", width=8)
     cb = lambda epoch, m: snapshots.__setitem__(epoch, {k: v.clone() for k, v in model.state_dict().items()})  # noqa: E731
-    result = Trainer(model, small_cfg(epochs=7, patience=3), tmp_path, on_epoch_end=cb).fit(ds, rebalance(ds, "none", 0))
+    cfg = small_cfg(epochs=7, patience=3, scheduler="none")  # no schedule: patience counts from the start
+    result = Trainer(model, cfg, tmp_path, on_epoch_end=cb).fit(ds, rebalance(ds, "none", 0))
     assert result.stopped_early and result.best_epoch == 2 and len(result.history) == 5
     for k, v in model.state_dict().items():
         assert torch.equal(v, snapshots[2][k]), k
 
 
-@pytest.mark.parametrize(("scheduler", "epochs_run"), [("none", 3), ("onecycle", 7)])
-def test_early_stopping_waits_until_the_schedule_has_annealed_to_half_its_peak(tmp_path, monkeypatch, scheduler,
-                                                                             epochs_run):
+@pytest.mark.parametrize(("scheduler", "epochs_run"), [("none", 3), ("onecycle", 8)])
+def test_early_stopping_counts_its_patience_once_the_rate_is_below_half_its_peak(tmp_path, monkeypatch, scheduler,
+                                                                               epochs_run):
     """Best at epoch 1, then worse: without a schedule the patience of 2 stops after epoch 3; under one-cycle
-    over 10 epochs the rate is above half its peak until 60 % of the steps, so the stop comes after epoch 7."""
+    over 10 epochs the rate is above half its peak until 60 % of the steps (epoch 6), so epochs 7 and 8 use
+    up the patience."""
     ds = synthetic(per_class=8, test_per_class=2)
     losses = iter([0.5] + [0.9] * 20)
     monkeypatch.setattr(Trainer, "_validate", lambda self, val, model=None: (next(losses), 0.5))
