@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,27 +102,6 @@ def ensure_zenml_repository() -> None:
         Client.initialize(root=ROOT)
 
 
-def print_counts(run) -> None:
-    """Prints per-split, per-class counts of the dataset and of the rebalanced train rows."""
-    from fercore.constants import CLASS_NAMES
-
-    dataset = run.steps["split_data"].outputs["fer2013"][0].load()
-    plan = run.steps["rebalance_data"].outputs["train_plan"][0].load()
-    rows = dataset.counts()
-    rows[f"train:{plan.method}"] = plan.counts_after
-    print(f"\n{'split':<22}" + "".join(f"{c:>9}" for c in CLASS_NAMES) + f"{'total':>9}")
-    for split, per_class in rows.items():
-        print(f"{split:<22}" + "".join(f"{per_class[c]:>9}" for c in CLASS_NAMES) + f"{sum(per_class.values()):>9}")
-    for batch in dataset.metadata.get("incoming", []):
-        print(f"{'incoming:' + batch['name'][:13]:<22}" + "".join(f"{batch['counts'][c]:>9}" for c in CLASS_NAMES)
-              + f"{batch['images']:>9}")
-    dup = dataset.metadata.get("duplicates", {})
-    if dup:
-        cross = dup["cross_split"]
-        print(f"\nduplicates: {dup['within_train']['extra_copies']} extra copies in train, "
-              f"{dup['within_test']['extra_copies']} in test; {cross['test_images']} test images also in train")
-
-
 class _QuietExpectedErrors(logging.Filter):
     """Drops the traceback of the project's own errors (bad data, config, services) from ZenML's step
     failure log: their message says what is wrong. ``--verbose`` keeps it."""
@@ -136,70 +112,12 @@ class _QuietExpectedErrors(logging.Filter):
         return True
 
 
-def check_services(config: Config, pipeline: str, config_path: str) -> None:
-    """What the run needs, checked before the first step: a stack the config is meant for, the data
-    (source, incoming batches, new images to monitor), the ViT checkpoint, the MLflow store and model.
-
-    On a stack that runs steps elsewhere the data paths are read in the pods, so they are not looked up
-    here; a retrain triggered by monitoring, which writes the new faces on this machine, is refused.
-    """
-    from pipelines.stack_checks import check_remote_stack, check_secrets, check_stack_fits, runs_here
-
-    check_stack_fits(config, config_path)
-    local = runs_here()
-    if pipeline == "monitor":
-        if not config.monitor.data:
-            raise ConfigError("monitor needs new images: --data PATH (a folder or archive of faces or photos)")
-        if local:
-            from fercore.monitoring.monitor import check_new_images
-
-            check_new_images(config.monitor.data, config.monitor.on_unreadable)
-        elif config.monitor.on_drift == "retrain":
-            raise ConfigError("monitor.on_drift: retrain writes the new faces to monitor.incoming_dir on this machine, "
-                              "where the step pods of this stack cannot read them: use on_drift: report and add the "
-                              "batch to data.incoming at a path the pods can read")
-    elif local:
-        from fercore.data.ingest import check_source
-
-        check_source(config.data.source, config.data.cache_dir, config.data.kaggle_dataset)
-    if not local:
-        read_in_pods = [config.monitor.data] if pipeline == "monitor" else [config.data.source, *config.data.incoming]
-        for path in read_in_pods:
-            if path != "kaggle":
-                logger.warning("%s is read by the step pods: it must be a path inside the image or on a volume "
-                               "mounted there", path)
-    if config.data.incoming and local and pipeline != "monitor":
-        from fercore.data.incoming import check_batches
-
-        check_batches(config.data.incoming)
-    check_secrets(config)
-    if pipeline == "ingest":
-        return
-    if pipeline == "train_all" and local:  # on a cluster the pods load checkpoints: this machine need not reach the hub
-        from fercore.models.vit import check_checkpoint
-
-        for contender in config.enabled_contenders().values():
-            if contender.family == "vit":
-                check_checkpoint(contender.checkpoint)
-    from fercore.serving.registry import check_tracking_store, resolve_version
-    from fercore.stores import resolve_tracking_uri
-    from steps.common import stack_tracking_uri
-
-    # the resolved store becomes part of the config, so ZenML's cache keys of the steps that log to
-    # MLflow change with it: a cached step never points at a run of another store
-    config.registry.tracking_uri = resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri())
-    check_remote_stack(config)
-    check_tracking_store(config.registry.tracking_uri, config.registry.experiment_name)
-    if pipeline == "monitor":
-        resolve_version(f"models:/{config.registry.model_name}@{config.monitor.model}")
-
-
 def run_pipeline(args: argparse.Namespace, config: Config) -> None:
     from zenml.client import Client
 
     from pipelines import PIPELINES
-    from pipelines.deploy import keep_kubeflow_pod_settings, pipeline_options
-    from pipelines.runs import local_run_guard
+    from pipelines.run_guard import local_run_guard
+    from pipelines.settings import keep_kubeflow_pod_settings, pipeline_options
 
     pipeline = PIPELINES[args.pipeline]
     if Client().active_stack.orchestrator.flavor == "kubeflow":
@@ -218,84 +136,22 @@ def run_pipeline(args: argparse.Namespace, config: Config) -> None:
     with local_run_guard(pipeline.name):
         run = pipeline(config=config)
     if args.pipeline == "ingest":
+        from pipelines.ingest import print_counts
+
         print_counts(run)
     if args.pipeline == "monitor":
-        after_monitor(run, config)
+        from pipelines.monitor import report_and_retrain
 
-
-def after_monitor(run, config: Config) -> None:
-    """Prints the monitoring summary; retrains when it drifted and ``monitor.on_drift`` is ``retrain``."""
-    import json
-
-    from pipelines import PIPELINES
-    from pipelines.monitor import after_monitoring
-    from pipelines.runs import local_run_guard
-
-    summary = run.steps["monitor_images"].outputs["monitoring"][0].load()
-    print(json.dumps(summary, indent=2))
-
-    def train_all(retrain: Config) -> None:
-        with local_run_guard(PIPELINES["train_all"].name):
-            PIPELINES["train_all"](config=retrain)
-
-    if after_monitoring(config, summary, train_all):
-        print("drift detected: train_all ran with the new batch (monitor.on_drift: retrain)")
-
-
-def parse_predict_args(argv: list[str]) -> argparse.Namespace:
-    from fercore.serving.predict import DEFAULT_MODEL
-
-    parser = argparse.ArgumentParser(prog="run.py predict", description="Emotions of the faces in photos: each "
-                                     "face is found, cropped to 48x48 grayscale and classified by a registered model.")
-    parser.add_argument("photos", nargs="+", help="photo files or folders of photos")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model URI (default {DEFAULT_MODEL})")
-    parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
-    parser.add_argument("--json", type=Path, help="write the results as JSON")
-    parser.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with boxes and labels")
-    parser.add_argument("--margin", type=float, default=0.1, help="crop margin around a detected face, per side")
-    parser.add_argument("--verbose", action="store_true", help="show library warnings and this project's log")
-    return parser.parse_args(argv)
-
-
-def predict_main(argv: list[str]) -> int:
-    """``run.py predict``: exit 0, or 2 when a photo could not be read (the others still get results)."""
-    args = parse_predict_args(argv)
-    if not args.verbose:  # the answer, or what went wrong: nothing else on the console
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        warnings.simplefilter("ignore")
-        logging.getLogger().setLevel(logging.ERROR)
-        logging.getLogger("fercore").setLevel(logging.ERROR)
-    from fercore.serving.faces import photo_paths
-    from fercore.serving.local_models import load_predictor
-    from fercore.serving.predict import format_results, predict_photos, write_json
-    from fercore.stores import resolve_tracking_uri
-
-    try:
-        paths = photo_paths(args.photos)
-        if not paths:
-            raise FerError(f"no photos found in {' '.join(args.photos)}")
-        # the model loads (mostly importing torch) while OpenCV, which releases the GIL, finds the faces
-        with ThreadPoolExecutor(1) as pool:
-            loading = pool.submit(load_predictor, args.model, args.tracking_uri or resolve_tracking_uri())
-            results = predict_photos(paths, lambda faces: loading.result()[0](faces), args.margin, args.annotate)
-            loading.result()  # a model that does not load is reported even when no photo had a face
-    except FerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_results(results))
-    if args.json:
-        write_json(results, args.json)
-    for r in results:
-        if r.error:
-            print(f"error: {r.error}", file=sys.stderr)
-    return 2 if any(r.error for r in results) else 0
+        report_and_retrain(run, config, PIPELINES["train_all"])
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["predict"]:
+        from fercore.serving import predict_cli
+
         configure_logging(pipelines=False)
-        return predict_main(argv[1:])
+        return predict_cli.main(argv[1:])
     args = parse_args(argv)
     configure_logging()
     if not args.verbose:
@@ -309,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = build_config(args)
         ensure_zenml_repository()
+        from pipelines.preflight import check_services
+
         check_services(config, args.pipeline, str(args.config or default_config_path()))
         run_pipeline(args, config)
     except FerError as exc:
@@ -318,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as exc:  # ZenML reports a failed step as a RuntimeError; the step's error says why
         from pipelines import PIPELINES
-        from pipelines.runs import failed_step_error
+        from pipelines.run_guard import failed_step_error
 
         failure = failed_step_error(PIPELINES[args.pipeline].name)
         if failure and failure[1].startswith("fercore.errors."):

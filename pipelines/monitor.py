@@ -23,7 +23,7 @@ def monitor_pipeline(config: Config) -> None:
 def retraining_config(config: Config) -> tuple[Config, Path]:
     """The labelled faces of ``monitor.data`` written as a new incoming batch, and the train_all
     config that learns from it (``monitor.incoming_dir`` added to ``data.incoming``)."""
-    from fercore.monitoring.monitor import read_new_images, write_batch
+    from fercore.monitoring.new_images import read_new_images, write_batch
 
     folder = Path(config.monitor.incoming_dir).expanduser()
     new = read_new_images(config.monitor.data, config.monitor.on_unreadable)
@@ -43,3 +43,21 @@ def after_monitoring(config: Config, summary: dict, trigger) -> bool:
     retrain, _ = retraining_config(config)
     trigger(retrain)
     return True
+
+
+def report_and_retrain(run, config: Config, train_all) -> None:
+    """Prints the monitoring summary; runs the ``train_all`` pipeline when it drifted and ``monitor.on_drift``
+    is ``retrain``."""
+    import json
+
+    from pipelines.run_guard import local_run_guard
+
+    summary = run.steps["monitor_images"].outputs["monitoring"][0].load()
+    print(json.dumps(summary, indent=2))
+
+    def retrain_now(retrain: Config) -> None:
+        with local_run_guard(train_all.name):
+            train_all(config=retrain)
+
+    if after_monitoring(config, summary, retrain_now):
+        print("drift detected: train_all ran with the new batch (monitor.on_drift: retrain)")

@@ -5,8 +5,8 @@ from zenml import pipeline
 from fercore.config import Config, step_suffix
 from fercore.models.vit import vit_variant
 from fercore.training.contest import initial_state
-from pipelines.deploy import training_settings
 from pipelines.ingest import data_steps
+from pipelines.settings import training_settings
 from steps.evaluate_model import evaluate_model
 from steps.find_warm_starts import find_warm_starts
 from steps.judge_rung import judge_rung
@@ -24,7 +24,7 @@ def train_step_id(name: str, rung: int) -> str:
 
 
 def train_steps(config: Config, name: str, dataset, plan, rung: int = 0, previous=None, teacher=None, **inputs):
-    """Wires one rung of contender ``name``; returns its (model, training, run id, validation probabilities).
+    """Wires one rung of contender ``name``; returns its (model, training, MLflow run, validation probabilities).
 
     Args:
         previous: the contender's outputs after the last rung (later rungs).
@@ -33,7 +33,7 @@ def train_steps(config: Config, name: str, dataset, plan, rung: int = 0, previou
     """
     cfg = config.contenders[name]
     if previous is not None:
-        inputs.update(previous_model=previous[0], previous_training=previous[1], previous_run_id=previous[2])
+        inputs.update(previous_model=previous[0], previous_training=previous[1], previous_run=previous[2])
     if teacher is not None:
         inputs["teacher"] = teacher
     return TRAIN_STEPS[cfg.family].with_options(settings=training_settings(config))(
@@ -62,15 +62,15 @@ def evaluate_and_register(config: Config, name: str, dataset, trained: tuple, te
     """Wires ``evaluate_<name>`` -> ``register_<name>``; returns the registration and the val/test predictions
     (which promotion reuses instead of scoring the model again)."""
     cfg, suffix = config.contenders[name], step_suffix(name)
-    model, training, run_id = trained[:3]
+    model, training, run = trained[:3]
     tags = {"contender": name}
     if cfg.family == "vit":
         tags["checkpoint"] = vit_variant(cfg)
         if cfg.distill.enabled:
             tags["distill_teacher"] = cfg.distill.teacher
     evaluation, val_evaluation, predictions = evaluate_model(
-        model, dataset, training, run_id, config.registry, cfg.tta, cfg.mixed_precision, id=f"evaluate_{suffix}")
-    registration = register_model(model, evaluation, val_evaluation, run_id, dataset, config.registry, cfg.family,
+        model, dataset, training, run, config.registry, cfg.tta, cfg.mixed_precision, id=f"evaluate_{suffix}")
+    registration = register_model(model, evaluation, val_evaluation, run, dataset, config.registry, cfg.family,
                                   cfg.tta, cfg.mixed_precision, tags, teacher_registration, training,
                                   id=f"register_{suffix}")
     return registration, predictions

@@ -27,12 +27,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fercore.config import load_config  # noqa: E402
-from fercore.data.ingest import ingest  # noqa: E402
 from fercore.data.rebalance import rebalance  # noqa: E402
+from fercore.data.sources import ingest  # noqa: E402
 from fercore.data.split import split_validation  # noqa: E402
 from fercore.evaluation.metrics import evaluate_predictions  # noqa: E402
 from fercore.models import build_cnn, count_parameters, save_model  # noqa: E402
-from fercore.training.trainer import TTA_MODES, Trainer, centre_crop, pick_device, predict_proba, to_batch  # noqa: E402
+from fercore.models.inference import TTA_MODES, centre_crop, pick_device, predict_proba, to_batch  # noqa: E402
+from fercore.training.trainer import Trainer  # noqa: E402
 
 
 def bare_loop_images_per_s(cfg, images: np.ndarray, labels: np.ndarray, batches: int) -> float:

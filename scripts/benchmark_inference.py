@@ -64,18 +64,17 @@ def bare_loop(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | Non
 
 def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path):
     """The model logged as the project's pyfunc in a throwaway MLflow store, and loaded back."""
-    import mlflow
+    from fercore.serving.pyfunc import FerEmotionModel
+    from fercore.tracking.registry import load_version, log_and_register
+    from fercore.tracking.runs import one_off_run
+    from fercore.tracking.store import RunInfo
 
-    from fercore.serving.registry import connect, log_and_register
-
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    connect(uri, "benchmark")
-    run_id = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name("benchmark").experiment_id).info.run_id
     model_dir = save_model(model.cpu(), folder / f"model-{time.monotonic_ns()}")
     example = np.zeros((2, 48, 48), np.uint8)
-    version = log_and_register(run_id, {"model": str(model_dir)}, "bench", {"architecture": "bench"}, "", example,
-                               model_config={"tta": tta, "precision": precision})
-    return mlflow.pyfunc.load_model(f"models:/bench/{version}")
+    with one_off_run(RunInfo(f"sqlite:///{folder / 'mlflow.db'}", "benchmark", "benchmark"), "bench", {}, {}) as run_id:
+        version = log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, "bench", {"family": "bench"},
+                                   "", example, model_config={"tta": tta, "precision": precision})
+    return load_version("bench", version)
 
 
 def timed(fn, images: np.ndarray) -> float:
@@ -129,7 +128,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg = load_config(args.config)
     if args.data:
-        from fercore.data.ingest import ingest
+        from fercore.data.sources import ingest
 
         images = ingest(args.data).split("test").images[:args.images]
     else:

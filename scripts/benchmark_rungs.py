@@ -32,12 +32,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fercore.config import load_config  # noqa: E402
-from fercore.data.ingest import ingest  # noqa: E402
 from fercore.data.rebalance import rebalance  # noqa: E402
+from fercore.data.sources import ingest  # noqa: E402
 from fercore.data.split import split_validation  # noqa: E402
 from fercore.evaluation.metrics import evaluate_predictions  # noqa: E402
 from fercore.models import build_cnn  # noqa: E402
-from fercore.training.trainer import Trainer, centre_crop, predict_proba, weights_digest  # noqa: E402
+from fercore.models.inference import centre_crop, predict_proba  # noqa: E402
+from fercore.training.job_keys import weights_digest  # noqa: E402
+from fercore.training.trainer import Trainer  # noqa: E402
 
 
 def scores(model, ds, split: str, crop: int | None) -> dict[str, float]:

@@ -29,22 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fercore.config import load_config  # noqa: E402
 from fercore.constants import CLASS_NAMES  # noqa: E402
-from fercore.data.ingest import ingest  # noqa: E402
 from fercore.data.rebalance import rebalance  # noqa: E402
+from fercore.data.sources import ingest  # noqa: E402
 from fercore.data.split import split_validation  # noqa: E402
 from fercore.evaluation.metrics import evaluate_predictions  # noqa: E402
 from fercore.models import build_cnn, count_parameters, load_model, save_model  # noqa: E402
+from fercore.models.inference import autocast_dtype, cpu_has_native_bf16, pick_device, predict_proba, to_batch
 from fercore.models.vit import build_vit, vit_variant  # noqa: E402
+from fercore.training.augment import BatchAugmenter
 from fercore.training.distill import teacher_probabilities
-from fercore.training.trainer import (  # noqa: E402
-    BatchAugmenter,
-    Trainer,
-    autocast_dtype,
-    cpu_has_native_bf16,
-    pick_device,
-    predict_proba,
-    to_batch,
-)
+from fercore.training.trainer import Trainer
 
 
 def train_images_per_s(model: torch.nn.Module, cfg, images: np.ndarray, amp: torch.dtype | None, batches: int) -> float:

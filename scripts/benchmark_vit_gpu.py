@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fercore.config import VitConfig  # noqa: E402
 from fercore.errors import ConfigError  # noqa: E402
 from fercore.models import count_parameters  # noqa: E402
+from fercore.models.inference import autocast_dtype, pick_device  # noqa: E402
 from fercore.models.vit import FerViT, FerViTForImageClassification, build_vit, set_trainable_blocks  # noqa: E402
-from fercore.training.trainer import autocast_dtype, pick_device  # noqa: E402
 
 
 def vit_b16_random(head_hidden: list[int]) -> FerViT:

@@ -14,8 +14,9 @@ from zenml.utils import source_utils
 
 from fercore.config import RegistryConfig
 from fercore.models import count_parameters
-from fercore.serving.registry import RunInfo
 from fercore.stores import resolve_tracking_uri
+from fercore.tracking.runs import TrackedRun
+from fercore.tracking.store import RunInfo
 from fercore.training import distributed
 from fercore.training.checkpoints import CheckpointStore
 from fercore.training.contest import is_active
@@ -91,7 +92,7 @@ class RungInputs:
     contest: dict[str, Any] | None = None
     warm_starts: dict[str, Any] | None = None
     previous_training: dict[str, Any] | None = None
-    previous_run_id: str | None = None
+    previous_run: TrackedRun | None = None
     judged: bool = False
 
     def active(self, name: str) -> bool:
@@ -105,19 +106,19 @@ class RungInputs:
 
     def rung(self, name: str, model_name: str) -> Rung:
         warm = (self.warm_starts or {}).get(name) if self.previous_training is None else None
-        return Rung(self.contest, self.previous_training, self.previous_run_id, dict(warm) if warm else None,
+        return Rung(self.contest, self.previous_training, self.previous_run, dict(warm) if warm else None,
                     model_name, self.judged)
 
 
 def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoint_dir: str,
                     ddp_processes: int | str = 1, rung: RungInputs | None = None,
-                    extra_params: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, np.ndarray]:
+                    extra_params: dict[str, Any] | None = None) -> tuple[dict[str, Any], TrackedRun, np.ndarray]:
     """:func:`fercore.training.tracked.train_contender` with this stack's checkpoint store and pipeline run; the
     record's summary becomes the step's ``training`` metadata."""
     job.checkpoints = checkpoint_store(checkpoint_dir, name)
-    training, run_id, probs = train_contender(job, name, run_info(registry), (rung or RungInputs()).rung(
+    training, run, probs = train_contender(job, name, run_info(registry), (rung or RungInputs()).rung(
         name, registry.model_name), distributed.resolve_processes(ddp_processes), extra_params)
     summary = {k: v for k, v in training.items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(job.model), **(extra_params or {})},
                  infer_artifact=True, artifact_name="training")
-    return training, run_id, probs
+    return training, run, probs

@@ -7,10 +7,11 @@ from zenml import log_metadata, step
 
 from fercore.config import RegistryConfig
 from fercore.data.dataset import FerDataset
+from fercore.evaluation.evaluate import evaluate_and_report
 from fercore.evaluation.metrics import Evaluation
 from fercore.evaluation.predictions import Predictions
-from fercore.evaluation.report import evaluate_and_report
-from fercore.serving.registry import connect
+from fercore.tracking.runs import TrackedRun
+from fercore.tracking.store import connect
 from materializers import EvaluationMaterializer, PredictionsMaterializer
 from steps.cache import cache_policy
 from steps.common import tracking_uri
@@ -20,7 +21,7 @@ from steps.common import tracking_uri
                             "predictions": PredictionsMaterializer},
       cache_policy=cache_policy(__name__))
 def evaluate_model(
-    model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run_id: str, registry: RegistryConfig,
+    model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run: TrackedRun, registry: RegistryConfig,
     tta: str = "hflip", mixed_precision: str = "auto",
 ) -> tuple[Annotated[Evaluation, "evaluation"], Annotated[Evaluation, "val_evaluation"],
            Annotated[Predictions, "predictions"]]:
@@ -32,7 +33,7 @@ def evaluate_model(
         model: the trained model.
         dataset: the split dataset.
         training: the training step's result (its history draws the loss curves).
-        mlflow_run_id: the model's MLflow run.
+        mlflow_run: the contender's MLflow run (an error closes it FAILED).
         registry: MLflow settings.
         tta: test-time views to average (``none``, ``hflip``, ``shift``, ``tencrop``, ``grid``).
         mixed_precision: the training config's precision (``auto`` uses bf16 on CPUs with native bf16).
@@ -42,7 +43,7 @@ def evaluate_model(
         validation evaluation, and the probabilities behind both (reused by promotion).
     """
     connect(tracking_uri(registry), registry.experiment_name)
-    ev, val_ev, preds = evaluate_and_report(model, dataset, training.get("history", []), mlflow_run_id, tta,
+    ev, val_ev, preds = evaluate_and_report(model, dataset, training.get("history", []), mlflow_run, tta,
                                             mixed_precision)
     log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True, artifact_name="evaluation")
     log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True, artifact_name="val_evaluation")

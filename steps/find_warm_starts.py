@@ -2,12 +2,11 @@
 
 from typing import Annotated, Any
 
-from mlflow import MlflowClient
 from zenml import log_metadata, step
 
 from fercore.config import Config
 from fercore.data.dataset import FerDataset
-from fercore.serving.registry import connect
+from fercore.tracking.store import connect
 from fercore.training.warm_start import warm_starts
 from steps.common import tracking_uri
 
@@ -19,6 +18,6 @@ def find_warm_starts(dataset: FerDataset, config: Config) -> Annotated[dict[str,
     starts fresh (:func:`fercore.training.warm_start.warm_starts`)."""
     uri = tracking_uri(config.registry)
     connect(uri, config.registry.experiment_name)
-    found = warm_starts(MlflowClient(uri), config, dataset)
+    found = warm_starts(config, dataset)
     log_metadata(metadata={n: e["reason"] for n, e in found.items()}, infer_artifact=True, artifact_name="warm_starts")
     return found

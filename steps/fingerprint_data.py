@@ -6,7 +6,7 @@ from zenml import step
 
 from fercore.config import DataConfig
 from fercore.data.incoming import fingerprint
-from fercore.data.ingest import source_fingerprint
+from fercore.data.sources import source_fingerprint
 
 
 # Never cached: the source's content can change under the same path. Hashing it is cheap (about

@@ -9,7 +9,7 @@ from zenml.types import HTMLString
 from fercore.config import MonitorConfig, RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.errors import RegistryError
-from fercore.monitoring.run import monitor_run
+from fercore.monitoring.monitor_run import monitor_run
 from steps.common import run_info
 
 

@@ -8,7 +8,7 @@ from zenml.types import HTMLString, MarkdownString
 from fercore.config import PromotionConfig, RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.predictions import Predictions
-from fercore.promotion.run import promote
+from fercore.promotion.promote import promote
 from steps.common import run_info
 
 

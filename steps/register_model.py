@@ -9,6 +9,7 @@ from fercore.config import RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import Evaluation
 from fercore.promotion.register import TrainedModel, register
+from fercore.tracking.runs import TrackedRun
 from fercore.training.tracked import training_tags
 from steps.common import run_info
 
@@ -16,8 +17,8 @@ from steps.common import run_info
 # Not cached but idempotent: a model (its MLflow run) already registered is found, not registered again.
 @step(enable_cache=False)
 def register_model(
-    model: nn.Module, evaluation: Evaluation, val_evaluation: Evaluation, mlflow_run_id: str, dataset: FerDataset,
-    registry: RegistryConfig, architecture: str, tta: str = "hflip", mixed_precision: str = "auto",
+    model: nn.Module, evaluation: Evaluation, val_evaluation: Evaluation, mlflow_run: TrackedRun, dataset: FerDataset,
+    registry: RegistryConfig, family: str, tta: str = "hflip", mixed_precision: str = "auto",
     extra_tags: dict[str, str] | None = None, teacher: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
 ) -> Annotated[dict[str, Any], "registered_model"]:
@@ -26,9 +27,9 @@ def register_model(
     kept weights, the contest's word, what it continued from and its total minutes).
 
     Returns:
-        ``name``, ``version``, ``model_uri``, ``run_id``, ``architecture``, ``contender`` and headline metrics.
+        ``name``, ``version``, ``model_uri``, ``run_id``, ``family``, ``contender`` and headline metrics.
     """
-    trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run_id, architecture, tta, mixed_precision,
+    trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run, family, tta, mixed_precision,
                            {**training_tags(training), **(extra_tags or {})}, teacher)
     out = register(trained, dataset, registry.model_name, run_info(registry))
     log_metadata(metadata=out, infer_artifact=True, artifact_name="registered_model")

@@ -10,6 +10,7 @@ from fercore.config import CnnContender, RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import Rebalanced
 from fercore.models import build_cnn
+from fercore.tracking.runs import TrackedRun
 from fercore.training.trainer import TrainJob
 from materializers import FerModelMaterializer
 from steps.cache import cache_policy
@@ -22,8 +23,8 @@ def train_cnn(
     dataset: FerDataset, plan: Rebalanced, config: CnnContender, name: str, registry: RegistryConfig,
     checkpoint_dir: str, ddp_processes: int | str = 1, contest: dict[str, Any] | None = None,
     warm_starts: dict[str, Any] | None = None, previous_model: nn.Module | None = None,
-    previous_training: dict[str, Any] | None = None, previous_run_id: str | None = None, judged: bool = False,
-) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[str, "mlflow_run_id"],
+    previous_training: dict[str, Any] | None = None, previous_run: TrackedRun | None = None, judged: bool = False,
+) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[TrackedRun, "mlflow_run"],
            Annotated[np.ndarray, "val_probabilities"]]:
     """Trains a CNN contender with early stopping (one rung of it with ``contest``); epochs are logged to MLflow.
 
@@ -39,15 +40,15 @@ def train_cnn(
         warm_starts: ``training.continue_from``'s pick per contender (first rung only).
         previous_model: the contender's model after the last rung (later rungs).
         previous_training: its training record after the last rung.
-        previous_run_id: its MLflow run.
+        previous_run: its MLflow run.
         judged: the contest judges after this rung (validation probabilities are returned for it).
 
     Returns:
-        The model with its best weights, the training record, the MLflow run id and, when judged, the
+        The model with its best weights, the training record, the MLflow run's handle and, when judged, the
         validation probabilities.
     """
     model = previous_model if previous_model is not None else build_cnn(config.architecture, **config.model_kwargs())
-    rung = RungInputs(contest, warm_starts, previous_training, previous_run_id, judged)
-    training, run_id, probs = train_and_track(TrainJob(model, config, dataset, plan), name, registry, checkpoint_dir,
+    rung = RungInputs(contest, warm_starts, previous_training, previous_run, judged)
+    training, run, probs = train_and_track(TrainJob(model, config, dataset, plan), name, registry, checkpoint_dir,
                                               ddp_processes, rung)
-    return model, training, run_id, probs
+    return model, training, run, probs

@@ -18,7 +18,7 @@ from fercore.constants import CLASS_INDEX, CLASS_NAMES, IMAGE_SUFFIXES
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes
 from fercore.data.images import ARCHIVE_SUFFIXES, ImageLimits, check_archive, decode_image, is_hidden, iter_members
-from fercore.data.ingest import source_sha256
+from fercore.data.sources import source_sha256
 from fercore.errors import DataError
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from fercore.config import DataConfig
 from fercore.data.dataset import FerDataset, limit_per_class
 from fercore.data.duplicates import drop_train_copies_of_test
 from fercore.data.incoming import add_incoming, batch_paths
-from fercore.data.ingest import ingest
+from fercore.data.sources import ingest
 
 
 def prepare(config: DataConfig, source_sha256: str, use_cache: bool = True) -> FerDataset:

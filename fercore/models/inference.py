@@ -204,8 +204,16 @@ def average_probabilities(member_probs: dict[str, np.ndarray], weights: dict[str
     return sum(w * temperature_scaled(member_probs[v], temperatures.get(v, 1.0)) for v, w in weights.items())
 
 
+ENSEMBLE_FILE = "ensemble.json"  # an ensemble version's spec; versions registered before call it routes.json
+
+
+def ensemble_spec_file(artifacts: dict[str, str]) -> str:
+    """The path of an ensemble version's spec among its pyfunc artifacts (key ``ensemble``, before: ``routes``)."""
+    return artifacts["ensemble"] if "ensemble" in artifacts else artifacts["routes"]
+
+
 def ensemble_members(spec: dict[str, Any]) -> set[str]:
-    """The member versions of an ensemble spec (``routes.json``): routed, or averaged with ``weights``."""
+    """The member versions of an ensemble spec (``ensemble.json``): routed, or averaged with ``weights``."""
     return set(spec["weights"]) if "weights" in spec else set(spec["routes"].values())
 
 

@@ -12,27 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
 from fercore.errors import RegistryError
 from fercore.promotion.decision import AliasMove, category_alias
 from fercore.stores import local_store_path
+from fercore.tracking import registry
+from fercore.tracking.store import TrackingError
 
 logger = logging.getLogger(__name__)
 
 
-def current_holders(client: MlflowClient, name: str) -> dict[str, str | None]:
-    """Alias -> version for every alias this module manages."""
-    try:
-        aliases = client.get_registered_model(name).aliases or {}
-    except MlflowException:
-        return {}
-    return {a: str(v) for a, v in aliases.items()}
-
-
-
-def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_note: str = "") -> list[AliasMove]:
+def apply_moves(name: str, moves: list[AliasMove], metric_note: str = "") -> list[AliasMove]:
     """Moves aliases with a compare-and-swap per alias; rolls back every move if one fails.
 
     A move is skipped when its alias changed since the decision (another run promoted meanwhile),
@@ -46,12 +35,12 @@ def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_
         The moves applied.
     """
     for move in moves:
-        if client.get_model_version(name, move.version).status != "READY":
-            raise MlflowException(f"version {move.version} of {name} is not READY; no alias moved")
+        if registry.get_version(name, move.version).status != "READY":
+            raise RegistryError(f"version {move.version} of {name} is not READY; no alias moved")
     applied: list[AliasMove] = []
     try:
         for move in moves:
-            holders = current_holders(client, name)
+            holders = registry.aliases(name)
             now = holders.get(move.alias)
             if now != move.previous:
                 logger.warning("Alias %s changed to v%s during promotion; not moving it to v%s", move.alias, now,
@@ -62,27 +51,22 @@ def apply_moves(client: MlflowClient, name: str, moves: list[AliasMove], metric_
                 logger.warning("Not moving %s to ensemble v%s: its routes %s no longer hold those emotions' "
                                "champion aliases", move.alias, move.version, stale)
                 continue
-            client.set_registered_model_alias(name, move.alias, move.version)
+            registry.set_alias(name, move.alias, move.version)
             applied.append(move)
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            client.set_model_version_tag(name, move.version, f"promoted.{move.alias}", f"{stamp} {move.reason}{metric_note}")
+            registry.tag_version(name, move.version, {f"promoted.{move.alias}": f"{stamp} {move.reason}{metric_note}"})
     except Exception:
         for move in reversed(applied):  # put the old holders back
-            if move.previous:
-                client.set_registered_model_alias(name, move.alias, move.previous)
-            else:
-                client.delete_registered_model_alias(name, move.alias)
+            registry.set_alias(name, move.alias, move.previous)
         raise
     return applied
-
 
 
 LEASE_TAG = "promotion.lease"
 
 
-
 @contextmanager
-def promotion_lock(client: MlflowClient, tracking_uri: str, name: str, timeout_s: float = 1800.0,
+def promotion_lock(tracking_uri: str, name: str, timeout_s: float = 1800.0,
                    lease_s: float = 3600.0, settle_s: float = 1.0) -> Iterator[None]:
     """Serialises promotions of ``name``: one reads, decides and moves aliases at a time.
 
@@ -101,13 +85,12 @@ def promotion_lock(client: MlflowClient, tracking_uri: str, name: str, timeout_s
         with _file_lock(path.with_name(path.name + ".promotion.lock"), timeout_s):
             yield
     else:
-        with registry_lease(client, name, timeout_s, lease_s, settle_s):
+        with registry_lease(name, timeout_s, lease_s, settle_s):
             yield
 
 
-
 @contextmanager
-def registry_lease(client: MlflowClient, name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0,
+def registry_lease(name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0,
                    settle_s: float = 1.0) -> Iterator[None]:
     """The tracking-server form of :func:`promotion_lock`: a lease in the ``promotion.lease`` tag."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -115,13 +98,13 @@ def registry_lease(client: MlflowClient, name: str, timeout_s: float = 1800.0, l
     lease: str | None = None
     while True:
         try:
-            lease = client.get_registered_model(name).tags.get(LEASE_TAG)
+            lease = registry.model_tag(name, LEASE_TAG)
             if not lease or float(lease.rpartition(" ")[2] or 0) < time.time():
-                client.set_registered_model_tag(name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
+                registry.set_model_tag(name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
                 time.sleep(settle_s)
-                if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
+                if (registry.model_tag(name, LEASE_TAG) or "").startswith(owner + " "):
                     break
-        except MlflowException as exc:  # a busy store (e.g. a locked database): try again until the deadline
+        except TrackingError as exc:  # a busy store (e.g. a locked database): try again until the deadline
             lease = f"unknown: {exc.message}"
         if time.monotonic() > deadline:
             raise RegistryError(f"another promotion of {name} holds the lease ({lease}); waited {timeout_s:.0f} s. "
@@ -130,9 +113,8 @@ def registry_lease(client: MlflowClient, name: str, timeout_s: float = 1800.0, l
     try:
         yield
     finally:
-        if client.get_registered_model(name).tags.get(LEASE_TAG, "").startswith(owner + " "):
-            client.delete_registered_model_tag(name, LEASE_TAG)
-
+        if (registry.model_tag(name, LEASE_TAG) or "").startswith(owner + " "):
+            registry.set_model_tag(name, LEASE_TAG, None)
 
 
 @contextmanager

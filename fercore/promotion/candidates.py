@@ -3,15 +3,16 @@ this run's splits, with a note of how many of this run's validation images each 
 
 from __future__ import annotations
 
-import mlflow
 import numpy as np
 
 from fercore.data.dataset import FerDataset
-from fercore.data.duplicates import hash_set_digest, image_hashes  # noqa: F401  (re-exported)
+from fercore.data.duplicates import image_hashes
 from fercore.evaluation.predictions import predict_splits
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import parse_routes, routed_predictions
-from fercore.serving.registry import load_version, pyfunc_predict
+from fercore.tracking import registry
+from fercore.tracking.runs import download_run_file
+from fercore.tracking.tags import family
 
 TRAIN_HASHES = "data/train_image_hashes.npy"  # logged in each model's MLflow run: which images it was trained on
 
@@ -44,20 +45,18 @@ def overlap_note(trained_on: np.ndarray | None, val_hashes: np.ndarray, split_tr
             "FER-2013's duplicates: its validation figures are optimistic")
 
 
-def training_hashes(client: mlflow.MlflowClient, name: str, version) -> np.ndarray | None:
-    """The image hashes a registered version was trained on (an ensemble: its members'), if recorded."""
-    if version.tags.get("architecture") == "ensemble":
-        members = [client.get_model_version(name, v) for v in version.tags.get("members", "").split(",") if v]
-        parts = [training_hashes(client, name, m) for m in members]
+def training_hashes(name: str, version) -> np.ndarray | None:
+    """The image hashes a registered version was trained on (an ensemble: its members'), if recorded
+    (versions registered before the record existed have none)."""
+    if family(version) == "ensemble":
+        members = [registry.get_version(name, v) for v in version.tags.get("members", "").split(",") if v]
+        parts = [training_hashes(name, m) for m in members]
         return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TRAIN_HASHES)
-    except Exception:  # versions registered before the record existed
-        return None
-    return np.load(path, allow_pickle=False)
+    path = download_run_file(version.run_id, TRAIN_HASHES)
+    return None if path is None else np.load(path, allow_pickle=False)
 
 
-def holder_candidates(client: mlflow.MlflowClient, name: str, versions: list[str], known: dict[str, Candidate],
+def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate],
                       dataset: FerDataset) -> list[Candidate]:
     """Alias holders of earlier runs, rescored on this run's val and test splits.
 
@@ -66,18 +65,18 @@ def holder_candidates(client: mlflow.MlflowClient, name: str, versions: list[str
     validation split its training data holds.
     """
     val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
-    meta = {v: client.get_model_version(name, v) for v in versions}
-    singles = [v for v in versions if meta[v].tags.get("architecture") != "ensemble"]
+    meta = {v: registry.get_version(name, v) for v in versions}
+    singles = [v for v in versions if family(meta[v]) != "ensemble"]
     out, scored = [], dict(known)
     for v in singles + [v for v in versions if v not in singles]:
-        mv, arch = meta[v], meta[v].tags.get("architecture", "?")
+        mv, kind = meta[v], family(meta[v])
         routes = parse_routes(mv.tags.get("routes", ""))
-        if arch == "ensemble" and routes and set(routes.values()) <= set(scored):
+        if kind == "ensemble" and routes and set(routes.values()) <= set(scored):
             preds = routed_predictions(scored, routes)
         else:
-            preds = predict_splits(pyfunc_predict(load_version(name, v)), dataset)
-        note = overlap_note(training_hashes(client, name, mv), val_hashes, split_train)
-        scored[v] = candidate(v, arch, preds, dataset, False, note, mv.tags.get("contender", ""))
+            preds = predict_splits(registry.pyfunc_predict(registry.load_version(name, v)), dataset)
+        note = overlap_note(training_hashes(name, mv), val_hashes, split_train)
+        scored[v] = candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", ""))
         out.append(scored[v])
     return out
 

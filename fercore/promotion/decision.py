@@ -31,7 +31,7 @@ class Candidate:
     """
 
     version: str
-    architecture: str
+    family: str  # cnn, vit or ensemble
     evaluation: Evaluation
     probs: np.ndarray
     new: bool = True  # trained in this run (else: a current alias holder read from the registry)
@@ -43,7 +43,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return f"v{self.version} ({self.contender or self.architecture})"
+        return f"v{self.version} ({self.contender or self.family})"
 
     def f1(self, emotion: str) -> float:
         return float(self.evaluation.per_class.loc[emotion, "f1"])
@@ -101,6 +101,17 @@ def _by_version(cands: list[Candidate]) -> dict[str, Candidate]:
     return {c.version: c for c in cands}
 
 
+def _age(c: Candidate) -> tuple[int, str]:
+    """Exact ties go to the older version (a lower number; versions still to be registered last), so that a
+    decision does not depend on the order of the candidates."""
+    return (int(c.version), "") if c.version.isdigit() else (1 << 62, c.version)
+
+
+def _ranked(cands: list[Candidate], key) -> list[Candidate]:
+    """``cands`` best first by ``key`` (higher is better), exact ties by :func:`_age`."""
+    return sorted(sorted(cands, key=_age), key=key, reverse=True)
+
+
 def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str = "macro_f1",
            min_margin: float = 0.0, single_models_only_per_category: bool = True,
            bootstrap: Bootstrap | None = None) -> Decision:
@@ -109,7 +120,7 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
 
     An alias moves only to a version that beats its current holder (per-category: that class's F1;
     ``champion``: ``metric`` by at least ``min_margin``) and, with ``bootstrap``, only when the lead's
-    95 % interval excludes zero; otherwise the holder keeps it.
+    95 % interval excludes zero; otherwise the holder keeps it. A tie keeps the holder.
 
     Args:
         cands: scored candidates, current holders included.
@@ -119,46 +130,55 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
         single_models_only_per_category: ensembles compete for ``champion`` only.
         bootstrap: resamples of the validation images (:mod:`fercore.evaluation.significance`); None: any lead counts.
     """
-    by_version = _by_version(cands)
-    rows, moves, reasons, routes = [], [], {}, {}
-    per_cat = [c for c in cands if not (single_models_only_per_category and c.architecture == "ensemble")]
+    per_cat = [c for c in cands if not (single_models_only_per_category and c.family == "ensemble")]
+    decision = Decision(pd.DataFrame())
+    rows = [_decide_emotion(emotion, per_cat, _by_version(cands).get(holders.get(category_alias(emotion)) or ""),
+                            bootstrap, decision) for emotion in CLASS_NAMES]
+    decision.table = pd.DataFrame(rows)
+    champion = _decide_champion(cands, holders, metric, min_margin, bootstrap, decision)
+    _decide_challenger(cands, holders, champion, metric, decision)
+    return decision
+
+
+def routes_of(cands: list[Candidate], holders: dict[str, str | None], bootstrap: Bootstrap | None = None) -> dict[str, str]:
+    """Emotion -> the single model that will hold its alias (what a routed ensemble routes): the per-emotion
+    part of :func:`decide`, which an ensemble does not change."""
+    singles, by_version, decision = [c for c in cands if c.family != "ensemble"], _by_version(cands), Decision(pd.DataFrame())
     for emotion in CLASS_NAMES:
-        ranked = sorted(per_cat, key=lambda c: (c.f1(emotion), c.score("macro_f1")), reverse=True)
-        winner = ranked[0]
-        runner_up = ranked[1] if len(ranked) > 1 else None
-        alias = category_alias(emotion)
-        holder = by_version.get(holders.get(alias) or "")
-        over_holder = _lead(bootstrap, winner, holder, emotion=emotion)
-        over_runner_up = _lead(bootstrap, winner, runner_up, emotion=emotion)
-        if holder is None:
-            decision = "assign"
-        elif holder.version == winner.version:
-            decision = "keep"
-        elif winner.f1(emotion) > holder.f1(emotion) and (over_holder is None or over_holder.significant):
-            decision = "move"
-        else:
-            decision, winner = "keep", holder
-        row = {"emotion": emotion}
-        for c in per_cat:
-            row[f"{c.label} val F1"] = c.f1(emotion)
-            row[f"{c.label} val recall"] = float(c.evaluation.per_class.loc[emotion, "recall"])
-        row.update(winner=winner.label,
-                   margin_runner_up=ranked[0].f1(emotion) - runner_up.f1(emotion) if runner_up else float("nan"),
-                   runner_up_95ci=_interval(over_runner_up), significant=_yes_no(over_runner_up),
-                   margin_vs_champion=ranked[0].f1(emotion) - holder.f1(emotion) if holder else float("nan"),
-                   champion_95ci=_interval(over_holder), decision=decision)
-        rows.append(row)
-        routes[emotion] = winner.version
-        reason = f"{emotion} F1 {winner.f1(emotion):.4f}"
-        if holder:
-            reason += f" vs holder v{holder.version} {holder.f1(emotion):.4f}"
-        if decision == "keep" and over_holder is not None and not over_holder.significant:
-            reason += f"; v{ranked[0].version}'s lead {over_holder} is inside the noise"
-        reasons[alias] = f"{decision}: {reason}"
-        if decision in ("assign", "move"):
-            moves.append(AliasMove(alias, winner.version, holder.version if holder else None, reason))
-    moves += _overall_moves(cands, holders, by_version, metric, min_margin, reasons, bootstrap)
-    return Decision(pd.DataFrame(rows), moves, reasons, routes)
+        _decide_emotion(emotion, singles, by_version.get(holders.get(category_alias(emotion)) or ""), bootstrap, decision)
+    return decision.routes
+
+
+def _decide_emotion(emotion: str, per_cat: list[Candidate], holder: Candidate | None, bootstrap: Bootstrap | None,
+                    decision: Decision) -> dict:
+    """``emotion``'s alias: records its move, reason and route in ``decision``; returns its table row."""
+    ranked = _ranked(per_cat, lambda c: (c.f1(emotion), c.score("macro_f1")))
+    best, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    over_holder, over_runner_up = _lead(bootstrap, best, holder, emotion=emotion), _lead(bootstrap, best, runner_up,
+                                                                                          emotion=emotion)
+    if holder is None:
+        verdict, winner = "assign", best
+    elif best.f1(emotion) > holder.f1(emotion) and (over_holder is None or over_holder.significant):
+        verdict, winner = "move", best
+    else:
+        verdict, winner = "keep", holder
+    reason = f"{emotion} F1 {winner.f1(emotion):.4f}" + (f" vs holder v{holder.version} {holder.f1(emotion):.4f}"
+                                                         if holder else "")
+    if verdict == "keep" and over_holder is not None and not over_holder.significant:
+        reason += f"; v{best.version}'s lead {over_holder} is inside the noise"
+    alias = category_alias(emotion)
+    decision.reasons[alias], decision.routes[emotion] = f"{verdict}: {reason}", winner.version
+    if verdict != "keep":
+        decision.moves.append(AliasMove(alias, winner.version, holder.version if holder else None, reason))
+    row = {"emotion": emotion}
+    for c in per_cat:
+        row[f"{c.label} val F1"] = c.f1(emotion)
+        row[f"{c.label} val recall"] = float(c.evaluation.per_class.loc[emotion, "recall"])
+    return {**row, "winner": winner.label,
+            "margin_runner_up": best.f1(emotion) - runner_up.f1(emotion) if runner_up else float("nan"),
+            "runner_up_95ci": _interval(over_runner_up), "significant": _yes_no(over_runner_up),
+            "margin_vs_champion": best.f1(emotion) - holder.f1(emotion) if holder else float("nan"),
+            "champion_95ci": _interval(over_holder), "decision": verdict}
 
 
 def _lead(bootstrap: Bootstrap | None, a: Candidate, b: Candidate | None, metric: str = "macro_f1",
@@ -176,53 +196,62 @@ def _yes_no(lead: Lead | None) -> str:
     return "—" if lead is None else ("yes" if lead.significant else "no")
 
 
-def _overall_moves(cands, holders, by_version, metric, min_margin, reasons, bootstrap=None) -> list[AliasMove]:
-    moves = []
-    ranked = sorted(cands, key=lambda c: c.score(metric), reverse=True)
-    best = ranked[0]
-    singles = [c for c in ranked if c.architecture != "ensemble"]
+def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | None, decision: Decision) -> Candidate:
+    """The best candidate by ``metric``; an ensemble must lead the best single model significantly (it must
+    earn its complexity), else that single model is the best."""
+    ranked = _ranked(cands, lambda c: c.score(metric))
+    best, singles = ranked[0], [c for c in ranked if c.family != "ensemble"]
     over_single = _lead(bootstrap, best, singles[0], metric) if singles else None
-    if over_single is not None and not over_single.significant:  # an ensemble must earn its complexity
-        reasons["ensemble"] = f"v{best.version} leads the best single model v{singles[0].version} by {over_single}: noise"
-        best = singles[0]
-    holder = by_version.get(holders.get(CHAMPION) or "")
-    champion = holder
+    if over_single is not None and not over_single.significant:
+        decision.reasons["ensemble"] = (f"v{best.version} leads the best single model v{singles[0].version} by "
+                                        f"{over_single}: noise")
+        return singles[0]
+    return best
+
+
+def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], metric: str, min_margin: float,
+                     bootstrap: Bootstrap | None, decision: Decision) -> Candidate:
+    """The ``champion`` alias (and ``previous-champion`` when it moves); returns the champion afterwards."""
+    best, holder = _best_overall(cands, metric, bootstrap, decision), _by_version(cands).get(holders.get(CHAMPION) or "")
     lead = _lead(bootstrap, best, holder, metric)
-    beats = holder is not None and best.version != holder.version and best.score(metric) > holder.score(metric) \
+    figures = f"{metric} {best.score(metric):.4f}"
+    if holder is None:
+        decision.moves.append(AliasMove(CHAMPION, best.version, None, figures))
+        decision.reasons[CHAMPION] = f"assign: {figures}"
+        return best
+    beats = best.version != holder.version and best.score(metric) > holder.score(metric) \
         and best.score(metric) >= holder.score(metric) + min_margin
-    if holder is None or (beats and (lead is None or lead.significant)):
-        reason = f"{metric} {best.score(metric):.4f}" + (f" vs v{holder.version} {holder.score(metric):.4f}" if holder else "")
-        if lead is not None:
-            reason += f" (lead {lead}, 95 % interval)"
-        moves.append(AliasMove(CHAMPION, best.version, holder.version if holder else None, reason))
-        if holder is not None:
-            moves.append(AliasMove(PREVIOUS, holder.version, holders.get(PREVIOUS), f"replaced as champion by v{best.version}"))
-        champion = best
-        reasons[CHAMPION] = f"{'assign' if holder is None else 'move'}: {reason}"
-    elif beats:
-        reasons[CHAMPION] = (f"keep v{holder.version}: best candidate v{best.version} {metric} {best.score(metric):.4f} "
-                             f"leads {holder.score(metric):.4f} by {lead}, inside the noise")
-    else:
-        reasons[CHAMPION] = (f"keep v{holder.version}: best candidate v{best.version} {metric} {best.score(metric):.4f} "
-                             f"does not beat {holder.score(metric):.4f} by {min_margin}")
-    others = [c for c in ranked if c.version != champion.version]
-    if others:
-        runner = others[0]
-        current = by_version.get(holders.get(CHALLENGER) or "")
-        if current is None or current.version == champion.version or runner.score(metric) > current.score(metric):
-            if current is None or runner.version != current.version:
-                moves.append(AliasMove(CHALLENGER, runner.version, holders.get(CHALLENGER),
-                                       f"runner-up {metric} {runner.score(metric):.4f}"))
-                reasons[CHALLENGER] = f"move: v{runner.version} runner-up"
-    return moves
+    if beats and (lead is None or lead.significant):
+        reason = f"{figures} vs v{holder.version} {holder.score(metric):.4f}" + (f" (lead {lead}, 95 % interval)"
+                                                                                  if lead else "")
+        decision.moves += [AliasMove(CHAMPION, best.version, holder.version, reason),
+                           AliasMove(PREVIOUS, holder.version, holders.get(PREVIOUS),
+                                     f"replaced as champion by v{best.version}")]
+        decision.reasons[CHAMPION] = f"move: {reason}"
+        return best
+    why = f"leads {holder.score(metric):.4f} by {lead}, inside the noise" if beats else \
+        f"does not beat {holder.score(metric):.4f} by {min_margin}"
+    decision.reasons[CHAMPION] = f"keep v{holder.version}: best candidate v{best.version} {figures} {why}"
+    return holder
 
 
-# -- serialised promotions ------------------------------------------------------------------
+def _decide_challenger(cands: list[Candidate], holders: dict[str, str | None], champion: Candidate, metric: str,
+                       decision: Decision) -> None:
+    """``challenger``: the runner-up to the champion, when it beats the current challenger."""
+    others = [c for c in _ranked(cands, lambda c: c.score(metric)) if c.version != champion.version]
+    if not others:
+        return
+    runner, current = others[0], _by_version(cands).get(holders.get(CHALLENGER) or "")
+    if current is None or current.version == champion.version or runner.score(metric) > current.score(metric):
+        if current is None or runner.version != current.version:
+            decision.moves.append(AliasMove(CHALLENGER, runner.version, holders.get(CHALLENGER),
+                                            f"runner-up {metric} {runner.score(metric):.4f}"))
+            decision.reasons[CHALLENGER] = f"move: v{runner.version} runner-up"
 
 
-def candidate(version: str, architecture: str, predictions: Predictions, dataset: FerDataset, new: bool,
+def candidate(version: str, family: str, predictions: Predictions, dataset: FerDataset, new: bool,
               overlap: str = "", contender: str = "", contest: str = "") -> Candidate:
     """A scored candidate: decided on its validation figures, its test figures kept for the report."""
     val_ev, test_ev = predictions.evaluations(dataset)
-    return Candidate(version, architecture, val_ev, predictions.val, new, test_ev, predictions.test, overlap, contender,
+    return Candidate(version, family, val_ev, predictions.val, new, test_ev, predictions.test, overlap, contender,
                      contest)

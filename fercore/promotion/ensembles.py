@@ -2,36 +2,31 @@
 
 - Routed: each emotion's probability from that emotion's winner (:func:`routed_predictions`).
 - Averaging: each contender's probabilities temperature-scaled, then averaged with weights, both
-  fitted on the validation split by log-loss (:func:`fit`).
+  fitted on the validation split by log-loss (:func:`fit_averaging`).
 
 Fitted and judged on the same images, an ensemble would look better than it is. Their validation
 probabilities for promotion are therefore out of fold (:func:`routed_out_of_fold`, :func:`out_of_fold`):
 each half of the validation images is predicted with routes, temperatures and weights fitted on the
 other half. The version that is registered carries the fit on all of them.
+
+Everything here is computed from probabilities already in hand; :mod:`fercore.promotion.apply` registers
+an ensemble the decision needs (its spec is the version's ``ensemble.json``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-import mlflow
 import numpy as np
-from mlflow import MlflowClient
 from scipy.optimize import minimize, minimize_scalar
 
 from fercore.constants import CLASS_NAMES
 from fercore.data.dataset import FerDataset
-from fercore.evaluation.metrics import flat_metrics
 from fercore.evaluation.predictions import Predictions
-from fercore.models.inference import average_probabilities, temperature_scaled
+from fercore.models.inference import average_probabilities, route_probabilities, temperature_scaled
 from fercore.promotion.decision import Candidate, candidate
-from fercore.serving.pyfunc import FerEnsembleModel
-from fercore.serving.registry import RunInfo, end_run, log_and_register, log_metrics, run_closed_on_error, start_run
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +42,7 @@ class AveragingFit:
     ece_after: dict[str, float]
 
     def spec(self, model_name: str) -> dict:
-        """What the registered ensemble loads (``routes.json`` of :class:`fercore.serving.pyfunc.FerEnsembleModel`)."""
+        """What the registered ensemble loads (``ensemble.json`` of :class:`fercore.serving.pyfunc.FerEnsembleModel`)."""
         return {"model_name": model_name, "weights": self.weights, "temperatures": self.temperatures}
 
     def apply(self, member_probs: dict[str, np.ndarray]) -> np.ndarray:
@@ -90,7 +85,7 @@ def fit_weights(member_probs: dict[str, np.ndarray], labels: np.ndarray) -> dict
     return {v: float(x) for v, x in zip(versions, w / w.sum())}
 
 
-def fit(member_probs: dict[str, np.ndarray], labels: np.ndarray) -> AveragingFit:
+def fit_averaging(member_probs: dict[str, np.ndarray], labels: np.ndarray) -> AveragingFit:
     """Temperatures per member, then the weights of the scaled members, on ``labels``' images."""
     temperatures = {v: fit_temperature(p, labels) for v, p in member_probs.items()}
     scaled = {v: temperature_scaled(p, temperatures[v]) for v, p in member_probs.items()}
@@ -105,15 +100,13 @@ def out_of_fold(member_probs: dict[str, np.ndarray], labels: np.ndarray, folds: 
     out = np.empty_like(next(iter(member_probs.values())), dtype=np.float64)
     for k in range(folds):
         held, rest = fold == k, fold != k
-        fitted = fit({v: p[rest] for v, p in member_probs.items()}, labels[rest])
+        fitted = fit_averaging({v: p[rest] for v, p in member_probs.items()}, labels[rest])
         out[held] = fitted.apply({v: p[held] for v, p in member_probs.items()})
     return out
 
 
 def routed_predictions(by_version: dict[str, Candidate], routes: dict[str, str]) -> Predictions:
     """The routed ensemble's val and test probabilities from its members' (see ``route_probabilities``)."""
-    from fercore.models.inference import route_probabilities
-
     members = set(routes.values())
     val = route_probabilities({v: by_version[v].probs for v in members}, routes)
     test = route_probabilities({v: by_version[v].test_probs for v in members}, routes)
@@ -126,8 +119,6 @@ def routed_out_of_fold(singles: list[Candidate], labels: np.ndarray, folds: int 
     winners (validation F1, ties by macro-F1) on the other folds, as promotion picks them on all of it.
     Routes picked and judged on the same images would flatter it."""
     from sklearn.metrics import f1_score
-
-    from fercore.models.inference import route_probabilities
 
     fold = np.random.default_rng(seed).permutation(len(labels)) % folds
     out = np.empty_like(singles[0].probs, dtype=np.float64)
@@ -153,74 +144,61 @@ def parse_routes(tag: str) -> dict[str, str]:
 
 
 
-def find_ensemble(client: mlflow.MlflowClient, name: str, identity: dict[str, str]) -> str | None:
-    """A READY ensemble version whose tags hold ``identity`` (its ``routes`` or ``weights``), if any: reused,
-    not registered again."""
-    found = [mv for mv in client.search_model_versions(f"name='{name}'")
-             if mv.tags.get("architecture") == "ensemble" and mv.status == "READY"
-             and all(mv.tags.get(k) == v for k, v in identity.items())]
-    return str(max(int(mv.version) for mv in found)) if found else None
+@dataclass
+class EnsembleCandidate:
+    """An ensemble the decision weighs: its scores, and what registering it takes.
+
+    Attributes:
+        candidate: scored on out-of-fold validation probabilities; its version is the registered identical
+            ensemble's, else a placeholder (``new-routed``, ``new-averaged``) until it is registered.
+        spec: its ``ensemble.json``.
+        identity: the tag that tells an identical registered ensemble (``routes`` or ``weights``).
+        members: its member versions.
+        description: one line for the version's description.
+        fitted: the averaging ensemble's temperatures and weights.
+    """
+
+    candidate: Candidate
+    spec: dict[str, Any]
+    identity: dict[str, str]
+    members: list[str]
+    description: str
+    fitted: AveragingFit | None = field(default=None)
 
 
-def routed_candidate(client: MlflowClient, name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
-            info: RunInfo) -> Candidate:
-    """The routed ensemble of ``routes``: an identical registered one is reused, else a version is registered.
-    It is judged on out-of-fold validation probabilities (:func:`routed_out_of_fold`)."""
+def routed_ensemble(name: str, routes: dict[str, str], cands: list[Candidate], dataset: FerDataset,
+                    registered: dict[tuple[str, str], str]) -> EnsembleCandidate:
+    """The routed ensemble of ``routes``, judged on out-of-fold validation probabilities (:func:`routed_out_of_fold`).
+
+    Args:
+        registered: ``(identity tag, value) -> version`` of the READY ensembles in the registry.
+    """
     by_version = {c.version: c for c in cands}
     members = sorted(set(routes.values()), key=int)
-    singles = [c for c in cands if c.architecture != "ensemble"]
     preds = routed_predictions(by_version, routes)
-    preds.val = routed_out_of_fold(singles, dataset.split("val").labels)  # judged out of fold
-    cand = candidate("?", "ensemble", preds, dataset, True,
+    preds.val = routed_out_of_fold([c for c in cands if c.family != "ensemble"], dataset.split("val").labels)
+    identity = {"routes": routes_tag(routes)}
+    version = registered.get(("routes", identity["routes"]), "new-routed")
+    cand = candidate(version, "ensemble", preds, dataset, version == "new-routed",
                      "; ".join(f"v{v}: {by_version[v].overlap}" for v in members), contender="routed")
     routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
-    return register_ensemble(client, name, {"model_name": name, "routes": routes}, {"routes": routes_tag(routes)},
-                              cand, members, f"Routed ensemble ({routing}).", dataset, info)
+    return EnsembleCandidate(cand, {"model_name": name, "routes": routes}, identity, members,
+                             f"Routed ensemble ({routing}).")
 
 
-
-def averaged_candidate(client: MlflowClient, name: str, members: list[Candidate], dataset: FerDataset,
-              info: RunInfo) -> tuple[Candidate, AveragingFit]:
-    """The probability-averaging ensemble of this run's contenders, fitted on validation; judged on its
-    out-of-fold validation probabilities (see :mod:`fercore.promotion.ensembles`). Reused when registered already."""
+def averaged_ensemble(name: str, members: list[Candidate], dataset: FerDataset,
+                      registered: dict[tuple[str, str], str]) -> EnsembleCandidate:
+    """The probability-averaging ensemble of ``members``, fitted on validation; judged on its out-of-fold
+    validation probabilities (see the module docstring)."""
     labels = dataset.split("val").labels
     val = {c.version: c.probs for c in members}
-    fitted = fit(val, labels)
+    fitted = fit_averaging(val, labels)
     preds = Predictions(out_of_fold(val, labels), fitted.apply({c.version: c.test_probs for c in members}),
                         str(dataset.metadata.get("sha256", "")))
-    cand = candidate("?", "ensemble", preds, dataset, True, members[0].overlap, contender="averaged")
+    identity = {"weights": ",".join(f"{v}:{w:.4f}" for v, w in fitted.weights.items())}
+    version = registered.get(("weights", identity["weights"]), "new-averaged")
+    cand = candidate(version, "ensemble", preds, dataset, version == "new-averaged", members[0].overlap,
+                     contender="averaged")
     weights = ", ".join(f"v{v} {w:.3f} (T {fitted.temperatures[v]:.2f})" for v, w in fitted.weights.items())
-    tag = ",".join(f"{v}:{w:.4f}" for v, w in fitted.weights.items())
-    cand = register_ensemble(client, name, fitted.spec(name), {"weights": tag}, cand, list(fitted.weights),
-                              f"Probability-averaging ensemble: {weights}.", dataset, info)
-    return cand, fitted
-
-
-
-def register_ensemble(client: MlflowClient, name: str, spec: dict[str, Any], identity: dict[str, str],
-                       cand: Candidate, members: list[str], what: str, dataset: FerDataset, info: RunInfo) -> Candidate:
-    """Registers an ensemble version (``spec`` as its ``routes.json``) unless one with the same ``identity``
-    tag is READY already; returns ``cand`` with its version."""
-    existing = find_ensemble(client, name, identity)
-    if existing is not None:
-        logger.info("%s is registered already as version %s", what, existing)
-        cand.version, cand.new = existing, False
-        return cand
-    run_id = start_run(info.tracking_uri, info.experiment_name, f"register-{cand.contender}",
-                       {"spec": json.dumps(spec)}, {"architecture": "ensemble", "zenml_run_id": info.zenml_run_id,
-                                                    "zenml_run_name": info.run_name})
-    with run_closed_on_error(run_id), tempfile.TemporaryDirectory() as tmp:
-        log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"),
-                             **flat_metrics(cand.test_evaluation, "test")})
-        path = Path(tmp) / "routes.json"
-        path.write_text(json.dumps(spec, indent=2))
-        v, t = cand.evaluation.overall, cand.test_evaluation.overall
-        tags = {"architecture": "ensemble", "contender": cand.contender, "zenml_run_id": info.zenml_run_id,
-                "members": ",".join(members), **identity, "val_accuracy": f"{v['accuracy']:.4f}",
-                "val_macro_f1": f"{v['macro_f1']:.4f}", "test_accuracy": f"{t['accuracy']:.4f}",
-                "test_macro_f1": f"{t['macro_f1']:.4f}"}
-        cand.version = log_and_register(run_id, {"routes": str(path)}, name, tags,
-                                        f"{what}\n\n{cand.test_evaluation.markdown()}",
-                                        dataset.split("test").images[:4], python_model=FerEnsembleModel())
-    end_run(run_id)
-    return cand
+    return EnsembleCandidate(cand, fitted.spec(name), identity, list(fitted.weights),
+                             f"Probability-averaging ensemble: {weights}.", fitted)

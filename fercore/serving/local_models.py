@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fercore.constants import CLASS_NAMES
 from fercore.stores import default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -98,34 +97,32 @@ def _write_index(cache: Path, index: dict) -> None:
 
 
 def _resolve_and_copy(uri: str, tracking_uri: str, cache: Path) -> tuple[Path, str]:
-    from mlflow import MlflowClient
-
-    from fercore.serving.registry import connect_registry, resolve_version
+    from fercore.tracking.registry import resolve_version
+    from fercore.tracking.store import connect_registry
 
     connect_registry(tracking_uri)
     name, version = resolve_version(uri)
-    return copy_version(MlflowClient(), name, version, tracking_uri, cache), f"{name} v{version}"
+    return copy_version(name, version, tracking_uri, cache), f"{name} v{version}"
 
 
-def copy_version(client, name: str, version: str, tracking_uri: str, cache: Path) -> Path:
+def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Path:
     """The folder holding a local copy of ``name`` version ``version`` (and of its members, for an
     ensemble), downloaded on first use; written under a temporary name and renamed, never half-written."""
-    import mlflow.artifacts
+    from fercore.models.inference import ensemble_members, ensemble_spec_file
+    from fercore.tracking.registry import download_version, get_version
 
-    from fercore.models.inference import ensemble_members
-
-    mv = client.get_model_version(name, version)
+    mv = get_version(name, version)
     key = hashlib.sha256(f"{tracking_uri}\0{name}\0{version}\0{mv.source}\0{mv.run_id}".encode()).hexdigest()[:24]
     folder = cache / key
     if (folder / "MLmodel").exists():
         return folder
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{key}."))
     try:
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
-        routes = _pyfunc_spec(tmp)[1].get("routes")
-        if routes is not None:
-            spec = json.loads(Path(routes).read_text())
-            members = {v: copy_version(client, spec["model_name"], v, tracking_uri, cache).name
+        download_version(name, version, tmp)
+        artifacts = _pyfunc_spec(tmp)[1]
+        if "ensemble" in artifacts or "routes" in artifacts:
+            spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
+            members = {v: copy_version(spec["model_name"], v, tracking_uri, cache).name
                        for v in ensemble_members(spec)}
             (tmp / MEMBERS_FILE).write_text(json.dumps(members))
         if folder.exists():  # another process copied it meanwhile
@@ -164,18 +161,17 @@ def wrapper_class(pickled: Path) -> str | None:
 
 def load_copy(folder: Path) -> Predict:
     """``images -> probabilities`` of a copied version (see the module docstring for what is skipped)."""
-    from fercore.models.inference import ensemble_probabilities, load_for_inference
+    from fercore.models.inference import ensemble_probabilities, ensemble_spec_file, load_for_inference
 
     spec, artifacts = _pyfunc_spec(folder)
     wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None
     if wrapper == "FerEmotionModel":
         return load_for_inference(artifacts["model"], spec.get("config")).predict_proba
     if wrapper == "FerEnsembleModel":
-        spec = json.loads(Path(artifacts["routes"]).read_text())
+        spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
         members = {v: load_copy(folder.parent / sub) for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
         return lambda images: ensemble_probabilities(spec, {v: m(images) for v, m in members.items()})
-    import mlflow.pyfunc
+    from fercore.tracking.registry import load_pyfunc, pyfunc_predict
 
-    model = mlflow.pyfunc.load_model(str(folder))
-    return lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()
+    return pyfunc_predict(load_pyfunc(folder))
 

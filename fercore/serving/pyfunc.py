@@ -68,9 +68,9 @@ class FerEnsembleModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import json
 
-        from fercore.models.inference import ensemble_members
+        from fercore.models.inference import ensemble_members, ensemble_spec_file
 
-        with open(context.artifacts["routes"]) as f:
+        with open(ensemble_spec_file(context.artifacts)) as f:
             self.spec = json.load(f)
         self.routes: dict[str, str] = self.spec.get("routes", {})
         # members come from the registry the ensemble itself was loaded from

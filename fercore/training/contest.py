@@ -23,7 +23,7 @@ import numpy as np
 from fercore.config import Config, TrainingConfig
 from fercore.constants import CLASS_NAMES
 from fercore.evaluation.significance import Bootstrap, class_f1, metric_score
-from fercore.training.trainer import TrainResult
+from fercore.training.progress import TrainResult
 
 logger = logging.getLogger(__name__)
 OVERALL = "overall"

@@ -10,13 +10,14 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from fercore.config import VitContender
 from fercore.data.dataset import FerDataset
 from fercore.models.inference import autocast_dtype, pick_device, predict_proba, prepare_for_inference
-from fercore.serving.registry import connect_registry, load_version, pyfunc_predict, resolve_version
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def soft_targets(config: VitContender, dataset: FerDataset, teacher: nn.Module |
     if not config.distill.enabled:
         return None, None
     if config.distill.teacher.startswith("models:/"):
+        from fercore.tracking.registry import load_version, pyfunc_predict, resolve_version
+        from fercore.tracking.store import connect_registry
+
         connect_registry(tracking_uri)
         model_name, version = resolve_version(config.distill.teacher)
         predict, name = pyfunc_predict(load_version(model_name, version)), f"{model_name} v{version}"
@@ -67,3 +71,14 @@ def soft_targets(config: VitContender, dataset: FerDataset, teacher: nn.Module |
         predict, name = (lambda x: predict_proba(model, x, tta="hflip", amp=amp)), f"{config.distill.teacher} (this run)"
     logger.info("Distilling from %s", name)
     return teacher_probabilities(predict, dataset), name
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss: ``T^2 * KL(teacher_T || student_T)``, averaged over the batch.
+
+    The teacher's log-probabilities divided by ``T`` are its logits at temperature ``T`` (up to a
+    constant that the softmax removes).
+    """
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_log_probs / t, -1),
+                    log_target=True, reduction="batchmean") * t * t

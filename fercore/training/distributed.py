@@ -23,7 +23,8 @@ import torch
 import torch.distributed as dist
 
 from fercore.errors import ConfigError
-from fercore.training.trainer import TrainJob, TrainResult
+from fercore.training.progress import TrainResult
+from fercore.training.trainer import TrainJob
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def fit(job: TrainJob, processes: int) -> TrainResult:
+def train_in_processes(job: TrainJob, processes: int) -> TrainResult:
     """Trains ``job.model`` in place, in ``processes`` DDP workers when more than 1 (else in this process).
 
     Returns:
-        The :class:`fercore.training.trainer.TrainResult` (rank 0's).
+        The :class:`fercore.training.progress.TrainResult` (rank 0's).
 
     Raises:
         ConfigError: when ``job.cfg.batch_size`` does not split evenly over the processes.

@@ -12,52 +12,54 @@ import numpy as np
 from fercore.config import TrainingConfig
 from fercore.models import count_parameters
 from fercore.models.inference import autocast_dtype, predict_proba
-from fercore.serving.registry import EpochLogger, RunInfo, log_metrics, run_closed_on_error, run_is_open, start_run
+from fercore.tracking.runs import EpochLogger, TrackedRun, log_metrics, open_contender_run, resumed, run_is_open
+from fercore.tracking.store import RunInfo
 from fercore.training import distributed
 from fercore.training.contest import is_active, merge_rung, rung_config, stopped_record
-from fercore.training.trainer import TrainJob, TrainResult, weights_digest
+from fercore.training.job_keys import weights_digest
+from fercore.training.progress import TrainResult
+from fercore.training.trainer import TrainJob
 from fercore.training.warm_start import load_warm_start
 
 logger = logging.getLogger(__name__)
 
 
 def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
-                  extra_params: dict[str, Any] | None = None, run_id: str | None = None,
-                  epochs_before: int = 0, params_cfg: TrainingConfig | None = None) -> tuple[TrainResult, str]:
+                  extra_params: dict[str, Any] | None = None, run: TrackedRun | None = None,
+                  epochs_before: int = 0, params_cfg: TrainingConfig | None = None) -> tuple[TrainResult, TrackedRun]:
     """Trains contender ``name``'s job (in ``processes`` DDP workers when more than one), logged to an MLflow
-    run ``train-<name>`` that stays open until its model is registered; returns the result and the run id.
+    run ``train-<name>`` that stays open until its model is registered; returns the result and the run's handle.
 
     Args:
-        run_id: the open run of this contender's earlier rungs, to log into; default (or when that run was
+        run: the open run of this contender's earlier rungs, to log into; default (or when that run was
             closed already, its model registered by an earlier pipeline run): a new run, or the one an
             interrupted attempt of the same job left.
         epochs_before: epochs logged in the run already (a later rung's epochs are numbered on).
         params_cfg: the settings logged as the run's parameters (the contender's whole budget, not a rung's).
     """
-    if run_id is None or not run_is_open(run_id, info.tracking_uri):
-        if run_id is not None:
-            logger.info("MLflow run %s of %s's earlier rungs is closed already: this rung logs to a new run", run_id,
-                        name)
+    if run is None or not run_is_open(run.run_id, info.tracking_uri):
+        if run is not None:
+            logger.info("MLflow run %s of %s's earlier rungs is closed already: this rung logs to a new run",
+                        run.run_id, name)
             epochs_before = 0
-        run_id = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg)
-    job.on_epoch_end = EpochLogger(run_id, info.tracking_uri, epochs_before)
-    with run_closed_on_error(run_id):
-        result = distributed.fit(job, processes)
-    return result, run_id
+        run = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg)
+    job.on_epoch_end = EpochLogger(run.run_id, info.tracking_uri, epochs_before)
+    with resumed(run):
+        result = distributed.train_in_processes(job, processes)
+    return result, run
 
 
 def _open_run(job: TrainJob, name: str, info: RunInfo, processes: int, extra_params: dict[str, Any] | None,
-              config: TrainingConfig) -> str:
+              config: TrainingConfig) -> TrackedRun:
     model, plan = job.model, job.plan
     family = getattr(model, "fer_spec", {}).get("family", "?")
     params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
               "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
               "ddp_processes": processes, **(extra_params or {})}
-    tags = {"architecture": family, "contender": name, "zenml_run_id": info.zenml_run_id, "zenml_run_name": info.run_name,
-            "dataset_sha256": str(job.dataset.metadata.get("sha256", "")), "model_family": family}
+    tags = info.tags(family=family, contender=name, dataset_sha256=str(job.dataset.metadata.get("sha256", "")))
     key = job.key()
-    return start_run(info.tracking_uri, info.experiment_name, f"train-{name}", params, tags, job_key=key,
-                     resume=job.checkpoints is not None and job.checkpoints.exists(key))
+    return open_contender_run(info, name, params, tags, job_key=key,
+                              resume=job.checkpoints is not None and job.checkpoints.exists(key))
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Rung:
     Attributes:
         state: the contest's state for this rung (:mod:`fercore.training.contest`); None: no rungs.
         previous_training: the record of the contender's earlier rungs in this run (None in the first rung).
-        previous_run_id: its MLflow run, open since the first rung.
+        previous_run: its MLflow run, open since the first rung.
         warm_start: ``training.continue_from``'s pick for the first rung (:func:`fercore.training.warm_start.find_warm_start`).
         model_name: the registered model a warm start is loaded from.
         judged: a judgement follows this rung: the step returns validation probabilities for it.
@@ -75,38 +77,38 @@ class Rung:
 
     state: dict[str, Any] | None = None
     previous_training: dict[str, Any] | None = None
-    previous_run_id: str | None = None
+    previous_run: TrackedRun | None = None
     warm_start: dict[str, Any] | None = None
     model_name: str = ""
     judged: bool = False
 
 
 def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, processes: int = 1,
-                    extra_params: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, np.ndarray]:
+                    extra_params: dict[str, Any] | None = None) -> tuple[dict[str, Any], TrackedRun, np.ndarray]:
     """One rung of contender ``name`` (the whole training without rungs): ``job.model`` holds the weights it
     starts from (an earlier rung's, else fresh ones, replaced by a warm start's when one loads) and is trained
     in place. A contender the contest stopped is passed through untouched.
 
     Returns:
         The training record (history of every rung so far, kept weights, the contest's word, where it continued
-        from, total minutes), the MLflow run id, and the validation probabilities when a judgement follows
+        from, total minutes), the MLflow run's handle, and the validation probabilities when a judgement follows
         (else an empty ``(0, 7)`` array).
     """
     previous, state = rung.previous_training, rung.state
     if previous is not None and not is_active(state, name):
         logger.info("%s stopped at an earlier rung: nothing to train", name)
-        return stopped_record(previous, state, name), rung.previous_run_id, np.zeros((0, 7), np.float32)
+        return stopped_record(previous, state, name), rung.previous_run, np.zeros((0, 7), np.float32)
     totals, whole = _start_weights(job, rung, info.tracking_uri), job.cfg
     if state is not None:
         job.cfg = rung_config(job.cfg, state, name)
         extra_params = {**(extra_params or {}), "contest_rungs": state["rungs"]}
     epochs_before = len(previous["history"]) if previous else 0
-    result, run_id = train_tracked(job, name, info, processes, extra_params, rung.previous_run_id, epochs_before, whole)
+    result, run = train_tracked(job, name, info, processes, extra_params, rung.previous_run, epochs_before, whole)
     training = _record(previous, result, state, name, job.cfg, totals)
-    log_metrics(run_id, {"training_minutes": training["wall_s"] / 60,
+    log_metrics(run.run_id, {"training_minutes": training["wall_s"] / 60,
                          "total_training_minutes": training["total_training_minutes"]}, tracking_uri=info.tracking_uri)
     probs = _val_probs(job) if rung.judged else np.zeros((0, 7), np.float32)
-    return training, run_id, probs
+    return training, run, probs
 
 
 def _start_weights(job: TrainJob, rung: Rung, tracking_uri: str) -> dict[str, Any]:

@@ -6,15 +6,13 @@ for 48x48 images a DataLoader with per-image PIL transforms costs more than the 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,234 +23,20 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from fercore.config import AugmentConfig, TrainingConfig
+from fercore.config import TrainingConfig
 from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import Rebalanced
-from fercore.models.inference import (  # noqa: F401  (re-exported: the training API's inference helpers)
-    TTA_MODES,
-    autocast_dtype,
-    centre_crop,
-    cpu_has_native_bf16,
-    pick_device,
-    predict_proba,
-    to_batch,
-    tta_views,
-)
+from fercore.models.inference import autocast_dtype, centre_crop, pick_device, predict_proba, to_batch
+from fercore.training.augment import BatchAugmenter
 from fercore.training.checkpoints import CheckpointStore
 from fercore.training.collectives import broadcast_floats, rank_and_world, sum_floats
+from fercore.training.distill import distillation_loss
+from fercore.training.job_keys import job_key, teacher_log_probs, trained_spec
+from fercore.training.lr_schedule import ProgressSchedule, make_optimizer
+from fercore.training.progress import Progress, TrainResult
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict[str, float]], None]
-
-
-class BatchAugmenter:
-    """Random flips, rotations and shifts (one affine resample), and erasing, per image of a batch."""
-
-    def __init__(self, cfg: AugmentConfig, generator: torch.Generator):
-        self.cfg, self.gen = cfg, generator
-
-    def _rand(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.rand(n, generator=self.gen).to(device)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        cfg, dev = self.cfg, x.device
-        if cfg.hflip:
-            flip = self._rand(n, dev) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        size = min(cfg.crop_size or w, h, w)
-        if cfg.rotation_degrees or cfg.crop_padding or size < w:
-            angle = (self._rand(n, dev) * 2 - 1) * math.radians(cfg.rotation_degrees)
-            shift = (torch.rand(n, 2, generator=self.gen).to(dev) * 2 - 1) * (2 * cfg.crop_padding / w)
-            # scaling the rotation by size/w samples a size x size window at the input's own pixel scale
-            cos, sin = torch.cos(angle) * size / w, torch.sin(angle) * size / w
-            theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-            grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if cfg.erasing:
-            x = self._erase(x)
-        return x
-
-    def _erase(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        size = (torch.rand(n, 2, generator=self.gen) * 0.3 + 0.1) * torch.tensor([h, w])
-        corner = torch.rand(n, 2, generator=self.gen) * (torch.tensor([h, w]) - size)
-        rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
-        inside_r = (rows >= corner[:, :1]) & (rows < corner[:, :1] + size[:, :1])
-        inside_c = (cols >= corner[:, 1:]) & (cols < corner[:, 1:] + size[:, 1:])
-        active = torch.rand(n, generator=self.gen) < self.cfg.erasing
-        mask = (inside_r[:, :, None] & inside_c[:, None, :] & active[:, None, None]).to(x.device)
-        return x.masked_fill(mask[:, None], 0.5)
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton et al.'s soft-target loss: ``T^2 * KL(teacher_T || student_T)``, averaged over the batch.
-
-    The teacher's log-probabilities divided by ``T`` are its logits at temperature ``T`` (up to a
-    constant that the softmax removes).
-    """
-    t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_log_probs / t, -1),
-                    log_target=True, reduction="batchmean") * t * t
-
-
-@dataclass
-class TrainResult:
-    """What training produced besides the weights (which are restored into the model)."""
-
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_loss: float = float("inf")
-    stopped_early: bool = False
-    resumed_from_epoch: int = 0
-    train_images_per_s: float = 0.0
-    wall_s: float = 0.0
-    device: str = "cpu"
-    # which weights were kept: "raw", or "ema" (the moving average, with ema_decay), whichever had the lower
-    # validation loss at the best epoch; "start" when a warm restart's start weights stayed the best
-    kept_weights: str = "raw"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def _optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
-    # All parameters, frozen ones too: they have no gradient and are skipped until unfrozen.
-    params = list(model.parameters())
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-
-
-class ProgressSchedule:
-    """Learning rate (and Adam's beta1 / SGD's momentum) as a function of training *progress*.
-
-    Progress is optimizer steps done over ``total_steps``, or, with a time budget, the larger of that
-    and wall time used over the budget: a run that would outlast ``max_train_minutes`` then anneals
-    to the end of its schedule within the budget instead of being cut while the rate is high.
-    ``torch.optim.lr_scheduler``'s schedulers count steps only, hence this class. ``onecycle`` follows
-    ``OneCycleLR`` (warm-up over the first 20 %, cosine annealing, max/25 start, start/1e4 end, momentum
-    cycled 0.95 -> 0.85 -> 0.95); ``cosine`` anneals max -> 0; ``none`` keeps the rate.
-    """
-
-    PCT_START, DIV, FINAL_DIV, MOMENTUM = 0.2, 25.0, 1e4, (0.85, 0.95)
-
-    def __init__(self, opt: torch.optim.Optimizer, kind: str, max_lr: float, total_steps: int,
-                 budget_s: float | None = None, share_elapsed: Callable[[float], float] | None = None):
-        # share_elapsed: under DDP, every process must follow rank 0's clock (the same rate, the same last step)
-        self.opt, self.kind, self.max_lr, self.budget_s = opt, kind, max_lr, budget_s
-        self.share_elapsed = share_elapsed
-        self.total_steps = max(total_steps, 1)
-        self.steps, self.elapsed_before, self._t0 = 0, 0.0, time.perf_counter()
-        self._apply()
-
-    def elapsed_s(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self._t0
-
-    def progress(self) -> float:
-        done = self.steps / self.total_steps
-        if self.budget_s:
-            elapsed = self.elapsed_s()
-            if self.share_elapsed:
-                elapsed = self.share_elapsed(elapsed)
-            done = max(done, elapsed / self.budget_s)
-        return min(done, 1.0)
-
-    def finished(self) -> bool:
-        """Whether the optimizer runs at the schedule's end (judged by the last applied values, so a budget
-        that runs out between two steps still ends training at the final learning rate)."""
-        return self.applied_progress >= 1.0
-
-    def annealed(self) -> bool:
-        """Whether the rate has come down to half its peak (always, without a schedule): early stopping counts its
-        patience from then on. Before, a validation loss that stalls at a high rate says little about the end, and
-        stopping there would keep weights that never annealed (a warm restart's rung stopped at 38 % of its minutes
-        so, and counting the stalled epochs stopped one the moment it reached half its peak rate)."""
-        return self.kind == "none" or self.values(self.applied_progress)[0] <= self.max_lr / 2
-    def step(self) -> None:
-        self.steps += 1
-        self._apply()
-
-    def _apply(self) -> None:
-        self.applied_progress = self.progress()
-        lr, momentum = self.values(self.applied_progress)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-            if momentum is not None and "betas" in group:
-                group["betas"] = (momentum, group["betas"][1])
-            elif momentum is not None and "momentum" in group:
-                group["momentum"] = momentum
-
-    def values(self, p: float) -> tuple[float, float | None]:
-        """``(learning rate, momentum or None)`` at progress ``p``."""
-        def cos(start: float, end: float, frac: float) -> float:
-            return end + (start - end) / 2 * (math.cos(math.pi * frac) + 1)
-
-        if self.kind == "cosine":
-            return cos(self.max_lr, 0.0, p), None
-        if self.kind != "onecycle":
-            return self.max_lr, None
-        low, high = self.MOMENTUM
-        initial = self.max_lr / self.DIV
-        if p < self.PCT_START:
-            frac = p / self.PCT_START
-            return cos(initial, self.max_lr, frac), cos(high, low, frac)
-        frac = (p - self.PCT_START) / (1 - self.PCT_START)
-        return cos(self.max_lr, initial / self.FINAL_DIV, frac), cos(low, high, frac)
-
-    def state_dict(self) -> dict[str, float]:
-        return {"steps": self.steps, "elapsed_s": self.elapsed_s()}
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.steps, self.elapsed_before, self._t0 = int(state["steps"]), float(state["elapsed_s"]), time.perf_counter()
-        self._apply()
-
-
-def checkpoint_key(spec: dict[str, Any], cfg: TrainingConfig, dataset: FerDataset, plan: Rebalanced) -> str:
-    """Identifies a training job: a checkpoint is resumed only by the same job."""
-    h = hashlib.sha256(json.dumps([spec, cfg.model_dump(mode="json"), dataset.metadata.get("sha256")], sort_keys=True,
-                                  default=str).encode())
-    h.update(b"checkpoint-format-4")  # format 4: the result names the kept weights
-    h.update(plan.indices.tobytes())
-    h.update(json.dumps([plan.method, plan.epoch_size, plan.seed]).encode())
-    if plan.sample_weights is not None:
-        h.update(plan.sample_weights.tobytes())
-    h.update(dataset.splits.tobytes())
-    return h.hexdigest()[:16]
-
-
-def trained_spec(model: nn.Module, cfg: TrainingConfig) -> dict[str, Any]:
-    """The model's ``fer_spec`` as training leaves it (a crop-trained model records its window size)."""
-    spec = dict(getattr(model, "fer_spec", {}))
-    if cfg.augment.crop_size and hasattr(model, "fer_spec"):
-        spec["input_size"] = cfg.augment.crop_size  # saved with it: predictions cut views to it
-    return spec
-
-
-def _teacher_log_probs(teacher_probs: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(teacher_probs, np.float32)).clamp_min(1e-8).log()
-
-
-def weights_digest(model: nn.Module) -> str:
-    """A digest of the model's weights (and buffers): which weights a warm-started job starts from."""
-    h = hashlib.sha256()
-    for name, value in model.state_dict().items():
-        h.update(name.encode())
-        h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def job_key(model: nn.Module, cfg: TrainingConfig, dataset: FerDataset, plan: Rebalanced,
-            teacher_probs: np.ndarray | None = None, start_digest: str = "") -> str:
-    """Identifies a training job (:func:`checkpoint_key`, the teacher when distilling, the start weights when
-    warm-started)."""
-    key = checkpoint_key(trained_spec(model, cfg), cfg, dataset, plan)
-    if teacher_probs is not None:  # another teacher is another job
-        key = hashlib.sha256(key.encode() + _teacher_log_probs(teacher_probs).numpy().tobytes()).hexdigest()[:16]
-    if start_digest:  # other start weights: another job
-        key = hashlib.sha256(f"{key} {start_digest}".encode()).hexdigest()[:16]
-    return key
 
 
 @dataclass
@@ -294,24 +78,6 @@ class TrainJob:
     def run(self) -> TrainResult:
         """Trains the model in place, in this process."""
         return self.trainer().fit(self.dataset, self.plan)
-
-
-@dataclass
-class Progress:
-    """Where a fit is, saved with its checkpoint: epochs done, epochs without improvement, the best weights."""
-
-    epoch: int = 0
-    bad_epochs: int = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    result: TrainResult = field(default_factory=TrainResult)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "bad_epochs": self.bad_epochs, "best_state": self.best_state,
-                "result": self.result.to_dict()}
-
-    @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> Progress:
-        return cls(state["epoch"], state["bad_epochs"], state["best_state"], TrainResult(**state["result"]))
 
 
 @dataclass
@@ -358,7 +124,7 @@ class Trainer:
             raise ValueError("teacher_probs are needed exactly when distill.enabled is set")
         # log-probabilities of a teacher per dataset row (see teacher_probabilities), the soft targets
         self.teacher_probs = teacher_probs
-        self.teacher_log_probs = None if teacher_probs is None else _teacher_log_probs(teacher_probs)
+        self.teacher_log_probs = None if teacher_probs is None else teacher_log_probs(teacher_probs)
         self.rank, self.world = rank_and_world()
         self.device = pick_device()
         if self.world > 1 and self.device.type == "cuda":
@@ -471,7 +237,7 @@ class Trainer:
         steps_per_epoch = math.ceil(plan.rows_per_epoch(cfg.max_train_images) / cfg.batch_size)
         if self.on_epoch_start:
             self.on_epoch_start(0, self.model)
-        opt = _optimizer(self.model, cfg)
+        opt = make_optimizer(self.model, cfg)
         budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes else None
         share = (lambda s: broadcast_floats([s])[0]) if self.world > 1 and budget else None
         sched = ProgressSchedule(opt, cfg.scheduler, cfg.learning_rate,

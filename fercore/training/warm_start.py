@@ -19,25 +19,24 @@ from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import split_digest
 from fercore.models.io import load_model, network_digest
 from fercore.stores import default_cache_dir
+from fercore.tracking.tags import family
 
 logger = logging.getLogger(__name__)
 
 
-def find_warm_start(client, model_name: str, contender: str, val_digest: str, network: str) -> dict[str, Any]:
+def find_warm_start(registered: list, contender: str, val_digest: str, network: str) -> dict[str, Any]:
     """The latest version of ``contender`` to continue from, or why there is none.
 
     Args:
-        client: an ``MlflowClient`` of the store.
-        model_name: the registered model.
-        contender: the contender's name (the versions' ``contender`` tag).
+        registered: the contender's registered versions (``version``, ``tags``), in any order.
+        contender: the contender's name.
         val_digest: this run's validation images (:func:`fercore.data.duplicates.split_digest`).
         network: the contender's :func:`fercore.models.io.network_digest`.
 
     Returns:
         ``{"version": str | None, "reason": str, "total_training_minutes": float, "total_epochs": int}``.
     """
-    versions = client.search_model_versions(f"name = '{model_name}' and tags.contender = '{contender}'")
-    versions = sorted((v for v in versions if v.tags.get("architecture") != "ensemble"), key=lambda v: -int(v.version))
+    versions = sorted((v for v in registered if family(v) != "ensemble"), key=lambda v: -int(v.version))
     if not versions:
         return {"version": None, "reason": f"no registered version of {contender} yet: starting fresh"}
     latest = versions[0]
@@ -58,15 +57,15 @@ def load_warm_start(model: nn.Module, model_name: str, entry: dict[str, Any], tr
     ``entry["reason"]`` says why) when its files are gone or do not fit: the contender then starts fresh."""
     if not entry.get("version"):
         return None
-    from mlflow import MlflowClient
-
     from fercore.serving.local_models import copy_version, network_folder
+    from fercore.tracking.store import connect_registry
 
     version = entry["version"]
     try:
         cache = Path(cache_dir or default_cache_dir()) / "models"
         cache.mkdir(parents=True, exist_ok=True)
-        folder = copy_version(MlflowClient(tracking_uri), model_name, version, tracking_uri, cache)
+        connect_registry(tracking_uri)
+        folder = copy_version(model_name, version, tracking_uri, cache)
         model.load_state_dict(load_model(network_folder(folder)).state_dict())
     except Exception as exc:  # files deleted, store moved, weights that do not fit: start fresh, say why
         entry["reason"] = f"v{version} cannot be loaded ({type(exc).__name__}: {exc}): starting fresh"
@@ -93,12 +92,15 @@ def network_of(model: nn.Module, input_size: int | None) -> str:
             spec["input_size"] = saved
 
 
-def warm_starts(client, config: Config, dataset: FerDataset) -> dict[str, dict[str, Any]]:
+def warm_starts(config: Config, dataset: FerDataset) -> dict[str, dict[str, Any]]:
     """:func:`find_warm_start` for every enabled contender of ``config`` (each reason is logged)."""
+    from fercore.tracking import registry
+
     val_digest, found = split_digest(dataset), {}
     for name, cfg in config.enabled_contenders().items():
         network = network_of(build_contender(cfg), cfg.augment.crop_size)
-        found[name] = find_warm_start(client, config.registry.model_name, name, val_digest, network)
+        found[name] = find_warm_start(registry.versions(config.registry.model_name, contender=name), name, val_digest,
+                                      network)
         logger.info("%s: %s", name, found[name]["reason"])
     return found
 

@@ -121,14 +121,14 @@ def main() -> int:
     from zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator import KubernetesOrchestrator
     from zenml.stack import Stack
 
-    import fercore.serving.registry
+    import fercore.tracking.store
 
     KubeflowOrchestrator._get_kfp_client = lambda self, settings: FakeKfpClient(out)
     KubernetesOrchestrator.submit_pipeline = render_step_pods
     if not os.environ.get("FAKE_CLUSTER_KEEP_SERVER_CHECK"):
         # a cluster's pods would need a ZenML server; this run only compiles, so the local store is let through
         Stack.requires_remote_server = property(lambda self: False)
-    fercore.serving.registry.check_tracking_store = lambda uri, experiment: None  # the MLflow server is not reachable here
+    fercore.tracking.store.check_tracking_store = lambda uri, experiment: None  # the MLflow server is not reachable here
     import pipelines.schedule
     import run
 

@@ -16,7 +16,8 @@ from fercore.models import build_cnn
 from fercore.models.vit import UnfreezeSchedule, build_vit
 from fercore.training import distributed
 from fercore.training.checkpoints import CheckpointStore
-from fercore.training.trainer import Trainer, TrainJob, job_key
+from fercore.training.job_keys import job_key
+from fercore.training.trainer import Trainer, TrainJob
 from tests.conftest import Interrupt, small_cfg, synthetic
 
 
@@ -66,8 +67,8 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     ddp = build_vit(cfg)
     ddp.load_state_dict(single.state_dict())
 
-    ref = distributed.fit(TrainJob(single, cfg, ds, plan), processes=1)
-    result = distributed.fit(TrainJob(ddp, cfg, ds, plan, checkpoints=RecordingStore(tmp_path / "ck",
+    ref = distributed.train_in_processes(TrainJob(single, cfg, ds, plan), processes=1)
+    result = distributed.train_in_processes(TrainJob(ddp, cfg, ds, plan, checkpoints=RecordingStore(tmp_path / "ck",
                              tmp_path / "saves.log"), on_epoch_end=RankLog(tmp_path / "epochs.log")), processes=2)
 
     for (k, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):
@@ -96,8 +97,8 @@ def test_ddp_follows_a_pretrained_vits_gradual_unfreezing(tiny_vit_dir):
     single, ddp = build_vit(cfg), build_vit(cfg)
     ddp.load_state_dict(single.state_dict())
     before = {k: v.clone() for k, v in single.state_dict().items()}
-    distributed.fit(TrainJob(single, cfg, ds, plan, on_epoch_start=UnfreezeSchedule(cfg)), processes=1)
-    distributed.fit(TrainJob(ddp, cfg, ds, plan, on_epoch_start=UnfreezeSchedule(cfg)), processes=2)
+    distributed.train_in_processes(TrainJob(single, cfg, ds, plan, on_epoch_start=UnfreezeSchedule(cfg)), processes=1)
+    distributed.train_in_processes(TrainJob(ddp, cfg, ds, plan, on_epoch_start=UnfreezeSchedule(cfg)), processes=2)
     moved = [k for k, v in single.state_dict().items() if "layers.2." in k and not torch.equal(v, before[k])]
     assert moved, "the top block was unfrozen and trained"
     for (k, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):
@@ -129,7 +130,8 @@ def test_ddp_workers_checkpoint_through_the_stacks_artifact_store(tmp_path):
     root = f"{Client().active_stack.artifact_store.path}/test-checkpoints/{tmp_path.name}/vit"
     store = CheckpointStore(root, ArtifactStoreFS())
     key = job_key(model, cfg, ds, plan)
-    distributed.fit(TrainJob(model, cfg, ds, plan, store, on_epoch_end=CheckpointSeen(store, key, tmp_path / "seen")), 2)
+    job = TrainJob(model, cfg, ds, plan, store, on_epoch_end=CheckpointSeen(store, key, tmp_path / "seen"))
+    distributed.train_in_processes(job, 2)
     assert (tmp_path / "seen").read_text().split("\n")[:2] == ["1 True", "2 True"]
     assert not store.exists(key)
 
@@ -137,7 +139,8 @@ def test_ddp_workers_checkpoint_through_the_stacks_artifact_store(tmp_path):
 def test_ddp_batch_must_split_over_the_processes():
     ds = synthetic(per_class=5, test_per_class=1)
     with pytest.raises(ConfigError, match="batch_size 33 does not split over 2"):
-        distributed.fit(TrainJob(build_vit(tiny_vit_cfg()), tiny_vit_cfg(batch_size=33), ds, rebalance(ds, "none", 0)), 2)
+        distributed.train_in_processes(
+            TrainJob(build_vit(tiny_vit_cfg()), tiny_vit_cfg(batch_size=33), ds, rebalance(ds, "none", 0)), 2)
 
 
 def test_resolve_processes():

@@ -13,7 +13,7 @@ from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError
 from fercore.models import build_cnn
 from fercore.models.inference import predict_proba
-from fercore.monitoring.monitor import NewImages, monitor, read_new_images
+from fercore.monitoring.new_images import NewImages, monitor, read_new_images
 from pipelines.monitor import after_monitoring
 from tests.conftest import synthetic
 
@@ -96,7 +96,7 @@ def _crops(folder, names: dict[str, int]):
 
 
 def test_a_folder_that_is_not_a_class_is_named_with_the_class_names(tmp_path):
-    from fercore.monitoring.monitor import check_new_images
+    from fercore.monitoring.new_images import check_new_images
 
     new = _crops(tmp_path / "new", {"happy": 2, "joy": 3})
     for read in (read_new_images, check_new_images):
@@ -106,7 +106,7 @@ def test_a_folder_that_is_not_a_class_is_named_with_the_class_names(tmp_path):
 
 
 def test_a_missing_or_empty_path_is_refused_before_any_image_is_read(tmp_path):
-    from fercore.monitoring.monitor import check_new_images
+    from fercore.monitoring.new_images import check_new_images
 
     with pytest.raises(DataError, match="nowhere does not exist"):
         check_new_images(tmp_path / "nowhere")
@@ -117,7 +117,7 @@ def test_a_missing_or_empty_path_is_refused_before_any_image_is_read(tmp_path):
 
 
 def test_every_unreadable_file_is_named_or_skipped_and_counted(tmp_path):
-    from fercore.monitoring.monitor import check_new_images
+    from fercore.monitoring.new_images import check_new_images
 
     new = _crops(tmp_path / "new", {"happy": 2, "sad": 1})
     for name in ("happy/bad1.png", "sad/bad2.jpg", "sad/bad3.png"):

@@ -40,7 +40,9 @@ def registered(tmp_path_factory) -> str:
     from mlflow import MlflowClient
 
     from fercore.models import build_cnn, save_model
-    from fercore.serving.registry import connect, log_and_register
+    from fercore.serving.pyfunc import FerEmotionModel
+    from fercore.tracking.registry import log_and_register
+    from fercore.tracking.store import connect
 
     tmp = tmp_path_factory.mktemp("photo-registry")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -49,7 +51,7 @@ def registered(tmp_path_factory) -> str:
     run_id = MlflowClient().create_run(experiment).info.run_id
     with tempfile.TemporaryDirectory() as model_tmp:
         folder = save_model(build_cnn("vgg7", width=8).eval(), Path(model_tmp) / "model")
-        version = log_and_register(run_id, {"model": str(folder)}, "fer-photo", {"architecture": "cnn"}, "",
+        version = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-photo", {"family": "cnn"}, "",
                                    np.zeros((2, 48, 48), np.uint8), model_config={"tta": "none"})
     MlflowClient().set_registered_model_alias("fer-photo", "champion", version)
     return uri
@@ -187,21 +189,23 @@ def test_a_routed_ensemble_copy_predicts_as_mlflow_loads_it(registered, tmp_path
     from mlflow import MlflowClient
 
     from fercore.models import build_cnn, save_model
-    from fercore.serving.pyfunc import FerEnsembleModel
-    from fercore.serving.registry import connect, log_and_register
+    from fercore.serving.pyfunc import FerEmotionModel, FerEnsembleModel
+    from fercore.tracking.registry import log_and_register
+    from fercore.tracking.store import connect
 
     experiment = connect(registered, "photos")
     torch.manual_seed(1)
     run_id = MlflowClient().create_run(experiment).info.run_id
     folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / "second")
-    second = log_and_register(run_id, {"model": str(folder)}, "fer-photo", {"architecture": "cnn"}, "",
+    second = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-photo", {"family": "cnn"}, "",
                               np.zeros((2, 48, 48), np.uint8), model_config={"tta": "hflip"})
     routes = {e: ("1" if i % 2 else second) for i, e in enumerate(CLASS_NAMES)}
     spec = tmp_path / "routes.json"
     spec.write_text(json_mod.dumps({"model_name": "fer-photo", "routes": routes}))
     run_id = MlflowClient().create_run(experiment).info.run_id
-    ensemble = log_and_register(run_id, {"routes": str(spec)}, "fer-photo", {"architecture": "ensemble"}, "",
-                                np.zeros((2, 48, 48), np.uint8), python_model=FerEnsembleModel())
+    # the layout of versions registered before the spec was renamed ensemble.json: still loads
+    ensemble = log_and_register(run_id, FerEnsembleModel(), {"routes": str(spec)}, "fer-photo",
+                                {"architecture": "ensemble"}, "", np.zeros((2, 48, 48), np.uint8))
     faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
     expected = mlflow.pyfunc.load_model(f"models:/fer-photo/{ensemble}").predict(faces)[list(CLASS_NAMES)].to_numpy()
     predict, label = load_predictor(f"models:/fer-photo/{ensemble}", registered, tmp_path / "cache")

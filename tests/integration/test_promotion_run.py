@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
+from mlflow import MlflowClient, pyfunc
 
 from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES
@@ -15,11 +15,12 @@ from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import Evaluation, evaluate_predictions
 from fercore.evaluation.predictions import Predictions
 from fercore.models import build_cnn
-from fercore.promotion.decision import Candidate, decide
+from fercore.promotion.promote import promote
 from fercore.promotion.register import TrainedModel, register
-from fercore.promotion.run import promote
 from fercore.serving.pyfunc import route_probabilities
-from fercore.serving.registry import RunInfo, connect, pyfunc_predict
+from fercore.tracking.registry import pyfunc_predict
+from fercore.tracking.runs import TrackedRun, start_run
+from fercore.tracking.store import RunInfo, connect
 from tests.conftest import synthetic
 
 NAME = "fer-promo"
@@ -28,33 +29,6 @@ NAME = "fer-promo"
 def _eval(f1: float) -> Evaluation:
     per_class = pd.DataFrame({"f1": [f1] * 7, "recall": [f1] * 7}, index=pd.Index(CLASS_NAMES, name="emotion"))
     return Evaluation({"macro_f1": f1, "accuracy": f1}, per_class, np.zeros((7, 7), int))
-
-
-def test_a_model_best_on_test_but_worse_on_validation_does_not_win():
-    probs = np.full((3, 7), 1 / 7)
-    good_val = Candidate("1", "cnn", _eval(0.60), probs, True, _eval(0.40), probs)
-    good_test = Candidate("2", "vit", _eval(0.55), probs, True, _eval(0.90), probs)
-    moves = {m.alias: m.version for m in decide([good_val, good_test], {}).moves}
-    assert moves["champion"] == "1" and moves["challenger"] == "2"
-    assert {moves[f"champion-{e}"] for e in CLASS_NAMES} == {"1"}
-
-
-def test_an_ensemble_can_become_champion_but_never_a_category_champion():
-    probs = np.full((3, 7), 1 / 7)
-    single = Candidate("1", "cnn", _eval(0.5), probs)
-    ensemble = Candidate("2", "ensemble", _eval(0.7), probs)
-    moves = {m.alias: m.version for m in decide([single, ensemble], {}).moves}
-    assert moves["champion"] == "2" and moves["challenger"] == "1"
-    assert {moves[f"champion-{e}"] for e in CLASS_NAMES} == {"1"}
-
-
-def test_a_better_runner_up_replaces_the_challenger_and_the_old_champion_steps_down():
-    probs = np.full((3, 7), 1 / 7)
-    holders = {"champion": "1", "challenger": "2", **{f"champion-{e}": "1" for e in CLASS_NAMES}}
-    cands = [Candidate("1", "cnn", _eval(0.50), probs, False), Candidate("2", "cnn", _eval(0.40), probs, False),
-             Candidate("3", "vit", _eval(0.60), probs)]
-    moves = {m.alias: m.version for m in decide(cands, holders).moves}
-    assert moves["champion"] == "3" and moves["previous-champion"] == "1" and moves["challenger"] == "1"
 
 
 # --- promote() on a real registry --------------------------------------------------------------
@@ -73,9 +47,9 @@ def _register(dataset, seed: int, info: RunInfo) -> str:
     import torch
 
     torch.manual_seed(seed)
-    run_id = MlflowClient().create_run(mlflow.get_experiment_by_name("promo").experiment_id).info.run_id
+    run = TrackedRun(run_id=start_run(info, f"train-{seed}", {}, {}), contender=f"c{seed}")
     scores = evaluate_predictions(dataset.split("test").labels, dataset.split("test").labels)
-    trained = TrainedModel(build_cnn("vgg7", width=8).eval(), scores, scores, run_id, "cnn", tta="none")
+    trained = TrainedModel(build_cnn("vgg7", width=8).eval(), scores, scores, run, "cnn", tta="none")
     return register(trained, dataset, NAME, info)["version"]
 
 
@@ -101,8 +75,8 @@ def _winning(dataset, classes: list[int], strength: float = 0.9) -> Predictions:
 def test_promotion_routes_an_ensemble_whose_probabilities_are_its_members_routed(store):
     dataset = synthetic(per_class=12, test_per_class=4)
     a, b = _register(dataset, 0, store), _register(dataset, 1, store)
-    new = [({"version": a, "architecture": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
-           ({"version": b, "architecture": "cnn"}, _winning(dataset, [4, 5, 6]))]
+    new = [({"version": a, "family": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
+           ({"version": b, "family": "cnn"}, _winning(dataset, [4, 5, 6]))]
     config = PromotionConfig(drift_max_images=60, averaging=False)  # the routed ensemble alone
     out = promote(NAME, dataset, new, config, store)
     routes = out.summary["routes"]
@@ -111,7 +85,7 @@ def test_promotion_routes_an_ensemble_whose_probabilities_are_its_members_routed
     ensemble = aliases["champion"]
     assert ensemble not in (a, b) and aliases["champion-angry"] == a and aliases["champion-sad"] == b
     client = MlflowClient()
-    assert client.get_model_version(NAME, ensemble).tags["architecture"] == "ensemble"
+    assert client.get_model_version(NAME, ensemble).tags["family"] == "ensemble"
     images = dataset.split("test").images
     members = {v: pyfunc_predict(mlflow.pyfunc.load_model(f"models:/{NAME}/{v}"))(images) for v in (a, b)}
     routed = pyfunc_predict(mlflow.pyfunc.load_model(f"models:/{NAME}@champion"))(images)
@@ -120,7 +94,7 @@ def test_promotion_routes_an_ensemble_whose_probabilities_are_its_members_routed
     # the same routes again: the registered ensemble is reused, not registered twice
     again = promote(NAME, dataset, new, config, store)
     versions = client.search_model_versions(f"name='{NAME}'")
-    assert len([v for v in versions if v.tags["architecture"] == "ensemble"]) == 1
+    assert len([v for v in versions if v.tags["family"] == "ensemble"]) == 1
     assert again.summary["aliases"] == aliases and again.summary["moves"] == []
 
 
@@ -155,7 +129,7 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
 
 
 def test_a_promotion_that_fails_while_registering_leaves_no_run_running(store, monkeypatch):
-    import fercore.promotion.ensembles as ensembles
+    import fercore.promotion.apply as apply
 
     dataset = synthetic(per_class=12, test_per_class=4)
     a, b = _register(dataset, 0, store), _register(dataset, 1, store)
@@ -165,9 +139,45 @@ def test_a_promotion_that_fails_while_registering_leaves_no_run_running(store, m
     def broken(*args, **kwargs):
         raise OSError("artifact store went away")
 
-    monkeypatch.setattr(ensembles, "log_and_register", broken)
+    monkeypatch.setattr(apply.registry, "log_and_register", broken)
     with pytest.raises(OSError, match="went away"):
         promote(NAME, dataset, new, PromotionConfig(drift_max_images=60), store)
     runs = mlflow.search_runs(experiment_names=["promo"])
     assert "RUNNING" not in set(runs["status"]) and "FAILED" in set(runs["status"])
     assert MlflowClient().get_registered_model(NAME).aliases == {}
+
+
+def test_promotion_and_monitoring_embed_an_ensemble_champion_with_the_same_network(store, monkeypatch, tmp_path):
+    """Drift embeddings of an ensemble champion come from one function, whether promotion or monitoring asks."""
+    import fercore.monitoring.monitor_run as monitor_run
+    import fercore.promotion.promote as promotion
+    from fercore.config import MonitorConfig
+    from fercore.models import network_digest
+    from tests.conftest import write_tree
+
+    dataset = synthetic(per_class=12, test_per_class=4)
+    a, b = _register(dataset, 0, store), _register(dataset, 1, store)
+    new = [({"version": a, "family": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
+           ({"version": b, "family": "cnn"}, _winning(dataset, [4, 5, 6]))]
+    config = PromotionConfig(drift_max_images=60, averaging=False)
+    champion = promote(NAME, dataset, new, config, store).summary["aliases"]["champion"]
+    assert champion not in (a, b)  # the routed ensemble
+    embedded = {}
+    real_embeddings, real_monitor = promotion.embeddings, monitor_run.monitor
+
+    def embeddings(module, *args):
+        embedded["promotion"] = module
+        return real_embeddings(module, *args)
+
+    def monitor(reference, images, predict, module, *args):
+        embedded["monitoring"] = module
+        return real_monitor(reference, images, predict, module, *args)
+
+    monkeypatch.setattr(promotion, "embeddings", embeddings)
+    monkeypatch.setattr(monitor_run, "monitor", monitor)
+    promote(NAME, dataset, new, config, store)  # the ensemble holds champion now: its network is embedded
+    faces = write_tree(tmp_path / "new", train_per_class=2, test_per_class=0) / "train"
+    monitor_run.monitor_run(MonitorConfig(data=str(faces), max_images=50), NAME, store, lambda version: dataset)
+    assert network_digest(embedded["promotion"]) == network_digest(embedded["monitoring"])
+    members = {v: network_digest(pyfunc.load_model(f"models:/{NAME}/{v}").unwrap_python_model().model) for v in (a, b)}
+    assert network_digest(embedded["monitoring"]) == members[a]  # the member that routes the most emotions (4 of 7)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fercore.data.ingest import ingest
+from fercore.data.sources import ingest
 
 pytestmark = pytest.mark.real_data
 

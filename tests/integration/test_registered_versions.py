@@ -17,7 +17,8 @@ from fercore.models import build_cnn, save_model
 from fercore.models.inference import predict_proba
 from fercore.serving import pyfunc
 from fercore.serving.local_models import load_predictor, wrapper_class
-from fercore.serving.registry import connect, log_and_register, pyfunc_predict
+from fercore.tracking.registry import log_and_register, pyfunc_predict
+from fercore.tracking.store import connect
 from tests.conftest import synthetic
 
 
@@ -34,8 +35,8 @@ def old_version(tmp_path, monkeypatch):
     run_id = MlflowClient().create_run(mlflow.get_experiment_by_name("old").experiment_id).info.run_id
     images = synthetic(per_class=5, test_per_class=1).images[:16]
     with tempfile.TemporaryDirectory() as tmp:
-        version = log_and_register(run_id, {"model": str(save_model(model, Path(tmp) / "m"))}, "fer-old",
-                                   {"architecture": "cnn"}, "old layout", images[:2], model_config={"tta": "none"})
+        version = log_and_register(run_id, pyfunc.FerEmotionModel(), {"model": str(save_model(model, Path(tmp) / "m"))},
+                                   "fer-old", {"architecture": "cnn"}, "old layout", images[:2], model_config={"tta": "none"})
     monkeypatch.undo()
     return uri, version, model, images
 
@@ -55,3 +56,22 @@ def test_a_version_pickled_under_the_old_path_loads_in_process_and_from_a_local_
     assert np.allclose(pyfunc_predict(loaded)(images), expected, atol=1e-5)
     predict, label = load_predictor(f"models:/fer-old/{version}", uri, tmp_path / "cache")
     assert label.endswith(f"v{version}") and np.allclose(predict(images), expected, atol=1e-5)
+
+
+def test_conv_vit_registers_and_predicts_through_the_pyfunc(tmp_path):
+    """The registry path of every model: save_model folder -> pyfunc version -> load -> predict."""
+    from fercore.models.vit import build_vit
+    from fercore.tracking.runs import resumed, start_run
+    from fercore.tracking.store import RunInfo
+    from tests.unit.test_convvit import conv_cfg
+
+    info = RunInfo(f"sqlite:///{tmp_path / 'mlflow.db'}", "convvit", "test")
+    model = build_vit(conv_cfg()).eval()
+    images = synthetic(per_class=5, test_per_class=1).images[:6]
+    with resumed(start_run(info, "convvit", {}, {}), finish=True) as run_id:
+        version = log_and_register(run_id, pyfunc.FerEmotionModel(), {"model": str(save_model(model, tmp_path / "m"))},
+                                   "conv-test", {"family": "vit", "checkpoint": "scratch-conv"}, "test", images[:2],
+                                   model_config={"tta": "hflip"})
+    assert MlflowClient().get_run(run_id).info.status == "FINISHED"
+    out = mlflow.pyfunc.load_model(f"models:/conv-test/{version}").predict(images)
+    assert np.allclose(out.iloc[:, 1:].to_numpy(), predict_proba(model, images, tta="hflip"), atol=1e-5)

@@ -87,7 +87,7 @@ def _zenml_model(step: str, output: str):
 
 
 def test_registry_pyfunc_predicts_like_the_in_memory_model(trained):
-    from fercore.training.trainer import predict_proba
+    from fercore.models.inference import predict_proba
     from tests.conftest import synthetic
 
     images = synthetic(per_class=10, test_per_class=1).images[:12]

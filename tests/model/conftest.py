@@ -26,7 +26,7 @@ class ModelUnderTest:
 
 
 def _registered(uri: str) -> ModelUnderTest:
-    from fercore.data.ingest import ingest
+    from fercore.data.sources import ingest
     from fercore.data.split import split_validation
     from fercore.serving.local_models import load_predictor
     from tests.conftest import ROOT

@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("fercore", "steps", "pipelines", "materializers")
 # fercore's packages, lowest first: each may import only from itself and the ones before it
 LAYERS = [("fercore", "fercore.constants", "fercore.errors", "fercore.stores"), ("fercore.data", "fercore.config"),
-          ("fercore.models",), ("fercore.serving", "fercore.pyfunc"), ("fercore.evaluation",), ("fercore.training",),
-          ("fercore.monitoring",), ("fercore.promotion",)]
+          ("fercore.models",), ("fercore.tracking",), ("fercore.serving", "fercore.pyfunc"), ("fercore.evaluation",),
+          ("fercore.training",), ("fercore.monitoring",), ("fercore.promotion",)]
+
 
 def _modules() -> dict[str, Path]:
     found = {}
@@ -92,3 +93,55 @@ def test_no_import_cycles():
     for module in sorted(graph):
         if module not in state:
             visit(module, [])
+
+
+def test_only_the_tracking_adapter_talks_to_mlflow():
+    """fercore.tracking is the one place for MLflow's tracking and registry APIs; the pyfunc wrappers, which a
+    registered model imports, may use mlflow.pyfunc (and its exceptions, to refuse a bad request)."""
+    scripts = {f"scripts.{p.stem}": p for p in (ROOT / "scripts").glob("*.py")}
+    everything = {**MODULES, **scripts, "run": ROOT / "run.py"}
+    offenders = sorted(f"{m}: {mod}" for m, path in everything.items() for mod, _ in _imports(path)
+                       if mod.split(".")[0] == "mlflow" and not m.startswith("fercore.tracking")
+                       and m != "fercore.serving.pyfunc")
+    assert offenders == []
+
+
+def test_no_two_modules_share_a_name_but_the_pickle_shim():
+    """A file name says what it holds; ``fercore/pyfunc.py`` only keeps the import path of old pickles."""
+    names: dict[str, list[str]] = {}
+    for module in MODULES:
+        if not module.endswith("__init__") and module.count(".") and module not in PROJECT:
+            names.setdefault(module.rsplit(".", 1)[1], []).append(module)
+    shared = {n: ms for n, ms in names.items() if len(ms) > 1 and n != "pyfunc"}
+    assert shared == {}
+    assert "keeps the older import path working" in (ROOT / "fercore" / "pyfunc.py").read_text()
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The modules ``path`` imports when it is imported (module-level statements; not in functions)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
+                      for a in node.names}
+    return found
+
+
+def test_unit_tests_import_no_mlflow_zenml_or_subprocess():
+    """What a unit test module loads, directly or through the project's modules, holds no MLflow or ZenML
+    (the unit conftest refuses them at run time)."""
+    tests = {f"tests.unit.{p.stem}": p for p in (ROOT / "tests" / "unit").glob("test_*.py")}
+    offenders = []
+    for name, path in tests.items():
+        seen, todo = set(), list(_top_level_imports(path))
+        while todo:
+            module = todo.pop()
+            if module in seen:
+                continue
+            seen.add(module)
+            if module in MODULES:
+                todo += _top_level_imports(MODULES[module])
+        offenders += [f"{name}: {m}" for m in sorted(seen) if m.split(".")[0] in ("mlflow", "zenml", "subprocess")]
+    assert offenders == []

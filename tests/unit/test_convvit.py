@@ -15,9 +15,10 @@ from fercore.config import ConfigError, VitConfig, parse_config
 from fercore.data.rebalance import rebalance
 from fercore.models import count_parameters, load_model, save_model
 from fercore.models.convvit import FerConvViTConfig, FerConvViTForImageClassification
+from fercore.models.inference import autocast_dtype, predict_proba
 from fercore.models.vit import build_vit, vit_variant
-from fercore.training.distill import teacher_probabilities
-from fercore.training.trainer import Trainer, autocast_dtype, distillation_loss, predict_proba
+from fercore.training.distill import distillation_loss, teacher_probabilities
+from fercore.training.trainer import Trainer
 from tests.conftest import synthetic
 
 CPU = torch.device("cpu")
@@ -192,24 +193,3 @@ def test_distillation_learns_from_the_teacher_not_the_labels(tmp_path):
     assert accuracy[1.0] > 0.45 and accuracy[0.0] < 0.25, accuracy  # chance: 0.14
     with pytest.raises(ValueError, match="teacher_probs are needed exactly when distill.enabled"):
         Trainer(build_vit(cfg), cfg)
-
-
-def test_conv_vit_registers_and_predicts_through_the_pyfunc(tmp_path):
-    """The registry path of every model: save_model folder -> pyfunc version -> load -> predict."""
-    import mlflow
-
-    from fercore.serving.registry import connect, end_run, log_and_register, start_run
-    from tests.conftest import synthetic
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    connect(uri, "convvit")
-    model = build_vit(conv_cfg()).eval()
-    images = synthetic(per_class=5, test_per_class=1).images[:6]
-    run_id = start_run(uri, "convvit", "convvit", {}, {})
-    version = log_and_register(run_id, {"model": str(save_model(model, tmp_path / "m"))}, "conv-test",
-                               {"architecture": "vit", "checkpoint": "scratch-conv"}, "test", images[:2],
-                               model_config={"tta": "hflip"})
-    end_run(run_id)
-    out = mlflow.pyfunc.load_model(f"models:/conv-test/{version}").predict(images)
-    expected = predict_proba(model, images, tta="hflip")
-    assert np.allclose(out.iloc[:, 1:].to_numpy(), expected, atol=1e-5)

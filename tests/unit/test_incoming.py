@@ -10,8 +10,8 @@ import pytest
 
 from fercore.constants import CLASS_NAMES
 from fercore.data.incoming import INCOMING_SUBSET, add_incoming, batch_paths, fingerprint, incoming_tag
-from fercore.data.ingest import ingest
 from fercore.data.rebalance import rebalance
+from fercore.data.sources import ingest
 from fercore.data.split import split_validation
 from fercore.errors import DataError
 from tests.conftest import face, jpeg_bytes

@@ -12,7 +12,9 @@ from fercore.errors import ConfigError
 from fercore.models import build_cnn
 from fercore.training.checkpoints import CheckpointStore
 from fercore.training.contest import initial_state, judge, merge_rung, rung_config
-from fercore.training.trainer import Trainer, TrainResult, job_key, weights_digest
+from fercore.training.job_keys import job_key, weights_digest
+from fercore.training.progress import TrainResult
+from fercore.training.trainer import Trainer
 from tests.conftest import small_cfg, synthetic
 
 LABELS = np.repeat(np.arange(7), 100)

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+import fercore.training.lr_schedule as lr_schedule
 import fercore.training.trainer as train_module
 from fercore.config import AugmentConfig, CnnConfig
 from fercore.data.rebalance import rebalance
 from fercore.models import build_cnn, count_parameters, load_model, save_model
-from fercore.training.trainer import BatchAugmenter, ProgressSchedule, Trainer, centre_crop, predict_proba, tta_views
+from fercore.models.inference import centre_crop, predict_proba, tta_views
+from fercore.training.augment import BatchAugmenter
+from fercore.training.lr_schedule import ProgressSchedule
+from fercore.training.trainer import Trainer
 from tests.conftest import Interrupt, small_cfg, synthetic
 
 
@@ -240,7 +244,7 @@ def test_progress_schedule_follows_onecycle_when_time_is_no_constraint():
 
 def test_progress_schedule_anneals_within_the_time_budget_and_resumes(monkeypatch):
     clock = {"now": 100.0}
-    monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(lr_schedule.time, "perf_counter", lambda: clock["now"])
     opt = _opt()
     sched = ProgressSchedule(opt, "onecycle", 0.01, total_steps=10_000, budget_s=60.0)
     lrs = []
@@ -272,22 +276,9 @@ def test_compile_falls_back_to_eager_without_a_compiler(monkeypatch, caplog):
     assert trainer.train_forward is trainer.model and "C++ compiler" in caplog.text
 
 
-@pytest.mark.skipif(train_module.shutil.which("g++") is None, reason="torch.compile on CPUs needs g++")
-def test_compiled_training_learns_and_saves_plain_weights(tmp_path):
-    ds = synthetic(per_class=12, test_per_class=2)
-    model = build_cnn("v1")
-    trainer = Trainer(model, small_cfg(architecture="v1", epochs=2, compile=True), tmp_path)
-    assert trainer.train_forward is not model
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = trainer.fit(ds, rebalance(ds, "none", 0))
-    assert all(not k.startswith("_orig_mod") for k in model.state_dict())
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert np.isfinite(result.history[-1]["train_loss"])
-
-
 def test_budget_running_out_between_steps_ends_at_the_final_rate(monkeypatch):
     clock = {"now": 0.0}
-    monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(lr_schedule.time, "perf_counter", lambda: clock["now"])
     opt = _opt()
     sched = ProgressSchedule(opt, "onecycle", 0.01, total_steps=10_000, budget_s=60.0)
     clock["now"] = 59.9

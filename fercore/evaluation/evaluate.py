@@ -11,26 +11,27 @@ from fercore.evaluation.metrics import Evaluation, flat_metrics
 from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
 from fercore.evaluation.predictions import Predictions, model_predictions
 from fercore.models.inference import autocast_dtype, pick_device, prepare_for_inference
-from fercore.serving.registry import log_files, log_metrics, run_closed_on_error
+from fercore.tracking.runs import TrackedRun, log_files, log_metrics, resumed
 
 
-def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dict[str, Any]], mlflow_run_id: str,
+def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dict[str, Any]], run: TrackedRun,
                         tta: str = "hflip", mixed_precision: str = "auto") -> tuple[Evaluation, Evaluation, Predictions]:
     """Scores ``model`` on val and test in one pass and logs the test report (metrics, per-class table,
-    confusion matrix, loss curves from ``history``) to its MLflow run (MLflow must point at its store).
+    confusion matrix, loss curves from ``history``) to the contender's MLflow ``run`` (MLflow must point at its
+    store); an error closes the run FAILED.
 
     Returns:
         The test evaluation, the validation evaluation (what promotion decides on), and the
         probabilities behind both.
     """
-    with run_closed_on_error(mlflow_run_id):
+    with resumed(run) as run_id:
         device = pick_device()
         preds = model_predictions(prepare_for_inference(model, device), dataset, tta,
                                   autocast_dtype(device, mixed_precision))
         val_ev, ev = preds.evaluations(dataset)
         ev.history = history
         # "validation_*": the per-epoch curves of training are loss/val and accuracy/val
-        log_metrics(mlflow_run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
+        log_metrics(run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
         files: dict[str, bytes | str] = {
             "confusion_matrix.png": confusion_matrix_png(ev.confusion), "per_class.csv": ev.per_class.to_csv(),
             "per_class.md": ev.markdown(), "evaluation.json": ev.to_json(),
@@ -38,5 +39,5 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
         }
         if ev.history:
             files["loss_curves.png"] = loss_curves_png(ev.history)
-        log_files(mlflow_run_id, files)
+        log_files(run_id, files)
     return ev, val_ev, preds

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from fercore.constants import CLASS_NAMES
-from fercore.data import ingest as ingest_mod
+from fercore.data import sources as ingest_mod
 from fercore.data.images import ImageLimits
-from fercore.data.ingest import ingest
+from fercore.data.sources import ingest
 from fercore.errors import DataError
 from tests.conftest import face, jpeg_bytes
 

@@ -1,0 +1,84 @@
+"""Promotion's plan: from scored candidates and the current alias holders, the ensembles and one decision.
+
+A pure function of its inputs: nothing is read from or written to the registry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fercore.config import PromotionConfig
+from fercore.data.dataset import FerDataset
+from fercore.evaluation.significance import Bootstrap
+from fercore.promotion.decision import Candidate, Decision, decide, routes_of
+from fercore.promotion.ensembles import EnsembleCandidate, averaged_ensemble, routed_ensemble
+
+
+@dataclass
+class Plan:
+    """What promotion will do.
+
+    Attributes:
+        cands: every candidate, the ensembles included (one per version).
+        decision: the alias moves, their reasons and the per-emotion table.
+        ensembles: the ensembles weighed; those with a placeholder version are registered by ``apply``.
+        blocked: drift blocks it: nothing is registered and no alias moves.
+    """
+
+    cands: list[Candidate]
+    decision: Decision
+    ensembles: list[EnsembleCandidate] = field(default_factory=list)
+    blocked: bool = False
+
+    def resolve(self, placeholder: str, version: str) -> None:
+        """Puts the registered ``version`` of an ensemble where its placeholder stood."""
+        for c in self.cands:
+            c.version = version if c.version == placeholder else c.version
+        for move in self.decision.moves:
+            move.version = version if move.version == placeholder else move.version
+            move.reason = move.reason.replace(f"v{placeholder}", f"v{version}")
+        self.decision.reasons = {k: r.replace(f"v{placeholder}", f"v{version}") for k, r in self.decision.reasons.items()}
+
+
+def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], holders: dict[str, str | None],
+              dataset: FerDataset, config: PromotionConfig, registered_ensembles: dict[tuple[str, str], str],
+              blocked: bool = False) -> Plan:
+    """The ensembles of this run's candidates, then one decision over everyone.
+
+    Args:
+        name: the registered model (an ensemble's spec names it).
+        new: this run's registered contenders, scored.
+        holders_scored: alias holders of earlier runs, scored on this run's splits.
+        holders: alias -> version now.
+        dataset: the split dataset (validation decides).
+        config: the ``promotion`` section.
+        registered_ensembles: ``(routes|weights tag, value) -> version`` of the READY ensembles: an identical
+            one is reused, not registered again.
+        blocked: drift blocks this promotion: no ensemble is built (the decision is still reported).
+    """
+    cands = new + holders_scored
+    bootstrap = Bootstrap(dataset.split("val").labels, config.bootstrap_resamples) \
+        if config.require_significance else None
+    ensembles = [] if blocked else _ensembles(name, new, cands, holders, dataset, config, registered_ensembles, bootstrap)
+    # an ensemble reused from the registry may be a holder: its out-of-fold figures replace its in-sample ones
+    cands = list({c.version: c for c in cands + [e.candidate for e in ensembles]}.values())
+    decision = decide(cands, holders, config.metric, config.min_margin, bootstrap=bootstrap)
+    routed = next((e.candidate.version for e in ensembles if e.candidate.contender == "routed"), None)
+    for move in decision.moves:  # this run's routed ensemble moves only while its members hold their routes
+        move.routes = decision.routes if move.version == routed else None
+    return Plan(cands, decision, ensembles, blocked)
+
+
+def _ensembles(name: str, new: list[Candidate], cands: list[Candidate], holders: dict[str, str | None],
+               dataset: FerDataset, config: PromotionConfig, registered: dict[tuple[str, str], str],
+               bootstrap: Bootstrap | None) -> list[EnsembleCandidate]:
+    """The routed ensemble of the emotions' winners (when they are more than one model) and the averaging
+    ensemble of this run's single models (when they are more than one)."""
+    out = []
+    routes = routes_of(cands, holders, bootstrap)
+    if config.ensemble and len(set(routes.values())) > 1:
+        out.append(routed_ensemble(name, routes, cands, dataset, registered))
+    singles = [c for c in new if c.family != "ensemble"]
+    if config.averaging and len(singles) > 1:
+        out.append(averaged_ensemble(name, singles, dataset, registered))
+    return out

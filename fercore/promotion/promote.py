@@ -1,0 +1,94 @@
+"""A promotion: score the candidates, plan (ensembles and one decision, on validation), apply, report.
+
+ZenML-free: the ``promote_models`` step calls :func:`promote` with its run's name and id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fercore.config import PromotionConfig
+from fercore.constants import CLASS_NAMES
+from fercore.data.dataset import FerDataset
+from fercore.data.duplicates import image_hashes
+from fercore.evaluation.predictions import Predictions
+from fercore.models.inference import autocast_dtype, pick_device
+from fercore.monitoring.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
+from fercore.monitoring.new_images import embedding_module
+from fercore.promotion.aliases import promotion_lock
+from fercore.promotion.apply import apply_plan, registered_ensembles
+from fercore.promotion.candidates import holder_candidates, overlap_note
+from fercore.promotion.decision import CHAMPION, Candidate, candidate
+from fercore.promotion.plan import make_plan
+from fercore.promotion.report import PromotionResult, report
+from fercore.tracking import registry
+from fercore.tracking.store import RunInfo, connect
+
+logger = logging.getLogger(__name__)
+
+
+def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]], config: PromotionConfig,
+            info: RunInfo) -> PromotionResult:
+    """Decides every alias of ``name`` on the validation split, moves them, and reports the test figures.
+
+    Reading the holders, deciding and moving the aliases happen under the promotion lock, so that
+    concurrent promotions queue rather than decide on holders that are about to change.
+
+    Args:
+        name: the registered model.
+        dataset: the split dataset (validation decides, test is reported, train is the drift reference).
+        new: this run's registrations (``version``, ``family``) with their val/test predictions.
+        config: the ``promotion`` config section.
+        info: where to log.
+    """
+    connect(info.tracking_uri, info.experiment_name)
+    scored = _new_candidates(name, dataset, new, info)
+    with promotion_lock(info.tracking_uri, name):
+        holders = registry.aliases(name)
+        held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
+        holders_scored = holder_candidates(name, held, {c.version: c for c in scored}, dataset)
+        drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config)
+        blocked = config.on_drift == "block" and drift[0].drifted
+        plan = make_plan(name, scored, holders_scored, holders, dataset, config, registered_ensembles(name), blocked)
+        applied = apply_plan(plan, name, dataset, info, drift[0].summary())
+    return report(name, plan, applied, registry.aliases(name), drift, config, len(dataset.split("val")), info)
+
+
+def _new_candidates(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]],
+                    info: RunInfo) -> list[Candidate]:
+    """This run's registrations, scored from their predictions (ZenML's cached ``evaluate`` outputs)."""
+    split_train = image_hashes(dataset.split("train").images)
+    own_overlap = overlap_note(split_train, image_hashes(dataset.split("val").images), split_train)
+    return [candidate(r["version"], r.get("family") or r["architecture"], p, dataset,
+                      _registered_by(name, r["version"], info), own_overlap, r.get("contender", ""),
+                      r.get("contest", "")) for r, p in new]
+
+
+def _registered_by(name: str, version: str, info: RunInfo) -> bool:
+    """Whether this pipeline run registered ``version``: a cached register step hands on an earlier run's."""
+    if not info.zenml_run_id:
+        return True
+    return registry.get_version(name, version).tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
+
+
+def drift_reports(name: str, dataset: FerDataset, new: list[Candidate], cands: list[Candidate],
+                  holders: dict[str, str | None], config: PromotionConfig) -> tuple[DriftResult, DriftResult]:
+    """Train vs test images (statistics, and the champion's embeddings of the same sampled rows), and the
+    predicted classes of the champion vs the best new model on test. Reports; the images' labels are not read.
+    The champion is the current holder (else the best new model); an ensemble is embedded as monitoring
+    embeds it (:func:`fercore.monitoring.new_images.embedding_module`)."""
+    best_new = max(new, key=lambda c: c.score(config.metric))
+    champion = {c.version: c for c in cands}.get(holders.get(CHAMPION) or "", best_new)
+    train, test = dataset.split("train"), dataset.split("test")
+    ref = train.images[sample_rows(len(train), config.drift_max_images, 0)]
+    cur = test.images[sample_rows(len(test), config.drift_max_images, 1)]
+    module, ref_emb, cur_emb = embedding_module(registry.load_version(name, champion.version)), None, None
+    if module is not None:
+        amp = autocast_dtype(pick_device(), "auto")
+        ref_emb, cur_emb = embeddings(module, ref, amp), embeddings(module, cur, amp)
+    data = data_drift(ref, cur, ref_emb, cur_emb, config.drift_share, config.drift_max_images)
+    if data.drifted:
+        logger.warning("Drift detected between train and test images: %s", data.summary())
+    labels = lambda c: [CLASS_NAMES[i] for i in c.test_probs.argmax(axis=1)]  # noqa: E731
+    return data, prediction_drift(labels(champion), labels(best_new))

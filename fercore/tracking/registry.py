@@ -1,0 +1,215 @@
+"""The model registry: registering a model as a new version, version and alias queries, loading a version.
+
+Aliases, never the deprecated stages. A version's ``family`` tag (cnn, vit, ensemble) was called
+``architecture`` before; :func:`fercore.tracking.tags.family` reads either, so earlier versions still load and compete.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from fercore.constants import CLASS_NAMES
+from fercore.errors import RegistryError
+from fercore.tracking.store import TrackingError, client
+from fercore.tracking.tags import family
+
+logger = logging.getLogger(__name__)
+# What a registered model imports besides its own code (fercore, logged with it as code_paths)
+PYFUNC_PACKAGES = ("mlflow", "torch", "torchvision", "numpy", "pandas", "safetensors", "transformers")
+
+
+def pinned_requirements(packages: tuple[str, ...] = PYFUNC_PACKAGES) -> list[str]:
+    """``name==version`` of each package as installed now: the versions the model was trained with.
+
+    A local version label (``2.6.0+cpu``) is dropped: such builds are not on PyPI under that name.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
+def code_paths() -> list[str]:
+    """The project's core package, logged with every model so that it loads where the project is not installed."""
+    import fercore
+
+    return [str(Path(fercore.__file__).resolve().parent)]
+
+
+def pyfunc_signature() -> ModelSignature:
+    """The outputs (label, seven probabilities). No input schema: MLflow's enforcement would cast float
+    pixels of a served request to uint8 silently; :func:`fercore.serving.pyfunc.as_image_batch` checks the input
+    (uint8 or integer ``(N, 48, 48)``) and refuses others with a message. The input example shows it."""
+    outputs = Schema([ColSpec("string", "label"), *(ColSpec("double", c) for c in CLASS_NAMES)])
+    return ModelSignature(outputs=outputs)
+
+
+def log_and_register(run_id: str, python_model: mlflow.pyfunc.PythonModel, artifacts: dict[str, str], model_name: str,
+                     tags: dict[str, str], description: str, input_example: np.ndarray,
+                     model_config: dict[str, Any] | None = None) -> str:
+    """Logs a model as the project's pyfunc and registers it as a new version.
+
+    The model is logged completely before the version is created, so a failure leaves no
+    registered version without its model.
+
+    Args:
+        run_id: the MLflow run to log into.
+        python_model: the pyfunc wrapper (:mod:`fercore.serving.pyfunc`).
+        artifacts: pyfunc artifacts; ``{"model": folder}`` for a single network.
+        model_name: registered model name.
+        tags: version tags.
+        description: version description (markdown).
+        input_example: a few uint8 images.
+        model_config: pyfunc model config (e.g. ``{"tta": "hflip"}``).
+
+    Returns:
+        The new version number, as a string.
+    """
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=python_model, artifacts=artifacts, signature=pyfunc_signature(),
+            input_example=input_example, model_config=model_config or {}, pip_requirements=pinned_requirements(),
+            code_paths=code_paths(),
+        )
+    try:
+        client().create_registered_model(model_name, description="FER-2013 emotion classifiers (7 classes).")
+    except TrackingError as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    version = mlflow.register_model(info.model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    client().update_model_version(model_name, version.version, description=description)
+    logger.info("Registered %s version %s (run %s)", model_name, version.version, run_id)
+    return str(version.version)
+
+
+# -- queries -------------------------------------------------------------------------------------
+
+
+def get_version(name: str, version: str) -> ModelVersion:
+    return client().get_model_version(name, str(version))
+
+
+def versions(name: str, **tags: str) -> list[ModelVersion]:
+    """The versions of ``name`` whose tags equal ``tags`` (``run_id=`` filters by run), newest first."""
+    run_id = tags.pop("run_id", None)
+    query = f"name = '{name}'" + (f" and run_id = '{run_id}'" if run_id else "")
+    query += "".join(f" and tags.`{k}` = '{v}'" for k, v in tags.items() if k not in ("family", "architecture"))
+    found = [v for v in client().search_model_versions(query)
+             if all((family(v) if k in ("family", "architecture") else v.tags.get(k)) == x for k, x in tags.items())]
+    return sorted(found, key=lambda v: -int(v.version))
+
+
+def newest_ready(name: str, **tags: str) -> str | None:
+    """The newest READY version of ``name`` whose tags (or ``run_id``) equal ``tags``, if any."""
+    return next((str(v.version) for v in versions(name, **tags) if v.status == "READY"), None)
+
+
+def version_by_alias(name: str, alias: str) -> ModelVersion:
+    """The version ``alias`` points at.
+
+    Raises:
+        RegistryError: no such model or alias (the message lists the aliases and versions that exist).
+    """
+    return get_version(*resolve_version(f"models:/{name}@{alias}"))
+
+
+def resolve_version(uri: str) -> tuple[str, str]:
+    """``(model name, version)`` of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``.
+
+    Raises:
+        RegistryError: the URI has another form, or names a model, version or alias that does not
+            exist (the message lists the aliases and newest versions that do).
+    """
+    body = uri.removeprefix("models:/")
+    name, sep_alias, alias = body.partition("@")
+    if body == uri or not name or (not sep_alias and body.count("/") != 1):
+        raise RegistryError(f"'{uri}' is not a registry URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
+    try:
+        if sep_alias:
+            return name, str(client().get_model_version_by_alias(name, alias).version)
+        name, version = body.split("/")
+        return name, str(get_version(name, version).version)
+    except TrackingError as exc:
+        raise RegistryError(_missing_model_message(uri, name.split("/")[0], exc)) from None
+
+
+def _missing_model_message(uri: str, name: str, exc: TrackingError) -> str:
+    store = mlflow.get_registry_uri()
+    try:
+        model = client().get_registered_model(name)
+    except TrackingError:
+        return (f"{uri}: the registry at {store} has no model named {name}. Train one first (`make train`), or "
+                "point --tracking-uri / MLFLOW_TRACKING_URI at the store that has it.")
+    except Exception:  # the store itself is unreachable: MLflow's own message says why
+        return f"{uri} cannot be read from the registry at {store}: {exc.message}"
+    aliases = ", ".join(f"@{a} (v{v})" for a, v in sorted((model.aliases or {}).items())) or "none"
+    numbers = sorted((int(v.version) for v in client().search_model_versions(f"name = '{name}'")), reverse=True)
+    return (f"{uri} does not exist in the registry at {store}. {name} has the aliases {aliases} and the versions "
+            f"{', '.join(map(str, numbers[:10])) or 'none'}{' ...' if len(numbers) > 10 else ''}.")
+
+
+# -- aliases and tags ------------------------------------------------------------------------------
+
+
+def aliases(name: str) -> dict[str, str]:
+    """Alias -> version of registered model ``name`` (empty when it does not exist yet)."""
+    try:
+        return {a: str(v) for a, v in (client().get_registered_model(name).aliases or {}).items()}
+    except TrackingError:
+        return {}
+
+
+def set_alias(name: str, alias: str, version: str | None) -> None:
+    """Points ``alias`` at ``version``; None deletes the alias."""
+    if version is None:
+        client().delete_registered_model_alias(name, alias)
+    else:
+        client().set_registered_model_alias(name, alias, version)
+
+
+def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client().set_model_version_tag(name, version, key, str(value))
+
+
+def model_tag(name: str, key: str) -> str | None:
+    return client().get_registered_model(name).tags.get(key)
+
+
+def set_model_tag(name: str, key: str, value: str | None) -> None:
+    """Sets a registered model's tag; None deletes it."""
+    if value is None:
+        client().delete_registered_model_tag(name, key)
+    else:
+        client().set_registered_model_tag(name, key, value)
+
+
+# -- loading -----------------------------------------------------------------------------------------
+
+
+def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+
+
+def load_pyfunc(folder: str | Path) -> mlflow.pyfunc.PyFuncModel:
+    """A pyfunc model from a local folder (a copied version)."""
+    return mlflow.pyfunc.load_model(str(folder))
+
+
+def pyfunc_predict(model: mlflow.pyfunc.PyFuncModel):
+    """``images -> probabilities`` through a registered model's pyfunc interface."""
+    return lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()
+
+
+def download_version(name: str, version: str, dst: Path) -> None:
+    """The files of ``models:/name/version`` into ``dst``."""
+    import mlflow.artifacts
+
+    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst))

@@ -1,0 +1,181 @@
+"""MLflow runs: a contender's run across its steps (:class:`TrackedRun`) and the one-off runs of
+promotion, monitoring and ensemble registration; metrics and files logged to them.
+
+A contender's run is opened by training (:func:`open_contender_run`), resumed by evaluation and by
+registration (:func:`resumed`), and closed once: FINISHED when its model is registered, FAILED (KILLED on
+Ctrl-C) by whichever step raises first.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from pydantic import BaseModel
+
+from fercore.errors import RegistryError
+from fercore.tracking.store import RunInfo, client, connect
+
+logger = logging.getLogger(__name__)
+
+
+class TrackedRun(BaseModel):
+    """The handle of a contender's MLflow run, passed from training to evaluation to registration
+    (a pydantic model: ZenML stores it as JSON).
+
+    Attributes:
+        run_id: the MLflow run.
+        contender: the contender's name in the config.
+    """
+
+    run_id: str
+    contender: str = ""
+
+
+def start_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[str, str], job_key: str | None = None,
+              resume: bool = False) -> str:
+    """Creates an MLflow run with params and tags, or resumes one, and returns its id; the run stays RUNNING.
+
+    With ``job_key`` (a training job's checkpoint key, tagged ``fer.job_key``), runs of the same job
+    left RUNNING by a killed process are found: with ``resume`` (the job resumes from its checkpoint)
+    the newest one continues, so the epoch history stays in one run; the others are marked KILLED.
+    Parameter values are cut to 500 characters.
+    """
+    exp_id, mlflow_client = connect(info.tracking_uri, info.experiment_name), client()
+    orphans = []
+    if job_key:
+        orphans = mlflow_client.search_runs(
+            [exp_id], f"tags.`fer.job_key` = '{job_key}' and attributes.status = 'RUNNING'",
+            order_by=["attributes.start_time DESC"])
+    if resume and orphans:
+        run_id = orphans.pop(0).info.run_id
+        mlflow_client.set_tag(run_id, "fer.resumed_by_zenml_run", tags.get("zenml_run_id", ""))
+        logger.info("Resuming MLflow run %s of the interrupted training job %s", run_id, job_key)
+    else:
+        run_tags = {**tags, **({"fer.job_key": job_key} if job_key else {})}
+        if orphans:
+            run_tags["fer.previous_attempt"] = orphans[0].info.run_id
+        run_id = mlflow_client.create_run(exp_id, run_name=run_name, tags=run_tags).info.run_id
+        mlflow_client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+    for orphan in orphans:
+        mlflow_client.set_tag(orphan.info.run_id, "fer.killed_reason", f"left RUNNING by a killed process; see run {run_id}")
+        mlflow_client.set_terminated(orphan.info.run_id, status="KILLED")
+        logger.warning("Marked MLflow run %s KILLED: its process died (job %s)", orphan.info.run_id, job_key)
+    return run_id
+
+
+def open_contender_run(info: RunInfo, contender: str, params: dict[str, Any], tags: dict[str, str],
+                       job_key: str | None = None, resume: bool = False) -> TrackedRun:
+    """Contender ``contender``'s run ``train-<contender>`` (see :func:`start_run`), open until :func:`resumed`
+    closes it."""
+    return TrackedRun(run_id=start_run(info, f"train-{contender}", params, tags, job_key, resume), contender=contender)
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status=status)
+
+
+@contextmanager
+def resumed(run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
+    """Logs into an open run (yields its id): an error in the block ends it FAILED (KILLED on Ctrl-C); with
+    ``finish``, a block that completes ends it FINISHED. Otherwise it stays open for the next step."""
+    run_id = run if isinstance(run, str) else run.run_id
+    try:
+        yield run_id
+    except BaseException as exc:
+        try:
+            end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        except Exception:  # the store itself may be what failed; the original error matters more
+            logger.warning("Could not mark MLflow run %s as failed", run_id)
+        raise
+    if finish:
+        end_run(run_id)
+
+
+@contextmanager
+def one_off_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
+    """A run that starts and ends in the block (promotion, monitoring, an ensemble's registration)."""
+    with resumed(start_run(info, run_name, params, tags), finish=True) as run_id:
+        yield run_id
+
+
+def run_is_open(run_id: str, tracking_uri: str | None = None) -> bool:
+    """Whether MLflow run ``run_id`` exists and is still RUNNING."""
+    try:
+        return client(tracking_uri).get_run(run_id).info.status == "RUNNING"
+    except MlflowException:
+        return False
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    """The latest value of each of a run's metrics."""
+    return dict(client().get_run(run_id).data.metrics)
+
+
+def run_status(run_id: str) -> str:
+    """``RUNNING``, ``FINISHED``, ``FAILED`` or ``KILLED``.
+
+    Raises:
+        RegistryError: the run is not in this store (a cached training step of another store).
+    """
+    try:
+        return client().get_run(run_id).info.status
+    except Exception as exc:
+        raise RegistryError(f"MLflow run {run_id} of this model is not in the tracking store "
+                            f"({exc.__class__.__name__}): ZenML reused a training step that logged to another "
+                            "store. Rerun with --no-cache.") from None
+
+
+class EpochLogger:
+    """A trainer callback logging each epoch's metrics to the run (a class: DDP workers get it pickled).
+
+    ``train_loss`` and ``val_loss`` are logged as ``loss/train`` and ``loss/val`` (accuracy likewise):
+    MLflow's UI groups metrics by the part before the slash, so each curve's train and validation
+    charts sit together, apart from the single-value evaluation metrics.
+    """
+
+    def __init__(self, run_id: str, tracking_uri: str, epochs_before: int = 0):
+        self.run_id, self.tracking_uri = run_id, tracking_uri
+        self.epochs_before = epochs_before  # a later rung numbers its epochs on
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        log_metrics(self.run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"},
+                    self.epochs_before + epoch, self.tracking_uri)
+
+
+def epoch_metric_name(key: str) -> str:
+    """``train_loss`` -> ``loss/train``, ``val_accuracy`` -> ``accuracy/val``; other keys as they are."""
+    split, sep, quantity = key.partition("_")
+    return f"{quantity}/{split}" if sep and split in ("train", "val") else key
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0, tracking_uri: str | None = None) -> None:
+    """Logs ``name -> value`` metrics at ``step`` in one request instead of one per metric."""
+    stamp = int(time.time() * 1000)
+    client(tracking_uri).log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
+
+
+def log_files(run_id: str, files: dict[str, bytes | str], artifact_path: str = "evaluation") -> None:
+    """Logs in-memory files (PNG bytes, CSV/JSON/markdown text, ``.npy`` bytes) as run artifacts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, payload in files.items():
+            path = Path(tmp) / name
+            path.write_bytes(payload if isinstance(payload, bytes) else payload.encode())
+        client().log_artifacts(run_id, tmp, artifact_path)
+
+
+def download_run_file(run_id: str, artifact_path: str) -> Path | None:
+    """A local copy of a run's file, or None when the run has no such file."""
+    import mlflow.artifacts
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path))
+    except Exception:  # noqa: BLE001 (MLflow raises several types for a missing file)
+        return None

@@ -1,0 +1,101 @@
+"""The connection to an MLflow store, and the check that it can be used before any pipeline work."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from fercore.errors import RegistryError
+
+
+@dataclass
+class RunInfo:
+    """Where a step logs: the MLflow store and experiment, and the pipeline run it belongs to."""
+
+    tracking_uri: str
+    experiment_name: str
+    run_name: str
+    zenml_run_id: str = ""
+
+    def tags(self, **more: str) -> dict[str, str]:
+        """The tags every run of this pipeline run carries, and ``more``."""
+        return {"zenml_run_id": self.zenml_run_id, "zenml_run_name": self.run_name, **more}
+
+
+def client(tracking_uri: str | None = None) -> MlflowClient:
+    """An MLflow client of ``tracking_uri`` (default: the connected store) for tracking and the registry."""
+    return MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+
+def connect_registry(tracking_uri: str) -> None:
+    """Points MLflow's tracking and registry clients at ``tracking_uri`` (creates nothing)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
+def connected_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def connect(tracking_uri: str, experiment_name: str) -> str:
+    """Points MLflow at ``tracking_uri`` and returns the experiment id (created when missing)."""
+    connect_registry(tracking_uri)
+    try:
+        exp = mlflow.get_experiment_by_name(experiment_name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if tracking_uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in the cwd
+            location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        return mlflow.create_experiment(experiment_name, artifact_location=location)
+    except MlflowException as exc:
+        raise RegistryError(f"MLflow tracking store {tracking_uri} cannot be used: {exc}. Check registry.tracking_uri "
+                            "or MLFLOW_TRACKING_URI.") from exc
+    except Exception as exc:  # connection errors from a remote server
+        raise RegistryError(f"MLflow tracking server {tracking_uri} is unreachable ({type(exc).__name__}: {exc}). "
+                            "Start it, or unset MLFLOW_TRACKING_URI to use the local mlflow.db.") from exc
+
+
+def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: float = 5.0) -> None:
+    """Fails fast, before any pipeline work, when the MLflow store is unreachable or read-only.
+
+    A tracking server must answer ``/health`` within ``timeout_s``; then the experiment is created
+    or tagged (a write), with MLflow's own retries off so that a dead server costs seconds, not minutes.
+
+    Raises:
+        RegistryError: saying which store failed and how to fix it.
+    """
+    if tracking_uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                response.read()
+        except (OSError, ValueError) as exc:
+            raise RegistryError(
+                f"MLflow tracking server {tracking_uri} is unreachable ({exc}). Start it (e.g. `mlflow server "
+                "--host 127.0.0.1 --port 5000`), fix registry.tracking_uri / MLFLOW_TRACKING_URI, or unset both to "
+                "use the local mlflow.db.") from None
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(timeout_s * 2)))
+    try:
+        experiment_id = connect(tracking_uri, experiment_name)
+        client().set_experiment_tag(experiment_id, "fer.last_checked", time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                      time.gmtime()))
+    except MlflowException as exc:
+        raise RegistryError(f"MLflow tracking store {tracking_uri} is not writable: {exc.message}. Check its "
+                            "permissions, or point registry.tracking_uri at a store you can write.") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+TrackingError = MlflowException  # what MLflow raises for a refused or failed request

@@ -1,0 +1,174 @@
+"""Promotion's decision, table-driven: each case is scored candidates, the current holders and the expected
+alias moves. Every case is decided in every order of its candidates and must come out the same. Then the
+plan: the ensembles it weighs, and a promotion that drift blocks."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fercore.config import PromotionConfig
+from fercore.constants import CLASS_NAMES
+from fercore.evaluation.metrics import Evaluation, evaluate_predictions
+from fercore.evaluation.predictions import Predictions
+from fercore.evaluation.significance import Bootstrap
+from fercore.models.inference import route_probabilities
+from fercore.promotion.decision import Candidate, candidate, decide
+from fercore.promotion.plan import make_plan
+from tests.conftest import synthetic
+
+EVERY = {f"champion-{e}" for e in CLASS_NAMES}
+LABELS = np.repeat(np.arange(7), 100)  # 700 validation images, 100 per class
+
+
+def cand(version: str, f1: float | dict[str, float], family: str = "cnn", test: float | None = None) -> Candidate:
+    """A candidate whose validation F1 is ``f1`` on every emotion (a dict: per emotion, ``*`` for the rest)."""
+    f1s = {e: f1 if not isinstance(f1, dict) else f1.get(e, f1.get("*", 0.3)) for e in CLASS_NAMES}
+    per_class = pd.DataFrame({"f1": f1s, "recall": f1s}, index=pd.Index(CLASS_NAMES, name="emotion"))
+    macro = float(np.mean(list(f1s.values())))
+    ev = Evaluation({"macro_f1": macro, "accuracy": macro}, per_class, np.zeros((7, 7), int))
+    test_ev = ev if test is None else Evaluation({"macro_f1": test, "accuracy": test}, per_class, np.zeros((7, 7), int))
+    return Candidate(version, family, ev, np.full((3, 7), 1 / 7), test_evaluation=test_ev)
+
+
+def _with_errors(n_wrong: int, offset: int = 0) -> np.ndarray:
+    """The labels, with ``n_wrong`` images (from ``offset``, spread over the classes) predicted as the next class."""
+    predicted = LABELS.copy()
+    rows = (offset + np.arange(n_wrong) * 97) % len(LABELS)
+    predicted[rows] = (LABELS[rows] + 1) % 7
+    return predicted
+
+
+def judged(version: str, n_wrong: int, offset: int = 0, family: str = "cnn") -> Candidate:
+    """A candidate with real predictions on LABELS (for the bootstrap)."""
+    predicted = _with_errors(n_wrong, offset)
+    return Candidate(version, family, evaluate_predictions(LABELS, predicted), np.eye(7)[predicted])
+
+
+HELD_BY_1 = {"champion": "1", "challenger": "2", **dict.fromkeys(EVERY, "1")}
+BOOT = Bootstrap(LABELS, resamples=500)
+CASES = {
+    "first run: the best takes every alias": (
+        [cand("1", 0.5), cand("2", 0.4)], {}, {},
+        {**dict.fromkeys(EVERY, "1"), "champion": "1", "challenger": "2"}),
+    "better on one emotion only: that alias moves, nothing else": (
+        [cand("1", 0.5), cand("2", 0.4), cand("3", {"disgust": 0.9, "*": 0.3})], HELD_BY_1, {},
+        {"champion-disgust": "3"}),
+    "a lead below min_margin keeps the champion": (
+        [cand("1", 0.50), cand("2", 0.52)], {"champion": "1", **dict.fromkeys(EVERY, "1")}, {"min_margin": 0.05},
+        {f"champion-{e}": "2" for e in CLASS_NAMES} | {"challenger": "2"}),
+    "a lead above min_margin moves it; the old champion steps down": (
+        [cand("1", 0.50), cand("2", 0.56)], {"champion": "1", **dict.fromkeys(EVERY, "1")}, {"min_margin": 0.05},
+        {**{f"champion-{e}": "2" for e in CLASS_NAMES}, "champion": "2", "previous-champion": "1",
+         "challenger": "1"}),
+    "a tie keeps every holder": (
+        [cand("1", 0.5), cand("2", 0.5)], HELD_BY_1, {}, {}),
+    "a tie without holders goes to the older version": (
+        [cand("7", 0.5), cand("12", 0.5)], {}, {},
+        {**dict.fromkeys(EVERY, "7"), "champion": "7", "challenger": "12"}),
+    "best on test, worse on validation: validation decides": (
+        [cand("1", 0.60, test=0.40), cand("2", 0.55, "vit", test=0.90)], {}, {},
+        {**dict.fromkeys(EVERY, "1"), "champion": "1", "challenger": "2"}),
+    "an ensemble can be champion, never an emotion's champion": (
+        [cand("1", 0.5), cand("2", 0.7, "ensemble")], {}, {},
+        {**dict.fromkeys(EVERY, "1"), "champion": "2", "challenger": "1"}),
+    "a better newcomer: champion moves, the old one is challenger and previous": (
+        [cand("1", 0.50), cand("2", 0.40), cand("3", 0.60, "vit")], HELD_BY_1, {},
+        {**dict.fromkeys(EVERY, "3"), "champion": "3", "previous-champion": "1", "challenger": "1"}),
+    "a lead inside the noise moves no alias": (
+        [judged("1", 150), judged("2", 146, offset=4)], {"champion": "1", **dict.fromkeys(EVERY, "1")},
+        {"bootstrap": BOOT}, {"challenger": "2"}),
+    "the same lead moves aliases without significance": (
+        [judged("1", 150), judged("2", 146, offset=4)], {"champion": "1", **dict.fromkeys(EVERY, "1")}, {},
+        lambda cands: {"champion": "2", "previous-champion": "1", "challenger": "1",  # and each emotion it leads on
+                       **{f"champion-{e}": "2" for e in CLASS_NAMES if cands[1].f1(e) > cands[0].f1(e)}}),
+    "an ensemble's lead inside the noise: the best single model is champion": (
+        [judged("1", 150), judged("2", 146, offset=4, family="ensemble")], {}, {"bootstrap": BOOT},
+        {**dict.fromkeys(EVERY, "1"), "champion": "1", "challenger": "2"}),
+    "an ensemble's significant lead makes it champion": (
+        [judged("1", 150), judged("3", 60, family="ensemble")], {}, {"bootstrap": BOOT},
+        {**dict.fromkeys(EVERY, "1"), "champion": "3", "challenger": "1"}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_decision(case):
+    cands, holders, kwargs, expected = CASES[case]
+    expected = expected(cands) if callable(expected) else expected
+    outcomes = set()
+    for order in itertools.permutations(cands):
+        decision = decide(list(order), holders, **kwargs)
+        moves = {m.alias: m.version for m in decision.moves}
+        assert moves == expected, f"in the order {[c.version for c in order]}"
+        outcomes.add(tuple(sorted((m.alias, m.version, m.previous) for m in decision.moves)))
+    assert len(outcomes) == 1  # the order of the candidates changes nothing
+
+
+def test_a_kept_alias_says_why_and_the_table_shows_the_interval():
+    cands, holders, kwargs, _ = CASES["a lead inside the noise moves no alias"]
+    decision = decide(cands, holders, **kwargs)
+    assert "inside the noise" in decision.reasons["champion"]
+    assert set(decision.table["significant"]) <= {"no", "—"} and "[" in decision.table.loc[0, "runner_up_95ci"]
+    margin = decide(*CASES["a lead below min_margin keeps the champion"][:2], min_margin=0.05)
+    assert margin.reasons["champion"].startswith("keep v1") and "does not beat 0.5000 by 0.05" in margin.reasons["champion"]
+
+
+def test_the_per_emotion_table_holds_the_margins_and_routes():
+    cands, holders, _, _ = CASES["better on one emotion only: that alias moves, nothing else"]
+    decision = decide(cands, holders)
+    row = decision.table.set_index("emotion").loc["disgust"]
+    assert row["decision"] == "move" and row["margin_vs_champion"] == pytest.approx(0.4)
+    assert decision.routes == {**dict.fromkeys(CLASS_NAMES, "1"), "disgust": "3"}
+    assert "| emotion |" in decision.markdown()
+
+
+def test_routed_probabilities_take_each_class_from_its_champion():
+    a = np.array([[0.7, 0.3, 0, 0, 0, 0, 0]], float)
+    b = np.array([[0.1, 0.9, 0, 0, 0, 0, 0]], float)
+    out = route_probabilities({"a": a, "b": b}, {e: "a" for e in CLASS_NAMES} | {"disgust": "b"})
+    assert out[0, :2] == pytest.approx([0.7 / 1.6, 0.9 / 1.6]) and out.sum() == pytest.approx(1.0)
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+
+def _scored(dataset, version: str, right_on: list[int]) -> Candidate:
+    """A candidate right on the classes ``right_on`` (validation and test), wrong elsewhere."""
+    def probs(split):
+        labels = dataset.split(split).labels
+        predicted = np.where(np.isin(labels, right_on), labels, (labels + 1) % 7)
+        return np.eye(7)[predicted] * 0.9 + 0.1 / 7
+    return candidate(version, "cnn", Predictions(probs("val"), probs("test")), dataset, True, "none", f"c{version}")
+
+
+def test_the_plan_weighs_both_ensembles_before_one_decision():
+    dataset = synthetic(per_class=30, test_per_class=10)
+    new = [_scored(dataset, "1", [0, 1, 2, 3]), _scored(dataset, "2", [4, 5, 6])]
+    config = PromotionConfig(require_significance=False)
+    plan = make_plan("fer", new, [], {}, dataset, config, registered_ensembles={})
+    assert [e.candidate.version for e in plan.ensembles] == ["new-routed", "new-averaged"]
+    assert plan.ensembles[0].spec == {"model_name": "fer", "routes": plan.decision.routes}
+    assert plan.decision.routes == {**{e: "1" for e in CLASS_NAMES[:4]}, **{e: "2" for e in CLASS_NAMES[4:]}}
+    assert {c.version for c in plan.cands} == {"1", "2", "new-routed", "new-averaged"}
+    moves = {m.alias: m for m in plan.decision.moves}
+    assert moves["champion"].version in ("new-routed", "new-averaged")  # they combine two halves
+    routed = next(m for m in plan.decision.moves if m.version == "new-routed")
+    assert routed.routes == plan.decision.routes  # it moves only while its members hold their routes
+    plan.resolve("new-routed", "9")
+    assert "new-routed" not in {c.version for c in plan.cands} | {m.version for m in plan.decision.moves}
+
+
+def test_an_identical_registered_ensemble_is_reused_and_a_drift_block_builds_none():
+    dataset = synthetic(per_class=30, test_per_class=10)
+    new = [_scored(dataset, "1", [0, 1, 2, 3]), _scored(dataset, "2", [4, 5, 6])]
+    config = PromotionConfig(require_significance=False, averaging=False)
+    first = make_plan("fer", new, [], {}, dataset, config, registered_ensembles={})
+    tag = first.ensembles[0].identity["routes"]
+    again = make_plan("fer", new, [], {}, dataset, config, registered_ensembles={("routes", tag): "5"})
+    assert again.ensembles[0].candidate.version == "5" and not again.ensembles[0].candidate.new
+    blocked = make_plan("fer", new, [], {}, dataset, config, registered_ensembles={}, blocked=True)
+    assert blocked.blocked and blocked.ensembles == [] and {c.version for c in blocked.cands} == {"1", "2"}
+    assert {m.alias for m in blocked.decision.moves} >= {"champion", "challenger"}  # decided, and reported
