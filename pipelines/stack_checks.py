@@ -1,9 +1,11 @@
 """Checks of the active ZenML stack before any step runs: where the steps run, a ZenML server and a
-reachable MLflow store for a remote stack, the secrets the run names."""
+reachable MLflow store for a remote stack, the secrets the run names.
+
+Each check takes the ZenML client to read (default: the active one), so that it can be tested on a
+stand-in without a ZenML store.
+"""
 
 from __future__ import annotations
-
-from zenml.client import Client
 
 from fercore.config import Config
 from fercore.errors import ConfigError
@@ -15,19 +17,27 @@ _ADD_TRACKER = ("add an MLflow experiment tracker that points at your MLflow ser
                 "registry.tracking_uri / MLFLOW_TRACKING_URI to that server")
 
 
-def runs_here() -> bool:
+def _active(client=None):
+    if client is not None:
+        return client
+    from zenml.client import Client
+
+    return Client()
+
+
+def runs_here(client=None) -> bool:
     """Whether the active stack's orchestrator runs the steps on this machine (local or local Docker)."""
-    return Client().active_stack.orchestrator.flavor in ("local", "local_docker")
+    return _active(client).active_stack.orchestrator.flavor in ("local", "local_docker")
 
 
-def check_stack_fits(config: Config, config_path: str) -> None:
+def check_stack_fits(config: Config, config_path: str, client=None) -> None:
     """A config with a ``docker`` section (the step image) is for a stack that runs steps in containers;
     on a stack that runs them in this process it would silently do nothing.
 
     Raises:
         ConfigError: naming the config, the active stack and its orchestrator, and the fix.
     """
-    stack = Client().active_stack
+    stack = _active(client).active_stack
     if config.docker is not None and stack.orchestrator.flavor == "local":
         raise ConfigError(f"{config_path} is for a stack that runs steps in containers (its docker: section sets the "
                           f"step image), but the active ZenML stack '{stack.name}' runs them in this process "
@@ -36,7 +46,7 @@ def check_stack_fits(config: Config, config_path: str) -> None:
                           "configs/cpu.yaml (or configs/train_all.yaml with a GPU).")
 
 
-def check_remote_stack(config: Config) -> None:
+def check_remote_stack(config: Config, client=None) -> None:
     """A stack that runs steps elsewhere needs a ZenML server; on a stack whose artifact store is not
     local, the MLflow store must be reachable from every step's machine: a SQLite file or a local folder
     is not.
@@ -44,7 +54,7 @@ def check_remote_stack(config: Config) -> None:
     Raises:
         ConfigError: naming the stack, the store that would be used, and what to add.
     """
-    client = Client()
+    client = _active(client)
     stack = client.active_stack
     if getattr(stack, "requires_remote_server", False) and client.zen_store.is_local_store():
         raise ConfigError(f"stack '{stack.name}' runs steps on other machines (its orchestrator is "
@@ -62,7 +72,7 @@ def check_remote_stack(config: Config) -> None:
                           f"elsewhere cannot reach. Fix: {_ADD_TRACKER}.")
 
 
-def check_secrets(config: Config) -> None:
+def check_secrets(config: Config, client=None) -> None:
     """The ZenML secrets named in ``docker.secrets`` exist (ZenML resolves them when it submits the run).
 
     Raises:
@@ -72,7 +82,7 @@ def check_secrets(config: Config) -> None:
     missing = []
     for name in names:
         try:
-            Client().get_secret(name, hydrate=False)
+            _active(client).get_secret(name, hydrate=False)
         except KeyError:
             missing.append(name)
     if missing:

@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Before anything imports zenml or mlflow: private stores, no analytics, no network.
-# (a worker process that imports this module again, e.g. a DDP worker, keeps its parent's stores)
-_SESSION_DIR = Path(os.environ.get("FER_TESTS_SESSION_DIR") or tempfile.mkdtemp(prefix="fer-tests-"))
+# Before anything imports zenml or mlflow: private stores, no analytics, no network. Each pytest-xdist worker
+# has its own; a process a test starts that imports this module again (a DDP worker) keeps its parent's.
+_OWNER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_INHERITED = os.environ.get("FER_TESTS_SESSION_DIR") if os.environ.get("FER_TESTS_SESSION_OWNER") == _OWNER else None
+_SESSION_DIR = Path(_INHERITED or tempfile.mkdtemp(prefix=f"fer-tests-{_OWNER}-"))
 os.environ.update(
     FER_TESTS_SESSION_DIR=str(_SESSION_DIR),
+    FER_TESTS_SESSION_OWNER=_OWNER,
     ZENML_ANALYTICS_OPT_IN="false",
     ZENML_CONFIG_PATH=str(_SESSION_DIR / "zenml"),
     ZENML_LOGGING_COLORS_DISABLED="true",

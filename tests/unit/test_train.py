@@ -261,13 +261,14 @@ def test_progress_schedule_anneals_within_the_time_budget_and_resumes(monkeypatc
     assert resumed.progress() == pytest.approx(0.5) and not resumed.finished()
 
 
-def test_max_train_minutes_ends_training_with_the_rate_annealed(tmp_path):
+def test_max_train_minutes_ends_training_with_the_rate_annealed(tmp_path, monkeypatch):
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(lr_schedule.time, "perf_counter", lambda: next(ticks) * 0.01)  # a clock read moves 10 ms
     ds = synthetic(per_class=40, test_per_class=2)
-    cfg = small_cfg(epochs=50, batch_size=8, max_train_minutes=0.05)  # 3 s for 50 epochs: stops early
+    cfg = small_cfg(epochs=50, batch_size=8, max_train_minutes=0.05)  # 3 s of that clock for 50 epochs
     result = Trainer(build_cnn("vgg7", width=8), cfg, tmp_path).fit(ds, rebalance(ds, "none", 0))
-    assert 1 <= len(result.history) < 50 and not result.stopped_early
-    assert result.history[-1]["lr"] == pytest.approx(cfg.learning_rate / 25 / 1e4)
-    assert result.wall_s < 30
+    assert 1 < len(result.history) < 50 and not result.stopped_early  # the budget, not the epochs, ended it
+    assert result.history[-1]["lr"] == pytest.approx(cfg.learning_rate / 25 / 1e4)  # annealed to its end
 
 
 def test_compile_falls_back_to_eager_without_a_compiler(monkeypatch, caplog):

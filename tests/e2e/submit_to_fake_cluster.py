@@ -2,10 +2,10 @@
 API faked: ZenML compiles the pipeline to its KFP v2 spec as for a real cluster, and the fake client keeps
 the spec instead of uploading it. With FAKE_CLUSTER_ORCHESTRATOR=kubernetes, a Kubernetes stack: instead
 of starting the orchestrator pod, the step pods it would start are rendered to pods.json. Run by
-tests/integration/test_kubeflow_compile.py in a subprocess (its own ZenML store and active stack, so nothing leaks into the
+tests/e2e/test_kubeflow_compile.py in a subprocess (its own ZenML store and active stack, so nothing leaks into the
 other tests' stores).
 
-Usage: python tests/integration/submit_to_fake_cluster.py OUT_DIR RUN_PY_ARGS...
+Usage: python tests/e2e/submit_to_fake_cluster.py OUT_DIR RUN_PY_ARGS...
 Writes OUT_DIR/pipeline.yaml (the compiled spec), submitted.json (the upload call) and snapshot.json (the
 training step's parameters and the image settings, as stored for the pods).
 """
@@ -43,7 +43,7 @@ def register_stack(out: Path, orchestrator: str) -> str:
     from zenml.enums import StackComponentType as T
 
     client = Client()
-    client.create_flavor(source="tests.integration.fake_remote_store.FakeRemoteArtifactStoreFlavor",
+    client.create_flavor(source="tests.e2e.fake_remote_store.FakeRemoteArtifactStoreFlavor",
                          component_type=T.ARTIFACT_STORE)
     components = {
         T.ORCHESTRATOR: (orchestrator, *ORCHESTRATORS[orchestrator]),

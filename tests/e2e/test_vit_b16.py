@@ -14,8 +14,6 @@ from mlflow import MlflowClient
 
 from tests.conftest import ROOT, write_tree
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def vit_b16_dir(tmp_path_factory):

@@ -1,7 +1,7 @@
 """`run.py --pipeline train_all --config configs/kubeflow.yaml` on a Kubeflow stack, compiled by ZenML's
 Kubeflow orchestrator to a KFP v2 spec; only the upload to Kubeflow Pipelines is faked. On a Kubernetes
 stack, the step pods its orchestrator pod would start, built with ZenML's own manifest code
-(tests/integration/submit_to_fake_cluster.py). Nothing here reaches a cluster."""
+(tests/e2e/submit_to_fake_cluster.py). Nothing here reaches a cluster."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ import yaml
 
 from fercore.config import load_config
 from tests.conftest import ROOT
-
-pytestmark = pytest.mark.slow
 
 # step -> the steps it waits for (ZenML's upstream steps, as KFP task names)
 DEPENDENCIES = {
@@ -44,7 +42,7 @@ def submit(tmp: Path, *args: str, guard: bool = False, orchestrator: str = "kube
     env.pop("MLFLOW_TRACKING_URI")  # the tests' SQLite file: MLflow must come from the stack's tracker
     if guard:
         env["FAKE_CLUSTER_KEEP_SERVER_CHECK"] = "1"
-    return subprocess.run([sys.executable, "tests/integration/submit_to_fake_cluster.py", str(tmp / "out"), "--pipeline",
+    return subprocess.run([sys.executable, "tests/e2e/submit_to_fake_cluster.py", str(tmp / "out"), "--pipeline",
                            "train_all", "--config", "configs/kubeflow.yaml", *args], check=False, cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
 

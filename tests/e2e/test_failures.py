@@ -13,8 +13,6 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
-
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=os.environ.copy(), capture_output=True,
