@@ -7,11 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from evidently import DataDefinition, Dataset, Report
-from evidently.metrics import DriftedColumnsCount, EmbeddingsDrift, ValueDrift
-from evidently.metrics.embeddings import ModelDriftMethod
-from evidently.presets import DataDriftPreset
 from scipy.ndimage import laplace
+
+# Evidently is imported where a report is made: it takes seconds to import, and reading new images does not need it
 
 STAT_COLUMNS = ["brightness", "contrast", "sharpness", "dark_fraction", "bright_fraction"]
 EMBEDDING_THRESHOLD = 0.55  # ROC AUC of a classifier telling reference from current embeddings
@@ -91,6 +89,11 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
         max_images: random rows used per side (the embedding test trains a classifier).
         seed: sampling seed.
     """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, EmbeddingsDrift
+    from evidently.metrics.embeddings import ModelDriftMethod
+    from evidently.presets import DataDriftPreset
+
     ri, ci = sample_rows(len(reference), max_images, seed), sample_rows(len(current), max_images, seed + 1)
     ref, cur = image_statistics(reference[ri]), image_statistics(current[ci])
     metrics = [DataDriftPreset(columns=STAT_COLUMNS, drift_share=drift_share)]
@@ -117,6 +120,9 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
 
 def prediction_drift(reference_labels: list[str], current_labels: list[str]) -> DriftResult:
     """Drift of predicted classes between two models on the same images (e.g. champion vs candidate)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
+
     definition = DataDefinition(categorical_columns=["prediction"])
     ref = Dataset.from_pandas(pd.DataFrame({"prediction": reference_labels}), data_definition=definition)
     cur = Dataset.from_pandas(pd.DataFrame({"prediction": current_labels}), data_definition=definition)

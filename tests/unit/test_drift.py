@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # Evidently: seconds to import and to compute a report
 
 
 def test_drift_detected_on_darkened_images_not_on_a_resample():

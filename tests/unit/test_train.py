@@ -263,7 +263,7 @@ def test_progress_schedule_anneals_within_the_time_budget_and_resumes(monkeypatc
 
 def test_max_train_minutes_ends_training_with_the_rate_annealed(tmp_path, monkeypatch):
     ticks = iter(range(10**9))
-    monkeypatch.setattr(lr_schedule.time, "perf_counter", lambda: next(ticks) * 0.01)  # a clock read moves 10 ms
+    monkeypatch.setattr(lr_schedule.time, "perf_counter", lambda: next(ticks) * 0.05)  # a clock read moves 50 ms
     ds = synthetic(per_class=40, test_per_class=2)
     cfg = small_cfg(epochs=50, batch_size=8, max_train_minutes=0.05)  # 3 s of that clock for 50 epochs
     result = Trainer(build_cnn("vgg7", width=8), cfg, tmp_path).fit(ds, rebalance(ds, "none", 0))
