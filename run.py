@@ -102,7 +102,7 @@ def ensure_zenml_repository() -> None:
         Client.initialize(root=ROOT)
 
 
-class _QuietExpectedErrors(logging.Filter):
+class QuietExpectedErrors(logging.Filter):
     """Drops the traceback of the project's own errors (bad data, config, services) from ZenML's step
     failure log: their message says what is wrong. ``--verbose`` keeps it."""
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     if not args.verbose:
-        logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_QuietExpectedErrors())
+        logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(QuietExpectedErrors())
     try:
         if args.unschedule:
             from pipelines.schedule import unschedule

@@ -330,9 +330,7 @@ def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps
     status = _step_status(_zenml_run())
     assert status["train_cnn"] == status["evaluate_cnn"] == "completed", status
     assert status["train_vit"] == status["evaluate_vit"] == status["ingest_data"] == "cached", status
-
-    _train_all([*trained["args"], "--no-cache"])
-    assert "cached" not in set(_step_status(_zenml_run()).values())
+    # (--no-cache running every step: tests/e2e/test_ingest_pipeline.py)
 
 
 

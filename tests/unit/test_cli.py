@@ -25,3 +25,21 @@ def test_set_values_are_yaml_and_data_goes_where_the_pipeline_reads_it():
     assert config.contenders["vgg7"].epochs == 3
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
         run.build_config(run.parse_args(["--pipeline", "ingest", "--set", "epochs"]))
+
+
+def test_the_projects_own_errors_lose_their_traceback_in_zenmls_step_log():
+    import logging
+    import sys
+
+    from fercore.errors import DataError
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            return logging.LogRecord("zenml", logging.ERROR, __file__, 1, "step failed", None, sys.exc_info())
+
+    quiet = run.QuietExpectedErrors()
+    ours, other = record(DataError("a corrupt image")), record(ValueError("a bug"))
+    assert quiet.filter(ours) and ours.exc_info is None  # the message says what is wrong
+    assert quiet.filter(other) and other.exc_info is not None  # a bug keeps its traceback
