@@ -64,7 +64,7 @@ class Bootstrap:
                 tp = ((p == c) & (y == c)).sum(1)
                 support[:, c] = (y == c).sum(1)
                 denominator = (p == c).sum(1) + support[:, c]
-                f1[:, c] = np.divide(2 * tp, denominator, out=np.zeros(self.resamples), where=denominator > 0)
+                f1[:, c] = 2 * tp / np.maximum(denominator, 1)  # 0 when the class is neither present nor predicted
             self._scores[key] = {"f1": f1, "macro_f1": f1.mean(1), "accuracy": (p == y).mean(1),
                                  "weighted_f1": (f1 * support).sum(1) / support.sum(1)}
         return self._scores[key]

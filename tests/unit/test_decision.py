@@ -66,6 +66,17 @@ CASES = {
          "challenger": "1"}),
     "a tie keeps every holder": (
         [cand("1", 0.5), cand("2", 0.5)], HELD_BY_1, {}, {}),
+    "a tie keeps the champion when it is the newer version too": (
+        [cand("1", 0.5), cand("2", 0.5)], {"champion": "2", "challenger": "1", **dict.fromkeys(EVERY, "2")}, {}, {}),
+    "a tie keeps the challenger when it is the newer version too": (
+        [cand("1", 0.6), cand("2", 0.4), cand("3", 0.4)], {"champion": "1", "challenger": "3", **dict.fromkeys(EVERY, "1")},
+        {}, {}),
+    "a lead of exactly min_margin moves the champion": (  # (binary fractions: the sums are exact)
+        [cand("1", 0.5), cand("2", 0.625)], {"champion": "1", **dict.fromkeys(EVERY, "2")}, {"min_margin": 0.125},
+        {"champion": "2", "previous-champion": "1", "challenger": "1"}),
+    "a tie between a registered version and an ensemble still to be registered goes to the registered one": (
+        [cand("1", 0.6), cand("new-averaged", 0.6, "ensemble")], {}, {},
+        {**dict.fromkeys(EVERY, "1"), "champion": "1", "challenger": "new-averaged"}),
     "a tie without holders goes to the older version": (
         [cand("7", 0.5), cand("12", 0.5)], {}, {},
         {**dict.fromkeys(EVERY, "7"), "champion": "7", "challenger": "12"}),
@@ -107,11 +118,128 @@ def test_decision(case):
     assert len(outcomes) == 1  # the order of the candidates changes nothing
 
 
+def _row(decision, emotion: str) -> dict:
+    return decision.table.set_index("emotion").loc[emotion].to_dict()
+
+
+def test_every_move_reason_and_table_cell_of_a_decision():
+    """v3 leads everywhere: every emotion, the champion (v1 steps down to previous-champion, whose holder v0 is
+    recorded), and v1 becomes challenger in place of v2."""
+    cands = [cand("1", 0.5), cand("2", 0.4), cand("3", {"disgust": 0.9, "*": 0.58})]
+    holders = {"champion": "1", "challenger": "2", "previous-champion": "0", **dict.fromkeys(EVERY, "1")}
+    decision = decide(cands, holders)
+    f1 = {e: 0.9 if e == "disgust" else 0.58 for e in CLASS_NAMES}
+    assert [(m.alias, m.version, m.previous, m.reason) for m in decision.moves] == [
+        *((f"champion-{e}", "3", "1", f"{e} F1 {f1[e]:.4f} vs holder v1 0.5000") for e in CLASS_NAMES),
+        ("champion", "3", "1", "macro_f1 0.6257 vs v1 0.5000"),
+        ("previous-champion", "1", "0", "replaced as champion by v3"),
+        ("challenger", "1", "2", "runner-up macro_f1 0.5000")]
+    assert decision.reasons == {**{f"champion-{e}": f"move: {e} F1 {f1[e]:.4f} vs holder v1 0.5000" for e in CLASS_NAMES},
+                                "champion": "move: macro_f1 0.6257 vs v1 0.5000", "challenger": "move: v1 runner-up"}
+    assert decision.routes == dict.fromkeys(CLASS_NAMES, "3")
+    row = _row(decision, "disgust")
+    assert {k: v for k, v in row.items() if isinstance(v, str)} == {
+        "winner": "v3 (cnn)", "runner_up_95ci": "—", "significant": "—", "champion_95ci": "—", "decision": "move"}
+    assert {k: v for k, v in row.items() if not isinstance(v, str)} == pytest.approx({
+        "v1 (cnn) val F1": 0.5, "v1 (cnn) val recall": 0.5, "v2 (cnn) val F1": 0.4, "v2 (cnn) val recall": 0.4,
+        "v3 (cnn) val F1": 0.9, "v3 (cnn) val recall": 0.9, "margin_runner_up": 0.4, "margin_vs_champion": 0.4})
+    first = decide(cands, {})  # no holders: no margin to a champion
+    assert np.isnan(_row(first, "disgust")["margin_vs_champion"]) and _row(first, "disgust")["decision"] == "assign"
+    assert first.reasons["champion"] == "assign: macro_f1 0.6257" and first.reasons["champion-happy"] == \
+        "assign: happy F1 0.5800"
+    alone = decide([cand("1", 0.5)], {})
+    assert np.isnan(_row(alone, "happy")["margin_runner_up"]) and "challenger" not in alone.reasons
+
+
+def test_the_intervals_in_the_table_and_reasons_are_the_bootstraps():
+    holder, close, far = judged("1", 150), judged("2", 146, offset=4), judged("3", 60)
+    holders = {"champion": "1", **dict.fromkeys(EVERY, "1")}
+    decision = decide([holder, close], holders, bootstrap=BOOT)
+    for e in CLASS_NAMES:
+        lead = BOOT.lead(close.probs.argmax(1), holder.probs.argmax(1), emotion=e)
+        row, interval = _row(decision, e), f"[{lead.low:+.3f}, {lead.high:+.3f}]"
+        best = close if close.f1(e) > holder.f1(e) else holder
+        if best is close:  # it leads on this emotion, inside the noise: the holder keeps it
+            assert row["champion_95ci"] == interval and row["runner_up_95ci"] == interval
+            assert row["significant"] == "no" and row["decision"] == "keep"
+            assert decision.reasons[f"champion-{e}"] == (f"keep: {e} F1 {holder.f1(e):.4f} vs holder v1 "
+                                                         f"{holder.f1(e):.4f}; v2's lead {lead} is inside the noise")
+    overall = BOOT.lead(close.probs.argmax(1), holder.probs.argmax(1))
+    assert decision.reasons["champion"] == (f"keep v1: best candidate v2 macro_f1 {close.score('macro_f1'):.4f} "
+                                            f"leads {holder.score('macro_f1'):.4f} by {overall}, inside the noise")
+    by_accuracy = decide([holder, close], holders, metric="accuracy", bootstrap=BOOT)
+    assert f"by {BOOT.lead(close.probs.argmax(1), holder.probs.argmax(1), 'accuracy')}, inside" in \
+        by_accuracy.reasons["champion"]
+    moved = decide([holder, far], holders, bootstrap=BOOT)
+    lead = BOOT.lead(far.probs.argmax(1), holder.probs.argmax(1))
+    assert moved.moves[-3].reason == (f"macro_f1 {far.score('macro_f1'):.4f} vs v1 {holder.score('macro_f1'):.4f} "
+                                      f"(lead {lead}, 95 % interval)")
+    assert set(_row(moved, "happy")[k] for k in ("significant",)) == {"yes"}
+    ensemble = judged("9", 146, offset=4, family="ensemble")
+    noise = decide([holder, ensemble], {}, bootstrap=BOOT)
+    lead = BOOT.lead(ensemble.probs.argmax(1), holder.probs.argmax(1))
+    assert noise.reasons["ensemble"] == f"v9 leads the best single model v1 by {lead}: noise"
+    lead = BOOT.lead(ensemble.probs.argmax(1), holder.probs.argmax(1), "accuracy")
+    assert decide([holder, ensemble], {}, "accuracy", bootstrap=BOOT).reasons["ensemble"] == \
+        f"v9 leads the best single model v1 by {lead}: noise"
+
+
+def test_routes_follow_the_holders_ties_significance_and_never_an_ensemble():
+    from fercore.promotion.decision import routes_of
+
+    single, ensemble = cand("1", 0.5), cand("9", 0.9, "ensemble")
+    assert routes_of([single, ensemble], {}) == dict.fromkeys(CLASS_NAMES, "1")
+    tie = [cand("1", 0.5), cand("2", 0.5)]
+    assert routes_of(tie, {}) == dict.fromkeys(CLASS_NAMES, "1")
+    assert routes_of(tie, dict.fromkeys(EVERY, "2")) == dict.fromkeys(CLASS_NAMES, "2")  # the holder keeps a tie
+    holder, close = judged("1", 150), judged("2", 146, offset=4)
+    leads = {e for e in CLASS_NAMES if close.f1(e) > holder.f1(e)}
+    assert leads and routes_of([holder, close], dict.fromkeys(EVERY, "1"), BOOT) == dict.fromkeys(CLASS_NAMES, "1")
+    assert {e for e, v in routes_of([holder, close], dict.fromkeys(EVERY, "1")).items() if v == "2"} == leads
+
+
+def test_a_candidate_is_scored_on_validation_and_keeps_its_test_figures_for_the_report():
+    dataset = synthetic(per_class=10, test_per_class=4)
+    c = _scored(dataset, "4", [0, 1, 2])
+    val, test = dataset.split("val"), dataset.split("test")
+    assert (c.version, c.family, c.new, c.overlap, c.contender, c.contest) == ("4", "cnn", True, "none", "c4", "")
+    assert c.evaluation.overall["accuracy"] == pytest.approx(float(np.isin(val.labels, [0, 1, 2]).mean()))
+    assert c.test_evaluation.overall["accuracy"] == pytest.approx(float(np.isin(test.labels, [0, 1, 2]).mean()))
+    assert c.probs.shape == (len(val), 7) and c.test_probs.shape == (len(test), 7)
+    other = candidate("5", "vit", Predictions(c.probs, c.test_probs), dataset, False, contest="x")
+    assert (other.overlap, other.contender, other.contest, other.new, other.label) == ("", "", "x", False, "v5 (vit)")
+
+
+def test_the_candidates_table_and_its_markdown():
+    from fercore.promotion.decision import candidates_table, table_markdown
+
+    a, b = cand("1", 0.5, test=0.4375), cand("2", 0.375)  # binary fractions: exact means
+    a.contender, b.new, b.test_evaluation = "vgg7", False, None  # a new one with no overlap noted: "none"
+    a.contest = "trained all 2 rungs; leads on happy: +0.031"
+    b.contest = "stopped after rung 1 of 2: significantly behind; angry -0.06"
+    table = candidates_table([a, b])
+    assert table.to_dict("records") == [
+        {"candidate": "v1 (vgg7)", "new": True, "val macro_f1": 0.5, "val accuracy": 0.5, "test macro_f1": 0.4375,
+         "test accuracy": 0.4375, "validation images it trained on": "none", "contest": "trained all 2 rungs"},
+        {"candidate": "v2 (cnn)", "new": False, "val macro_f1": 0.375, "val accuracy": 0.375,
+         "test macro_f1": pytest.approx(float("nan"), nan_ok=True), "test accuracy": pytest.approx(float("nan"), nan_ok=True),
+         "validation images it trained on": "", "contest": "stopped after rung 1 of 2"}]
+    a.contest = ""
+    assert "contest" not in candidates_table([a]).columns  # no rungs: no column
+    assert table_markdown(table) == (
+        "| candidate | new | val macro_f1 | val accuracy | test macro_f1 | test accuracy | validation images it "
+        "trained on | contest |\n|---|---|---|---|---|---|---|---|\n"
+        "| v1 (vgg7) | True | 0.500 | 0.500 | 0.438 | 0.438 | none | trained all 2 rungs |\n"
+        "| v2 (cnn) | False | 0.375 | 0.375 | — | — |  | stopped after rung 1 of 2 |")
+
+
 def test_a_kept_alias_says_why_and_the_table_shows_the_interval():
     cands, holders, kwargs, _ = CASES["a lead inside the noise moves no alias"]
     decision = decide(cands, holders, **kwargs)
     assert "inside the noise" in decision.reasons["champion"]
     assert set(decision.table["significant"]) <= {"no", "—"} and "[" in decision.table.loc[0, "runner_up_95ci"]
+    tie = decide(*CASES["a tie keeps every holder"][:2])
+    assert tie.reasons["champion-happy"] == "keep: happy F1 0.5000 vs holder v1 0.5000"  # no bootstrap: no interval
     margin = decide(*CASES["a lead below min_margin keeps the champion"][:2], min_margin=0.05)
     assert margin.reasons["champion"].startswith("keep v1") and "does not beat 0.5000 by 0.05" in margin.reasons["champion"]
 
