@@ -90,7 +90,7 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
         seed: sampling seed.
     """
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import DriftedColumnsCount, EmbeddingsDrift
+    from evidently.metrics import EmbeddingsDrift
     from evidently.metrics.embeddings import ModelDriftMethod
     from evidently.presets import DataDriftPreset
 
