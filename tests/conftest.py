@@ -18,6 +18,9 @@ import pytest
 _OWNER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _INHERITED = os.environ.get("FER_TESTS_SESSION_DIR") if os.environ.get("FER_TESTS_SESSION_OWNER") == _OWNER else None
 _SESSION_DIR = Path(_INHERITED or tempfile.mkdtemp(prefix=f"fer-tests-{_OWNER}-"))
+if _OWNER != "main":  # two xdist workers on two cores: a thread each (two apiece made the suite slower, not faster)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.update(
     FER_TESTS_SESSION_DIR=str(_SESSION_DIR),
     FER_TESTS_SESSION_OWNER=_OWNER,

@@ -117,7 +117,10 @@ def test_a_drift_blocked_promotion_registers_nothing_and_moves_no_alias(store):
 def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_their_overlap(store):
     dataset = synthetic(per_class=12, test_per_class=4)
     old = _register(_with_val_rows_in_train(dataset, 5), 0, store)  # trained with 5 of this run's validation images
-    MlflowClient().set_registered_model_alias(NAME, "champion", old)
+    client = MlflowClient()
+    client.set_registered_model_alias(NAME, "champion", old)
+    client.delete_model_version_tag(NAME, old, "family")  # registered by an earlier release: its family was
+    client.set_model_version_tag(NAME, old, "architecture", "cnn")  # tagged "architecture"
     new_version = _register(dataset, 1, store)
     out = promote(NAME, dataset, [({"version": new_version, "architecture": "cnn"}, _winning(dataset, list(range(7))))],
                   PromotionConfig(ensemble=False, drift_max_images=60), store)
