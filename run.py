@@ -95,11 +95,14 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def ensure_zenml_repository() -> None:
-    """Runs ``zenml init`` in the project folder on first use (default local stack, SQLite store)."""
+    """Runs ``zenml init`` in the project folder on first use (default local stack, SQLite store); the project
+    folder is the steps' source root wherever ZenML finds its repository (``ZENML_REPOSITORY_PATH``)."""
     from zenml.client import Client
+    from zenml.utils import source_utils
 
     if not (ROOT / ".zen").exists():
         Client.initialize(root=ROOT)
+    source_utils.set_custom_source_root(str(ROOT))
 
 
 class QuietExpectedErrors(logging.Filter):

@@ -18,6 +18,10 @@ import pytest
 _OWNER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _INHERITED = os.environ.get("FER_TESTS_SESSION_DIR") if os.environ.get("FER_TESTS_SESSION_OWNER") == _OWNER else None
 _SESSION_DIR = Path(_INHERITED or tempfile.mkdtemp(prefix=f"fer-tests-{_OWNER}-"))
+# Each session its own ZenML repository (no config yet: the store's default stack). The project's .zen is one
+# file for every process: two xdist workers, whose stores have different stacks, would rewrite it under each other.
+(_SESSION_DIR / "repo" / ".zen").mkdir(parents=True, exist_ok=True)
+os.environ["ZENML_REPOSITORY_PATH"] = str(_SESSION_DIR / "repo")
 if _OWNER != "main":  # two xdist workers on two cores: a thread each (two apiece made the suite slower, not faster)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
