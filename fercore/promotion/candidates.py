@@ -3,17 +3,22 @@ this run's splits, with a note of how many of this run's validation images each 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes
-from fercore.evaluation.predictions import predict_splits
+from fercore.evaluation.predictions import Predictions, predict_splits
+from fercore.models.inference import ensemble_members, ensemble_probabilities
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import parse_routes, routed_predictions
+from fercore.serving.local_models import ensemble_spec
 from fercore.tracking import registry
 from fercore.tracking.runs import download_run_file
 from fercore.tracking.tags import family
 
+logger = logging.getLogger(__name__)
 TRAIN_HASHES = "data/train_image_hashes.npy"  # logged in each model's MLflow run: which images it was trained on
 
 
@@ -60,9 +65,10 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
                       dataset: FerDataset) -> list[Candidate]:
     """Alias holders of earlier runs, rescored on this run's val and test splits.
 
-    A holder ensemble whose members are all scored already is routed from their probabilities;
-    every other holder is scored once through its pyfunc. Each notes how much of this run's
-    validation split its training data holds.
+    A holder ensemble whose members are all scored already (this run's contenders, or holders scored
+    before it) is computed from their probabilities, routed or averaged as its spec says; every other
+    holder is scored once through its pyfunc. Each notes how much of this run's validation split its
+    training data holds.
     """
     val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
     meta = {v: registry.get_version(name, v) for v in versions}
@@ -70,14 +76,29 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
     out, scored = [], dict(known)
     for v in singles + [v for v in versions if v not in singles]:
         mv, kind = meta[v], family(meta[v])
-        routes = parse_routes(mv.tags.get("routes", ""))
-        if kind == "ensemble" and routes and set(routes.values()) <= set(scored):
-            preds = routed_predictions(scored, routes)
+        members = set(parse_routes(mv.tags.get("routes", "")).values()) or set(filter(None, mv.tags.get(
+            "members", "").split(",")))
+        if kind == "ensemble" and members and members <= set(scored):
+            preds = _from_members(name, mv, scored)
         else:
+            logger.info("Scoring v%s (%s) through its pyfunc on this run's %d validation and test images", v,
+                        mv.tags.get("contender", kind), len(dataset.split("val")) + len(dataset.split("test")))
             preds = predict_splits(registry.pyfunc_predict(registry.load_version(name, v)), dataset)
         note = overlap_note(training_hashes(name, mv), val_hashes, split_train)
         scored[v] = candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", ""))
         out.append(scored[v])
     return out
+
+
+def _from_members(name: str, version, scored: dict[str, Candidate]) -> Predictions:
+    """An ensemble holder's probabilities from its scored members': routed by its ``routes`` tag, or averaged
+    with the weights and temperatures of its spec (a small file; the members are not loaded)."""
+    routes = parse_routes(version.tags.get("routes", ""))
+    if routes:
+        return routed_predictions(scored, routes)
+    spec = ensemble_spec(name, str(version.version))
+    members = ensemble_members(spec)
+    return Predictions(ensemble_probabilities(spec, {m: scored[m].probs for m in members}),
+                       ensemble_probabilities(spec, {m: scored[m].test_probs for m in members}))
 
 

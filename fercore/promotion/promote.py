@@ -47,7 +47,10 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
     with promotion_lock(info.tracking_uri, name):
         holders = registry.aliases(name)
         held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
+        logger.info("Promotion of %s: %d contenders of this run, %d alias holders of earlier runs to score", name,
+                    len(scored), len(held))
         holders_scored = holder_candidates(name, held, {c.version: c for c in scored}, dataset)
+        logger.info("Drift reports (train vs test images, the champion's embeddings, predicted classes)")
         drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config)
         blocked = config.on_drift == "block" and drift[0].drifted
         plan = make_plan(name, scored, holders_scored, holders, dataset, config, registered_ensembles(name), blocked)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fercore.models.inference import ensemble_spec_file
 from fercore.stores import default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def _resolve_and_copy(uri: str, tracking_uri: str, cache: Path) -> tuple[Path, s
 def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Path:
     """The folder holding a local copy of ``name`` version ``version`` (and of its members, for an
     ensemble), downloaded on first use; written under a temporary name and renamed, never half-written."""
-    from fercore.models.inference import ensemble_members, ensemble_spec_file
+    from fercore.models.inference import ensemble_members
     from fercore.tracking.registry import download_version, get_version
 
     mv = get_version(name, version)
@@ -141,6 +142,16 @@ def _pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:
     return spec, {k: str(folder / v["path"]) for k, v in (spec.get("artifacts") or {}).items()}
 
 
+def ensemble_spec(name: str, version: str) -> dict:
+    """An ensemble version's spec (``ensemble.json``, or ``routes.json`` of earlier releases), read from its files
+    alone: its members are not loaded."""
+    from fercore.tracking.registry import download_version
+
+    with tempfile.TemporaryDirectory() as tmp:
+        download_version(name, version, Path(tmp))
+        return json.loads(Path(ensemble_spec_file(_pyfunc_spec(Path(tmp))[1])).read_text())
+
+
 def network_folder(folder: Path) -> Path:
     """The saved network (:func:`fercore.models.io.save_model`'s folder) inside a copied single-model version."""
     artifacts = _pyfunc_spec(folder)[1]
@@ -161,7 +172,7 @@ def wrapper_class(pickled: Path) -> str | None:
 
 def load_copy(folder: Path) -> Predict:
     """``images -> probabilities`` of a copied version (see the module docstring for what is skipped)."""
-    from fercore.models.inference import ensemble_probabilities, ensemble_spec_file, load_for_inference
+    from fercore.models.inference import ensemble_probabilities, load_for_inference
 
     spec, artifacts = _pyfunc_spec(folder)
     wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None

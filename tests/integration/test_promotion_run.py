@@ -184,3 +184,30 @@ def test_promotion_and_monitoring_embed_an_ensemble_champion_with_the_same_netwo
     assert network_digest(embedded["promotion"]) == network_digest(embedded["monitoring"])
     members = {v: network_digest(pyfunc.load_model(f"models:/{NAME}/{v}").unwrap_python_model().model) for v in (a, b)}
     assert network_digest(embedded["monitoring"]) == members[a]  # the member that routes the most emotions (4 of 7)
+
+
+def test_an_averaging_ensemble_holder_is_scored_from_its_members_probabilities(store, monkeypatch):
+    """A cached rerun's holders are this run's contenders and their ensembles: no pyfunc is loaded to score them."""
+    import fercore.promotion.candidates as candidates
+    from fercore.promotion.decision import candidate
+
+    dataset = synthetic(per_class=12, test_per_class=4)
+    from fercore.evaluation.predictions import predict_splits
+
+    a, b = _register(dataset, 0, store), _register(dataset, 1, store)
+    # the members' own predictions, as their evaluate steps cached them
+    preds = {v: predict_splits(pyfunc_predict(mlflow.pyfunc.load_model(f"models:/{NAME}/{v}")), dataset) for v in (a, b)}
+    promote(NAME, dataset, [({"version": v, "family": "cnn"}, p) for v, p in preds.items()],
+            PromotionConfig(drift_max_images=60), store)
+    (averaged,) = [v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")
+                   if v.tags.get("contender") == "averaged"]
+    loaded = pyfunc_predict(mlflow.pyfunc.load_model(f"models:/{NAME}/{averaged}"))(dataset.split("test").images)
+
+    def refuse(name, version):
+        raise AssertionError(f"v{version} was loaded through its pyfunc")
+
+    monkeypatch.setattr(candidates.registry, "load_version", refuse)
+    known = {v: candidate(v, "cnn", p, dataset, True) for v, p in preds.items()}
+    (holder,) = candidates.holder_candidates(NAME, [averaged], known, dataset)
+    assert holder.family == "ensemble" and holder.contender == "averaged"
+    np.testing.assert_allclose(holder.test_probs, loaded, rtol=1e-5, atol=1e-6)
