@@ -30,12 +30,12 @@ ingest: setup
 schedule: setup
 	$(PY) run.py --pipeline train_all --schedule $(RUN_ARGS)
 
-# every tier: tests/unit (no MLflow, ZenML or subprocess; in a process of its own, where its guard holds), then its
-# slow Evidently tests with tests/integration (real stores, subprocesses), tests/model (a trained model's behaviour:
-# MODEL_URI=models:/NAME@ALIAS checks a registered one) and tests/e2e (whole pipelines) in two pytest-xdist workers
+# every tier: tests/unit (no MLflow, ZenML or subprocess; in a process of its own, where its guard holds), then
+# tests/integration (real stores, subprocesses), tests/model (a trained model's behaviour: MODEL_URI=models:/NAME@ALIAS
+# checks a registered one) and tests/e2e (whole pipelines, marked slow) in two pytest-xdist workers, a file each
 test: setup
-	$(PY) -m pytest -q tests/unit -m "not slow"
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "slow or not unit" tests/unit tests/integration tests/model tests/e2e
+	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n 2 --dist loadfile tests/integration tests/model tests/e2e
 
 test-fast: setup
 	$(PY) -m pytest -q tests/unit -m "not slow"

@@ -38,10 +38,3 @@ def _touches_no_mlflow_zenml_or_subprocess(monkeypatch):
         yield
     finally:
         sys.meta_path.remove(finder)
-
-
-def pytest_collection_modifyitems(items):
-    """Marks this tier's tests ``unit``: ``make test`` runs the slow ones (Evidently reports) with the other tiers."""
-    for item in items:
-        if "tests/unit/" in str(item.path):
-            item.add_marker(pytest.mark.unit)
