@@ -113,25 +113,15 @@ def test_vit_artifact_loads_with_from_pretrained(trained):
 
 
 def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
-    from tests.conftest import synthetic
-
     client = trained["client"]
     aliases = {k: str(v) for k, v in client.get_registered_model("fer-test").aliases.items()}
     assert {"champion", "challenger", *(f"champion-{e}" for e in CLASS_NAMES)} <= set(aliases)
     ensembles = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "routed"]
     routed_members = {aliases[f"champion-{e}"] for e in CLASS_NAMES}
-    # the smoke contenders split the emotions between them (a fixed seed), so the routed ensemble exists
-    assert len(routed_members) > 1 and len(ensembles) == 1, aliases
-    assert set(ensembles[0].tags["members"].split(",")) == routed_members
-    ensemble = mlflow.pyfunc.load_model(f"models:/fer-test/{ensembles[0].version}")
-    images = synthetic(per_class=10, test_per_class=1).images[:5]
-    members = {v: mlflow.pyfunc.load_model(f"models:/fer-test/{v}").predict(images)[list(CLASS_NAMES)].to_numpy()
-               for v in routed_members}
-    routes = dict(item.split(":") for item in ensembles[0].tags["routes"].split(","))
-    from fercore.models.inference import route_probabilities
-
-    np.testing.assert_allclose(ensemble.predict(images)[list(CLASS_NAMES)].to_numpy(),
-                               route_probabilities(members, routes), rtol=1e-6)
+    # it exists exactly when the emotions' winners differ (which they do depends on the CPU's threads); how a routed
+    # ensemble predicts is tests/integration/test_promotion_run.py's, on predictions made to split the emotions
+    assert len(ensembles) == (1 if len(routed_members) > 1 else 0), aliases
+    assert all(set(e.tags["members"].split(",")) == routed_members for e in ensembles)
     for alias, version in aliases.items():
         assert client.get_model_version("fer-test", version).status == "READY", alias
     run = _zenml_run()
