@@ -40,10 +40,6 @@ def connect_registry(tracking_uri: str) -> None:
     mlflow.set_registry_uri(tracking_uri)
 
 
-def connected_uri() -> str:
-    return mlflow.get_tracking_uri()
-
-
 def connect(tracking_uri: str, experiment_name: str) -> str:
     """Points MLflow at ``tracking_uri`` and returns the experiment id (created when missing)."""
     connect_registry(tracking_uri)
