@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -31,3 +32,8 @@ def local_store_path(tracking_uri: str) -> Path | None:
     if "://" not in tracking_uri:
         return Path(tracking_uri)
     return None
+
+
+def redact(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (``https://user:***@host``), for messages and logs."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", uri)

@@ -93,8 +93,8 @@ def find_faces(gray: np.ndarray, margin: float = 0.1) -> list[Face]:
     return [Face(box, crop_face(gray, box, margin)) for box in detect_faces(gray)]
 
 
-def annotate(path: Path, faces: list[Face], captions: list[str], out_dir: Path) -> Path:
-    """Writes the photo with each face's box and caption into ``out_dir`` (same name, PNG); the caption
+def annotate(path: Path, faces: list[Face], captions: list[str], target: Path) -> Path:
+    """Writes the photo with each face's box and caption to ``target`` (a PNG); the caption
     sits on a filled band above the box (below it at the photo's top edge), its text sized to the box."""
     from PIL import ImageDraw, ImageFont
 
@@ -114,7 +114,6 @@ def annotate(path: Path, faces: list[Face], captions: list[str], out_dir: Path) 
         band_y = y - band_h if y >= band_h else y + h
         draw.rectangle([x, band_y, x + max(w, right - left + 2 * pad), band_y + band_h], fill=ANNOTATION_COLOUR)
         draw.text((x + pad - left, band_y + pad - top), caption, fill=(255, 255, 255), font=font)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{path.stem}.png"
-    canvas.save(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(target, format="PNG")
     return target

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fercore.errors import RegistryError
 from fercore.models.inference import ensemble_spec_file
 from fercore.stores import default_cache_dir
 
@@ -47,12 +48,21 @@ _OWN_WRAPPERS = ("FerEmotionModel", "FerEnsembleModel")
 _WRAPPER_MODULES = ("fercore.pyfunc", "fercore.serving.pyfunc")
 
 
-def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> tuple[Predict, str]:
+def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = None,
+                   trust: bool = False) -> tuple[Predict, str]:
     """The registered model at ``uri`` as ``images -> probabilities``, and its name and version.
+
+    Args:
+        uri: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+        tracking_uri: the MLflow store.
+        cache_dir: where local copies go (default :func:`fercore.stores.default_cache_dir`).
+        trust: load a model that is not one of this project's wrappers through ``mlflow.pyfunc``, which
+            unpickles it (and so runs whatever code its pickle holds).
 
     Raises:
         RegistryError: the URI names no model, version or alias in the store (the message lists the
-            aliases that exist), or the store cannot be read.
+            aliases that exist), the store cannot be read or its server does not answer, the version's
+            files are missing, or the model is of another class and ``trust`` is off.
     """
     cache = Path(cache_dir or default_cache_dir()) / "models"
     cache.mkdir(parents=True, exist_ok=True)
@@ -65,7 +75,7 @@ def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = N
         folder, label = _resolve_and_copy(uri, tracking_uri, cache)
         if stamp is not None:
             _write_index(cache, {**_read_index(cache), key: {"stamp": stamp, "folder": folder.name, "label": label}})
-    return load_copy(folder), label
+    return load_copy(folder, trust), label
 
 
 def store_stamp(tracking_uri: str) -> list[int] | None:
@@ -99,8 +109,9 @@ def _write_index(cache: Path, index: dict) -> None:
 
 def _resolve_and_copy(uri: str, tracking_uri: str, cache: Path) -> tuple[Path, str]:
     from fercore.tracking.registry import resolve_version
-    from fercore.tracking.store import connect_registry
+    from fercore.tracking.store import check_server, connect_registry
 
+    check_server(tracking_uri)
     connect_registry(tracking_uri)
     name, version = resolve_version(uri)
     return copy_version(name, version, tracking_uri, cache), f"{name} v{version}"
@@ -111,6 +122,7 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Pat
     ensemble), downloaded on first use; written under a temporary name and renamed, never half-written."""
     from fercore.models.inference import ensemble_members
     from fercore.tracking.registry import download_version, get_version
+    from fercore.tracking.store import TrackingError
 
     mv = get_version(name, version)
     key = hashlib.sha256(f"{tracking_uri}\0{name}\0{version}\0{mv.source}\0{mv.run_id}".encode()).hexdigest()[:24]
@@ -119,8 +131,12 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Pat
         return folder
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{key}."))
     try:
-        download_version(name, version, tmp)
-        artifacts = _pyfunc_spec(tmp)[1]
+        try:
+            download_version(name, version, tmp)
+            artifacts = _pyfunc_spec(tmp)[1]
+        except (OSError, KeyError, TrackingError) as exc:
+            raise RegistryError(f"{name} v{version}'s artifacts are missing or unreadable in its store ({exc}): point "
+                                "the alias at another version, or train and register it again") from None
         if "ensemble" in artifacts or "routes" in artifacts:
             spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
             members = {v: copy_version(spec["model_name"], v, tracking_uri, cache).name
@@ -170,8 +186,9 @@ def wrapper_class(pickled: Path) -> str | None:
     return None
 
 
-def load_copy(folder: Path) -> Predict:
-    """``images -> probabilities`` of a copied version (see the module docstring for what is skipped)."""
+def load_copy(folder: Path, trust: bool = False) -> Predict:
+    """``images -> probabilities`` of a copied version (see the module docstring for what is skipped); a model
+    of another class only when ``trust`` is set (``mlflow.pyfunc`` unpickles it: its pickle can run any code)."""
     from fercore.models.inference import ensemble_probabilities, load_for_inference
 
     spec, artifacts = _pyfunc_spec(folder)
@@ -180,8 +197,12 @@ def load_copy(folder: Path) -> Predict:
         return load_for_inference(artifacts["model"], spec.get("config")).predict_proba
     if wrapper == "FerEnsembleModel":
         spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
-        members = {v: load_copy(folder.parent / sub) for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
+        members = {v: load_copy(folder.parent / sub, trust) for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
         return lambda images: ensemble_probabilities(spec, {v: m(images) for v, m in members.items()})
+    if not trust:
+        raise RegistryError(f"the model in {folder} is not one of this project's wrappers ({', '.join(_OWN_WRAPPERS)}); "
+                            "loading it unpickles it, which can run any code. Pass --trust-model if you trust "
+                            "where it came from")
     from fercore.tracking.registry import load_pyfunc, pyfunc_predict
 
     return pyfunc_predict(load_pyfunc(folder))

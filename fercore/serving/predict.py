@@ -1,22 +1,28 @@
-"""Emotions of the faces in ordinary photos, through a registered model (``run.py predict``)."""
+"""Emotions of the faces in ordinary photos, through a registered model (``run.py predict``).
+
+Photos stream through: each is read and its faces found one at a time, faces are classified in batches,
+and each result is handed on as soon as its batch is done, so memory does not grow with the number of photos.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError
-from fercore.serving.faces import annotate, find_faces, load_photo
+from fercore.serving.faces import Face, annotate, find_faces, load_photo
 from fercore.serving.local_models import Predict
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "models:/fer2013-emotion@champion"
+BATCH_FACES = 64  # faces per model call: past ~32 the CNNs' throughput on 2 cores no longer grows
 
 
 @dataclass
@@ -29,9 +35,10 @@ class PhotoResult:
     annotated: str | None = None
 
 
-def predict_photos(paths: list[Path], predict: Predict, margin: float = 0.1,
-                   annotate_dir: Path | None = None) -> list[PhotoResult]:
-    """Finds the faces of every photo and classifies all of them in one batch.
+def predict_photos(paths: Iterable[Path], predict: Predict, margin: float = 0.1, annotate_dir: Path | None = None,
+                   batch_faces: int = BATCH_FACES) -> Iterator[PhotoResult]:
+    """Finds the faces of each photo and classifies them in batches of at least ``batch_faces`` (the last
+    smaller); yields each photo's result, in order, once its batch is classified.
 
     A photo that cannot be read gets its error; the others still get their results.
 
@@ -39,49 +46,80 @@ def predict_photos(paths: list[Path], predict: Predict, margin: float = 0.1,
         paths: photo files.
         predict: uint8 faces ``(N, 48, 48)`` -> probabilities ``(N, 7)`` (:func:`load_predictor`).
         margin: how much the square crop grows around a detection, per side.
-        annotate_dir: if given, each photo is written there with boxes, labels and probabilities drawn.
+        annotate_dir: if given, each photo is written there with boxes, labels and probabilities drawn, under
+            a name no other photo of this call takes (:class:`AnnotationNames`).
+        batch_faces: faces per model call.
     """
-    results, found = [], []
+    names = AnnotationNames(annotate_dir) if annotate_dir is not None else None
+    pending: list[tuple[PhotoResult, Path, list[Face]]] = []
     for path in paths:
-        result = PhotoResult(str(path))
+        result, faces = PhotoResult(str(path)), []
         try:
             faces = find_faces(load_photo(path), margin)
         except DataError as exc:
             result.error = str(exc)
-            faces = []
-        results.append(result)
-        found.append(faces)
-    crops = [f.crop for faces in found for f in faces]
+        pending.append((result, path, faces))
+        if sum(len(f) for _, _, f in pending) >= batch_faces:
+            yield from _classify(pending, predict, names)
+            pending = []
+    yield from _classify(pending, predict, names)
+
+
+def _classify(pending: list[tuple[PhotoResult, Path, list[Face]]], predict: Predict,
+              names: AnnotationNames | None) -> Iterator[PhotoResult]:
+    crops = [f.crop for _, _, faces in pending for f in faces]
     probs = predict(np.stack(crops)) if crops else np.empty((0, len(CLASS_NAMES)))
     rows = iter(probs)
-    for result, faces, path in zip(results, found, paths):
+    for result, path, faces in pending:
         for face in faces:
             p = next(rows)
             result.faces.append({"box": list(face.box), "label": CLASS_NAMES[int(p.argmax())],
                                  "probabilities": {c: round(float(v), 4) for c, v in zip(CLASS_NAMES, p)}})
-        if annotate_dir is not None and result.error is None:
+        if names is not None and result.error is None:
             captions = [f"{f['label']} {f['probabilities'][f['label']]:.0%}" for f in result.faces]
-            result.annotated = str(annotate(path, faces, captions, annotate_dir))
-    return results
+            try:
+                result.annotated = str(annotate(path, faces, captions, names.target(path)))
+            except OSError as exc:
+                result.error = f"the annotated photo could not be written into {names.folder}: {exc.strerror or exc}"
+        yield result
 
 
-def format_results(results: list[PhotoResult]) -> str:
-    """One line per face (box, label, the seven probabilities); a line for a photo without faces."""
-    head = f"{'photo':<32} {'box (x,y,w,h)':<20} {'label':<9}" + "".join(f"{c[:7]:>8}" for c in CLASS_NAMES)
-    lines = [head]
-    for r in results:
-        name = Path(r.path).name[:32]
-        if r.error:
-            lines.append(f"{name:<32} error: {r.error}")
-        elif not r.faces:
-            lines.append(f"{name:<32} no face found")
-        for f in r.faces:
-            box = ",".join(map(str, f["box"]))
-            lines.append(f"{name:<32} {box:<20} {f['label']:<9}" + "".join(f"{f['probabilities'][c]:>8.3f}"
-                                                                           for c in CLASS_NAMES))
-    return "\n".join(lines)
+class AnnotationNames:
+    """Where each annotated photo goes: ``<stem>.png`` in the folder, ``<stem>-2.png``, ``<stem>-3.png`` ... for
+    later photos of the same stem (``a/x.jpg``, ``a/x.png`` and ``b/x.jpg`` would otherwise overwrite one file)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self._used = folder, set()
+
+    def target(self, path: Path) -> Path:
+        name, n = f"{path.stem}.png", 1
+        while name in self._used:
+            n += 1
+            name = f"{path.stem}-{n}.png"
+        self._used.add(name)
+        return self.folder / name
 
 
-def write_json(results: list[PhotoResult], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
+HEADER = f"{'photo':<32} {'box (x,y,w,h)':<20} {'label':<9}" + "".join(f"{c[:7]:>8}" for c in CLASS_NAMES)
+
+
+def format_result(r: PhotoResult) -> list[str]:
+    """One line per face (box, label, the seven probabilities); one line for a photo without faces."""
+    name = Path(r.path).name[:32]
+    if r.error and not r.faces:
+        return [f"{name:<32} error: {r.error}"]
+    if not r.faces:
+        return [f"{name:<32} no face found"]
+    return [f"{name:<32} {','.join(map(str, f['box'])):<20} {f['label']:<9}"
+            + "".join(f"{f['probabilities'][c]:>8.3f}" for c in CLASS_NAMES) for f in r.faces]
+
+
+def format_results(results: Iterable[PhotoResult]) -> str:
+    """:data:`HEADER` and every result's lines."""
+    return "\n".join([HEADER] + [line for r in results for line in format_result(r)])
+
+
+def write_json_line(result: PhotoResult, out: TextIO) -> None:
+    """One photo's result as a line of JSON (JSON lines: a run cut short keeps every line written)."""
+    out.write(json.dumps(result.__dict__) + "\n")
+    out.flush()

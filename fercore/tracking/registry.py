@@ -18,6 +18,7 @@ from mlflow.types import ColSpec, Schema
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import RegistryError
+from fercore.stores import redact
 from fercore.tracking.store import TrackingError, client
 from fercore.tracking.tags import family
 
@@ -141,7 +142,7 @@ def resolve_version(uri: str) -> tuple[str, str]:
 
 
 def _missing_model_message(uri: str, name: str, exc: TrackingError) -> str:
-    store = mlflow.get_registry_uri()
+    store = redact(mlflow.get_registry_uri())
     try:
         model = client().get_registered_model(name)
     except TrackingError:

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from fercore.errors import RegistryError
+from fercore.stores import redact
 
 
 @dataclass
@@ -52,11 +53,30 @@ def connect(tracking_uri: str, experiment_name: str) -> str:
             location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
         return mlflow.create_experiment(experiment_name, artifact_location=location)
     except MlflowException as exc:
-        raise RegistryError(f"MLflow tracking store {tracking_uri} cannot be used: {exc}. Check registry.tracking_uri "
+        raise RegistryError(f"MLflow tracking store {redact(tracking_uri)} cannot be used: {exc}. Check registry.tracking_uri "
                             "or MLFLOW_TRACKING_URI.") from exc
     except Exception as exc:  # connection errors from a remote server
-        raise RegistryError(f"MLflow tracking server {tracking_uri} is unreachable ({type(exc).__name__}: {exc}). "
+        raise RegistryError(f"MLflow tracking server {redact(tracking_uri)} is unreachable ({type(exc).__name__}: {exc}). "
                             "Start it, or unset MLFLOW_TRACKING_URI to use the local mlflow.db.") from exc
+
+
+def check_server(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """For a tracking server: fails within ``timeout_s`` when its ``/health`` does not answer (MLflow's client
+    would retry for minutes). Local stores pass.
+
+    Raises:
+        RegistryError: saying which server failed and how to fix it.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            response.read()
+    except (OSError, ValueError) as exc:
+        raise RegistryError(
+            f"MLflow tracking server {redact(tracking_uri)} is unreachable ({exc}). Start it (e.g. `mlflow server "
+            "--host 127.0.0.1 --port 5000`), fix registry.tracking_uri / MLFLOW_TRACKING_URI, or unset both to "
+            "use the local mlflow.db.") from None
 
 
 def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: float = 5.0) -> None:
@@ -68,15 +88,7 @@ def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: flo
     Raises:
         RegistryError: saying which store failed and how to fix it.
     """
-    if tracking_uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s) as response:
-                response.read()
-        except (OSError, ValueError) as exc:
-            raise RegistryError(
-                f"MLflow tracking server {tracking_uri} is unreachable ({exc}). Start it (e.g. `mlflow server "
-                "--host 127.0.0.1 --port 5000`), fix registry.tracking_uri / MLFLOW_TRACKING_URI, or unset both to "
-                "use the local mlflow.db.") from None
+    check_server(tracking_uri, timeout_s)
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(timeout_s * 2)))
     try:
@@ -84,7 +96,7 @@ def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: flo
         client().set_experiment_tag(experiment_id, "fer.last_checked", time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                       time.gmtime()))
     except MlflowException as exc:
-        raise RegistryError(f"MLflow tracking store {tracking_uri} is not writable: {exc.message}. Check its "
+        raise RegistryError(f"MLflow tracking store {redact(tracking_uri)} is not writable: {exc.message}. Check its "
                             "permissions, or point registry.tracking_uri at a store you can write.") from None
     finally:
         for key, value in saved.items():

@@ -94,7 +94,7 @@ def test_faces_are_classified_in_one_batch_and_a_broken_file_does_not_stop_the_o
     assert label == "fer-photo v1"
     calls = []
     paths = [photos["astronaut"], photos["broken"], photos["coffee"], photos["astronaut"]]
-    results = predict_photos(paths, lambda x: calls.append(len(x)) or predict(x))
+    results = list(predict_photos(paths, lambda x: calls.append(len(x)) or predict(x)))
     assert calls == [2]  # both astronauts' faces in one batch
     assert [len(r.faces) for r in results] == [1, 0, 0, 1]
     assert "not a readable image" in results[1].error and results[2].error is None
@@ -137,7 +137,7 @@ def test_run_py_predict_writes_json_and_annotated_photos_without_warnings(photos
     assert result.stderr.strip().splitlines() == [f"error: {folder / 'broken.jpg'}: not a readable image (cannot "
                                                   f"identify image file '{folder / 'broken.jpg'}'). Pass a photo file "
                                                   "(JPEG, PNG, ...), resized below 50 megapixels."]
-    out = {Path(r["path"]).name: r for r in json.loads((tmp_path / "out.json").read_text())}
+    out = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "out.json").read_text().splitlines())}
     assert len(out["astronaut.jpg"]["faces"]) == 1 and out["coffee.jpg"]["faces"] == []
     annotated = np.asarray(Image.open(tmp_path / "annotated" / "astronaut.png"))
     assert annotated.shape == (512, 512, 3)
@@ -147,6 +147,7 @@ def test_run_py_predict_writes_json_and_annotated_photos_without_warnings(photos
     band_rows = np.argmin(red[:y, x + w - 3][::-1])  # ... as tall as the text, which is sized to the face
     assert band_rows >= w // 7, band_rows
     assert "no face found" in result.stdout
+    assert result.stdout.splitlines()[-1] == "3 photos, 1 faces: fer-photo v1 (models:/fer-photo@champion)"
 
 
 def test_run_py_predict_names_a_missing_alias_with_those_that_exist(photos, registered):
@@ -211,3 +212,158 @@ def test_a_routed_ensemble_copy_predicts_as_mlflow_loads_it(registered, tmp_path
     predict, label = load_predictor(f"models:/fer-photo/{ensemble}", registered, tmp_path / "cache")
     assert label == f"fer-photo v{ensemble}"
     np.testing.assert_allclose(predict(faces), expected, rtol=1e-5, atol=1e-6)
+
+
+def _run_predict(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run.py", "predict", *args], cwd=ROOT, env=os.environ.copy(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_photos_stream_through_batches_and_a_result_comes_before_later_photos_are_read(photos, registered, tmp_path):
+    predict, _ = load_predictor("models:/fer-photo@champion", registered, tmp_path / "cache")
+    read, calls = [], []
+
+    def paths():
+        for p in [photos["astronaut"], photos["coffee"], photos["astronaut"], photos["astronaut"]]:
+            read.append(p.name)
+            yield p
+
+    results = predict_photos(paths(), lambda x: calls.append(len(x)) or predict(x), batch_faces=1)
+    first = next(results)
+    assert first.path.endswith("astronaut.jpg") and read == ["astronaut.jpg"]  # nothing read ahead of its batch
+    rest = list(results)
+    assert [len(r.faces) for r in rest] == [0, 1, 1] and calls == [1, 1, 1]  # the coffee waits for the next face
+
+
+def test_outputs_that_cannot_be_written_are_named_and_the_results_still_print(photos, registered, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = _run_predict(str(photos["astronaut"]), "--model", "models:/fer-photo@champion", "--tracking-uri",
+                          registered, "--json", str(tmp_path), "--annotate", str(a_file / "annotated"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: --json {tmp_path}: cannot be written (Is a directory); pass a file path in a folder you can write",
+        f"error: --annotate {a_file / 'annotated'}: cannot write there (Not a directory); pass a folder you can write"]
+    assert "astronaut.jpg" in result.stdout and result.stdout.splitlines()[-1].startswith("1 photos, 1 faces")
+
+
+def test_annotated_photos_of_the_same_name_get_names_of_their_own(photos, registered, tmp_path):
+    for sub, suffix in (("a", ".jpg"), ("a", ".png"), ("b", ".jpg")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        Image.open(photos["astronaut"]).save(tmp_path / sub / f"x{suffix}")
+    result = _run_predict(str(tmp_path / "a"), str(tmp_path / "b"), "--model", "models:/fer-photo@champion",
+                          "--tracking-uri", registered, "--annotate", str(tmp_path / "out"), "--json",
+                          str(tmp_path / "out.jsonl"))
+    assert result.returncode == 0, result.stderr
+    written = {Path(r["path"]).relative_to(tmp_path).as_posix(): Path(r["annotated"]).name
+               for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert written == {"a/x.jpg": "x.png", "a/x.png": "x-2.png", "b/x.jpg": "x-3.png"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2.png", "x-3.png", "x.png"]
+
+
+def test_a_missing_local_store_is_named_and_no_stray_mlflow_db_is_made(photos, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "predict", str(photos["astronaut"])], cwd=tmp_path,
+                            env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"no MLflow store at sqlite:///{tmp_path.resolve()}/mlflow.db" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tracking_server_that_is_down_is_named_within_seconds_without_its_password(tmp_path):
+    import socket
+    import time
+
+    from fercore.errors import RegistryError
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(RegistryError) as err:
+        load_predictor("models:/fer-photo@champion", f"http://user:s3cret@127.0.0.1:{port}", tmp_path / "cache")
+    assert time.monotonic() - start < 10
+    assert f"MLflow tracking server http://user:***@127.0.0.1:{port} is unreachable" in str(err.value)
+    assert "s3cret" not in str(err.value)
+
+
+class _Unpickled(mlflow.pyfunc.PythonModel):
+    """A wrapper of another class: unpickling it writes a file (as a hostile pickle could run any code)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __setstate__(self, state):
+        Path(state["marker"]).write_text("ran")
+        self.__dict__.update(state)
+
+    def predict(self, context, model_input, params=None):  # noqa: ARG002
+        import pandas as pd
+
+        return pd.DataFrame(np.full((len(model_input), len(CLASS_NAMES)), 1 / len(CLASS_NAMES)), columns=CLASS_NAMES)
+
+
+def test_a_model_of_another_class_is_not_unpickled_unless_trusted(registered, tmp_path):
+    from mlflow import MlflowClient
+
+    from fercore.errors import RegistryError
+    from fercore.tracking.registry import log_and_register
+    from fercore.tracking.store import connect
+
+    marker = tmp_path / "ran"
+    experiment = connect(registered, "photos")
+    run_id = MlflowClient().create_run(experiment).info.run_id
+    version = log_and_register(run_id, _Unpickled(str(marker)), {}, "fer-other", {"family": "cnn"}, "",
+                               np.zeros((2, 48, 48), np.uint8))
+    marker.unlink(missing_ok=True)
+    with pytest.raises(RegistryError, match="not one of this project's wrappers.*--trust-model"):
+        load_predictor(f"models:/fer-other/{version}", registered, tmp_path / "cache")
+    assert not marker.exists()
+    predict, _ = load_predictor(f"models:/fer-other/{version}", registered, tmp_path / "cache", trust=True)
+    assert marker.exists() and predict(np.zeros((3, 48, 48), np.uint8)).shape == (3, len(CLASS_NAMES))
+
+
+def test_a_version_whose_files_are_gone_is_named(tmp_path):
+    import shutil
+
+    import torch
+    from mlflow import MlflowClient
+
+    from fercore.errors import RegistryError
+    from fercore.models import build_cnn, save_model
+    from fercore.serving.pyfunc import FerEmotionModel
+    from fercore.tracking.registry import log_and_register
+    from fercore.tracking.store import connect
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = connect(uri, "gone")
+    run_id = MlflowClient().create_run(experiment).info.run_id
+    torch.manual_seed(0)
+    folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / "model")
+    version = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-gone", {"family": "cnn"}, "",
+                               np.zeros((2, 48, 48), np.uint8))
+    shutil.rmtree(tmp_path / "mlartifacts")
+    with pytest.raises(RegistryError, match=f"fer-gone v{version}'s artifacts are missing or unreadable"):
+        load_predictor(f"models:/fer-gone/{version}", uri, tmp_path / "cache")
+    assert [p for p in (tmp_path / "cache" / "models").iterdir() if p.is_dir()] == []  # no half-made copy
+
+
+def test_a_vit_answers_without_a_loading_bar_on_stderr(photos, registered, tiny_vit_dir, tmp_path):
+    from mlflow import MlflowClient
+
+    from fercore.config import VitConfig
+    from fercore.models import save_model
+    from fercore.models.vit import build_vit
+    from fercore.serving.pyfunc import FerEmotionModel
+    from fercore.tracking.registry import log_and_register
+    from fercore.tracking.store import connect
+
+    experiment = connect(registered, "photos")
+    run_id = MlflowClient().create_run(experiment).info.run_id
+    folder = save_model(build_vit(VitConfig(checkpoint=str(tiny_vit_dir), head_hidden=[16])).eval(), tmp_path / "vit")
+    version = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-vit", {"family": "vit"}, "",
+                               np.zeros((2, 48, 48), np.uint8), model_config={"tta": "none"})
+    result = _run_predict(str(photos["astronaut"]), "--model", f"models:/fer-vit/{version}", "--tracking-uri",
+                          registered)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.splitlines()[-1] == f"1 photos, 1 faces: fer-vit v{version} (models:/fer-vit/{version})"
