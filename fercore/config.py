@@ -457,7 +457,9 @@ def _describe(error: ValidationError, origins: dict[str, str] | None = None) -> 
         key = ".".join(str(p) for p in loc)
         key = key or "config"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        origin = next((o for k, o in (origins or {}).items() if key == k or key.startswith(k + ".")), None)
+        # the override of that key, of a key inside it, or of the section that holds it (--set foo.bar=1: "foo")
+        origin = next((o for k, o in (origins or {}).items()
+                       if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
         lines.append(f"  {key}: {msg}" + (f" (from {origin})" if origin else ""))
     return "\n".join(lines)
 
@@ -485,9 +487,15 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist. Pick one in configs/ or pass --config PATH.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text YAML file (it is not UTF-8 text): pass a config such as "
+                          "configs/cpu.yaml") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if raw is None:
+        raise ConfigError(f"the config {path} is empty: copy one from configs/ (configs/cpu.yaml on a CPU) and edit "
+                          "it, or pass --config configs/cpu.yaml")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (data, cnn, ...), not {type(raw).__name__}")
     origins = {k: (origins or {}).get(k, f"override {k}={v!r}") for k, v in (overrides or {}).items()}

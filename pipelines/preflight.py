@@ -21,6 +21,10 @@ def check_services(config: Config, pipeline: str, config_path: str) -> None:
     The resolved MLflow store becomes part of ``config`` (``registry.tracking_uri``), so ZenML's cache keys of
     the steps that log to MLflow change with it: a cached step never points at a run of another store.
     """
+    if (pipeline == "train_all" or (pipeline == "monitor" and config.monitor.on_drift == "retrain")) and \
+            not config.enabled_contenders():
+        raise ConfigError(f"{config_path}: no enabled contender, so nothing would be trained: add one under contenders: "
+                          "or set contenders.NAME.enabled: true (configs/cpu.yaml has examples)")
     from pipelines.stack_checks import check_secrets, check_stack_fits, runs_here
 
     check_stack_fits(config, config_path)

@@ -43,3 +43,28 @@ def test_the_projects_own_errors_lose_their_traceback_in_zenmls_step_log():
     ours, other = record(DataError("a corrupt image")), record(ValueError("a bug"))
     assert quiet.filter(ours) and ours.exc_info is None  # the message says what is wrong
     assert quiet.filter(other) and other.exc_info is not None  # a bug keeps its traceback
+
+
+def test_an_unknown_key_names_the_set_that_made_it():
+    with pytest.raises(ConfigError, match=r"foo: unknown key \(from --set foo\.bar=1\)"):
+        run.build_config(run.parse_args(["--pipeline", "ingest", "--config", "configs/cpu.yaml", "--set", "foo.bar=1"]))
+
+
+def test_an_empty_or_binary_config_is_named(tmp_path):
+    empty, binary = tmp_path / "empty.yaml", tmp_path / "binary.yaml"
+    empty.write_text("# nothing but a comment\n")
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match=f"the config {empty} is empty: copy one from configs/"):
+        run.build_config(run.parse_args(["--pipeline", "train_all", "--config", str(empty)]))
+    with pytest.raises(ConfigError, match=f"{binary} is not a text YAML file"):
+        run.build_config(run.parse_args(["--pipeline", "train_all", "--config", str(binary)]))
+
+
+@pytest.mark.parametrize("overrides", [["contenders={}"], ["contenders.cnn.enabled=false", "contenders.vit.enabled=false"]])
+def test_a_run_with_no_enabled_contender_is_refused_before_any_work(overrides):
+    from pipelines.preflight import check_services
+
+    sets = [word for item in overrides for word in ("--set", item)]
+    config = run.build_config(run.parse_args(["--pipeline", "train_all", "--config", "configs/smoke.yaml", *sets]))
+    with pytest.raises(ConfigError, match="configs/smoke.yaml: no enabled contender, so nothing would be trained"):
+        check_services(config, "train_all", "configs/smoke.yaml")
