@@ -34,7 +34,8 @@ class DataConfig(_Strict):
                                 "validation split, on which promotion decides (test is only reported)")
     seed: int = Field(42, description="the validation split's seed")
     drop_test_overlap: bool = Field(False, description="drop train copies of images that are also in test")
-    max_per_class: int | None = Field(None, ge=1, description="keep at most this many images per split and class")
+    max_per_class: int | None = Field(None, ge=1, description="keep at most this many images of the source per split and "
+                                      "class (incoming batches are kept whole)")
     min_image_size: int = Field(16, ge=1, description="images whose shorter side is smaller are refused")
     max_image_pixels: int = Field(4_000_000, ge=1, description="images with more pixels are refused (from the header, "
                                   "before decoding)")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import stat
 import tarfile
 import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,6 +28,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 # (a 30000x30000 PNG of a few kB would need 900 MB). 50 megapixels is a full-frame camera's photo.
 PHOTO_MAX_PIXELS = 50_000_000
 
+MAX_MEMBER_BYTES = 64 * 1024 * 1024  # one image file: a 4-megapixel 16-bit RGBA TIFF is 32 MB
 Member = tuple[str, Callable[[], bytes]]
 
 
@@ -71,13 +73,15 @@ def iter_members(path: Path, fix: str) -> Iterator[Member]:
     """``(relative name, read)`` of every file of a folder, .zip or .tar(.gz); ``fix`` ends the message
     of an archive that is cut short or corrupt (what the user should do about it).
 
+    What could reach outside the folder or archive, or make it read far more than it holds, is refused by
+    name: a member with an absolute path or ``..``, a link or device member, a link in a folder that leaves
+    it, a member whose header declares more than :data:`MAX_MEMBER_BYTES`.
+
     Raises:
-        DataError: an unsupported file type, or a corrupt archive (also raised by ``read``).
+        DataError: an unsupported file type, a corrupt archive (also raised by ``read``), a refused member.
     """
     if path.is_dir():
-        for file in sorted(path.rglob("*")):
-            if file.is_file():
-                yield file.relative_to(path).as_posix(), file.read_bytes
+        yield from _folder_members(path, fix)
         return
     name = path.name.lower()
     try:
@@ -85,10 +89,15 @@ def iter_members(path: Path, fix: str) -> Iterator[Member]:
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
                     if not info.is_dir():
+                        kind = "a link" if stat.S_ISLNK(info.external_attr >> 16) else None
+                        _check_member(path, info.filename, info.file_size, kind, fix)
                         yield info.filename, _member_reader(path, info.filename, lambda info=info: zf.read(info), fix)
         elif name.endswith(ARCHIVE_SUFFIXES):
             with tarfile.open(path, "r:*") as tf:
                 for member in tf:
+                    kind = ("a link" if member.issym() or member.islnk() else None if member.isfile() or member.isdir()
+                            else "a device or special file")
+                    _check_member(path, member.name, member.size, kind, fix)
                     if member.isfile():
                         read = lambda member=member: tf.extractfile(member).read()  # noqa: E731
                         yield member.name, _member_reader(path, member.name, read, fix)
@@ -98,6 +107,29 @@ def iter_members(path: Path, fix: str) -> Iterator[Member]:
         raise DataError(f"{path}: the archive ends early (a partial download?): {_lower_first(fix)}") from None
     except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError) as exc:
         raise DataError(f"{path}: corrupt or unreadable archive ({exc}). {fix}") from exc
+
+
+def _check_member(path: Path, name: str, size: int, kind: str | None, fix: str) -> None:
+    """Refuses an archive member that names a place outside the archive, is a link or device, or is too large."""
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise DataError(f"{path}: the member {name} points outside the archive (an absolute path or '..'): refused. {fix}")
+    if kind is not None:
+        raise DataError(f"{path}: the member {name} is {kind}, not a regular file: refused. {fix}")
+    if size > MAX_MEMBER_BYTES:
+        raise DataError(f"{path}: the member {name} declares {size:,} bytes, above {MAX_MEMBER_BYTES:,} for one image: "
+                        f"refused without reading it. {fix}")
+
+
+def _folder_members(root: Path, fix: str) -> Iterator[Member]:
+    """A folder's files (sorted); a link that leaves the folder is refused."""
+    top = root.resolve()
+    for file in sorted(root.rglob("*")):
+        if file.is_symlink() and not file.resolve().is_relative_to(top):
+            raise DataError(f"{root}: {file.relative_to(root).as_posix()} is a link to {file.resolve()}, outside the "
+                            f"folder: refused. {fix}")
+        if file.is_file():  # a linked folder inside is not entered: its target is read where it lies
+            yield file.relative_to(root).as_posix(), file.read_bytes
 
 
 def _lower_first(text: str) -> str:

@@ -115,15 +115,18 @@ def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = Imag
             has the same content as another batch.
     """
     test_hashes = image_hashes(ds.images[ds.splits == "test"])
-    parts, report, digests = [ds], [], {}
+    parts, report, contents = [ds], [], {}
     for batch in batches:
         digest = source_sha256(batch)
-        if digest in digests:
-            raise DataError(f"incoming batches {digests[digest]} and {batch} have the same content: its images would be "
-                            "trained on twice. Take one of them out of data.incoming.")
-        digests[digest] = batch
         images, labels, names, converted = read_batch(batch, limits)
-        leaked = np.isin(image_hashes(images), test_hashes)
+        hashes = image_hashes(images)
+        # the same labelled images as a folder and as an archive, or renamed, are the same batch
+        content = hashlib.sha256(b"".join(sorted(h + bytes([int(y)]) for h, y in zip(hashes, labels)))).hexdigest()
+        if content in contents:
+            raise DataError(f"incoming batches {contents[content]} and {batch} hold the same labelled images: they would "
+                            "be trained on twice. Take one of them out of data.incoming.")
+        contents[content] = batch
+        leaked = np.isin(hashes, test_hashes)
         if leaked.any():
             examples = ", ".join(n for n, bad in zip(names, leaked) if bad)
             raise DataError(f"incoming batch {batch} holds {int(leaked.sum())} exact copies of test images (e.g. "

@@ -12,15 +12,15 @@ from fercore.data.sources import ingest
 
 def prepare(config: DataConfig, source_sha256: str, use_cache: bool = True) -> FerDataset:
     """Reads ``config.source`` (its content hash ``source_sha256`` names the decoded-data cache) and applies
-    the ``data`` section: incoming batches join the training split (refused if they hold test images),
-    ``drop_test_overlap`` and ``max_per_class``. ``use_cache`` is ANDed with ``config.use_cache``."""
+    the ``data`` section: ``drop_test_overlap`` and ``max_per_class`` on the source, then incoming batches join
+    the training split whole (refused if they hold test images). ``use_cache`` is ANDed with ``config.use_cache``."""
     ds = ingest(config.source, config.cache_dir, config.kaggle_dataset, config.use_cache and use_cache,
                 config.image_limits(), digest=source_sha256 if not config.incoming else None)
-    if config.incoming:
-        ds = add_incoming(ds, batch_paths(config.incoming), config.image_limits())
     if config.drop_test_overlap:
         ds, dropped = drop_train_copies_of_test(ds)
         ds.metadata.update(dropped_test_overlap=dropped, counts=ds.counts())
-    if config.max_per_class:
+    if config.max_per_class:  # caps the source: incoming batches are kept whole (they are what a run is for)
         ds = limit_per_class(ds, config.max_per_class, config.seed)
+    if config.incoming:  # refused when they hold a copy of a test image: nothing to drop afterwards
+        ds = add_incoming(ds, batch_paths(config.incoming), config.image_limits())
     return ds

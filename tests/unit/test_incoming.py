@@ -101,8 +101,12 @@ def test_a_copy_of_a_batch_under_another_name_is_refused(fer_tree, cache_dir, tm
 
     first = _batch(tmp_path / "drops" / "a", {"happy": 2})
     shutil.copytree(first, tmp_path / "drops" / "b")
-    with pytest.raises(DataError, match=r"incoming batches .*a and .*b have the same content"):
+    with pytest.raises(DataError, match=r"incoming batches .*a and .*b hold the same labelled images"):
         add_incoming(ingest(fer_tree, cache_dir), batch_paths([str(tmp_path / "drops")]))
+    with tarfile.open(tmp_path / "again.tar", "w") as tf:  # the same images as an archive, under another name
+        tf.add(first, arcname="renamed")
+    with pytest.raises(DataError, match=r"incoming batches .*a and .*again.tar hold the same labelled images"):
+        add_incoming(ingest(fer_tree, cache_dir), batch_paths([str(first), str(tmp_path / "again.tar")]))
 
 
 def test_converted_batch_images_are_counted(fer_tree, cache_dir, tmp_path):
@@ -131,3 +135,95 @@ def test_a_batch_cut_short_is_named_with_the_batch_fix(tmp_path):
     assert f"{archive}: the archive ends early" in message
     assert f"replace the incoming batch {archive}, or take it out of data.incoming" in message
     assert "--data" not in message
+
+
+def _tar_with(path, *members):
+    """A .tar holding a real image at happy/ok.jpg, then ``members`` (tarfile.TarInfo, bytes or None)."""
+    import io
+
+    good = jpeg_bytes(face(3, np.random.default_rng(0)))
+    with tarfile.open(path, "w") as tf:
+        info = tarfile.TarInfo("batch/happy/ok.jpg")
+        info.size = len(good)
+        tf.addfile(info, io.BytesIO(good))
+        for info, data in members:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _info(name, kind=tarfile.REGTYPE, size=0, link=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+@pytest.mark.parametrize(("member", "named"), [
+    ((_info("batch/../../happy/up.jpg", size=3), b"abc"), "the member batch/../../happy/up.jpg points outside the archive"),
+    ((_info("/etc/happy/abs.jpg", size=3), b"abc"), "the member /etc/happy/abs.jpg points outside the archive"),
+    ((_info("batch/happy/l.jpg", tarfile.SYMTYPE, link="/etc/passwd"), None), "the member batch/happy/l.jpg is a link"),
+    ((_info("batch/happy/h.jpg", tarfile.LNKTYPE, link="batch/happy/ok.jpg"), None), "the member batch/happy/h.jpg is a link"),
+    ((_info("batch/happy/dev.jpg", tarfile.CHRTYPE), None), "the member batch/happy/dev.jpg is a device or special file"),
+])
+def test_archive_members_that_leave_it_or_are_not_files_are_refused_by_name(tmp_path, member, named):
+    from fercore.data.incoming import read_batch
+
+    archive = _tar_with(tmp_path / "hostile.tar", member)
+    with pytest.raises(DataError, match=f"hostile.tar: {named}"):
+        read_batch(archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.tar"]  # nothing written anywhere
+
+
+def test_a_huge_member_is_refused_from_its_header_without_reading_it(tmp_path):
+    import gzip
+    import resource
+
+    from fercore.data.images import MAX_MEMBER_BYTES
+    from fercore.data.incoming import read_batch
+
+    archive = tmp_path / "bomb.tar.gz"
+    with gzip.open(archive, "wb") as gz, tarfile.open(fileobj=gz, mode="w") as tf:
+        tf.addfile(_info("batch/happy/huge.png", size=512 * 1024 * 1024), io_zeros(512 * 1024 * 1024))
+    assert archive.stat().st_size < 2 * 1024 * 1024
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match=f"batch/happy/huge.png declares 536,870,912 bytes, above {MAX_MEMBER_BYTES:,}"):
+        read_batch(archive)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # kB: never read into memory
+
+
+class io_zeros:  # noqa: N801 (a file of zeros, read in chunks: the archive is written without the bytes in memory)
+    def __init__(self, n):
+        self.left = n
+
+    def read(self, size=-1):
+        size = self.left if size < 0 else min(size, self.left)
+        self.left -= size
+        return bytes(size)
+
+
+def test_a_link_that_leaves_a_folder_batch_is_refused_by_name(tmp_path):
+    from fercore.data.incoming import read_batch
+
+    batch = _batch(tmp_path / "linked", {"happy": 1})
+    outside = _batch(tmp_path / "elsewhere", {"sad": 1}, seed=9)
+    (batch / "happy" / "passwd.jpg").symlink_to("/etc/passwd")
+    with pytest.raises(DataError, match="linked: happy/passwd.jpg is a link to /etc/passwd, outside the folder"):
+        read_batch(batch)
+    (batch / "happy" / "passwd.jpg").unlink()
+    (batch / "sad").symlink_to(outside / "sad", target_is_directory=True)
+    with pytest.raises(DataError, match=f"linked: sad is a link to {outside / 'sad'}, outside the folder"):
+        read_batch(batch)
+    (batch / "sad").unlink()
+    (batch / "happy" / "again.jpg").symlink_to(batch / "happy" / "new_0.jpg")  # inside the batch: read
+    assert len(read_batch(batch)[0]) == 2
+
+
+def test_max_per_class_caps_the_source_and_keeps_incoming_batches_whole(fer_tree, cache_dir, tmp_path):
+    from fercore.config import DataConfig
+    from fercore.data.prepare import prepare
+
+    batch = _batch(tmp_path / "drop", {"fear": 4, "happy": 2})
+    ds = prepare(DataConfig(source=str(fer_tree), cache_dir=str(cache_dir), incoming=[str(batch)], max_per_class=1),
+                 "digest")
+    incoming = ds.subsets == INCOMING_SUBSET
+    assert int(incoming.sum()) == 6
+    assert ds.counts()["train"]["fear"] == 1 + 4 and ds.counts()["train"]["angry"] == 1
