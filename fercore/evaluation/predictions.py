@@ -35,10 +35,22 @@ class Predictions:
 
 
 
-def predict_splits(predict, dataset: FerDataset) -> Predictions:
-    """One prediction pass over the val and test images (``predict``: uint8 images -> probabilities)."""
+def predict_splits(predict, dataset: FerDataset, desc: str | None = None, chunk: int = 1024) -> Predictions:
+    """One prediction pass over the val and test images (``predict``: uint8 images -> probabilities); with
+    ``desc``, in chunks of ``chunk`` images under a progress bar of that name."""
     val, test = dataset.split("val"), dataset.split("test")
-    probs = np.asarray(predict(np.concatenate([val.images, test.images])), np.float32)
+    images = np.concatenate([val.images, test.images])
+    if desc is None:
+        probs = np.asarray(predict(images), np.float32)
+    else:
+        from tqdm import tqdm
+
+        parts = []
+        with tqdm(total=len(images), desc=desc, unit="img") as bar:
+            for start in range(0, len(images), chunk):
+                parts.append(np.asarray(predict(images[start:start + chunk]), np.float32))
+                bar.update(len(parts[-1]))
+        probs = np.concatenate(parts) if parts else np.empty((0, 7), np.float32)
     return Predictions(probs[:len(val)], probs[len(val):], str(dataset.metadata.get("sha256", "")))
 
 

@@ -76,18 +76,28 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
     out, scored = [], dict(known)
     for v in singles + [v for v in versions if v not in singles]:
         mv, kind = meta[v], family(meta[v])
-        members = set(parse_routes(mv.tags.get("routes", "")).values()) or set(filter(None, mv.tags.get(
-            "members", "").split(",")))
-        if kind == "ensemble" and members and members <= set(scored):
-            preds = _from_members(name, mv, scored)
-        else:
-            logger.info("Scoring v%s (%s) through its pyfunc on this run's %d validation and test images", v,
-                        mv.tags.get("contender", kind), len(dataset.split("val")) + len(dataset.split("test")))
-            preds = predict_splits(registry.pyfunc_predict(registry.load_version(name, v)), dataset)
-        note = overlap_note(training_hashes(name, mv), val_hashes, split_train)
+        try:
+            preds = _score(name, mv, scored, dataset)
+            note = overlap_note(training_hashes(name, mv), val_hashes, split_train)
+        except Exception as exc:  # noqa: BLE001 (files deleted, a member gone, ...: it must not block every later run)
+            logger.warning("v%s (%s) holds an alias but cannot be scored (%s: %s): skipped, so its aliases go to "
+                           "the best candidates", v, mv.tags.get("contender", kind), type(exc).__name__, exc)
+            continue
         scored[v] = candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", ""))
         out.append(scored[v])
     return out
+
+
+def _score(name: str, version, scored: dict[str, Candidate], dataset: FerDataset) -> Predictions:
+    """A holder's val/test probabilities: from its members' when they are scored, else through its pyfunc."""
+    members = set(parse_routes(version.tags.get("routes", "")).values()) or set(filter(None, version.tags.get(
+        "members", "").split(",")))
+    if family(version) == "ensemble" and members and members <= set(scored):
+        return _from_members(name, version, scored)
+    v = str(version.version)
+    logger.info("Scoring v%s (%s) through its pyfunc on this run's %d validation and test images", v,
+                version.tags.get("contender", family(version)), len(dataset.split("val")) + len(dataset.split("test")))
+    return predict_splits(registry.pyfunc_predict(registry.load_version(name, v)), dataset, desc=f"scoring v{v}")
 
 
 def _from_members(name: str, version, scored: dict[str, Candidate]) -> Predictions:

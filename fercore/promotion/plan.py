@@ -66,6 +66,9 @@ def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], 
     routed = next((e.candidate.version for e in ensembles if e.candidate.contender == "routed"), None)
     for move in decision.moves:  # this run's routed ensemble moves only while its members hold their routes
         move.routes = decision.routes if move.version == routed else None
+        if move.previous is None and holders.get(move.alias):  # a holder that could not be scored is replaced
+            move.previous = holders[move.alias]
+            move.reason += f" (holder v{holders[move.alias]} could not be scored)"
     return Plan(cands, decision, ensembles, blocked)
 
 

@@ -211,3 +211,22 @@ def test_an_averaging_ensemble_holder_is_scored_from_its_members_probabilities(s
     (holder,) = candidates.holder_candidates(NAME, [averaged], known, dataset)
     assert holder.family == "ensemble" and holder.contender == "averaged"
     np.testing.assert_allclose(holder.test_probs, loaded, rtol=1e-5, atol=1e-6)
+
+
+def test_a_holder_whose_files_are_gone_is_named_and_skipped_and_its_aliases_replaced(store, caplog):
+    import shutil
+    from pathlib import Path
+
+    dataset = synthetic(per_class=12, test_per_class=4)
+    old = _register(dataset, 0, store)
+    MlflowClient().set_registered_model_alias(NAME, "champion", old)
+    MlflowClient().set_registered_model_alias(NAME, "champion-happy", old)
+    shutil.rmtree(Path(store.tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+    new_version = _register(dataset, 1, store)
+    out = promote(NAME, dataset, [({"version": new_version, "family": "cnn"}, _winning(dataset, list(range(7))))],
+                  PromotionConfig(ensemble=False, averaging=False, drift_max_images=60), store)
+    assert f"v{old} (cnn) holds an alias but cannot be scored (MlflowException: No such artifact" in caplog.text
+    assert out.summary["aliases"]["champion"] == new_version and out.summary["aliases"]["champion-happy"] == new_version
+    moved = {m["alias"]: m for m in out.summary["moves"]}
+    assert moved["champion"]["previous"] == old and moved["champion"]["reason"].endswith(
+        f"(holder v{old} could not be scored)")
