@@ -15,3 +15,7 @@ class ConfigError(FerError):
 
 class RegistryError(FerError):
     """The MLflow tracking/registry store cannot be used."""
+
+
+class BusyError(FerError):
+    """Another run holds what this one needs (a pipeline already running on the same stores)."""

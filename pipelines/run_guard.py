@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,8 @@ from zenml.client import Client
 from zenml.config.global_config import GlobalConfiguration
 from zenml.enums import ExecutionStatus
 from zenml.models import PipelineRunUpdate, StepRunUpdate
+
+from fercore.errors import BusyError
 
 logger = logging.getLogger(__name__)
 UNFINISHED = (ExecutionStatus.INITIALIZING, ExecutionStatus.PROVISIONING, ExecutionStatus.QUEUED,
@@ -24,7 +28,8 @@ def _lock_path() -> Path:
 
 @contextmanager
 def local_run_guard(pipeline_name: str) -> Iterator[int]:
-    """Held by every ``run.py`` process while it runs a pipeline on the local orchestrator.
+    """Held by every ``run.py`` process while it runs a pipeline on the local orchestrator; a second run of
+    the same pipeline on the same stores is refused (:func:`one_run_of`).
 
     Each process holds a shared lock on a file beside ZenML's store; the OS drops it when the process
     dies, even by SIGKILL. A process that gets the lock exclusively knows no other run is alive, so
@@ -33,7 +38,7 @@ def local_run_guard(pipeline_name: str) -> Iterator[int]:
     """
     path = _lock_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with one_run_of(pipeline_name), open(path, "a") as handle:
         marked = 0
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -44,6 +49,33 @@ def local_run_guard(pipeline_name: str) -> Iterator[int]:
         try:
             yield marked
         finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def one_run_of(pipeline_name: str) -> Iterator[None]:
+    """One local run of ``pipeline_name`` at a time on these stores: two ``train_all`` at once would register
+    every contender twice and resume each other's checkpoints. The OS drops the lock when its process dies.
+
+    Raises:
+        BusyError: another process runs the pipeline (its pid and start time are named).
+    """
+    path = _lock_path().with_name(f"fer-run-{pipeline_name}.lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise BusyError(f"another {pipeline_name} run is in progress on these stores ({holder}): wait for it to "
+                            "finish, or stop it") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -9,6 +9,8 @@ Ctrl-C) by whichever step raises first.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -51,12 +53,14 @@ def start_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[s
     exp_id, mlflow_client = connect(info.tracking_uri, info.experiment_name), client()
     orphans = []
     if job_key:
-        orphans = mlflow_client.search_runs(
+        orphans = [r for r in mlflow_client.search_runs(
             [exp_id], f"tags.`fer.job_key` = '{job_key}' and attributes.status = 'RUNNING'",
-            order_by=["attributes.start_time DESC"])
+            order_by=["attributes.start_time DESC"]) if not owner_alive(r.data.tags.get(OWNER_TAG, ""))]
+    tags = {**tags, OWNER_TAG: owner()}
     if resume and orphans:
         run_id = orphans.pop(0).info.run_id
         mlflow_client.set_tag(run_id, "fer.resumed_by_zenml_run", tags.get("zenml_run_id", ""))
+        mlflow_client.set_tag(run_id, OWNER_TAG, tags[OWNER_TAG])
         logger.info("Resuming MLflow run %s of the interrupted training job %s", run_id, job_key)
     else:
         run_tags = {**tags, **({"fer.job_key": job_key} if job_key else {})}
@@ -101,9 +105,32 @@ def resumed(run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
 
 @contextmanager
 def one_off_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
-    """A run that starts and ends in the block (promotion, monitoring, an ensemble's registration)."""
-    with resumed(start_run(info, run_name, params, tags), finish=True) as run_id:
+    """A run that starts and ends in the block (promotion, monitoring, an ensemble's registration); a run of
+    the same name left RUNNING by a process that died (SIGKILL) is marked KILLED when the next one starts."""
+    with resumed(start_run(info, run_name, params, tags, job_key=f"one-off:{run_name}"), finish=True) as run_id:
         yield run_id
+
+
+OWNER_TAG = "fer.owner"  # host:pid of the process that opened (or resumed) a run
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(tag: str) -> bool:
+    """Whether the process named by an ``fer.owner`` tag still runs. Only a process of this host can be
+    checked: one of another host (a pod that was retried) counts as gone, so that its job resumes."""
+    host, _, pid = tag.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 def run_is_open(run_id: str, tracking_uri: str | None = None) -> bool:

@@ -126,3 +126,18 @@ def test_a_cluster_config_on_the_local_stack_names_the_stack_and_the_fix(fer_tre
     assert "configs/kubeflow.yaml is for a stack that runs steps in containers" in result.stderr
     assert "the active ZenML stack 'default' runs them in this process (orchestrator: local)" in result.stderr
     assert "zenml stack set" in result.stderr and "secret" not in result.stderr
+
+
+def test_a_second_train_all_on_the_same_stores_is_refused_while_the_first_runs(fer_tree, run_py):
+    hold = ("import time\nfrom pipelines.run_guard import one_run_of\nwith one_run_of('fer_train_all'):\n"
+            "    print('held', flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        next(line for line in iter(holder.stdout.readline, "") if line.strip() == "held")  # after ZenML's lines
+        result = run_py("--pipeline", "train_all", "--config", "configs/smoke.yaml", "--data", str(fer_tree))
+    finally:
+        holder.kill()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"another fer_train_all run is in progress on these stores (pid {holder.pid}, started " in result.stderr
+    assert "wait for it to finish, or stop it" in result.stderr and "Initiating a new run" not in result.stdout
