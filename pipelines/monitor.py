@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from zenml import pipeline
@@ -27,7 +26,7 @@ def retraining_config(config: Config) -> tuple[Config, Path]:
 
     folder = Path(config.monitor.incoming_dir).expanduser()
     new = read_new_images(config.monitor.data, config.monitor.on_unreadable)
-    batch = write_batch(new, folder / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}")
+    batch = write_batch(new, folder)
     retrain = config.model_copy(deep=True)
     if str(folder) not in retrain.data.incoming:
         retrain.data.incoming = [*retrain.data.incoming, str(folder)]

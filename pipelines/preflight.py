@@ -31,7 +31,7 @@ def check_services(config: Config, pipeline: str, config_path: str) -> None:
     local = runs_here()
     if pipeline == "monitor":
         _check_new_images(config, local)
-    else:
+    if pipeline != "monitor" or config.monitor.on_drift == "retrain":  # a retrain reads the training data too
         _check_training_data(config, local)
     if not local:
         read_in_pods = [config.monitor.data] if pipeline == "monitor" else [config.data.source, *config.data.incoming]

@@ -106,6 +106,13 @@ def read_batch(path: Path, limits: ImageLimits = ImageLimits()) -> tuple[np.ndar
     return np.stack(images), np.array(labels), names, converted
 
 
+def content_digest(images: np.ndarray, labels: np.ndarray, hashes: np.ndarray | None = None) -> str:
+    """The digest of a batch's labelled images, whatever their order, names or container: the same faces as a
+    folder and as an archive, or renamed, have the same digest."""
+    hashes = image_hashes(images) if hashes is None else hashes
+    return hashlib.sha256(b"".join(sorted(h + bytes([int(y)]) for h, y in zip(hashes, labels)))).hexdigest()
+
+
 def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = ImageLimits()) -> FerDataset:
     """``ds`` with every batch's images added to its training split; ``metadata["incoming"]`` lists
     each batch (name, sha256, images per class).
@@ -120,8 +127,7 @@ def add_incoming(ds: FerDataset, batches: list[Path], limits: ImageLimits = Imag
         digest = source_sha256(batch)
         images, labels, names, converted = read_batch(batch, limits)
         hashes = image_hashes(images)
-        # the same labelled images as a folder and as an archive, or renamed, are the same batch
-        content = hashlib.sha256(b"".join(sorted(h + bytes([int(y)]) for h, y in zip(hashes, labels)))).hexdigest()
+        content = content_digest(images, labels, hashes)
         if content in contents:
             raise DataError(f"incoming batches {contents[content]} and {batch} hold the same labelled images: they would "
                             "be trained on twice. Take one of them out of data.incoming.")

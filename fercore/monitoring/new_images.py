@@ -8,6 +8,9 @@ first), unlabelled or in class folders (``angry/ ... surprise/``).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from fercore.monitoring.drift import DriftResult, data_drift, embeddings, predic
 from fercore.serving.faces import find_faces
 
 logger = logging.getLogger(__name__)
+CONTENT_FILE = ".fer-content-sha256"  # in a batch monitoring wrote: the digest of its labelled faces
 
 
 @dataclass
@@ -205,12 +209,30 @@ def monitor(reference: FerDataset, new: NewImages, predict, module, drift_share:
     return MonitorResult(data, predictions, counts, evaluation)
 
 
-def write_batch(new: NewImages, folder: Path) -> Path:
-    """Writes labelled faces as an incoming batch (``<class>/<n>.png``) for retraining; returns the folder."""
+def write_batch(new: NewImages, incoming_dir: Path) -> Path:
+    """Writes labelled faces as an incoming batch (``<class>/<n>.png``) under ``incoming_dir`` for retraining;
+    returns its folder. The same faces written before (found by :data:`CONTENT_FILE`) are not written again:
+    that batch is returned. Written under a hidden name and renamed: never half-written.
+
+    Raises:
+        DataError: the images are not labelled (class folders).
+    """
+    from fercore.data.incoming import content_digest
+
     if not new.labelled:
         raise DataError("monitor.on_drift: retrain needs labelled images (in class folders)")
+    digest = content_digest(new.images, new.labels)
+    for earlier in sorted(incoming_dir.glob("monitor-*/" + CONTENT_FILE)):
+        if earlier.read_text().strip() == digest:
+            logger.info("These faces were written as the batch %s already: no new batch", earlier.parent)
+            return earlier.parent
+    folder = incoming_dir / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}"
+    tmp = incoming_dir / f".{folder.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
     for i, (img, label) in enumerate(zip(new.images, new.labels)):
-        target = folder / CLASS_NAMES[label] / f"{i:06d}.png"
+        target = tmp / CLASS_NAMES[label] / f"{i:06d}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(target)
+    (tmp / CONTENT_FILE).write_text(digest + "\n")
+    os.replace(tmp, folder)
     return folder

@@ -23,7 +23,7 @@ from fercore.promotion.decision import CHAMPION, Candidate, candidate
 from fercore.promotion.plan import make_plan
 from fercore.promotion.report import PromotionResult, report
 from fercore.tracking import registry
-from fercore.tracking.store import RunInfo, connect
+from fercore.tracking.store import RunInfo, busy_store_is_named, connect
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
         info: where to log.
     """
     connect(info.tracking_uri, info.experiment_name)
+    with busy_store_is_named(info.tracking_uri, "no alias moved (a move half-done was rolled back)"):
+        return _promote(name, dataset, new, config, info)
+
+
+def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]], config: PromotionConfig,
+             info: RunInfo) -> PromotionResult:
     scored = _new_candidates(name, dataset, new, info)
     with promotion_lock(info.tracking_uri, name):
         holders = registry.aliases(name)

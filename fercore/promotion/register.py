@@ -23,7 +23,7 @@ from fercore.promotion.candidates import TRAIN_HASHES
 from fercore.serving.pyfunc import FerEmotionModel
 from fercore.tracking import registry
 from fercore.tracking.runs import TrackedRun, log_files, resumed, run_status
-from fercore.tracking.store import RunInfo, connect
+from fercore.tracking.store import RunInfo, busy_store_is_named, connect
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,13 @@ def register(trained: TrainedModel, dataset: FerDataset, model_name: str, info: 
     """
     connect(info.tracking_uri, info.experiment_name)
     metrics, run_id = trained.headline(), trained.run.run_id
-    version = registered_version(model_name, run_id)
-    if version is None:
-        version = _register(trained, dataset, model_name, info.zenml_run_id, {k: f"{x:.4f}" for k, x in metrics.items()})
-    else:
-        logger.info("Model of MLflow run %s is registered already as version %s", run_id, version)
+    with busy_store_is_named(info.tracking_uri, f"{trained.tags.get('contender', trained.family)} was not registered"):
+        version = registered_version(model_name, run_id)
+        if version is not None:
+            logger.info("Model of MLflow run %s is registered already as version %s", run_id, version)
+        else:
+            version = _register(trained, dataset, model_name, info.zenml_run_id,
+                                {k: f"{x:.4f}" for k, x in metrics.items()})
     return {"name": model_name, "version": version, "model_uri": f"models:/{model_name}/{version}",
             "run_id": run_id, "family": trained.family, "contender": trained.tags.get("contender", trained.family),
             "contest": trained.tags.get("contest", ""), **metrics}

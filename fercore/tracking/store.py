@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +109,17 @@ def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: flo
 
 
 TrackingError = MlflowException  # what MLflow raises for a refused or failed request
+
+
+@contextmanager
+def busy_store_is_named(tracking_uri: str, what: str) -> Iterator[None]:
+    """Turns MLflow's "database is locked" (another process holds a SQLite store's write lock past MLflow's
+    retries) into a :class:`RegistryError` that names the store and says that ``what`` did not happen."""
+    try:
+        yield
+    except MlflowException as exc:
+        if "database is locked" not in str(exc):
+            raise
+        raise RegistryError(f"the MLflow store {redact(tracking_uri)} is busy: another process held its database "
+                            f"lock past MLflow's retries, so {what}. Run again once it is free (is a long query or "
+                            "another tool holding mlflow.db?)") from None

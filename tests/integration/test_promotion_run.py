@@ -230,3 +230,23 @@ def test_a_holder_whose_files_are_gone_is_named_and_skipped_and_its_aliases_repl
     moved = {m["alias"]: m for m in out.summary["moves"]}
     assert moved["champion"]["previous"] == old and moved["champion"]["reason"].endswith(
         f"(holder v{old} could not be scored)")
+
+
+def test_a_store_locked_by_another_process_is_named_busy_and_no_alias_moves(store, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    import fercore.promotion.promote as promote_module
+    from fercore.errors import RegistryError
+
+    dataset = synthetic(per_class=12, test_per_class=4)
+    version = _register(dataset, 0, store)
+
+    def locked(name):
+        raise MlflowException("(sqlite3.OperationalError) database is locked")
+
+    monkeypatch.setattr(promote_module.registry, "aliases", locked)  # what MLflow raises after its retries
+    with pytest.raises(RegistryError, match=r"the MLflow store sqlite:///.*mlflow.db is busy: another process held its "
+                                            r"database lock past MLflow's retries, so no alias moved"):
+        promote(NAME, dataset, [({"version": version, "family": "cnn"}, _winning(dataset, list(range(7))))],
+                PromotionConfig(ensemble=False, averaging=False, drift_max_images=60), store)
+    assert MlflowClient().get_registered_model(NAME).aliases == {}
