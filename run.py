@@ -3,6 +3,7 @@
 Examples:
     python run.py --pipeline ingest --data ../shared/data/fer2013/fer2013.tar.gz
     python run.py predict photo.jpg photos/ --json faces.json --annotate annotated/
+    python run.py gc --dry-run                                # what retention would delete, and the bytes
     python run.py --pipeline train_all --config configs/smoke.yaml
     python run.py --pipeline train_all --schedule            # cron from the config
 """
@@ -146,6 +147,37 @@ def run_pipeline(args: argparse.Namespace, config: Config) -> None:
         from pipelines.monitor import report_and_retrain
 
         report_and_retrain(run, config, PIPELINES["train_all"])
+    if args.pipeline == "train_all" and config.retention.after_run:
+        from pipelines.gc import gc
+
+        print(gc(config, dry_run=False))
+
+
+def gc_main(argv: list[str]) -> int:
+    """``run.py gc [--config PATH] [--set KEY=VALUE] [--dry-run]``: deletes old versions and runs (``retention:``)."""
+    parser = argparse.ArgumentParser(prog="run.py gc", description="Delete registered versions, MLflow and ZenML runs, "
+                                     "artifacts, checkpoints and local model copies that the config's retention: "
+                                     "section does not keep.")
+    parser.add_argument("--config", type=Path, help="YAML config (its registry: and retention: sections)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be deleted and the bytes, delete nothing")
+    args = parser.parse_args(argv)
+    args.pipeline, args.data = "gc", None
+    configure_logging()
+    try:
+        config = build_config(args)
+        ensure_zenml_repository()
+        from fercore.tracking.store import check_server
+        from pipelines.gc import gc
+        from pipelines.preflight import resolve_registry
+
+        resolve_registry(config)
+        check_server(config.registry.tracking_uri)
+        print(gc(config, args.dry_run))
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(pipelines=False)
         return predict_cli.main(argv[1:])
+    if argv[:1] == ["gc"]:
+        return gc_main(argv[1:])
     args = parse_args(argv)
     configure_logging()
     if not args.verbose:

@@ -293,6 +293,17 @@ class PromotionConfig(_Strict):
     drift_max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
 
 
+class RetentionConfig(_Strict):
+    """``run.py gc``: what old runs and versions are kept (alias holders, the members of kept ensembles, the runs
+    kept versions came from and a run in progress are always kept)."""
+
+    keep_versions: int = Field(5, ge=1, description="registered versions kept per contender and per ensemble kind, "
+                               "newest first")
+    keep_runs: int = Field(10, ge=1, description="other MLflow runs (promotion, monitoring, failed training) and "
+                           "ZenML runs per pipeline kept, newest first")
+    after_run: bool = Field(False, description="run gc after each train_all (a schedule's disk stays bounded)")
+
+
 class MonitorConfig(_Strict):
     """``run.py --pipeline monitor``: new images checked against the champion's training data."""
 
@@ -366,6 +377,7 @@ class Config(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     monitor: MonitorConfig = MonitorConfig()
+    retention: RetentionConfig = RetentionConfig()
     docker: DockerConfig | None = Field(None, description="the step image on a containerized orchestrator")
     checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming; relative: under "
                                 "the artifact store's root on a remote stack")

@@ -76,14 +76,20 @@ def _check_training_data(config: Config, local: bool) -> None:
         check_batches(config.data.incoming)
 
 
-def _check_registry(config: Config, pipeline: str) -> None:
+def resolve_registry(config: Config) -> None:
+    """Sets ``registry.tracking_uri`` to the store this run uses (the config's, the environment's, the stack's)."""
     from fercore.stores import resolve_tracking_uri
-    from fercore.tracking.registry import resolve_version
-    from fercore.tracking.store import check_tracking_store
-    from pipelines.stack_checks import check_remote_stack
     from steps.common import stack_tracking_uri
 
     config.registry.tracking_uri = resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri())
+
+
+def _check_registry(config: Config, pipeline: str) -> None:
+    from fercore.tracking.registry import resolve_version
+    from fercore.tracking.store import check_tracking_store
+    from pipelines.stack_checks import check_remote_stack
+
+    resolve_registry(config)
     check_remote_stack(config)
     check_tracking_store(config.registry.tracking_uri, config.registry.experiment_name)
     if pipeline == "monitor":

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) -> probabilities (N, 7)
 INDEX_FILE = "resolved.json"
 MEMBERS_FILE = "fer_members.json"  # an ensemble copy's member versions -> their copies' folders
+SOURCE_FILE = "fer_source.json"  # which store, model and version a copy holds (``run.py gc`` reads it)
 _OWN_WRAPPERS = ("FerEmotionModel", "FerEnsembleModel")
 # registered before fercore had packages, and since
 _WRAPPER_MODULES = ("fercore.pyfunc", "fercore.serving.pyfunc")
@@ -142,6 +143,7 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Pat
             members = {v: copy_version(spec["model_name"], v, tracking_uri, cache).name
                        for v in ensemble_members(spec)}
             (tmp / MEMBERS_FILE).write_text(json.dumps(members))
+        (tmp / SOURCE_FILE).write_text(json.dumps({"tracking_uri": tracking_uri, "name": name, "version": version}))
         if folder.exists():  # another process copied it meanwhile
             shutil.rmtree(tmp)
         else:
@@ -150,6 +152,18 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Pat
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Copied %s v%s into %s", name, version, folder)
     return folder
+
+
+def copied_versions(cache: Path) -> dict[Path, tuple[str, str, str]]:
+    """Each local copy's folder -> ``(tracking_uri, name, version)`` (copies made before the record are left out)."""
+    out = {}
+    for record in cache.glob(f"*/{SOURCE_FILE}") if cache.is_dir() else ():
+        try:
+            meta = json.loads(record.read_text())
+            out[record.parent] = (meta["tracking_uri"], meta["name"], str(meta["version"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
 
 
 def _pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:

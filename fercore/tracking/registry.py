@@ -214,3 +214,17 @@ def download_version(name: str, version: str, dst: Path) -> None:
     import mlflow.artifacts
 
     mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst))
+
+
+def delete_version(name: str, version: str) -> None:
+    """Removes version ``version`` of ``name`` from the registry (its run and model files: :func:`purge`)."""
+    client().delete_model_version(name, version)
+
+
+def logged_model_id(version: ModelVersion) -> str | None:
+    """The logged model (MLflow 3) a version was registered from: its ``model_id``, else read from its source
+    (``models:/m-...``; a SQLite registry leaves ``model_id`` empty)."""
+    if version.model_id:
+        return version.model_id
+    source = version.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None

@@ -206,3 +206,45 @@ def download_run_file(run_id: str, artifact_path: str) -> Path | None:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path))
     except Exception:  # noqa: BLE001 (MLflow raises several types for a missing file)
         return None
+
+
+# -- retention -----------------------------------------------------------------------------------------
+
+
+def experiment_runs(experiment_name: str) -> list[Any]:
+    """Every run of an experiment (``info``: run_id, run_name, status, start_time)."""
+    experiment = client().get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    return list(client().search_runs([experiment.experiment_id], max_results=50_000))
+
+
+def local_artifact_bytes(run_id: str | None = None, model_id: str | None = None) -> int | None:
+    """The bytes of a run's (or a logged model's) files on a local artifact store; None elsewhere."""
+    uri = client().get_run(run_id).info.artifact_uri if run_id else client().get_logged_model(model_id).artifact_location
+    if not uri.startswith(("file:", "/")):
+        return None
+    root = Path(uri.removeprefix("file://").removeprefix("file:"))
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+
+
+def purge(tracking_uri: str, run_ids: list[str], model_ids: list[str]) -> bool:
+    """Deletes runs and logged models with their files: marks them deleted, then, for a local store (SQLite or a
+    folder), removes them for good with ``mlflow gc``. Returns whether they were removed for good (a
+    tracking server's are only marked: its operator runs ``mlflow gc`` there)."""
+    import subprocess
+    import sys
+
+    for run_id in run_ids:
+        client().delete_run(run_id)
+    for model_id in model_ids:
+        client().delete_logged_model(model_id)
+    if tracking_uri.startswith(("http://", "https://")) or not (run_ids or model_ids):
+        return False
+    cmd = [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", tracking_uri]
+    cmd += ["--run-ids", ",".join(run_ids)] if run_ids else []
+    cmd += ["--logged-model-ids", ",".join(model_ids)] if model_ids else []
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RegistryError(f"mlflow gc failed on {tracking_uri}: {done.stderr.strip()[-500:]}")
+    return True

@@ -1,0 +1,180 @@
+"""``run.py gc``: deletes what retention does not keep (``retention:`` in the config), or lists it with the bytes
+it would free (``--dry-run``).
+
+- MLflow: versions beyond the last ``keep_versions`` of each contender and ensemble kind (never an alias holder
+  or a kept ensemble's member), their runs and model files, and other runs beyond the newest ``keep_runs``
+  (:mod:`fercore.promotion.retention`), under the promotion lock, so that no promotion decides meanwhile.
+- ZenML: pipeline runs beyond the newest ``keep_runs`` per pipeline, except the runs kept versions came from
+  and the runs whose step results a kept run reused from the cache (deleting those would retrain on the
+  next run); then ZenML's own ``prune_artifacts`` deletes the artifacts no run uses any more.
+- Checkpoints left by killed training jobs, when no ``train_all`` is running, and local model copies
+  (``run.py predict``'s cache) of deleted versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zenml.client import Client
+from zenml.enums import ExecutionStatus
+
+from fercore.config import Config
+from fercore.errors import BusyError
+from fercore.promotion.retention import RegistryPlan, RunRecord, apply_registry_plan, registry_plan, runs_to_delete
+from pipelines.run_guard import one_run_of
+
+logger = logging.getLogger(__name__)
+PIPELINE_NAMES = ("fer_train_all", "fer_ingest", "fer_monitor")
+IN_PROGRESS = {s.value for s in (ExecutionStatus.INITIALIZING, ExecutionStatus.PROVISIONING, ExecutionStatus.QUEUED,
+                                 ExecutionStatus.RUNNING)}
+
+
+@dataclass
+class GcPlan:
+    registry: RegistryPlan
+    zenml_runs: list[RunRecord]
+    zenml_bytes: int | None
+    checkpoints: list[Path] = field(default_factory=list)
+    model_copies: list[Path] = field(default_factory=list)
+
+    def bytes(self) -> dict[str, int | None]:
+        return {"MLflow": self.registry.bytes, "ZenML": self.zenml_bytes,
+                "checkpoints": sum(_size(p) for p in self.checkpoints),
+                "model copies": sum(_size(p) for p in self.model_copies)}
+
+
+def gc(config: Config, dry_run: bool) -> str:
+    """Plans and (unless ``dry_run``) deletes; returns the report."""
+    from fercore.promotion.aliases import promotion_lock
+
+    name, uri = config.registry.model_name, config.registry.tracking_uri
+    with promotion_lock(uri, name), ExitStack() as stack:
+        try:  # no train_all starts while gc runs; one that runs already keeps its checkpoints
+            stack.enter_context(one_run_of("fer_train_all"))
+            training = False
+        except BusyError:
+            training = True
+        plan = make_plan(config, training)
+        report = describe(plan, dry_run)
+        if not dry_run:
+            purged = apply_registry_plan(name, uri, plan.registry)
+            client = Client()
+            for run in plan.zenml_runs:
+                client.delete_pipeline_run(run.run_id)
+            client.prune_artifacts(only_versions=True, delete_from_artifact_store=True)
+            for path in plan.checkpoints + plan.model_copies:
+                shutil.rmtree(path, ignore_errors=True)
+            if not purged and plan.registry.runs:
+                report += ("\nThe MLflow runs are marked deleted on the tracking server; run `mlflow gc` there to "
+                           "remove their files.")
+    return report
+
+
+def make_plan(config: Config, training: bool = False) -> GcPlan:
+    r = config.retention
+    reg = registry_plan(config.registry.model_name, config.registry.experiment_name, r.keep_versions, r.keep_runs)
+    needed = _zenml_runs_of_kept_versions(config, reg)
+    runs, steps = _pipeline_runs()
+    doomed: list[RunRecord] = []
+    for pipeline in PIPELINE_NAMES:
+        mine = [run for run in runs if run.name == pipeline]
+        doomed += runs_to_delete(mine, needed & {run.run_id for run in mine}, r.keep_runs, IN_PROGRESS)
+    zenml_bytes = _artifact_bytes(steps, {run.run_id for run in doomed})
+    return GcPlan(reg, doomed, zenml_bytes, [] if training else _stale_checkpoints(config), _stale_copies(config, reg))
+
+
+def _zenml_runs_of_kept_versions(config: Config, reg: RegistryPlan) -> set[str]:
+    from fercore.tracking import registry
+
+    return {registry.get_version(config.registry.model_name, v).tags.get("zenml_run_id", "") for v in reg.kept} - {""}
+
+
+def _pipeline_runs() -> tuple[list[RunRecord], dict[str, list]]:
+    """Every run of this project's pipelines (``name`` = its pipeline; ``needs`` = the runs its cached steps'
+    results came from), and each run's steps."""
+    from zenml.utils.pagination_utils import depaginate
+
+    client, runs, steps = Client(), [], {}
+    for pipeline in PIPELINE_NAMES:
+        try:
+            pipeline_id = client.get_pipeline(pipeline).id
+        except KeyError:
+            continue
+        for run in depaginate(client.list_pipeline_runs, pipeline_id=pipeline_id):
+            run_steps = list(run.steps.values())
+            steps[str(run.id)] = run_steps
+            needs = {str(client.get_run_step(s.original_step_run_id).pipeline_run_id) for s in run_steps
+                     if s.original_step_run_id}
+            runs.append(RunRecord(str(run.id), pipeline, run.status.value, run.created.timestamp(),
+                                  tuple(needs - {str(run.id)})))
+    return runs, steps
+
+
+def _artifact_bytes(steps: dict[str, list], doomed: set[str]) -> int | None:
+    """The bytes of the artifacts only doomed runs use (a local artifact store; None for a remote one)."""
+    used_elsewhere, theirs = set(), {}
+    for run_id, run_steps in steps.items():
+        for step in run_steps:
+            artifacts = [a for group in (step.inputs, step.outputs) for versions in group.values()
+                         for a in (versions if isinstance(versions, list) else [versions])]
+            for a in artifacts:
+                if run_id in doomed:
+                    theirs[a.id] = a.uri
+                else:
+                    used_elsewhere.add(a.id)
+    uris = [uri for a_id, uri in theirs.items() if a_id not in used_elsewhere]
+    if any("://" in uri for uri in uris):
+        return None
+    return sum(_size(Path(uri)) for uri in uris)
+
+
+def _stale_checkpoints(config: Config) -> list[Path]:
+    """Checkpoint folders (local ones) of jobs that no ``train_all`` will resume: gc runs while none runs."""
+    root = Path(config.checkpoint_dir)
+    if "://" in config.checkpoint_dir or not root.is_dir() or Client().active_stack.artifact_store.flavor != "local":
+        return []
+    return [job for kind in root.iterdir() if kind.is_dir() for job in kind.iterdir() if job.is_dir()]
+
+
+def _stale_copies(config: Config, reg: RegistryPlan) -> list[Path]:
+    """``run.py predict``'s local copies of the versions this gc deletes."""
+    from fercore.serving.local_models import copied_versions
+    from fercore.stores import default_cache_dir
+
+    doomed = {r.version for r in reg.versions}
+    return [folder for folder, (uri, name, version) in copied_versions(default_cache_dir() / "models").items()
+            if uri == config.registry.tracking_uri and name == config.registry.model_name and version in doomed]
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def describe(plan: GcPlan, dry_run: bool) -> str:
+    """What goes (``would go`` with ``dry_run``), and the bytes freed."""
+    verb = "would be deleted" if dry_run else "deleted"
+    reg = plan.registry
+    lines = [f"MLflow versions {verb} ({len(reg.versions)}): "
+             + (", ".join(f"v{r.version} ({r.group})" for r in sorted(reg.versions, key=lambda r: int(r.version)))
+                or "none"),
+             f"MLflow runs {verb} ({len(reg.runs)}): " + (", ".join(sorted({r.name for r in reg.runs})) or "none"),
+             f"ZenML pipeline runs {verb} ({len(plan.zenml_runs)}), then their unused artifacts (ZenML's "
+             "prune_artifacts)",
+             f"checkpoints {verb}: {len(plan.checkpoints)}; local model copies {verb}: {len(plan.model_copies)}",
+             "kept: " + "; ".join(f"v{v} ({why})" for v, why in sorted(reg.kept.items(), key=lambda kv: int(kv[0])))]
+    sizes = plan.bytes()
+    known = {k: v for k, v in sizes.items() if v is not None}
+    lines.append(f"bytes {'to free' if dry_run else 'freed'}: {_mb(sum(known.values()))} ("
+                 + ", ".join(f"{k} {_mb(v) if v is not None else 'not measured (remote store)'}"
+                             for k, v in sizes.items()) + ")")
+    return "\n".join(lines)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
