@@ -377,5 +377,36 @@ def test_a_version_whose_files_are_gone_starts_fresh_and_says_so(trained, tmp_pa
     assert all((v == start[k]).all() for k, v in model.state_dict().items())
 
 
+def test_gc_keeps_what_the_next_run_and_the_aliases_need(trained):
+    """Last: it deletes. A cached rerun first, so that the newest run reuses the first run's steps."""
+    from zenml.client import Client
+
+    client = trained["client"]
+    _train_all(trained["args"])
+    gc = [sys.executable, "run.py", "gc", "--config", trained["args"][1], "--set", "retention.keep_versions=1",
+          "--set", "retention.keep_runs=1"]
+    runs_before = len(Client().list_pipeline_runs(size=100).items)
+    dry = subprocess.run([*gc, "--dry-run"], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True,
+                         timeout=600)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "MLflow versions would be deleted (" in dry.stdout and "bytes to free: " in dry.stdout, dry.stdout
+    assert len(Client().list_pipeline_runs(size=100).items) == runs_before  # a dry run deletes nothing
+    champion = client.get_model_version_by_alias("fer-test", "champion").version
+    done = subprocess.run(gc, cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bytes freed: " in done.stdout and f"v{champion} (holds @champion" in done.stdout, done.stdout
+    assert len(Client().list_pipeline_runs(size=100).items) < runs_before
+    versions = {v.version for v in client.search_model_versions("name='fer-test'")}
+    aliases = client.get_registered_model("fer-test").aliases
+    assert set(aliases.values()) <= versions  # every alias still points at a version
+    _train_all(trained["args"])  # the steps of the runs gc kept are still the cache
+    status = _step_status(_zenml_run())
+    assert status["train_cnn"] == status["evaluate_cnn"] == status["ingest_data"] == "cached", status
+    from fercore.serving.local_models import load_predictor
+
+    predict, _ = load_predictor("models:/fer-test@champion", trained["uri"], trained["tmp"] / "after-gc")
+    assert predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, len(CLASS_NAMES))
+
+
 class _NONE:
     version = "0"
