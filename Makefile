@@ -9,6 +9,10 @@ RUN_ARGS = $(if $(DATA),--data $(DATA)) $(if $(CONFIG),--config $(CONFIG))
 
 MODEL ?= models:/fer2013-emotion@champion
 PORT ?= 5001
+# one worker: torch already uses every core per request, and each worker holds its own copy of the model;
+# a request waits its turn rather than time out (docs/serving.md, BENCHMARKS.md "Serving under load")
+SERVE_WORKERS ?= 1
+SERVE_TIMEOUT ?= 120
 MLFLOW_UI_WORKERS ?= 1
 
 .PHONY: setup train ingest test test-fast test-model lint mutation mlflow-ui serve benchmark schedule
@@ -62,4 +66,5 @@ mlflow-ui: setup
 # starts its server (uvicorn) from there.
 serve: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} \
-	$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 --port $(PORT) --workers 1
+	$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 --port $(PORT) \
+	--workers $(SERVE_WORKERS) --timeout $(SERVE_TIMEOUT)

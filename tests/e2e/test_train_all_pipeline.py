@@ -378,24 +378,34 @@ def test_a_version_whose_files_are_gone_starts_fresh_and_says_so(trained, tmp_pa
 
 
 def test_gc_keeps_what_the_next_run_and_the_aliases_need(trained):
-    """Last: it deletes. A cached rerun first, so that the newest run reuses the first run's steps."""
+    """Last: it deletes. Two ingest runs (the second without the cache: it needs nothing of the first), and a
+    cached rerun of train_all: the newest run, which reuses the first run's steps."""
     from zenml.client import Client
 
     client = trained["client"]
+    ingest = [sys.executable, "run.py", "--pipeline", "ingest", *trained["args"]]
+    for extra in ([], ["--no-cache"]):
+        done = subprocess.run([*ingest, *extra], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    ingest_runs = [r.id for r in Client().list_pipeline_runs(pipeline=Client().get_pipeline("fer_ingest").id).items]
+    assert len(ingest_runs) == 2
     _train_all(trained["args"])
     gc = [sys.executable, "run.py", "gc", "--config", trained["args"][1], "--set", "retention.keep_versions=1",
           "--set", "retention.keep_runs=1"]
-    runs_before = len(Client().list_pipeline_runs(size=100).items)
     dry = subprocess.run([*gc, "--dry-run"], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True,
                          timeout=600)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "MLflow versions would be deleted (" in dry.stdout and "bytes to free: " in dry.stdout, dry.stdout
-    assert len(Client().list_pipeline_runs(size=100).items) == runs_before  # a dry run deletes nothing
+    assert "ZenML pipeline runs would be deleted (" in dry.stdout and "ZenML pipeline runs would be deleted (0)" \
+        not in dry.stdout, dry.stdout
+    assert {r.id for r in Client().list_pipeline_runs(size=100).items} >= set(ingest_runs)  # a dry run deletes nothing
     champion = client.get_model_version_by_alias("fer-test", "champion").version
     done = subprocess.run(gc, cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "bytes freed: " in done.stdout and f"v{champion} (holds @champion" in done.stdout, done.stdout
-    assert len(Client().list_pipeline_runs(size=100).items) < runs_before
+    left = [r.id for r in Client().list_pipeline_runs(pipeline=Client().get_pipeline("fer_ingest").id).items]
+    assert left == [ingest_runs[0]]  # the newest (listed first) stays
     versions = {v.version for v in client.search_model_versions("name='fer-test'")}
     aliases = client.get_registered_model("fer-test").aliases
     assert set(aliases.values()) <= versions  # every alias still points at a version
