@@ -28,16 +28,16 @@ NAME = "fer-volume"
 
 def make_store(folder: Path, n: int) -> str:
     import torch
-    from mlflow import MlflowClient
 
     from fercore.models import build_cnn, save_model
     from fercore.serving.pyfunc import FerEmotionModel
     from fercore.tracking.registry import get_version, log_and_register
+    from fercore.tracking.store import client as tracking_client
     from fercore.tracking.store import connect
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     experiment = connect(uri, "volume")
-    client = MlflowClient()
+    client = tracking_client()
     torch.manual_seed(0)
     run_id = client.create_run(experiment, run_name="train-0").info.run_id
     model = save_model(build_cnn("vgg7", width=8).eval(), folder / "model")
