@@ -32,8 +32,7 @@ def make_store(folder: Path, n: int) -> str:
     from fercore.models import build_cnn, save_model
     from fercore.serving.pyfunc import FerEmotionModel
     from fercore.tracking.registry import get_version, log_and_register
-    from fercore.tracking.store import client as tracking_client
-    from fercore.tracking.store import connect
+    from fercore.tracking.store import client as tracking_client, connect
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     experiment = connect(uri, "volume")

@@ -176,8 +176,28 @@ def embedding_module(pyfunc_model):
     weights = getattr(wrapper, "spec", {}).get("weights")
     if not routes and not weights:
         return None
-    member = max(set(routes), key=routes.count) if routes else max(weights, key=weights.get)
-    return embedding_module(wrapper.members[member])
+    return embedding_module(wrapper.members[_embedded_member(routes, weights)])
+
+
+def _embedded_member(routes: list[str], weights: dict[str, float] | None) -> str:
+    """The member that routes the most emotions (ties: the lowest version), else the one with the largest weight."""
+    if routes:
+        return max(sorted(set(routes), key=int), key=routes.count)
+    return max(sorted(weights, key=int), key=weights.get)
+
+
+def embedding_version(name: str, version: str) -> str:
+    """The single version whose network :func:`embedding_module` embeds for ``version``, read from an ensemble's
+    spec alone (promotion then loads that member, not the whole ensemble)."""
+    from fercore.serving.local_models import ensemble_spec
+    from fercore.tracking import registry
+    from fercore.tracking.tags import family
+
+    if family(registry.get_version(name, version)) != "ensemble":
+        return version
+    spec = ensemble_spec(name, version)
+    routes, weights = list((spec.get("routes") or {}).values()), spec.get("weights")
+    return embedding_version(name, _embedded_member(routes, weights)) if routes or weights else version
 
 
 def monitor(reference: FerDataset, new: NewImages, predict, module, drift_share: float = 0.5,

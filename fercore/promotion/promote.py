@@ -15,7 +15,7 @@ from fercore.data.duplicates import image_hashes
 from fercore.evaluation.predictions import Predictions
 from fercore.models.inference import autocast_dtype, pick_device
 from fercore.monitoring.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
-from fercore.monitoring.new_images import embedding_module
+from fercore.monitoring.new_images import embedding_module, embedding_version
 from fercore.promotion.aliases import promotion_lock
 from fercore.promotion.apply import apply_plan, registered_ensembles
 from fercore.promotion.candidates import holder_candidates, overlap_note
@@ -92,7 +92,8 @@ def drift_reports(name: str, dataset: FerDataset, new: list[Candidate], cands: l
     train, test = dataset.split("train"), dataset.split("test")
     ref = train.images[sample_rows(len(train), config.drift_max_images, 0)]
     cur = test.images[sample_rows(len(test), config.drift_max_images, 1)]
-    module, ref_emb, cur_emb = embedding_module(registry.load_version(name, champion.version)), None, None
+    embedded = embedding_version(name, champion.version)  # an ensemble's member: loaded alone
+    module, ref_emb, cur_emb = embedding_module(registry.load_version(name, embedded)), None, None
     if module is not None:
         amp = autocast_dtype(pick_device(), "auto")
         ref_emb, cur_emb = embeddings(module, ref, amp), embeddings(module, cur, amp)
