@@ -119,7 +119,8 @@ def format_results(results: Iterable[PhotoResult]) -> str:
     return "\n".join([HEADER] + [line for r in results for line in format_result(r)])
 
 
-def write_json_line(result: PhotoResult, out: TextIO) -> None:
-    """One photo's result as a line of JSON (JSON lines: a run cut short keeps every line written)."""
-    out.write(json.dumps(result.__dict__) + "\n")
+def write_json_line(result: PhotoResult, out: TextIO, model: str = "") -> None:
+    """One photo's result as a line of JSON (JSON lines: a run cut short keeps every line written), with the
+    model that answered (``fer2013-emotion v3 (models:/fer2013-emotion@champion)``)."""
+    out.write(json.dumps({**result.__dict__, "model": model}) + "\n")
     out.flush()

@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
                 photos, faces = photos + 1, faces + len(r.faces)
                 _print_lines(format_result(r))
                 if out is not None:
-                    write_json_line(r, out)
+                    write_json_line(r, out, f"{loading.result()[1]} ({args.model})")
                 if r.error:
                     problems.append(r.error)
             label = loading.result()[1]  # a model that does not load is reported even when no photo had a face

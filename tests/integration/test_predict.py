@@ -139,6 +139,7 @@ def test_run_py_predict_writes_json_and_annotated_photos_without_warnings(photos
                                                   "(JPEG, PNG, ...), resized below 50 megapixels."]
     out = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "out.json").read_text().splitlines())}
     assert len(out["astronaut.jpg"]["faces"]) == 1 and out["coffee.jpg"]["faces"] == []
+    assert out["astronaut.jpg"]["model"] == "fer-photo v1 (models:/fer-photo@champion)"
     annotated = np.asarray(Image.open(tmp_path / "annotated" / "astronaut.png"))
     assert annotated.shape == (512, 512, 3)
     x, y, w, h = out["astronaut.jpg"]["faces"][0]["box"]
