@@ -147,6 +147,10 @@ def run_pipeline(args: argparse.Namespace, config: Config) -> None:
         from pipelines.monitor import report_and_retrain
 
         report_and_retrain(run, config, PIPELINES["train_all"])
+    if args.pipeline == "train_all" and config.promotion.enabled:
+        from pipelines.train_all import print_summary
+
+        print_summary(run, config)
     if args.pipeline == "train_all" and config.retention.after_run:
         from pipelines.gc import gc
 

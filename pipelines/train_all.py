@@ -98,3 +98,16 @@ def train_all_pipeline(config: Config) -> None:
     if config.promotion.enabled and registered:
         promote_models(dataset, config.registry, config.promotion, [r[0] for r in registered.values()],
                        [r[1] for r in registered.values()])
+
+
+def print_summary(run, config: Config) -> None:
+    """The end of a ``train_all`` on the console: what the contest and the promotion decided, where to look."""
+    from fercore.promotion.console import console_summary
+    from fercore.tracking.store import run_url
+
+    step = run.steps.get("promote_models")
+    if step is None:
+        return
+    summary = step.outputs["promotion"][0].load()
+    url = run_url(config.registry.tracking_uri, summary["promotion_run"])
+    print(console_summary(summary, config.registry.model_name, url, run.name))

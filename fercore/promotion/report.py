@@ -35,8 +35,8 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
                 f"figures are reported only. {noise}\n\n{table_markdown(table)}\n\n"
                 f"### Per emotion (validation F1)\n\n{plan.decision.markdown()}\n\n"
                 f"{calibration_markdown(fitted)}### Aliases now\n\n{aliases_markdown(holders_now, plan.cands)}")
-    with one_off_run(info, "promote", config.model_dump(), info.tags(stage="promotion")) as run_id:
-        log_files(run_id, {"promotion.md": markdown, "promotion.csv": plan.decision.table.to_csv(index=False),
+    with one_off_run(info, "promote", config.model_dump(), info.tags(stage="promotion")) as promote_run_id:
+        log_files(promote_run_id, {"promotion.md": markdown, "promotion.csv": plan.decision.table.to_csv(index=False),
                            "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,
                            "prediction_drift.html": pred_report.html}, "promotion")
     summary = {
@@ -47,8 +47,26 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
                              f"test_{config.metric}": round(c.test_evaluation.overall[config.metric], 4)}
                    for c in plan.cands},
         **({"averaging": fitted.__dict__} if fitted else {}),  # ZenML metadata holds no None
+        "candidates": [_candidate_line(name, c) for c in plan.cands],
+        "per_emotion": [{"emotion": r["emotion"], "winner": r["winner"], "lead": _fmt(r["margin_runner_up"]),
+                         "interval": r["runner_up_95ci"], "significant": r["significant"], "decision": r["decision"]}
+                        for r in plan.decision.table.to_dict("records")],
+        "promotion_run": promote_run_id,
     }
     return PromotionResult(markdown, data_report, pred_report, summary)
+
+
+def _fmt(x: float) -> str:
+    return "—" if x != x else f"{x:+.4f}"  # NaN: no runner-up
+
+
+def _candidate_line(name: str, c: Candidate) -> dict[str, Any]:
+    from fercore.tracking import registry
+
+    minutes = registry.get_version(name, c.version).tags.get("total_training_minutes", "")
+    return {"label": c.label, "new": c.new, "minutes": minutes,
+            "val_accuracy": round(float(c.evaluation.overall["accuracy"]), 4),
+            "test_accuracy": round(float(c.test_evaluation.overall["accuracy"]), 4)}
 
 
 def calibration_markdown(fit: AveragingFit | None) -> str:

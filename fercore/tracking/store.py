@@ -123,3 +123,10 @@ def busy_store_is_named(tracking_uri: str, what: str) -> Iterator[None]:
         raise RegistryError(f"the MLflow store {redact(tracking_uri)} is busy: another process held its database "
                             f"lock past MLflow's retries, so {what}. Run again once it is free (is a long query or "
                             "another tool holding mlflow.db?)") from None
+
+
+def run_url(tracking_uri: str, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI's page of a run: on a tracking server, the server's; for a local store, ``make mlflow-ui``'s."""
+    experiment_id = client(tracking_uri).get_run(run_id).info.experiment_id
+    base = redact(tracking_uri).rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ui
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -45,10 +45,11 @@ checkpoint_dir: {tmp / 'ckpt'}
     return {"uri": uri, "client": MlflowClient(uri), "tmp": tmp, "args": args}
 
 
-def _train_all(args: list[str]) -> None:
+def _train_all(args: list[str]) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "run.py", "--pipeline", "train_all", *args], cwd=ROOT,
                             env=os.environ.copy(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
 
 
 def _versions(client):
@@ -306,8 +307,14 @@ def _step_status(run) -> dict[str, str]:
 def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps(trained):
     client = trained["client"]
     versions_before = len(client.search_model_versions("name='fer-test'"))
-    _train_all(trained["args"])
+    result = _train_all(trained["args"])
     status = _step_status(_zenml_run())
+    champion = client.get_model_version_by_alias("fer-test", "champion").version
+    last = result.stdout.rstrip().splitlines()  # the console ends with the result and where to look
+    assert last[-1] == f"  predict  python run.py predict PHOTO_OR_FOLDER   (models:/fer-test@champion = v{champion})"
+    assert last[-2] == f"  ZenML    zenml login --local, then the run {_zenml_run().name}"
+    assert "Promotion of fer-test: decided on validation, test reported" in last
+    assert any(line.startswith("  surprise ") for line in last) and "Aliases moved: 0 (every holder kept its alias)" in last
     cached = {"ingest_data", "split_data", "rebalance_data", "train_cnn", "evaluate_cnn", "train_vit", "evaluate_vit",
               "train_resnet", "evaluate_resnet"}
     assert {s for s in cached if status[s] == "cached"} == cached, status

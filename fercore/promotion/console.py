@@ -1,0 +1,30 @@
+"""The last lines of a ``train_all`` on the console, from promotion's summary (no store is read)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, zenml_run: str) -> str:
+    """The last lines of a ``train_all`` on the console: the contenders, each emotion's winner, the aliases that
+    moved and why, and where to look next."""
+    lines = ["", f"Promotion of {model_name}: decided on validation, test reported", "",
+             f"  {'candidate':<24} {'minutes':>8} {'val acc':>8} {'test acc':>9}"]
+    for c in summary["candidates"]:
+        minutes = f"{float(c['minutes']):.1f}" if c["minutes"] else "—"
+        lines.append(f"  {c['label'] + ('' if c['new'] else ' (holder)'):<24} {minutes:>8} "
+                     f"{c['val_accuracy']:>8.2%} {c['test_accuracy']:>9.2%}")
+    lines += ["", f"  {'emotion':<9} {'winner':<18} {'lead on runner-up [95 % interval]':<36} {'significant':<12} decision"]
+    for e in summary["per_emotion"]:
+        lead = "—" if e["lead"] == "—" else f"{e['lead']} {e['interval']}"
+        lines.append(f"  {e['emotion']:<9} {e['winner']:<18} {lead:<36} {e['significant']:<12} {e['decision']}")
+    moves = summary["moves"]
+    lines += ["", f"Aliases moved: {len(moves)}" + ("" if moves else " (every holder kept its alias)")]
+    lines += [(f"  @{m['alias']}: v{m['previous']} -> v{m['version']}" if m["previous"] else
+               f"  @{m['alias']}: -> v{m['version']} (no holder yet)") + f"   {m['reason']}" for m in moves]
+    champion = summary["aliases"].get("champion")
+    lines += ["", "Where to look:",
+              f"  MLflow   make mlflow-ui, then {mlflow_url} (the promotion run: tables, drift reports)",
+              f"  ZenML    zenml login --local, then the run {zenml_run}",
+              f"  predict  python run.py predict PHOTO_OR_FOLDER   (models:/{model_name}@champion = v{champion})"]
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""The end of a train_all on the console: exact lines from a promotion summary."""
+
+from fercore.promotion.console import console_summary
+
+SUMMARY = {
+    "candidates": [
+        {"label": "v3 (vgg7)", "new": True, "minutes": "23.7", "val_accuracy": 0.6512, "test_accuracy": 0.6843},
+        {"label": "v2 (resnet)", "new": False, "minutes": "", "val_accuracy": 0.6401, "test_accuracy": 0.6622}],
+    "per_emotion": [
+        {"emotion": "angry", "winner": "v3 (vgg7)", "lead": "+0.0213", "interval": "[+0.004, +0.039]",
+         "significant": "yes", "decision": "move"},
+        {"emotion": "disgust", "winner": "v2 (resnet)", "lead": "—", "interval": "—", "significant": "—",
+         "decision": "keep"}],
+    "moves": [{"alias": "champion", "version": "3", "previous": "2", "reason": "macro_f1 0.6400 vs v2 0.6300"},
+              {"alias": "champion-angry", "version": "3", "previous": None, "reason": "angry F1 0.6000"}],
+    "aliases": {"champion": "3"},
+}
+
+
+def test_the_summary_names_contenders_winners_moves_and_where_to_look():
+    text = console_summary(SUMMARY, "fer2013-emotion", "http://127.0.0.1:5000/#/experiments/1/runs/abc",
+                           "fer_train_all-2026_12_04")
+    assert text.splitlines() == [
+        "",
+        "Promotion of fer2013-emotion: decided on validation, test reported",
+        "",
+        "  candidate                 minutes  val acc  test acc",
+        "  v3 (vgg7)                    23.7   65.12%    68.43%",
+        "  v2 (resnet) (holder)            —   64.01%    66.22%",
+        "",
+        "  emotion   winner             lead on runner-up [95 % interval]    significant  decision",
+        "  angry     v3 (vgg7)          +0.0213 [+0.004, +0.039]             yes          move",
+        "  disgust   v2 (resnet)        —                                    —            keep",
+        "",
+        "Aliases moved: 2",
+        "  @champion: v2 -> v3   macro_f1 0.6400 vs v2 0.6300",
+        "  @champion-angry: -> v3 (no holder yet)   angry F1 0.6000",
+        "",
+        "Where to look:",
+        "  MLflow   make mlflow-ui, then http://127.0.0.1:5000/#/experiments/1/runs/abc (the promotion run: tables, "
+        "drift reports)",
+        "  ZenML    zenml login --local, then the run fer_train_all-2026_12_04",
+        "  predict  python run.py predict PHOTO_OR_FOLDER   (models:/fer2013-emotion@champion = v3)"]
+
+
+def test_no_move_says_every_holder_kept_its_alias():
+    text = console_summary({**SUMMARY, "moves": []}, "m", "url", "run")
+    assert "Aliases moved: 0 (every holder kept its alias)" in text.splitlines()
