@@ -115,7 +115,7 @@ def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoi
                     extra_params: dict[str, Any] | None = None) -> tuple[dict[str, Any], TrackedRun, np.ndarray]:
     """:func:`fercore.training.tracked.train_contender` with this stack's checkpoint store and pipeline run; the
     record's summary becomes the step's ``training`` metadata."""
-    job.checkpoints = checkpoint_store(checkpoint_dir, name)
+    job.checkpoints, job.name = checkpoint_store(checkpoint_dir, name), name
     training, run, probs = train_contender(job, name, run_info(registry), (rung or RungInputs()).rung(
         name, registry.model_name), distributed.resolve_processes(ddp_processes), extra_params)
     summary = {k: v for k, v in training.items() if k != "history"}

@@ -36,6 +36,7 @@ from fercore.training.lr_schedule import ProgressSchedule, make_optimizer
 from fercore.training.progress import Progress, TrainResult
 
 logger = logging.getLogger(__name__)
+BAR_STEPS = 1000  # the progress bar counts thousandths of the schedule
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -66,6 +67,7 @@ class TrainJob:
     on_epoch_start: Callable[[int, nn.Module], None] | None = None
     teacher_probs: np.ndarray | None = None
     start_digest: str = ""
+    name: str = "training"  # the contender's: its progress bar's label
 
     def key(self) -> str:
         """Identifies the job (:func:`job_key`): a checkpoint is resumed only by the same job."""
@@ -73,7 +75,7 @@ class TrainJob:
 
     def trainer(self) -> Trainer:
         return Trainer(self.model, self.cfg, self.checkpoints, self.on_epoch_end, self.on_epoch_start, self.teacher_probs,
-                       self.start_digest)
+                       self.start_digest, self.name)
 
     def run(self) -> TrainResult:
         """Trains the model in place, in this process."""
@@ -116,9 +118,9 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainingConfig, checkpoints: CheckpointStore | str | Path | None = None,
                  on_epoch_end: EpochCallback | None = None,
                  on_epoch_start: Callable[[int, nn.Module], None] | None = None,
-                 teacher_probs: np.ndarray | None = None, start_digest: str = ""):
+                 teacher_probs: np.ndarray | None = None, start_digest: str = "", name: str = "training"):
         self.cfg, self.on_epoch_end, self.on_epoch_start = cfg, on_epoch_end, on_epoch_start
-        self.start_digest = start_digest
+        self.start_digest, self.name = start_digest, name
         distill = getattr(cfg, "distill", None)
         if (teacher_probs is None) != (distill is None or not distill.enabled):
             raise ValueError("teacher_probs are needed exactly when distill.enabled is set")
@@ -246,8 +248,12 @@ class Trainer:
                                       label_smoothing=cfg.label_smoothing)
         loop = _Loop(opt, sched, loss_fn, Progress(result=TrainResult(device=str(self.device))))
         self._restore(key, loop)
-        loop.bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=steps_per_epoch * loop.progress.epoch,
-                        desc="training", unit="batch", dynamic_ncols=True, disable=self.rank > 0)
+        # sized to what will run: the schedule's progress, which reaches 100 % at the last epoch or at the end of
+        # max_train_minutes, whichever comes first (a bar of epochs would stop at 21 % when the budget ends)
+        loop.bar = tqdm(total=BAR_STEPS, initial=round(sched.applied_progress * BAR_STEPS), desc=self.name, unit="‰",
+                        dynamic_ncols=True, disable=self.rank > 0,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+        loop.bar.set_postfix_str(f"epoch {loop.progress.epoch + 1}/{cfg.epochs}", refresh=False)
         return loop
 
     def _keep_start_weights(self, progress: Progress, val: FerDataset) -> None:
@@ -280,8 +286,10 @@ class Trainer:
             progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights.state_dict().items()}
         else:
             progress.bad_epochs += 1
-        loop.bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
-                             val_acc=f"{val_acc:.3f}")
+        loop.bar.set_postfix_str(f"epoch {epoch + 2 if epoch + 1 < self.cfg.epochs else epoch + 1}/{self.cfg.epochs}, "
+                                 f"loss {train_loss:.3f}, val_loss {val_loss:.3f}, val_acc {val_acc:.3f}")
+        logger.info("%s epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f", self.name, epoch + 1,
+                    self.cfg.epochs, train_loss, val_loss, val_acc)
         return metrics, len(rows), trained
 
     def _finish(self, loop: _Loop, key: str, wall_s: float) -> TrainResult:
@@ -362,7 +370,7 @@ class Trainer:
             total_loss += loss.item() * len(idx)
             correct += (logits.argmax(-1) == y).sum().item()
             count += len(idx)
-            bar.update(1)
+            bar.update(round(sched.applied_progress * BAR_STEPS) - bar.n)  # no collective: DDP ranks agree
             if sched.budget_s and sched.finished():
                 break
         if self.world > 1:
