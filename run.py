@@ -47,6 +47,30 @@ def configure_logging(pipelines: bool = True) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+class DropLocalResourceNotice(logging.Filter):
+    """ZenML's local orchestrator warns once per step that it ignores the steps' resource settings (GPUs for a
+    cluster); on this machine that is expected and says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Specifying step resources is not supported")
+
+
+def quiet_libraries() -> None:
+    """What a run prints by default: ZenML's step lines, this project's log and one bar per training. Library
+    warnings, MLflow's notices ("Validating input example", CloudPickle), download and loading bars come
+    with ``--verbose``. Set before the libraries are imported: transformers reads its bar setting then."""
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.simplefilter("ignore")
+    for name in ("mlflow", "alembic", "evidently", "httpx", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(DropLocalResourceNotice())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run the FER-2013 emotion-recognition pipelines.",
@@ -68,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="remove the pipeline's crontab entry / ZenML schedule and its scheduled config")
     parser.add_argument("--no-cache", action="store_true", help="run every step (no ZenML step cache, no decoded-data "
                         "cache)")
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks of data, config and service errors")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks of data, config and service errors, "
+                        "library warnings and notices, and download and loading bars")
     return parser.parse_args(argv)
 
 
@@ -194,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["gc"]:
         return gc_main(argv[1:])
     args = parse_args(argv)
+    if not args.verbose:
+        quiet_libraries()
     configure_logging()
     if not args.verbose:
         logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(QuietExpectedErrors())
