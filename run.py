@@ -65,6 +65,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # MLflow sets its own loggers' level when imported
     warnings.simplefilter("ignore")
     for name in ("mlflow", "alembic", "evidently", "httpx", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -15,6 +15,7 @@ import numpy as np
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.utils.logging_utils import disable_logging, enable_logging
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import RegistryError
@@ -84,7 +85,11 @@ def log_and_register(run_id: str, python_model: mlflow.pyfunc.PythonModel, artif
     except TrackingError as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
             raise
-    version = mlflow.register_model(info.model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    disable_logging()  # MLflow prints "already exists" / "Created version" to stderr: the log line below says it
+    try:
+        version = mlflow.register_model(info.model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    finally:
+        enable_logging()
     client().update_model_version(model_name, version.version, description=description)
     logger.info("Registered %s version %s (run %s)", model_name, version.version, run_id)
     return str(version.version)

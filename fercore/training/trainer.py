@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,8 +251,10 @@ class Trainer:
         self._restore(key, loop)
         # sized to what will run: the schedule's progress, which reaches 100 % at the last epoch or at the end of
         # max_train_minutes, whichever comes first (a bar of epochs would stop at 21 % when the budget ends)
+        # on stdout: ZenML stores a step's stderr lines as errors; refreshed every 30 s where no terminal shows it
         loop.bar = tqdm(total=BAR_STEPS, initial=round(sched.applied_progress * BAR_STEPS), desc=self.name, unit="‰",
-                        dynamic_ncols=True, disable=self.rank > 0,
+                        dynamic_ncols=True, disable=self.rank > 0, file=sys.stdout,
+                        mininterval=0.5 if sys.stdout.isatty() else 30.0,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
         loop.bar.set_postfix_str(f"epoch {loop.progress.epoch + 1}/{cfg.epochs}", refresh=False)
         return loop
@@ -288,8 +291,9 @@ class Trainer:
             progress.bad_epochs += 1
         loop.bar.set_postfix_str(f"epoch {epoch + 2 if epoch + 1 < self.cfg.epochs else epoch + 1}/{self.cfg.epochs}, "
                                  f"loss {train_loss:.3f}, val_loss {val_loss:.3f}, val_acc {val_acc:.3f}")
-        logger.info("%s epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f", self.name, epoch + 1,
-                    self.cfg.epochs, train_loss, val_loss, val_acc)
+        with loop.bar.external_write_mode():  # the line goes above the bar, not glued to it
+            logger.info("%s epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f", self.name, epoch + 1,
+                        self.cfg.epochs, train_loss, val_loss, val_acc)
         return metrics, len(rows), trained
 
     def _finish(self, loop: _Loop, key: str, wall_s: float) -> TrainResult:
