@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fercore.config import PromotionConfig
+from fercore.constants import CLASS_NAMES
 from fercore.monitoring.drift import DriftResult
 from fercore.promotion.decision import AliasMove, Candidate, candidates_table, table_markdown
 from fercore.promotion.ensembles import AveragingFit
 from fercore.promotion.plan import Plan
+from fercore.tracking import registry
 from fercore.tracking.runs import log_files, one_off_run
 from fercore.tracking.store import RunInfo
 
@@ -39,6 +41,7 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
         log_files(promote_run_id, {"promotion.md": markdown, "promotion.csv": plan.decision.table.to_csv(index=False),
                            "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,
                            "prediction_drift.html": pred_report.html}, "promotion")
+    registry.describe_model(name, model_description(name, holders_now, plan.cands, config))
     summary = {
         "decided_on": "validation", "blocked_by_drift": plan.blocked, "moves": [m.__dict__ for m in applied],
         "reasons": plan.decision.reasons, "routes": plan.decision.routes, "aliases": holders_now,
@@ -56,13 +59,44 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
     return PromotionResult(markdown, data_report, pred_report, summary)
 
 
+def model_description(name: str, holders: dict[str, str], cands: list[Candidate], config: PromotionConfig) -> str:
+    """The registered model's description: the alias scheme, who holds each alias now, how to load and call it."""
+    labels = {c.version: c.label for c in cands}
+    now = ", ".join(f"@{alias} {labels.get(v, f'v{v}')}" for alias, v in sorted(holders.items()) if v) or "none yet"
+    significance = ("a lead inside its bootstrap 95 % interval moves no alias" if config.require_significance else
+                    "any lead moves an alias")
+    return f"""FER-2013 facial-emotion classifiers: 48x48 grayscale faces, 7 classes ({', '.join(CLASS_NAMES)}), trained,
+judged and promoted by the fer-mlops pipelines.
+
+**Aliases**, decided on the validation split ({significance}; the test split is reported only):
+- `champion`: the best version overall by {config.metric} (an ensemble must beat the best single model beyond the
+  noise); `previous-champion`: the one it replaced.
+- `challenger`: the runner-up to the champion.
+- `champion-<emotion>` (one per emotion): the best version for that emotion by its F1; the routed ensemble sends each
+  emotion to this holder.
+
+**Now** (after the latest promotion): {now}.
+
+**Load and call a version** (MLflow, pandas and numpy; the project need not be installed):
+
+```python
+import mlflow, numpy as np
+model = mlflow.pyfunc.load_model("models:/{name}@champion")
+model.predict(np.zeros((2, 48, 48), np.uint8))  # per face: label and the 7 probabilities
+```
+
+Input: uint8 faces `(N, 48, 48)`, grayscale 0-255, cropped like FER-2013 (`run.py predict` finds and crops the faces of
+ordinary photos). Limitations: FER-2013's labels are noisy (FER+, its relabelling by ten annotators per face, changed
+many), its faces come from web image searches and are not balanced by age, gender or ethnicity, and disgust has 436
+training images: expect lower figures on other populations and on disgust.
+"""
+
+
 def _fmt(x: float) -> str:
     return "—" if x != x else f"{x:+.4f}"  # NaN: no runner-up
 
 
 def _candidate_line(name: str, c: Candidate) -> dict[str, Any]:
-    from fercore.tracking import registry
-
     minutes = registry.get_version(name, c.version).tags.get("total_training_minutes", "")
     return {"label": c.label, "new": c.new, "minutes": minutes,
             "val_accuracy": round(float(c.evaluation.overall["accuracy"]), 4),

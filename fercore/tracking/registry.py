@@ -233,3 +233,8 @@ def logged_model_id(version: ModelVersion) -> str | None:
         return version.model_id
     source = version.source or ""
     return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
+def describe_model(name: str, description: str) -> None:
+    """Sets the registered model's description (the MLflow UI shows it on the model's page)."""
+    client().update_registered_model(name, description=description)

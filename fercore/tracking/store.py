@@ -17,6 +17,9 @@ from mlflow.exceptions import MlflowException
 from fercore.errors import RegistryError
 from fercore.stores import redact
 
+# the MLflow UI opens an experiment of this kind on its model-training view (runs, metrics), not the GenAI one
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
 
 @dataclass
 class RunInfo:
@@ -49,11 +52,13 @@ def connect(tracking_uri: str, experiment_name: str) -> str:
     try:
         exp = mlflow.get_experiment_by_name(experiment_name)
         if exp is not None:
+            if EXPERIMENT_KIND[0] not in exp.tags:  # experiments made by earlier releases
+                client().set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
             return exp.experiment_id
         location = None
         if tracking_uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in the cwd
             location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-        return mlflow.create_experiment(experiment_name, artifact_location=location)
+        return mlflow.create_experiment(experiment_name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
     except MlflowException as exc:
         raise RegistryError(f"MLflow tracking store {redact(tracking_uri)} cannot be used: {exc}. Check registry.tracking_uri "
                             "or MLFLOW_TRACKING_URI.") from exc

@@ -250,3 +250,16 @@ def test_a_store_locked_by_another_process_is_named_busy_and_no_alias_moves(stor
         promote(NAME, dataset, [({"version": version, "family": "cnn"}, _winning(dataset, list(range(7))))],
                 PromotionConfig(ensemble=False, averaging=False, drift_max_images=60), store)
     assert MlflowClient().get_registered_model(NAME).aliases == {}
+
+
+def test_the_registered_model_explains_its_aliases_and_the_experiment_opens_on_model_training(store):
+    dataset = synthetic(per_class=12, test_per_class=4)
+    version = _register(dataset, 0, store)
+    promote(NAME, dataset, [({"version": version, "family": "cnn", "contender": "c0"}, _winning(dataset, [0, 1]))],
+            PromotionConfig(ensemble=False, averaging=False, drift_max_images=60), store)
+    description = MlflowClient().get_registered_model(NAME).description
+    assert "`champion-<emotion>` (one per emotion)" in description and "`challenger`" in description
+    assert f"@champion v{version} (c0)" in description
+    assert f'mlflow.pyfunc.load_model("models:/{NAME}@champion")' in description
+    experiment = MlflowClient().get_experiment_by_name("promo")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
