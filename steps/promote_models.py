@@ -2,12 +2,13 @@
 
 from typing import Annotated, Any
 
-from zenml import log_metadata, step
+from zenml import get_step_context, log_metadata, step
 from zenml.types import HTMLString, MarkdownString
 
 from fercore.config import PromotionConfig, RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.predictions import Predictions
+from fercore.promotion.console import run_metadata
 from fercore.promotion.promote import promote
 from steps.common import run_info
 
@@ -38,5 +39,6 @@ def promote_models(
     """
     out = promote(registry.model_name, dataset, list(zip(registrations, predictions)), config, run_info(registry))
     log_metadata(metadata=out.summary, infer_artifact=True, artifact_name="promotion")
+    log_metadata(metadata=run_metadata(out.summary), run_id_name_or_prefix=get_step_context().pipeline_run.id)
     return (MarkdownString(out.markdown), HTMLString(out.data_drift.html), HTMLString(out.prediction_drift.html),
             out.summary)

@@ -1,4 +1,5 @@
-"""The last lines of a ``train_all`` on the console, from promotion's summary (no store is read)."""
+"""What a ``train_all`` shows where users look first, from promotion's summary (no store is read): the console's
+last lines, and the pipeline run's metadata in ZenML."""
 
 from __future__ import annotations
 
@@ -28,3 +29,14 @@ def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, z
               f"  ZenML    zenml login --local, then the run {zenml_run}",
               f"  predict  python run.py predict PHOTO_OR_FOLDER   (models:/{model_name}@champion = v{champion})"]
     return "\n".join(lines)
+
+
+def run_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline run's metadata (the ZenML dashboard's run page): the champion, each alias's holder, and each
+    candidate's validation and test accuracy."""
+    labels = {c["label"].split(" ")[0]: c["label"] for c in summary["candidates"]}
+    return {"champion": labels.get(f"v{summary['aliases'].get('champion')}", "none"),
+            "aliases": {a: labels.get(f"v{v}", f"v{v}") for a, v in sorted(summary["aliases"].items())},
+            "accuracy": {c["label"]: {"validation": c["val_accuracy"], "test": c["test_accuracy"]}
+                         for c in summary["candidates"]},
+            "aliases_moved": len(summary["moves"])}

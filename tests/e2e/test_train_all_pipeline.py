@@ -315,6 +315,9 @@ def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps
     assert last[-2] == f"  ZenML    zenml login --local, then the run {_zenml_run().name}"
     assert "Promotion of fer-test: decided on validation, test reported" in last
     assert any(line.startswith("  surprise ") for line in last) and "Aliases moved: 0 (every holder kept its alias)" in last
+    metadata = _zenml_run().run_metadata  # the run's page in ZenML
+    assert metadata["champion"].startswith(f"v{champion} (") and metadata["aliases_moved"] == 0
+    assert set(metadata["accuracy"]) >= {f"v{v.version} ({v.tags['contender']})" for v in _versions(client).values()}
     cached = {"ingest_data", "split_data", "rebalance_data", "train_cnn", "evaluate_cnn", "train_vit", "evaluate_vit",
               "train_resnet", "evaluate_resnet"}
     assert {s for s in cached if status[s] == "cached"} == cached, status

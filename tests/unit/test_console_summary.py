@@ -1,6 +1,6 @@
 """The end of a train_all on the console: exact lines from a promotion summary."""
 
-from fercore.promotion.console import console_summary
+from fercore.promotion.console import console_summary, run_metadata
 
 SUMMARY = {
     "candidates": [
@@ -46,3 +46,12 @@ def test_the_summary_names_contenders_winners_moves_and_where_to_look():
 def test_no_move_says_every_holder_kept_its_alias():
     text = console_summary({**SUMMARY, "moves": []}, "m", "url", "run")
     assert "Aliases moved: 0 (every holder kept its alias)" in text.splitlines()
+
+
+def test_the_runs_metadata_names_the_champion_the_holders_and_each_accuracy():
+    assert run_metadata({**SUMMARY, "aliases": {"champion": "3", "champion-disgust": "2", "challenger": "9"}}) == {
+        "champion": "v3 (vgg7)",
+        "aliases": {"challenger": "v9", "champion": "v3 (vgg7)", "champion-disgust": "v2 (resnet)"},
+        "accuracy": {"v3 (vgg7)": {"validation": 0.6512, "test": 0.6843},
+                     "v2 (resnet)": {"validation": 0.6401, "test": 0.6622}},
+        "aliases_moved": 2}
