@@ -144,9 +144,9 @@ def test_every_move_reason_and_table_cell_of_a_decision():
         "v1 (cnn) val F1": 0.5, "v1 (cnn) val recall": 0.5, "v2 (cnn) val F1": 0.4, "v2 (cnn) val recall": 0.4,
         "v3 (cnn) val F1": 0.9, "v3 (cnn) val recall": 0.9, "margin_runner_up": 0.4, "margin_vs_champion": 0.4})
     first = decide(cands, {})  # no holders: no margin to a champion
-    assert np.isnan(_row(first, "disgust")["margin_vs_champion"]) and _row(first, "disgust")["decision"] == "assign"
-    assert first.reasons["champion"] == "assign: macro_f1 0.6257" and first.reasons["champion-happy"] == \
-        "assign: happy F1 0.5800"
+    assert np.isnan(_row(first, "disgust")["margin_vs_champion"]) and _row(first, "disgust")["decision"] == "assign (no holder yet)"
+    assert first.reasons["champion"] == "assign (no holder yet): macro_f1 0.6257" and first.reasons["champion-happy"] == \
+        "assign (no holder yet): happy F1 0.5800"
     alone = decide([cand("1", 0.5)], {})
     assert np.isnan(_row(alone, "happy")["margin_runner_up"]) and "challenger" not in alone.reasons
 
