@@ -73,7 +73,14 @@ class Decision:
     routes: dict[str, str] = field(default_factory=dict)  # emotion -> version holding its alias afterwards
 
     def markdown(self) -> str:
-        return table_markdown(self.table)
+        """The compact view: per emotion the winner, the runner-up, the lead with its interval, the decision (every
+        candidate's F1 and recall are in :attr:`table`, logged as ``promotion.csv``)."""
+        compact = pd.DataFrame({
+            "emotion": self.table["emotion"], "winner": self.table["winner"], "runner-up": self.table["runner_up"],
+            "lead [95 % interval]": [("—" if m != m else f"{m:+.3f}" + ("" if ci == "—" else f" {ci}")) for m, ci in
+                                     zip(self.table["margin_runner_up"], self.table["runner_up_95ci"])],
+            "significant": self.table["significant"], "decision": self.table["decision"]})
+        return table_markdown(compact)
 
 
 def candidates_table(cands: list[Candidate]) -> pd.DataFrame:
@@ -174,7 +181,7 @@ def _decide_emotion(emotion: str, per_cat: list[Candidate], holder: Candidate | 
     for c in per_cat:
         row[f"{c.label} val F1"] = c.f1(emotion)
         row[f"{c.label} val recall"] = float(c.evaluation.per_class.loc[emotion, "recall"])
-    return {**row, "winner": winner.label,
+    return {**row, "winner": winner.label, "runner_up": runner_up.label if runner_up else "—",
             "margin_runner_up": best.f1(emotion) - runner_up.f1(emotion) if runner_up else float("nan"),
             "runner_up_95ci": _interval(over_runner_up), "significant": _yes_no(over_runner_up),
             "margin_vs_champion": best.f1(emotion) - holder.f1(emotion) if holder else float("nan"),

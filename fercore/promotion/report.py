@@ -35,7 +35,8 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
              if config.require_significance else "Any lead moves an alias (promotion.require_significance: false).")
     markdown = (f"## Promotion of {name}\n\nDecided on the validation split ({val_images} images); the test "
                 f"figures are reported only. {noise}\n\n{table_markdown(table)}\n\n"
-                f"### Per emotion (validation F1)\n\n{plan.decision.markdown()}\n\n"
+                f"### Per emotion (validation F1; every candidate's F1 and recall: promotion.csv)\n\n"
+                f"{plan.decision.markdown()}\n\n"
                 f"{calibration_markdown(fitted)}### Aliases now\n\n{aliases_markdown(holders_now, plan.cands)}")
     with one_off_run(info, "promote", config.model_dump(), info.tags(stage="promotion")) as promote_run_id:
         log_files(promote_run_id, {"promotion.md": markdown, "promotion.csv": plan.decision.table.to_csv(index=False),

@@ -139,12 +139,14 @@ def test_every_move_reason_and_table_cell_of_a_decision():
     assert decision.routes == dict.fromkeys(CLASS_NAMES, "3")
     row = _row(decision, "disgust")
     assert {k: v for k, v in row.items() if isinstance(v, str)} == {
-        "winner": "v3 (cnn)", "runner_up_95ci": "—", "significant": "—", "champion_95ci": "—", "decision": "move"}
+        "winner": "v3 (cnn)", "runner_up": "v1 (cnn)", "runner_up_95ci": "—", "significant": "—", "champion_95ci": "—",
+        "decision": "move"}
     assert {k: v for k, v in row.items() if not isinstance(v, str)} == pytest.approx({
         "v1 (cnn) val F1": 0.5, "v1 (cnn) val recall": 0.5, "v2 (cnn) val F1": 0.4, "v2 (cnn) val recall": 0.4,
         "v3 (cnn) val F1": 0.9, "v3 (cnn) val recall": 0.9, "margin_runner_up": 0.4, "margin_vs_champion": 0.4})
     first = decide(cands, {})  # no holders: no margin to a champion
-    assert np.isnan(_row(first, "disgust")["margin_vs_champion"]) and _row(first, "disgust")["decision"] == "assign (no holder yet)"
+    assert np.isnan(_row(first, "disgust")["margin_vs_champion"])
+    assert _row(first, "disgust")["decision"] == "assign (no holder yet)"
     assert first.reasons["champion"] == "assign (no holder yet): macro_f1 0.6257" and first.reasons["champion-happy"] == \
         "assign (no holder yet): happy F1 0.5800"
     alone = decide([cand("1", 0.5)], {})
@@ -250,7 +252,10 @@ def test_the_per_emotion_table_holds_the_margins_and_routes():
     row = decision.table.set_index("emotion").loc["disgust"]
     assert row["decision"] == "move" and row["margin_vs_champion"] == pytest.approx(0.4)
     assert decision.routes == {**dict.fromkeys(CLASS_NAMES, "1"), "disgust": "3"}
-    assert "| emotion |" in decision.markdown()
+    lines = decision.markdown().splitlines()  # the compact view; every candidate's F1 is in decision.table
+    assert lines[0] == "| emotion | winner | runner-up | lead [95 % interval] | significant | decision |"
+    assert next(line for line in lines if line.startswith("| disgust |")) == \
+        "| disgust | v3 (cnn) | v1 (cnn) | +0.400 | — | move |"
 
 
 def test_routed_probabilities_take_each_class_from_its_champion():
