@@ -18,7 +18,7 @@ from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes, split_digest
 from fercore.data.incoming import incoming_tag
 from fercore.evaluation.metrics import Evaluation
-from fercore.models import network_digest, save_model
+from fercore.models import count_parameters, network_digest, save_model
 from fercore.promotion.candidates import TRAIN_HASHES
 from fercore.serving.pyfunc import FerEmotionModel
 from fercore.tracking import registry
@@ -101,10 +101,50 @@ def _version_tags(trained: TrainedModel, dataset: FerDataset, zenml_run_id: str)
     return tags
 
 
+def model_card(model_name: str, trained: TrainedModel, tags: dict[str, str], dataset: FerDataset) -> str:
+    """A version's description in the registry: what it is, what it was trained on, how it scores, how to call it,
+    and what it cannot do. The aliases it holds, and why, are its ``promoted.<alias>`` tags (set by promotion)."""
+    contender = trained.tags.get("contender", trained.family)
+    design = ", ".join(f"{k} {tags[k]}" for k in ("architecture", "checkpoint", "continued_from", "distill_teacher",
+                                                   "kept_weights", "total_epochs", "total_training_minutes", "contest")
+                       if tags.get(k))
+    lineage = (f"dataset sha256 `{tags.get('dataset_sha256', 'not recorded')}`, validation images digest "
+               f"`{tags.get('val_images', 'not recorded')}`, train/val/test images {len(dataset.split('train'))} / "
+               f"{len(dataset.split('val'))} / {len(dataset.split('test'))}"
+               + (f", incoming batches {tags['incoming_batches']}" if tags.get("incoming_batches") else "")
+               + f"; pipeline run `{tags.get('zenml_run_id') or 'not recorded'}`")
+    v = trained.validation.overall
+    return f"""## {contender} ({trained.family})
+
+{count_parameters(trained.model):,} parameters; {design or 'no training record'}.
+
+**Data**: FER-2013 (48x48 grayscale faces, 7 emotions); {lineage}.
+
+**Validation** (what promotion decides on): accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}.
+**Test** (reported only), per emotion:
+
+{trained.test.markdown()}
+
+**Input**: uint8 faces `(N, 48, 48)`, grayscale 0-255. The version declares no input schema on purpose: MLflow's
+schema enforcement would cast float pixels to uint8 silently (0.5 becomes 0); the model refuses float pixels itself,
+naming the dtype. **Output**: per face a `label` and the 7 probabilities. Test-time views: {trained.tta}.
+
+```python
+import mlflow, numpy as np
+model = mlflow.pyfunc.load_model("models:/{model_name}/VERSION")  # or @champion, @champion-happy, ...
+model.predict(np.zeros((2, 48, 48), np.uint8))
+```
+
+**Limitations**: FER-2013's labels are noisy (FER+, its relabelling by ten annotators per face, changed many); its
+faces come from web image searches and are not balanced by age, gender or ethnicity; disgust has 436 training
+images. Expect lower figures on other populations, on photos cropped differently, and on disgust.
+"""
+
+
 def _register(trained: TrainedModel, dataset: FerDataset, model_name: str, zenml_run_id: str,
               metric_tags: dict[str, str]) -> str:
-    contender = trained.tags.get("contender", trained.family)
-    description = f"{contender} ({trained.family}) trained by ZenML run {zenml_run_id}.\n\n{trained.test.markdown()}"
+    tags = _version_tags(trained, dataset, zenml_run_id)
+    description = model_card(model_name, trained, tags, dataset)
     hashes = io.BytesIO()
     np.save(hashes, image_hashes(dataset.split("train").images))
     # FINISHED only once its model is registered
@@ -112,7 +152,7 @@ def _register(trained: TrainedModel, dataset: FerDataset, model_name: str, zenml
         log_files(run_id, {Path(TRAIN_HASHES).name: hashes.getvalue()}, str(Path(TRAIN_HASHES).parent))
         model_dir = save_model(trained.model.cpu(), Path(tmp) / "model")
         version = registry.log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, model_name,
-                                            {**_version_tags(trained, dataset, zenml_run_id), **metric_tags},
+                                            {**tags, **metric_tags},
                                             description, dataset.split("test").images[:4],
                                             model_config={"tta": trained.tta, "precision": trained.precision})
     return version

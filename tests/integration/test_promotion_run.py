@@ -263,3 +263,8 @@ def test_the_registered_model_explains_its_aliases_and_the_experiment_opens_on_m
     assert f'mlflow.pyfunc.load_model("models:/{NAME}@champion")' in description
     experiment = MlflowClient().get_experiment_by_name("promo")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    card = MlflowClient().get_model_version(NAME, version).description  # the version's model card
+    assert card.startswith("## cnn (cnn)\n\n") and "parameters; " in card
+    for section in ("**Data**: FER-2013", "dataset sha256 `", "**Validation** (what promotion decides on)",
+                    "| disgust |", "declares no input schema on purpose", f'"models:/{NAME}/VERSION"', "**Limitations**"):
+        assert section in card, section
