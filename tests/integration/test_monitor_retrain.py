@@ -10,13 +10,18 @@ from fercore.constants import CLASS_NAMES
 from pipelines.monitor import after_monitoring
 
 
-def test_drift_with_retrain_starts_training_on_the_labelled_batch(tmp_path):
+def _retraining(tmp_path):
+    """One labelled face per class under ``tmp_path/new``, and a config that retrains on drift from them."""
     data = tmp_path / "new"
     for label, name in enumerate(CLASS_NAMES):
         (data / name).mkdir(parents=True)
         Image.fromarray(np.full((48, 48), 30 * label, np.uint8)).save(data / name / "x.png")
-    config = Config().model_copy(update={"monitor": Config().monitor.model_copy(update={
+    return data, Config().model_copy(update={"monitor": Config().monitor.model_copy(update={
         "data": str(data), "on_drift": "retrain", "incoming_dir": str(tmp_path / "incoming")})})
+
+
+def test_drift_with_retrain_starts_training_on_the_labelled_batch(tmp_path):
+    _, config = _retraining(tmp_path)
     started = []
     assert after_monitoring(config, {"drifted": True}, started.append)
     assert len(started) == 1 and started[0].data.incoming == [str(tmp_path / "incoming")]
@@ -31,12 +36,7 @@ def test_drift_with_retrain_starts_training_on_the_labelled_batch(tmp_path):
 
 
 def test_the_same_faces_monitored_again_write_no_second_batch(tmp_path):
-    data = tmp_path / "new"
-    for label, name in enumerate(CLASS_NAMES):
-        (data / name).mkdir(parents=True)
-        Image.fromarray(np.full((48, 48), 30 * label, np.uint8)).save(data / name / "x.png")
-    config = Config().model_copy(update={"monitor": Config().monitor.model_copy(update={
-        "data": str(data), "on_drift": "retrain", "incoming_dir": str(tmp_path / "incoming")})})
+    data, config = _retraining(tmp_path)
     started = []
     for _ in range(2):
         assert after_monitoring(config, {"drifted": True}, started.append)
