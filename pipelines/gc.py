@@ -50,8 +50,10 @@ class GcPlan:
 def gc(config: Config, dry_run: bool) -> str:
     """Plans and (unless ``dry_run``) deletes; returns the report."""
     from fercore.promotion.aliases import promotion_lock
+    from fercore.tracking.store import connect
 
     name, uri = config.registry.model_name, config.registry.tracking_uri
+    connect(uri, config.registry.experiment_name)  # the client calls below go to this store, whatever the environment
     with promotion_lock(uri, name), ExitStack() as stack:
         try:  # no train_all starts while gc runs; one that runs already keeps its checkpoints
             stack.enter_context(one_run_of("fer_train_all"))
