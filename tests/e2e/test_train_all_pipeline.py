@@ -426,6 +426,16 @@ def test_gc_keeps_what_the_next_run_and_the_aliases_need(trained):
 
     predict, _ = load_predictor("models:/fer-test@champion", trained["uri"], trained["tmp"] / "after-gc")
     assert predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, len(CLASS_NAMES))
+    from PIL import Image
+
+    faces = trained["tmp"] / "faces-after-gc"
+    faces.mkdir()
+    for i in range(20):
+        Image.fromarray(np.full((48, 48), 10 * i, np.uint8)).save(faces / f"{i}.png")
+    monitored = subprocess.run([sys.executable, "run.py", "--pipeline", "monitor", "--config", trained["args"][1],
+                                "--data", str(faces)], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True,
+                               timeout=600)
+    assert monitored.returncode == 0, (monitored.stdout + monitored.stderr)[-3000:]  # its training data is still there
 
 
 class _NONE:
