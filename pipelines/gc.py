@@ -81,10 +81,7 @@ def make_plan(config: Config, training: bool = False) -> GcPlan:
     reg = registry_plan(config.registry.model_name, config.registry.experiment_name, r.keep_versions, r.keep_runs)
     needed = _zenml_runs_of_kept_versions(config, reg)
     runs, steps = _pipeline_runs()
-    doomed: list[RunRecord] = []
-    for pipeline in PIPELINE_NAMES:
-        mine = [run for run in runs if run.name == pipeline]
-        doomed += runs_to_delete(mine, needed & {run.run_id for run in mine}, r.keep_runs, IN_PROGRESS)
+    doomed = runs_to_delete(runs, needed, r.keep_runs, IN_PROGRESS, per_name=True)  # name: the run's pipeline
     zenml_bytes = _artifact_bytes(steps, {run.run_id for run in doomed})
     return GcPlan(reg, doomed, zenml_bytes, [] if training else _stale_checkpoints(config), _stale_copies(config, reg))
 

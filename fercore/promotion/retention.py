@@ -70,11 +70,18 @@ class RunRecord:
     needs: tuple[str, ...] = field(default=())  # pipeline runs whose step results this one reused (cache)
 
 
-def runs_to_delete(runs: list[RunRecord], needed: set[str], keep_last: int, in_progress: set[str]) -> list[RunRecord]:
-    """The runs to delete: all but the ``needed`` ones, the newest ``keep_last`` others, those in progress,
-    and (transitively) the runs a kept run reused cached step results from."""
-    newest = sorted((r for r in runs if r.run_id not in needed), key=lambda r: r.start_time, reverse=True)
-    kept = set(needed) | {r.run_id for r in newest[:keep_last]} | {r.run_id for r in runs if r.status in in_progress}
+def runs_to_delete(runs: list[RunRecord], needed: set[str], keep_last: int, in_progress: set[str],
+                   per_name: bool = False) -> list[RunRecord]:
+    """The runs to delete: all but the ``needed`` ones, the newest ``keep_last`` others (of each ``name`` with
+    ``per_name``: a pipeline's), those in progress, and (transitively, across names) the runs a kept run reused
+    cached step results from (a ``train_all`` may reuse an ``ingest`` run's step)."""
+    groups: dict[str, list[RunRecord]] = {}
+    for r in runs:
+        if r.run_id not in needed:
+            groups.setdefault(r.name if per_name else "", []).append(r)
+    kept = set(needed) | {r.run_id for r in runs if r.status in in_progress}
+    for group in groups.values():
+        kept |= {r.run_id for r in sorted(group, key=lambda r: r.start_time, reverse=True)[:keep_last]}
     kept = _closure(kept, {r.run_id: r for r in runs})
     return [r for r in runs if r.run_id not in kept]
 

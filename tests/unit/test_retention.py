@@ -43,3 +43,11 @@ def test_runs_beyond_the_newest_are_deleted_unless_needed_running_or_reused_by_a
     assert [r.run_id for r in gone] == ["b", "c", "d"]
     gone = runs_to_delete(runs, needed=set(), keep_last=2, in_progress={"running"})
     assert [r.run_id for r in gone] == ["a", "c"]  # d (kept) needs b
+
+
+def test_per_pipeline_the_newest_stay_and_a_kept_run_protects_the_run_of_another_pipeline_it_reused():
+    runs = [RunRecord("i1", "fer_ingest", "completed", 1), RunRecord("i2", "fer_ingest", "completed", 2),
+            RunRecord("t1", "fer_train_all", "completed", 3, needs=("i1",)),  # its ingest step came from i1's cache
+            RunRecord("t2", "fer_train_all", "completed", 4, needs=("i1",))]
+    gone = runs_to_delete(runs, needed=set(), keep_last=1, in_progress=set(), per_name=True)
+    assert [r.run_id for r in gone] == ["t1"]  # i2 newest of ingest, t2 newest of train_all, i1 needed by t2
