@@ -77,12 +77,15 @@ def gc(config: Config, dry_run: bool) -> str:
 
 
 def make_plan(config: Config, training: bool = False) -> GcPlan:
-    r = config.retention
-    reg = registry_plan(config.registry.model_name, config.registry.experiment_name, r.keep_versions, r.keep_runs)
-    needed = _zenml_runs_of_kept_versions(config, reg)
+    r, model, experiment = config.retention, config.registry.model_name, config.registry.experiment_name
+    # the pipeline runs that kept versions need, then the versions that the kept pipeline runs need: a kept run's
+    # cached training steps hand their MLflow runs to the next run's registration (one more pass adds no run)
+    needed = _zenml_runs_of_kept_versions(config, registry_plan(model, experiment, r.keep_versions, r.keep_runs))
     runs, steps = _pipeline_runs()
     doomed = runs_to_delete(runs, needed, r.keep_runs, IN_PROGRESS, per_name=True)  # name: the run's pipeline
-    zenml_bytes = _artifact_bytes(steps, {run.run_id for run in doomed})
+    gone = {run.run_id for run in doomed}
+    reg = registry_plan(model, experiment, r.keep_versions, r.keep_runs, {run.run_id for run in runs} - gone)
+    zenml_bytes = _artifact_bytes(steps, gone)
     return GcPlan(reg, doomed, zenml_bytes, [] if training else _stale_checkpoints(config), _stale_copies(config, reg))
 
 

@@ -35,13 +35,16 @@ class VersionRecord:
     zenml_run_id: str = ""
 
 
-def versions_to_keep(records: list[VersionRecord], keep_last: int) -> dict[str, str]:
-    """``version -> why it is kept``: the newest ``keep_last`` of each group, every alias holder, and the
-    members of every kept ensemble."""
+def versions_to_keep(records: list[VersionRecord], keep_last: int, kept_runs: set[str] = frozenset()) -> dict[str, str]:
+    """``version -> why it is kept``: the newest ``keep_last`` of each group, every alias holder, every version
+    registered by a kept pipeline run (``kept_runs``: a later run reuses its training steps from ZenML's cache, and
+    registers from their MLflow runs), and the members of every kept ensemble."""
     why: dict[str, str] = {}
     for r in records:
         if r.aliases:
             why[r.version] = "holds @" + ", @".join(sorted(r.aliases))
+        elif r.zenml_run_id and r.zenml_run_id in kept_runs:
+            why[r.version] = "registered by a kept pipeline run (its steps are ZenML's cache)"
     groups: dict[str, list[VersionRecord]] = {}
     for r in records:
         groups.setdefault(r.group, []).append(r)
@@ -111,8 +114,10 @@ class RegistryPlan:
     bytes: int | None  # their files on a local artifact store (None: a server's, not measured)
 
 
-def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int) -> RegistryPlan:
-    """Reads ``name``'s versions and ``experiment``'s runs and decides what goes."""
+def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int,
+                  kept_pipeline_runs: set[str] = frozenset()) -> RegistryPlan:
+    """Reads ``name``'s versions and ``experiment``'s runs and decides what goes (the versions registered by
+    ``kept_pipeline_runs`` stay: see :func:`versions_to_keep`)."""
     from fercore.tracking import registry
     from fercore.tracking.runs import experiment_runs, local_artifact_bytes
     from fercore.tracking.tags import family
@@ -122,7 +127,7 @@ def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int
         held.setdefault(version, []).append(alias)
     found = registry.versions(name)
     records = [_record(v, held.get(str(v.version), []), family(v)) for v in found]
-    kept = versions_to_keep(records, keep_versions)
+    kept = versions_to_keep(records, keep_versions, kept_pipeline_runs)
     doomed = [r for r in records if r.version not in kept]
     needed = {r.run_id for r in records if r.version in kept}
     runs = [RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, r.info.start_time or 0.0)

@@ -130,7 +130,8 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     table = run.steps["promote_models"].outputs["promotion_table"][0].load()
     assert "nan" not in table and "{" not in table and "| champion | v" in table  # aliases as a table
     assert "all FER-2013 duplicates" in table or "| none |" in table
-    assert all(f"({c}) val F1" in table for c in ("cnn", "resnet", "vit"))  # every contender, per emotion
+    assert all(f"({c}) |" in table for c in ("cnn", "resnet", "vit"))  # every contender in the candidates table
+    assert "| emotion | winner | runner-up | lead [95 % interval] | significant | decision |" in table
     assert "| significant |" in table and "95 % interval" in table
     averaged = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "averaged"]
     assert len(averaged) == 1 and len(averaged[0].tags["members"].split(",")) == 3

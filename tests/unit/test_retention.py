@@ -51,3 +51,10 @@ def test_per_pipeline_the_newest_stay_and_a_kept_run_protects_the_run_of_another
             RunRecord("t2", "fer_train_all", "completed", 4, needs=("i1",))]
     gone = runs_to_delete(runs, needed=set(), keep_last=1, in_progress=set(), per_name=True)
     assert [r.run_id for r in gone] == ["t1"]  # i2 newest of ingest, t2 newest of train_all, i1 needed by t2
+
+
+def test_the_versions_a_kept_pipeline_run_registered_stay():
+    records = [VersionRecord("1", "vgg7", zenml_run_id="z1"), VersionRecord("2", "vgg7", zenml_run_id="z2"),
+               VersionRecord("3", "vgg7", zenml_run_id="z3")]
+    assert versions_to_keep(records, keep_last=1, kept_runs={"z1"}) == {
+        "1": "registered by a kept pipeline run (its steps are ZenML's cache)", "3": "one of the last 1 of vgg7"}
