@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
@@ -12,6 +13,8 @@ from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
 from fercore.evaluation.predictions import Predictions, model_predictions
 from fercore.models.inference import autocast_dtype, pick_device, prepare_for_inference
 from fercore.tracking.runs import TrackedRun, log_files, log_metrics, resumed
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dict[str, Any]], run: TrackedRun,
@@ -24,11 +27,16 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
         The test evaluation, the validation evaluation (what promotion decides on), and the
         probabilities behind both.
     """
+    name = run.contender or "the model"
     with resumed(run) as run_id:
         device = pick_device()
+        logger.info("Evaluating %s on %d validation and %d test images (test-time views: %s)", name,
+                    len(dataset.split("val")), len(dataset.split("test")), tta)
         preds = model_predictions(prepare_for_inference(model, device), dataset, tta,
                                   autocast_dtype(device, mixed_precision))
         val_ev, ev = preds.evaluations(dataset)
+        logger.info("%s: validation accuracy %.4f, macro-F1 %.4f; test accuracy %.4f, macro-F1 %.4f", name,
+                    val_ev.overall["accuracy"], val_ev.overall["macro_f1"], ev.overall["accuracy"], ev.overall["macro_f1"])
         ev.history = history
         # "validation_*": the per-epoch curves of training are loss/val and accuracy/val
         log_metrics(run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
