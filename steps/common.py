@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +55,25 @@ class ArtifactStoreFS:
     """
 
     def __init__(self):
-        self.source_root = source_utils.get_source_root()
+        self.source_root, self._store = source_utils.get_source_root(), None
+
+    def __getstate__(self) -> dict:
+        return {"source_root": self.source_root}  # each process looks the store up again
+
+    def __setstate__(self, state: dict) -> None:
+        self.source_root, self._store = state["source_root"], None
 
     def __getattr__(self, name: str):
         if name not in ("open", "exists", "rename", "makedirs", "rmtree"):
             raise AttributeError(name)
-        source_utils.set_custom_source_root(self.source_root)
-        return getattr(Client().active_stack.artifact_store, name)
+        if self._store is None:
+            source_utils.set_custom_source_root(self.source_root)
+            # one process at a time: a ZenML client rewrites its config file while loading it, and two DDP workers
+            # starting together read it half-written
+            with open(Path(tempfile.gettempdir()) / "fer-zenml-client.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._store = Client().active_stack.artifact_store
+        return getattr(self._store, name)
 
 
 def checkpoint_store(checkpoint_dir: str, kind: str) -> CheckpointStore:
