@@ -2,7 +2,7 @@
 incoming batch and continuing from the latest versions (as a schedule runs), in fresh stores per arm.
 
 Usage: python scripts/benchmark_retention.py --data ../shared/data/fer2013/fer2013.tar.gz [--runs 10]
-       [--keep-versions 1] [--keep-runs 1] [--out FILE]
+       [--keep-versions 1] [--keep-runs 1] [--arms both|with|without] [--out FILE]
 
 Each arm has its own ZenML config (artifact store), ZenML repository, MLflow store, caches and checkpoints
 under one temporary folder, whose size (``du``) is taken after every run. The "retention" arm sets
@@ -77,11 +77,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--keep-versions", type=int, default=1)
     parser.add_argument("--keep-runs", type=int, default=1)
+    parser.add_argument("--arms", choices=["both", "with", "without"], default="both")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     data = str(Path(args.data).resolve())
-    results = {"without": arm(data, args.runs, None),
-               "with": arm(data, args.runs, {"keep_versions": args.keep_versions, "keep_runs": args.keep_runs})}
+    retention = {"keep_versions": args.keep_versions, "keep_runs": args.keep_runs}
+    results = {name: arm(data, args.runs, settings) for name, settings in (("without", None), ("with", retention))
+               if args.arms in ("both", name)}
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
