@@ -56,19 +56,11 @@ class DropLocalResourceNotice(logging.Filter):
 
 
 def quiet_libraries() -> None:
-    """What a run prints by default: ZenML's step lines, this project's log and one bar per training. Library
-    warnings, MLflow's notices ("Validating input example", CloudPickle), download and loading bars come
-    with ``--verbose``. Set before the libraries are imported: transformers reads its bar setting then."""
-    import os
-    import warnings
+    """What a run prints by default: ZenML's step lines, this project's log and one bar per training
+    (:func:`fercore.quiet.quiet_libraries`, and the local orchestrator's resource notice dropped)."""
+    from fercore.quiet import quiet_libraries as quiet
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # MLflow sets its own loggers' level when imported
-    warnings.simplefilter("ignore")
-    for name in ("mlflow", "alembic", "evidently", "httpx", "urllib3"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet()
     logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(DropLocalResourceNotice())
 
 

@@ -37,3 +37,10 @@ def local_store_path(tracking_uri: str) -> Path | None:
 def redact(uri: str) -> str:
     """``uri`` with any password replaced by ``***`` (``https://user:***@host``), for messages and logs."""
     return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", uri)
+
+
+def folder_bytes(path: Path) -> int:
+    """The bytes of a file, or of every file under a folder (0 when it is gone)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0

@@ -20,17 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zenml.client import Client
-from zenml.enums import ExecutionStatus
 
 from fercore.config import Config
 from fercore.errors import BusyError
-from fercore.promotion.retention import RegistryPlan, RunRecord, apply_registry_plan, registry_plan, runs_to_delete
-from pipelines.run_guard import one_run_of
+from fercore.promotion.retention import (
+    RegistryPlan,
+    RunRecord,
+    apply_registry_plan,
+    registry_plan,
+    registry_records,
+    runs_to_delete,
+    versions_to_keep,
+)
+from fercore.stores import folder_bytes
+from pipelines.run_guard import UNFINISHED, one_run_of
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAMES = ("fer_train_all", "fer_ingest", "fer_monitor")
-IN_PROGRESS = {s.value for s in (ExecutionStatus.INITIALIZING, ExecutionStatus.PROVISIONING, ExecutionStatus.QUEUED,
-                                 ExecutionStatus.RUNNING)}
+IN_PROGRESS = {s.value for s in UNFINISHED}
 
 
 @dataclass
@@ -43,8 +50,8 @@ class GcPlan:
 
     def bytes(self) -> dict[str, int | None]:
         return {"MLflow": self.registry.bytes, "ZenML": self.zenml_bytes,
-                "checkpoints": sum(_size(p) for p in self.checkpoints),
-                "model copies": sum(_size(p) for p in self.model_copies)}
+                "checkpoints": sum(folder_bytes(p) for p in self.checkpoints),
+                "model copies": sum(folder_bytes(p) for p in self.model_copies)}
 
 
 def gc(config: Config, dry_run: bool) -> str:
@@ -80,19 +87,15 @@ def make_plan(config: Config, training: bool = False) -> GcPlan:
     r, model, experiment = config.retention, config.registry.model_name, config.registry.experiment_name
     # the pipeline runs that kept versions need, then the versions that the kept pipeline runs need: a kept run's
     # cached training steps hand their MLflow runs to the next run's registration (one more pass adds no run)
-    needed = _zenml_runs_of_kept_versions(config, registry_plan(model, experiment, r.keep_versions, r.keep_runs))
+    records = registry_records(model)
+    kept = versions_to_keep(records, r.keep_versions)
+    needed = {v.zenml_run_id for v in records if v.version in kept} - {""}
     runs, steps = _pipeline_runs()
     doomed = runs_to_delete(runs, needed, r.keep_runs, IN_PROGRESS, per_name=True)  # name: the run's pipeline
     gone = {run.run_id for run in doomed}
     reg = registry_plan(model, experiment, r.keep_versions, r.keep_runs, {run.run_id for run in runs} - gone)
     zenml_bytes = _artifact_bytes(steps, gone)
     return GcPlan(reg, doomed, zenml_bytes, [] if training else _stale_checkpoints(config), _stale_copies(config, reg))
-
-
-def _zenml_runs_of_kept_versions(config: Config, reg: RegistryPlan) -> set[str]:
-    from fercore.tracking import registry
-
-    return {registry.get_version(config.registry.model_name, v).tags.get("zenml_run_id", "") for v in reg.kept} - {""}
 
 
 def _pipeline_runs() -> tuple[list[RunRecord], dict[str, list]]:
@@ -131,7 +134,7 @@ def _artifact_bytes(steps: dict[str, list], doomed: set[str]) -> int | None:
     uris = [uri for a_id, uri in theirs.items() if a_id not in used_elsewhere]
     if any("://" in uri for uri in uris):
         return None
-    return sum(_size(Path(uri)) for uri in uris)
+    return sum(folder_bytes(Path(uri)) for uri in uris)
 
 
 def _stale_checkpoints(config: Config) -> list[Path]:
@@ -150,12 +153,6 @@ def _stale_copies(config: Config, reg: RegistryPlan) -> list[Path]:
     doomed = {r.version for r in reg.versions}
     return [folder for folder, (uri, name, version) in copied_versions(default_cache_dir() / "models").items()
             if uri == config.registry.tracking_uri and name == config.registry.model_name and version in doomed]
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
 def describe(plan: GcPlan, dry_run: bool) -> str:

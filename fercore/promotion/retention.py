@@ -25,6 +25,7 @@ class VersionRecord:
         aliases: the aliases it holds.
         members: an ensemble's member versions.
         zenml_run_id: the pipeline run that registered it.
+        model_id: the logged model (MLflow 3) it was registered from.
     """
 
     version: str
@@ -33,6 +34,7 @@ class VersionRecord:
     aliases: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
     zenml_run_id: str = ""
+    model_id: str = ""
 
 
 def versions_to_keep(records: list[VersionRecord], keep_last: int, kept_runs: set[str] = frozenset()) -> dict[str, str]:
@@ -114,39 +116,44 @@ class RegistryPlan:
     bytes: int | None  # their files on a local artifact store (None: a server's, not measured)
 
 
-def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int,
-                  kept_pipeline_runs: set[str] = frozenset()) -> RegistryPlan:
-    """Reads ``name``'s versions and ``experiment``'s runs and decides what goes (the versions registered by
-    ``kept_pipeline_runs`` stay: see :func:`versions_to_keep`)."""
+def registry_records(name: str) -> list[VersionRecord]:
+    """``name``'s versions as retention sees them (their aliases, members, runs)."""
     from fercore.tracking import registry
-    from fercore.tracking.runs import experiment_runs, local_artifact_bytes
     from fercore.tracking.tags import family
 
     held: dict[str, list[str]] = {}
     for alias, version in registry.aliases(name).items():
         held.setdefault(version, []).append(alias)
-    found = registry.versions(name)
-    records = [_record(v, held.get(str(v.version), []), family(v)) for v in found]
+    return [_record(v, held.get(str(v.version), []), family(v), registry.logged_model_id(v) or "")
+            for v in registry.versions(name)]
+
+
+def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int,
+                  kept_pipeline_runs: set[str] = frozenset()) -> RegistryPlan:
+    """Reads ``name``'s versions and ``experiment``'s runs and decides what goes (the versions registered by
+    ``kept_pipeline_runs`` stay: see :func:`versions_to_keep`)."""
+    from fercore.tracking.runs import experiment_runs, local_artifact_bytes
+
+    records = registry_records(name)
     kept = versions_to_keep(records, keep_versions, kept_pipeline_runs)
     doomed = [r for r in records if r.version not in kept]
     needed = {r.run_id for r in records if r.version in kept}
     runs = [RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, r.info.start_time or 0.0)
             for r in experiment_runs(experiment)]
     runs_out = runs_to_delete(runs, needed, keep_runs, {"RUNNING"})
-    model_ids = {str(v.version): registry.logged_model_id(v) for v in found if str(v.version) not in kept}
-    model_ids = {v: m for v, m in model_ids.items() if m}
+    model_ids = {r.version: r.model_id for r in doomed if r.model_id}
     sizes = [local_artifact_bytes(run_id=r.run_id) for r in runs_out]
     sizes += [local_artifact_bytes(model_id=m) for m in model_ids.values()]
     return RegistryPlan(kept, doomed, model_ids, runs_out, None if None in sizes else sum(sizes))
 
 
-def _record(version, aliases: list[str], kind: str) -> VersionRecord:
+def _record(version, aliases: list[str], kind: str, model_id: str) -> VersionRecord:
     tags = version.tags
     members = tuple(filter(None, tags.get("members", "").split(","))) or tuple(
         dict.fromkeys(parse_routes(tags.get("routes", "")).values()))
     group = tags.get("contender") or kind
     return VersionRecord(str(version.version), group, version.run_id or "", tuple(aliases), members,
-                         tags.get("zenml_run_id", ""))
+                         tags.get("zenml_run_id", ""), model_id)
 
 
 def apply_registry_plan(name: str, tracking_uri: str, plan: RegistryPlan) -> bool:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -82,11 +80,11 @@ def main(argv: list[str]) -> int:
 
 
 def quiet_libraries() -> None:
-    """No library warnings, logs or loading bars (transformers' "Loading weights", MLflow's downloads)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.simplefilter("ignore")
+    """No library warnings, logs or loading bars (:func:`fercore.quiet.quiet_libraries`), and no log of this
+    project either: the answer, or what went wrong."""
+    from fercore.quiet import quiet_libraries as quiet
+
+    quiet()
     logging.getLogger().setLevel(logging.ERROR)
     logging.getLogger("fercore").setLevel(logging.ERROR)
 

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from fercore.errors import RegistryError
+from fercore.stores import folder_bytes
 from fercore.tracking.store import RunInfo, client, connect
 
 logger = logging.getLogger(__name__)
@@ -224,8 +225,7 @@ def local_artifact_bytes(run_id: str | None = None, model_id: str | None = None)
     uri = client().get_run(run_id).info.artifact_uri if run_id else client().get_logged_model(model_id).artifact_location
     if not uri.startswith(("file:", "/")):
         return None
-    root = Path(uri.removeprefix("file://").removeprefix("file:"))
-    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+    return folder_bytes(Path(uri.removeprefix("file://").removeprefix("file:")))
 
 
 def purge(tracking_uri: str, run_ids: list[str], model_ids: list[str]) -> bool:
