@@ -12,3 +12,8 @@ SPLITS = ("train", "val", "test")
 SUBSETS = ("Training", "PublicTest", "PrivateTest")
 UNKNOWN_SUBSET = "unknown"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# what a model trained on FER-2013 cannot promise (its model card and the registered model's description say it)
+LIMITATIONS = ("FER-2013's labels are noisy (FER+, its relabelling by ten annotators per face, changed many); its "
+               "faces come from web image searches and are not balanced by age, gender or ethnicity; disgust has 436 "
+               "training images. Expect lower figures on other populations, on photos cropped differently, and on "
+               "disgust.")

@@ -12,7 +12,7 @@ from fercore.data.duplicates import image_hashes
 from fercore.evaluation.predictions import Predictions, predict_splits
 from fercore.models.inference import ensemble_members, ensemble_probabilities
 from fercore.promotion.decision import Candidate, candidate
-from fercore.promotion.ensembles import parse_routes, routed_predictions
+from fercore.promotion.ensembles import member_versions, parse_routes, routed_predictions
 from fercore.serving.local_models import ensemble_spec
 from fercore.tracking import registry
 from fercore.tracking.runs import download_run_file
@@ -90,8 +90,7 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
 
 def _score(name: str, version, scored: dict[str, Candidate], dataset: FerDataset) -> Predictions:
     """A holder's val/test probabilities: from its members' when they are scored, else through its pyfunc."""
-    members = set(parse_routes(version.tags.get("routes", "")).values()) or set(filter(None, version.tags.get(
-        "members", "").split(",")))
+    members = set(member_versions(version.tags))
     if family(version) == "ensemble" and members and members <= set(scored):
         return _from_members(name, version, scored)
     v = str(version.version)

@@ -143,6 +143,12 @@ def parse_routes(tag: str) -> dict[str, str]:
     return dict(item.split(":") for item in tag.split(",")) if tag else {}
 
 
+def member_versions(tags: dict[str, str]) -> list[str]:
+    """An ensemble version's members, from its tags: ``members`` (averaging), else its ``routes``' versions."""
+    return list(filter(None, tags.get("members", "").split(","))) or list(
+        dict.fromkeys(parse_routes(tags.get("routes", "")).values()))
+
+
 
 @dataclass
 class EnsembleCandidate:

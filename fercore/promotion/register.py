@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from fercore.constants import LIMITATIONS
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes, split_digest
 from fercore.data.incoming import incoming_tag
@@ -135,9 +136,7 @@ model = mlflow.pyfunc.load_model("models:/{model_name}/VERSION")  # or @champion
 model.predict(np.zeros((2, 48, 48), np.uint8))
 ```
 
-**Limitations**: FER-2013's labels are noisy (FER+, its relabelling by ten annotators per face, changed many); its
-faces come from web image searches and are not balanced by age, gender or ethnicity; disgust has 436 training
-images. Expect lower figures on other populations, on photos cropped differently, and on disgust.
+**Limitations**: {LIMITATIONS}
 """
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fercore.config import PromotionConfig
-from fercore.constants import CLASS_NAMES
+from fercore.constants import CLASS_NAMES, LIMITATIONS
 from fercore.monitoring.drift import DriftResult
 from fercore.promotion.decision import AliasMove, Candidate, candidates_table, table_markdown
 from fercore.promotion.ensembles import AveragingFit
@@ -87,9 +87,9 @@ model.predict(np.zeros((2, 48, 48), np.uint8))  # per face: label and the 7 prob
 ```
 
 Input: uint8 faces `(N, 48, 48)`, grayscale 0-255, cropped like FER-2013 (`run.py predict` finds and crops the faces of
-ordinary photos). Limitations: FER-2013's labels are noisy (FER+, its relabelling by ten annotators per face, changed
-many), its faces come from web image searches and are not balanced by age, gender or ethnicity, and disgust has 436
-training images: expect lower figures on other populations and on disgust.
+ordinary photos).
+
+**Limitations**: {LIMITATIONS}
 """
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fercore.promotion.ensembles import parse_routes
+from fercore.promotion.ensembles import member_versions
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,7 @@ def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int
 
 def _record(version, aliases: list[str], kind: str, model_id: str) -> VersionRecord:
     tags = version.tags
-    members = tuple(filter(None, tags.get("members", "").split(","))) or tuple(
-        dict.fromkeys(parse_routes(tags.get("routes", "")).values()))
+    members = tuple(member_versions(tags))
     group = tags.get("contender") or kind
     return VersionRecord(str(version.version), group, version.run_id or "", tuple(aliases), members,
                          tags.get("zenml_run_id", ""), model_id)
