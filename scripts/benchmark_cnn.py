@@ -125,7 +125,10 @@ def main() -> None:
             # what the pipeline's own path costs: data preparation, training, evaluation in the config's mode
             prepare_train_evaluate_s=round(prep_s + result.wall_s + eval_s[cfg.tta], 1), eval_s_by_tta=eval_s,
             train_images_per_s=round(result.train_images_per_s, 1), epochs_run=len(result.history),
-            best_epoch=result.best_epoch, test_accuracy=round(ev.overall["accuracy"], 4),
+            best_epoch=result.best_epoch,
+            # the kept epoch's validation accuracy: what a sweep ranks by (the test split only reports)
+            val_accuracy=round(result.history[result.best_epoch - 1]["val_accuracy"], 4) if result.best_epoch else None,
+            test_accuracy=round(ev.overall["accuracy"], 4),
             test_macro_f1=round(ev.overall["macro_f1"], 4), tta=cfg.tta,
             test_accuracy_by_tta={m: round(float((p == test.labels).mean()), 4) for m, p in by_tta.items()},
             subsets={k: round(v["accuracy"], 4) for k, v in ev.subsets.items()},

@@ -273,6 +273,7 @@ def test_max_train_minutes_ends_training_with_the_rate_annealed(tmp_path, monkey
 
 def test_compile_falls_back_to_eager_without_a_compiler(monkeypatch, caplog):
     monkeypatch.setattr(train_module.shutil, "which", lambda _: None)
+    monkeypatch.setattr(train_module, "pick_device", lambda: torch.device("cpu"))  # on CUDA, Triton needs none
     trainer = Trainer(build_cnn("v1"), small_cfg(architecture="v1", compile=True))
     assert trainer.train_forward is trainer.model and "C++ compiler" in caplog.text
 
