@@ -304,6 +304,16 @@ class RetentionConfig(_Strict):
     after_run: bool = Field(False, description="run gc after each train_all (a schedule's disk stays bounded)")
 
 
+class ExplainConfig(_Strict):
+    """Class activation maps (Grad-CAM) in each ``evaluate_<name>`` step and in promotion (docs/explain.md)."""
+
+    enabled: bool = Field(True, description="draw the maps: per emotion the mean map and a gallery of test faces")
+    faces_per_emotion: int = Field(3, ge=1, le=16, description="gallery: the most confident correct and the most "
+                                   "confident wrong test faces shown per predicted emotion, this many of each")
+    mean_map_faces: int = Field(100, ge=1, description="validation faces the model got right averaged into each "
+                                "emotion's mean map (a seeded sample when it got more right)")
+
+
 class MonitorConfig(_Strict):
     """``run.py --pipeline monitor``: new images checked against the champion's training data."""
 
@@ -378,6 +388,7 @@ class Config(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     monitor: MonitorConfig = MonitorConfig()
     retention: RetentionConfig = RetentionConfig()
+    explain: ExplainConfig = ExplainConfig()
     docker: DockerConfig | None = Field(None, description="the step image on a containerized orchestrator")
     checkpoint_dir: str = Field("checkpoints", description="per-epoch checkpoints for resuming; relative: under "
                                 "the artifact store's root on a remote stack")

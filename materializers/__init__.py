@@ -1,7 +1,13 @@
 """ZenML materializers: compact numpy/JSON/safetensors formats, never pickle for data."""
 
 from materializers.dataset_materializer import FerDatasetMaterializer, RebalancedMaterializer
-from materializers.model_materializer import EvaluationMaterializer, FerModelMaterializer, PredictionsMaterializer
+from materializers.figure_materializer import PngFigureMaterializer
+from materializers.model_materializer import (
+    EvaluationMaterializer,
+    ExplanationMaterializer,
+    FerModelMaterializer,
+    PredictionsMaterializer,
+)
 
-__all__ = ["EvaluationMaterializer", "FerDatasetMaterializer", "FerModelMaterializer", "PredictionsMaterializer",
-           "RebalancedMaterializer"]
+__all__ = ["EvaluationMaterializer", "ExplanationMaterializer", "FerDatasetMaterializer", "FerModelMaterializer",
+           "PngFigureMaterializer", "PredictionsMaterializer", "RebalancedMaterializer"]

@@ -10,6 +10,9 @@ import numpy as np
 from torch import nn
 from zenml.enums import ArtifactType, VisualizationType
 
+from fercore.constants import CLASS_NAMES
+from fercore.evaluation.explanation import Explanation
+from fercore.evaluation.map_figures import gallery_png, mean_maps_png
 from fercore.evaluation.metrics import Evaluation
 from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
 from fercore.evaluation.predictions import Predictions
@@ -87,3 +90,28 @@ class PredictionsMaterializer(LocalDirMaterializer):
 
     def extract_metadata(self, data: Predictions) -> dict[str, Any]:
         return {"val_images": len(data.val), "test_images": len(data.test)}
+
+
+class ExplanationMaterializer(LocalDirMaterializer):
+    """Stores an :class:`Explanation` as ``maps.npz`` + ``explanation.json``; its mean maps and gallery are
+    visualizations."""
+
+    ASSOCIATED_TYPES = (Explanation,)
+    ASSOCIATED_ARTIFACT_TYPE = ArtifactType.DATA_ANALYSIS
+
+    def load(self, data_type: type[Any]) -> Explanation:
+        return self.read_dir(Explanation.load)
+
+    def save(self, data: Explanation) -> None:
+        self.write_dir(data.save)
+
+    def save_visualizations(self, data: Explanation) -> dict[str, VisualizationType]:
+        if not data.enabled:
+            return {}
+        visuals = self.write_visual("mean_maps.png", mean_maps_png(data), VisualizationType.IMAGE)
+        visuals.update(self.write_visual("gallery.png", gallery_png(data), VisualizationType.IMAGE))
+        return visuals
+
+    def extract_metadata(self, data: Explanation) -> dict[str, Any]:
+        return {"maps_drawn": data.enabled, "explain_seconds": data.seconds,
+                "mean_map_faces": {e: int(n) for e, n in zip(CLASS_NAMES, data.map_counts)}}

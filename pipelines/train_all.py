@@ -59,8 +59,8 @@ def contest_steps(config: Config, dataset, plan, warm_starts) -> dict[str, tuple
 
 
 def evaluate_and_register(config: Config, name: str, dataset, trained: tuple, teacher_registration=None):
-    """Wires ``evaluate_<name>`` -> ``register_<name>``; returns the registration and the val/test predictions
-    (which promotion reuses instead of scoring the model again)."""
+    """Wires ``evaluate_<name>`` -> ``register_<name>``; returns the registration, the val/test predictions
+    (which promotion reuses instead of scoring the model again) and the class activation maps."""
     cfg, suffix = config.contenders[name], step_suffix(name)
     model, training, run = trained[:3]
     tags = {"contender": name}
@@ -68,12 +68,13 @@ def evaluate_and_register(config: Config, name: str, dataset, trained: tuple, te
         tags["checkpoint"] = vit_variant(cfg)
         if cfg.distill.enabled:
             tags["distill_teacher"] = cfg.distill.teacher
-    evaluation, val_evaluation, predictions = evaluate_model(
-        model, dataset, training, run, config.registry, cfg.tta, cfg.mixed_precision, id=f"evaluate_{suffix}")
+    evaluation, val_evaluation, predictions, explanation = evaluate_model(
+        model, dataset, training, run, config.registry, cfg.tta, cfg.mixed_precision, config.explain,
+        id=f"evaluate_{suffix}")
     registration = register_model(model, evaluation, val_evaluation, run, dataset, config.registry, cfg.family,
                                   cfg.tta, cfg.mixed_precision, tags, teacher_registration, training,
                                   id=f"register_{suffix}")
-    return registration, predictions
+    return registration, predictions, explanation
 
 
 @pipeline(name="fer_train_all")
@@ -97,7 +98,7 @@ def train_all_pipeline(config: Config) -> None:
                                                  registered[teacher][0] if teacher else None)
     if config.promotion.enabled and registered:
         promote_models(dataset, config.registry, config.promotion, [r[0] for r in registered.values()],
-                       [r[1] for r in registered.values()])
+                       [r[1] for r in registered.values()], [r[2] for r in registered.values()])
 
 
 def print_summary(run, config: Config) -> None:

@@ -5,26 +5,27 @@ from typing import Annotated, Any
 from torch import nn
 from zenml import log_metadata, step
 
-from fercore.config import RegistryConfig
+from fercore.config import ExplainConfig, RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.evaluate import evaluate_and_report
+from fercore.evaluation.explanation import Explanation
 from fercore.evaluation.metrics import Evaluation
 from fercore.evaluation.predictions import Predictions
 from fercore.tracking.runs import TrackedRun
 from fercore.tracking.store import connect
-from materializers import EvaluationMaterializer, PredictionsMaterializer
+from materializers import EvaluationMaterializer, ExplanationMaterializer, PredictionsMaterializer
 from steps.cache import cache_policy
 from steps.common import tracking_uri
 
 
 @step(output_materializers={"evaluation": EvaluationMaterializer, "val_evaluation": EvaluationMaterializer,
-                            "predictions": PredictionsMaterializer},
+                            "predictions": PredictionsMaterializer, "explanation": ExplanationMaterializer},
       cache_policy=cache_policy(__name__))
 def evaluate_model(
     model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run: TrackedRun, registry: RegistryConfig,
-    tta: str = "hflip", mixed_precision: str = "auto",
+    tta: str = "hflip", mixed_precision: str = "auto", explain: ExplainConfig | None = None,
 ) -> tuple[Annotated[Evaluation, "evaluation"], Annotated[Evaluation, "val_evaluation"],
-           Annotated[Predictions, "predictions"]]:
+           Annotated[Predictions, "predictions"], Annotated[Explanation, "explanation"]]:
     """Scores ``model`` on val and test in one pass; logs the test report to its MLflow run.
 
     The validation figures are what promotion decides on; the test figures are the report.
@@ -37,14 +38,15 @@ def evaluate_model(
         registry: MLflow settings.
         tta: test-time views to average (``none``, ``hflip``, ``shift``, ``tencrop``, ``grid``).
         mixed_precision: the training config's precision (``auto`` uses bf16 on CPUs with native bf16).
+        explain: the ``explain`` config section (class activation maps per emotion).
 
     Returns:
         The test evaluation (accuracy, macro-F1, per class, confusion matrix, per subset), the
-        validation evaluation, and the probabilities behind both (reused by promotion).
+        validation evaluation, the probabilities behind both (reused by promotion), and the maps.
     """
     connect(tracking_uri(registry), registry.experiment_name)
-    ev, val_ev, preds = evaluate_and_report(model, dataset, training.get("history", []), mlflow_run, tta,
-                                            mixed_precision)
+    ev, val_ev, preds, maps = evaluate_and_report(model, dataset, training.get("history", []), mlflow_run, tta,
+                                                  mixed_precision, explain)
     log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True, artifact_name="evaluation")
     log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True, artifact_name="val_evaluation")
-    return ev, val_ev, preds
+    return ev, val_ev, preds, maps

@@ -7,19 +7,25 @@ from zenml.types import HTMLString, MarkdownString
 
 from fercore.config import PromotionConfig, RegistryConfig
 from fercore.data.dataset import FerDataset
+from fercore.evaluation.explanation import Explanation
+from fercore.evaluation.map_figures import PngFigure, contest_figure
 from fercore.evaluation.predictions import Predictions
 from fercore.promotion.console import run_metadata
 from fercore.promotion.promote import promote
+from fercore.tracking.runs import log_files
+from materializers import PngFigureMaterializer
 from steps.common import run_info
 
 
-@step(enable_cache=False)  # reads the registry's current aliases: never cached
+@step(enable_cache=False,  # reads the registry's current aliases: never cached
+      output_materializers={"contest_maps": PngFigureMaterializer})
 def promote_models(
     dataset: FerDataset, registry: RegistryConfig, config: PromotionConfig, registrations: list[dict[str, Any]],
-    predictions: list[Predictions],
+    predictions: list[Predictions], explanations: list[Explanation],
 ) -> tuple[
     Annotated[MarkdownString, "promotion_table"], Annotated[HTMLString, "data_drift_report"],
     Annotated[HTMLString, "prediction_drift_report"], Annotated[dict[str, Any], "promotion"],
+    Annotated[PngFigure, "contest_maps"],
 ]:
     """Decides every alias on the validation split, moves them, and reports the test figures.
 
@@ -33,12 +39,17 @@ def promote_models(
         config: the ``promotion`` config section.
         registrations: each contender's registration (from ``register_<name>``).
         predictions: each contender's val/test probabilities, in the same order.
+        explanations: each contender's class activation maps, in the same order.
 
     Returns:
-        The tables, the drift reports (HTML) and the decision with its reasons.
+        The tables, the drift reports (HTML), the decision with its reasons, and the emotion x contender
+        figure of mean maps (without a PNG when no contender drew maps).
     """
     out = promote(registry.model_name, dataset, list(zip(registrations, predictions)), config, run_info(registry))
     log_metadata(metadata=out.summary, infer_artifact=True, artifact_name="promotion")
     log_metadata(metadata=run_metadata(out.summary), run_id_name_or_prefix=get_step_context().pipeline_run.id)
+    figure = contest_figure(registrations, explanations, out.summary["per_emotion"])
+    if figure.png:
+        log_files(out.summary["promotion_run"], {"contest_maps.png": figure.png}, "promotion")
     return (MarkdownString(out.markdown), HTMLString(out.data_drift.html), HTMLString(out.prediction_drift.html),
-            out.summary)
+            out.summary, figure)

@@ -7,7 +7,10 @@ from typing import Any
 
 from torch import nn
 
+from fercore.config import ExplainConfig
 from fercore.data.dataset import FerDataset
+from fercore.evaluation.explanation import Explanation, explain_model
+from fercore.evaluation.map_figures import gallery_png, mean_maps_png
 from fercore.evaluation.metrics import Evaluation, flat_metrics
 from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
 from fercore.evaluation.predictions import Predictions, model_predictions
@@ -18,14 +21,15 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dict[str, Any]], run: TrackedRun,
-                        tta: str = "hflip", mixed_precision: str = "auto") -> tuple[Evaluation, Evaluation, Predictions]:
+                        tta: str = "hflip", mixed_precision: str = "auto", explain: ExplainConfig | None = None,
+                        ) -> tuple[Evaluation, Evaluation, Predictions, Explanation]:
     """Scores ``model`` on val and test in one pass and logs the test report (metrics, per-class table,
-    confusion matrix, loss curves from ``history``) to the contender's MLflow ``run`` (MLflow must point at its
-    store); an error closes the run FAILED.
+    confusion matrix, loss curves from ``history``, with ``explain.enabled`` the class activation maps) to the
+    contender's MLflow ``run`` (MLflow must point at its store); an error closes the run FAILED.
 
     Returns:
-        The test evaluation, the validation evaluation (what promotion decides on), and the
-        probabilities behind both.
+        The test evaluation, the validation evaluation (what promotion decides on), the probabilities behind
+        both, and the maps (empty when ``explain.enabled`` is false).
     """
     name = run.contender or "the model"
     with resumed(run) as run_id:
@@ -48,4 +52,11 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
         if ev.history:
             files["loss_curves.png"] = loss_curves_png(ev.history)
         log_files(run_id, files)
-    return ev, val_ev, preds
+        explanation = Explanation(name)
+        if explain is not None and explain.enabled:
+            explanation = explain_model(model, name, dataset, preds, val_ev.per_class["f1"].to_dict(),
+                                        explain.faces_per_emotion, explain.mean_map_faces)
+            log_files(run_id, {"mean_maps.png": mean_maps_png(explanation), "gallery.png": gallery_png(explanation)},
+                      "explain")
+            log_metrics(run_id, {"explain_seconds": explanation.seconds})
+    return ev, val_ev, preds, explanation

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from fercore.constants import CLASS_NAMES  # noqa: E402
 
 
-def _png(fig: plt.Figure) -> bytes:
+def png_bytes(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -33,7 +33,7 @@ def class_frequency_png(counts: dict[str, dict[str, int]], title: str = "FER-201
     ax.set_ylabel("images")
     ax.set_title(title)
     ax.legend()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def sample_grid_png(images: np.ndarray, labels: np.ndarray, per_class: int = 8, seed: int = 0) -> bytes:
@@ -49,7 +49,7 @@ def sample_grid_png(images: np.ndarray, labels: np.ndarray, per_class: int = 8, 
             if col < len(pick):
                 ax.imshow(images[pick[col]], cmap="gray", vmin=0, vmax=255)
         axes[row, 0].set_title(name, fontsize=8, loc="left")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confusion_matrix_png(matrix: np.ndarray, title: str = "Confusion matrix (row-normalised)") -> bytes:
@@ -67,7 +67,7 @@ def confusion_matrix_png(matrix: np.ndarray, title: str = "Confusion matrix (row
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def loss_curves_png(history: list[dict[str, float]]) -> bytes:
@@ -84,4 +84,4 @@ def loss_curves_png(history: list[dict[str, float]]) -> bytes:
     ax2.set_ylabel("accuracy")
     ax1.legend()
     ax2.legend()
-    return _png(fig)
+    return png_bytes(fig)

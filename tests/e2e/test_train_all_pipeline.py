@@ -133,6 +133,18 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     assert all(f"({c}) |" in table for c in ("cnn", "resnet", "vit"))  # every contender in the candidates table
     assert "| emotion | winner | runner-up | lead [95 % interval] | significant | decision |" in table
     assert "| significant |" in table and "95 % interval" in table
+    # where each contender looks: its maps in ZenML and its MLflow run, the emotion x contender figure in promotion's
+    for name in ("cnn", "resnet", "vit"):
+        explanation = run.steps[f"evaluate_{name}"].outputs["explanation"][0]
+        maps = explanation.load()
+        assert maps.enabled and maps.mean_maps.shape == (7, 48, 48) and maps.contender == name
+        assert {Path(v.uri).name for v in explanation.visualizations} == {"mean_maps.png", "gallery.png"}
+        run_id = _versions(client)[name].run_id
+        assert {Path(a.path).name for a in client.list_artifacts(run_id, "explain")} == {"mean_maps.png", "gallery.png"}
+    figure = run.steps["promote_models"].outputs["contest_maps"][0]
+    assert figure.load().png.startswith(b"\x89PNG") and [Path(v.uri).name for v in figure.visualizations] == ["figure.png"]
+    names = {Path(a.path).name for a in client.list_artifacts(promotion["promotion_run"], "promotion")}
+    assert "contest_maps.png" in names
     averaged = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "averaged"]
     assert len(averaged) == 1 and len(averaged[0].tags["members"].split(",")) == 3
     assert "| member | weight | temperature | ECE before | ECE after |" in table
@@ -350,8 +362,11 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
     for v in client.search_model_versions("name='fer-test'"):
         if v.tags["family"] != "ensemble" and int(v.version) > int(before.get(v.tags["contender"], _NONE).version):
             before[v.tags["contender"]] = v
-    _train_all([*trained["args"], "--set", "contest.rungs=[0.5, 1.0]", "--set", "training.continue_from=latest"])
+    _train_all([*trained["args"], "--set", "contest.rungs=[0.5, 1.0]", "--set", "training.continue_from=latest",
+                "--set", "explain.enabled=false"])
     run = _zenml_run()
+    assert not run.steps["evaluate_cnn"].outputs["explanation"][0].load().enabled  # no maps drawn, nothing failed
+    assert run.steps["promote_models"].outputs["contest_maps"][0].load().png == b""
     names = ("cnn", "vit", "resnet")
     assert {"find_warm_starts", "judge_rung1", *(f"train_{n}" for n in names), *(f"train_{n}_rung2" for n in names)} \
         <= set(run.steps)

@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("fercore", "steps", "pipelines", "materializers")
 # fercore's packages, lowest first: each may import only from itself and the ones before it
 LAYERS = [("fercore", "fercore.constants", "fercore.errors", "fercore.stores"), ("fercore.data", "fercore.config"),
-          ("fercore.models",), ("fercore.tracking",), ("fercore.serving", "fercore.pyfunc"), ("fercore.evaluation",),
-          ("fercore.training",), ("fercore.monitoring",), ("fercore.promotion",)]
+          ("fercore.models",), ("fercore.explain",), ("fercore.tracking",), ("fercore.serving", "fercore.pyfunc"),
+          ("fercore.evaluation",), ("fercore.training",), ("fercore.monitoring",), ("fercore.promotion",)]
 
 
 def _modules() -> dict[str, Path]:
