@@ -30,7 +30,7 @@ def mean_maps_png(expl: Explanation) -> bytes:
     for c, (ax, emotion) in enumerate(zip(axes, CLASS_NAMES)):
         _cell(ax, expl.mean_faces[c], expl.mean_maps[c], f"{emotion}\n{expl.map_counts[c]} faces, F1 "
               f"{expl.val_f1.get(emotion, float('nan')):.2f}")
-    fig.suptitle(f"{expl.contender}: where it looks, per emotion (mean Grad-CAM of correct validation faces)", fontsize=9)
+    fig.suptitle(f"{expl.contender}: where it looks, per emotion (mean HiResCAM of correct validation faces)", fontsize=9)
     return png_bytes(fig)
 
 
@@ -91,7 +91,7 @@ def contest_maps_png(columns: list[ContestColumn], per_emotion: list[dict[str, s
         winner = row.get("winner", "—")
         axes[c, 0].set_ylabel(f"{emotion}\nwinner {winner}\n"
                               f"{'significant' if significant else 'not significant'}", fontsize=7)
-    fig.suptitle("Where each contender looks, per emotion (mean Grad-CAM, validation); ★ = winner, gold frame: "
+    fig.suptitle("Where each contender looks, per emotion (mean HiResCAM, validation); ★ = winner, gold frame: "
                  "lead significant, grey: inside the noise", fontsize=8)
     return png_bytes(fig)
 
@@ -112,4 +112,4 @@ def contest_figure(registrations: list[dict], explanations: list[Explanation], p
                if e.enabled]
     if not columns:
         return PngFigure(b"", "no maps: explain.enabled is false")
-    return PngFigure(contest_maps_png(columns, per_emotion), "mean Grad-CAM per emotion and contender (validation)")
+    return PngFigure(contest_maps_png(columns, per_emotion), "mean HiResCAM per emotion and contender (validation)")

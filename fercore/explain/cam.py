@@ -1,8 +1,15 @@
-"""Class activation maps (Grad-CAM, through the ``grad-cam`` library) for every family the project trains.
+"""Class activation maps (HiResCAM, through the ``grad-cam`` library) for every family the project trains.
+
+HiResCAM (Draelos & Carin 2020) multiplies a layer's activations by the class score's gradient element-wise and
+sums over channels: what each location added to the score. Grad-CAM averages the gradient over the locations
+first; the two agree at a layer followed by global average pooling. The method and the layers were chosen by the
+sanity tests (tests/unit/test_explain.py, numbers in docs/explain.md): at the CNNs' last 6x6 layer every method
+spread a planted cue's map over half the face (31-45 % of the mass on the cue), one resolution up HiResCAM put
+81-90 % there.
 
 Which layer a family's map comes from:
-- CNNs (V1, V2.1, VGG-7, the residual CNN): the last layer before the classifier whose output is still an
-  image (4-D, at least 2x2) and that is no pooling layer: the last ReLU or residual block.
+- CNNs (V1, V2.1, VGG-7, the residual CNN): the last non-pooling layer whose output is still at half the input's
+  resolution (24x24 for 48x48 faces: a ReLU or a residual block), found by a dry run.
 - ViTs (the patch ViT-B/16 and scratch ViTs, and the conv-tokenizer ViT): the last encoder layer's first
   LayerNorm, its tokens (the class token dropped) reshaped to their grid. The class token or the pooled tokens
   of the last layer read every patch through that layer's attention, so its input carries the gradient.
@@ -39,7 +46,7 @@ def _family(model: nn.Module) -> tuple[str, str]:
 
 
 def _cnn_layer(model: nn.Module, architecture: str) -> nn.Module:
-    """The last non-pooling child of a CNN whose output is an image of at least 2x2 (found by a dry run)."""
+    """The last non-pooling child of a CNN whose output is an image at half the input's resolution or more."""
     if architecture not in ARCHITECTURES or not isinstance(model, nn.Sequential):
         raise ExplainError(f"no class activation map for CNN architecture {architecture!r}: maps are drawn for "
                            f"{', '.join(sorted(ARCHITECTURES))}")
@@ -59,7 +66,7 @@ def _cnn_layer(model: nn.Module, architecture: str) -> nn.Module:
     pooling = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
     for k in reversed(range(len(model))):
         shape = shapes.get(k)
-        if shape is not None and len(shape) == 4 and min(shape[-2:]) >= 2 and not isinstance(model[k], pooling):
+        if shape is not None and len(shape) == 4 and min(shape[-2:]) >= 24 and not isinstance(model[k], pooling):
             return model[k]
     raise ExplainError(f"CNN architecture {architecture!r} has no convolutional layer to draw a map from")
 
@@ -95,7 +102,7 @@ def target_layer(model: nn.Module) -> tuple[nn.Module, Callable[[torch.Tensor], 
 
 def class_activation_maps(model: nn.Module, images: np.ndarray, classes: np.ndarray | list[int],
                           batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """Grad-CAM of ``model`` for each face and its target class.
+    """HiResCAM of ``model`` for each face and its target class.
 
     Args:
         model: a project model (``fer_spec`` says its family), on the device it should run on.
@@ -106,7 +113,7 @@ def class_activation_maps(model: nn.Module, images: np.ndarray, classes: np.ndar
     Returns:
         float32 maps ``(N, 48, 48)``, each scaled to [0, 1] (all zeros where nothing raised the class score).
     """
-    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam import HiResCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     layer, reshape = target_layer(model)
@@ -120,7 +127,7 @@ def class_activation_maps(model: nn.Module, images: np.ndarray, classes: np.ndar
     model.eval()
     device = next(model.parameters()).device
     try:
-        with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+        with HiResCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
             for start in range(0, len(images), batch_size):
                 batch = torch.from_numpy(images[start:start + batch_size]).to(device, torch.float32).div(255).unsqueeze(1)
                 targets = [ClassifierOutputTarget(int(c)) for c in classes[start:start + batch_size]]

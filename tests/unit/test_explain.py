@@ -1,0 +1,145 @@
+"""Class activation maps: every family and both ensembles, and the sanity checks of Adebayo et al. (2018),
+"Sanity Checks for Saliency Maps": a map must depend on what the model learned (model randomisation), and
+must point at the evidence when the evidence is known (a planted cue)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+from fercore.constants import CLASS_NAMES
+from fercore.explain.cam import ExplainError, class_activation_maps, ensemble_maps, target_layer
+from fercore.models import build_cnn
+from fercore.models.vit import pretrained_vit, scratch_conv_vit, scratch_vit
+
+# The planted cue: a bright bar across the mouth decides the label; a bar across the brows appears at random in
+# both classes (a distractor that a map of "everything bright" would also light up).
+MOUTH, BROWS = (34, 40), (12, 18)
+CUE_REGION = (slice(MOUTH[0] - 4, MOUTH[1] + 4), slice(None))  # the bar and 4 px around it: 29 % of the face
+
+
+def planted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noise faces; label 1 (``disgust``) when the mouth bar is there, else 0 (``angry``)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(20, 90, size=(n, 48, 48)).astype(np.uint8)
+    labels = rng.integers(0, 2, size=n)
+    for img, y, brows in zip(images, labels, rng.random(n) < 0.5):
+        if y:
+            img[MOUTH[0]:MOUTH[1], 6:42] = 230
+        if brows:
+            img[BROWS[0]:BROWS[1], 6:42] = 230
+    return images, labels
+
+
+def train(model: nn.Module, epochs: int = 6, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    images, labels = planted(768, seed)
+    x, y = torch.from_numpy(images).float().div(255).unsqueeze(1), torch.from_numpy(labels)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    test_x, test_y = planted(200, seed + 100)
+    with torch.no_grad():
+        accuracy = (model(torch.from_numpy(test_x).float().div(255).unsqueeze(1)).argmax(1).numpy() == test_y).mean()
+    assert accuracy > 0.95, f"the model did not learn the planted cue ({accuracy:.2f})"
+    return model
+
+
+def small_conv_vit() -> nn.Module:
+    return scratch_conv_vit(stem_channels=(16, 32), hidden_size=48, layers=2, heads=2, mlp_dim=96, dropout=0.0,
+                            drop_path=0.0)
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    return {"cnn": train(build_cnn("vgg7", width=8, dropout=0.0)), "conv_vit": train(small_conv_vit(), epochs=8)}
+
+
+def cue_mass(maps: np.ndarray) -> float:
+    """The share of the maps' total mass inside the planted cue's region."""
+    return float(maps[:, CUE_REGION[0], CUE_REGION[1]].sum() / max(maps.sum(), 1e-12))
+
+
+@pytest.mark.parametrize("name", ["cnn", "conv_vit"])
+def test_the_map_of_a_planted_cue_falls_on_the_cue(trained, name):
+    images, labels = planted(120, seed=7)
+    with_cue = images[labels == 1]
+    maps = class_activation_maps(trained[name], with_cue, np.ones(len(with_cue), int))
+    area = (CUE_REGION[0].stop - CUE_REGION[0].start) / 48  # the region's share of the image: a flat map's mass
+    assert area < 0.3
+    assert cue_mass(maps) >= 0.70, f"{name}: {cue_mass(maps):.2f} of the map's mass on the cue (region {area:.0%})"
+
+
+@pytest.mark.parametrize("name", ["cnn", "conv_vit"])
+def test_the_maps_of_a_randomised_model_do_not_resemble_the_trained_ones(trained, name):
+    images, labels = planted(60, seed=8)
+    torch.manual_seed(123)
+    untrained = build_cnn("vgg7", width=8, dropout=0.0) if name == "cnn" else small_conv_vit()
+    a = class_activation_maps(trained[name], images, labels)
+    b = class_activation_maps(untrained.eval(), images, labels)
+    rhos = [spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b) if x.std() > 0 and y.std() > 0]
+    assert len(rhos) > 30 and np.mean(rhos) < 0.5, f"{name}: mean Spearman {np.mean(rhos):.2f}"
+
+
+FAMILIES = {
+    "v1": lambda: build_cnn("v1"), "v2_1": lambda: build_cnn("v2_1"), "vgg7": lambda: build_cnn("vgg7", width=8),
+    "resnet": lambda: build_cnn("resnet", width=8), "patch_vit": lambda: scratch_vit(hidden_size=32, layers=2, heads=2,
+                                                                                       mlp_dim=64, head_hidden=(16,)),
+    "conv_vit": small_conv_vit,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_gives_maps_of_the_input_shape_the_same_twice(name):
+    torch.manual_seed(0)
+    model = FAMILIES[name]()
+    images = np.random.default_rng(0).integers(0, 255, (10, 48, 48), dtype=np.uint8)
+    classes = np.arange(10) % 7
+    first = class_activation_maps(model, images, classes, batch_size=4)
+    assert first.shape == (10, 48, 48) and first.dtype == np.float32
+    assert 0.0 <= first.min() and first.max() <= 1.0 and first.max() > 0.5  # scaled per face, not all zero
+    np.testing.assert_array_equal(first, class_activation_maps(model, images, classes, batch_size=4))
+    assert model.training  # put back as it was (built in training mode)
+
+
+def test_a_pretrained_vit_at_its_own_size_gives_maps_of_the_face_size(tiny_vit_dir):
+    model = pretrained_vit(str(tiny_vit_dir), head_hidden=(16,), image_size=32)
+    images = np.random.default_rng(1).integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    assert class_activation_maps(model, images, [0, 3, 6]).shape == (3, 48, 48)
+
+
+def test_ensembles_route_each_emotion_to_its_member_and_average_with_their_weights():
+    torch.manual_seed(0)
+    members = {"1": build_cnn("vgg7", width=8), "2": small_conv_vit()}
+    images = np.random.default_rng(2).integers(0, 255, (14, 48, 48), dtype=np.uint8)
+    classes = np.arange(14) % 7
+    own = {v: class_activation_maps(m, images, classes) for v, m in members.items()}
+    routes = {e: ("1" if i % 2 else "2") for i, e in enumerate(CLASS_NAMES)}
+    routed = ensemble_maps({"routes": routes}, members, images, classes)
+    for row, c in enumerate(classes):
+        np.testing.assert_allclose(routed[row], own[routes[CLASS_NAMES[c]]][row], atol=1e-6)
+    averaged = ensemble_maps({"weights": {"1": 0.25, "2": 0.75}}, members, images, classes)
+    np.testing.assert_allclose(averaged, 0.25 * own["1"] + 0.75 * own["2"], atol=1e-6)
+    for spec in ({"routes": routes}, {"weights": {"1": 0.25, "2": 0.75}}):
+        again = ensemble_maps(spec, members, images, classes)
+        assert again.shape == (14, 48, 48)
+        np.testing.assert_array_equal(again, ensemble_maps(spec, members, images, classes))
+
+
+def test_a_model_without_a_supported_target_layer_is_named_not_drawn():
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+    with pytest.raises(ExplainError, match="model family 'Sequential'"):
+        target_layer(plain)
+    linear = build_cnn("vgg7", width=8)
+    linear.fer_spec = {**linear.fer_spec, "architecture": "mlp"}
+    with pytest.raises(ExplainError, match="CNN architecture 'mlp'"):
+        class_activation_maps(linear, np.zeros((1, 48, 48), np.uint8), [0])
