@@ -28,6 +28,7 @@ class Face:
 
     box: tuple[int, int, int, int]  # x, y, width, height
     crop: np.ndarray
+    window: tuple[int, int, int] = (0, 0, 0)  # left, top, side: the square of the photo the crop was cut from
 
 
 def photo_paths(inputs: list[str | Path]) -> list[Path]:
@@ -77,11 +78,16 @@ def detect_faces(gray: np.ndarray, min_size: int = 32) -> list[tuple[int, int, i
     return sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3])
 
 
-def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.1) -> np.ndarray:
-    """The square ``IMAGE_SIZE`` crop around ``box``, grown by ``margin`` of its side on each side."""
+def crop_window(box: tuple[int, int, int, int], margin: float = 0.1) -> tuple[int, int, int]:
+    """``(left, top, side)``: the square around ``box``, grown by ``margin`` of its side on each side."""
     x, y, w, h = box
     side = int(round(max(w, h) * (1 + 2 * margin)))
-    left, top = x + w // 2 - side // 2, y + h // 2 - side // 2
+    return x + w // 2 - side // 2, y + h // 2 - side // 2, side
+
+
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.1) -> np.ndarray:
+    """The square ``IMAGE_SIZE`` crop of :func:`crop_window` (edge pixels repeat outside the photo)."""
+    left, top, side = crop_window(box, margin)
     pad = max(0, -left, -top, left + side - gray.shape[1], top + side - gray.shape[0])
     padded = np.pad(gray, pad, mode="edge") if pad else gray
     window = padded[top + pad:top + pad + side, left + pad:left + pad + side]
@@ -90,18 +96,23 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float = 
 
 def find_faces(gray: np.ndarray, margin: float = 0.1) -> list[Face]:
     """Every face of a grayscale photo with its crop."""
-    return [Face(box, crop_face(gray, box, margin)) for box in detect_faces(gray)]
+    return [Face(box, crop_face(gray, box, margin), crop_window(box, margin)) for box in detect_faces(gray)]
 
 
-def annotate(path: Path, faces: list[Face], captions: list[str], target: Path) -> Path:
+def annotate(path: Path, faces: list[Face], captions: list[str], target: Path,
+             overlays: list[np.ndarray] | None = None) -> Path:
     """Writes the photo with each face's box and caption to ``target`` (a PNG); the caption
-    sits on a filled band above the box (below it at the photo's top edge), its text sized to the box."""
+    sits on a filled band above the box (below it at the photo's top edge), its text sized to the box.
+    ``overlays`` (RGB, one per face, e.g. a class activation map over the crop) are laid over each face's window."""
     from PIL import ImageDraw, ImageFont
 
     with Image.open(path) as img:
         upright = ImageOps.exif_transpose(img)
         wide = upright.mode in ("I", "F") or upright.mode.startswith("I;16")  # convert() would clip these
         canvas = (Image.fromarray(to_gray8(upright)) if wide else upright).convert("RGB")
+    for face, rgb in zip(faces, overlays or []):
+        left, top, side = face.window
+        canvas.paste(Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR), (left, top))
     draw = ImageDraw.Draw(canvas)
     for face, caption in zip(faces, captions):
         x, y, w, h = face.box

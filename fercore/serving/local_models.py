@@ -65,6 +65,13 @@ def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = N
             aliases that exist), the store cannot be read or its server does not answer, the version's
             files are missing, or the model is of another class and ``trust`` is off.
     """
+    folder, label = local_copy(uri, tracking_uri, cache_dir)
+    return load_copy(folder, trust), label
+
+
+def local_copy(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """The local copy of the registered model at ``uri`` (made or refreshed when the store changed), and its name
+    and version; raises as :func:`load_predictor` does."""
     cache = Path(cache_dir or default_cache_dir()) / "models"
     cache.mkdir(parents=True, exist_ok=True)
     stamp = store_stamp(tracking_uri)
@@ -76,7 +83,7 @@ def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = N
         folder, label = _resolve_and_copy(uri, tracking_uri, cache)
         if stamp is not None:
             _write_index(cache, {**_read_index(cache), key: {"stamp": stamp, "folder": folder.name, "label": label}})
-    return load_copy(folder, trust), label
+    return folder, label
 
 
 def store_stamp(tracking_uri: str) -> list[int] | None:
@@ -221,3 +228,31 @@ def load_copy(folder: Path, trust: bool = False) -> Predict:
 
     return pyfunc_predict(load_pyfunc(folder))
 
+
+
+Explain = Callable[[np.ndarray, np.ndarray], np.ndarray]  # uint8 faces (N, 48, 48), classes (N,) -> maps (N, 48, 48)
+
+
+def load_explainer(folder: Path) -> Explain:
+    """Class activation maps of a copied version (:mod:`fercore.explain.cam`): a single model's own, an ensemble's
+    from its members (routed: the routing member's map; averaging: the weighted sum).
+
+    Raises:
+        ExplainError: the model is not one of this project's wrappers, or its family has no supported layer.
+    """
+    from fercore.explain.cam import ExplainError, class_activation_maps, ensemble_maps
+    from fercore.models.io import load_model
+
+    spec, artifacts = _pyfunc_spec(folder)
+    wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None
+    if wrapper == "FerEmotionModel":
+        model = load_model(artifacts["model"])
+        class_activation_maps(model, np.zeros((0, 48, 48), np.uint8), [])  # an unsupported family fails here, by name
+        return lambda images, classes: class_activation_maps(model, images, classes)
+    if wrapper == "FerEnsembleModel":
+        ensemble = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
+        members = {v: load_model(network_folder(folder.parent / sub))
+                   for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
+        return lambda images, classes: ensemble_maps(ensemble, members, images, classes)
+    raise ExplainError(f"the model in {folder} is not one of this project's wrappers ({', '.join(_OWN_WRAPPERS)}): "
+                       "its maps cannot be drawn")

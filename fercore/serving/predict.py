@@ -17,8 +17,9 @@ import numpy as np
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError
+from fercore.explain.overlay import overlay
 from fercore.serving.faces import Face, annotate, find_faces, load_photo
-from fercore.serving.local_models import Predict
+from fercore.serving.local_models import Explain, Predict
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "models:/fer2013-emotion@champion"
@@ -33,10 +34,22 @@ class PhotoResult:
     faces: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     annotated: str | None = None
+    explained: str | None = None
+
+
+@dataclass
+class Outputs:
+    """Where photos are written beside the results: annotated (boxes and labels), and explained (each face's class
+    activation map for its predicted label under the same box and label), with what draws the maps."""
+
+    annotate: AnnotationNames | None = None
+    explain: AnnotationNames | None = None
+    maps: Explain | None = None
 
 
 def predict_photos(paths: Iterable[Path], predict: Predict, margin: float = 0.1, annotate_dir: Path | None = None,
-                   batch_faces: int = BATCH_FACES) -> Iterator[PhotoResult]:
+                   batch_faces: int = BATCH_FACES, explain_dir: Path | None = None,
+                   explain: Explain | None = None) -> Iterator[PhotoResult]:
     """Finds the faces of each photo and classifies them in batches of at least ``batch_faces`` (the last
     smaller); yields each photo's result, in order, once its batch is classified.
 
@@ -49,8 +62,11 @@ def predict_photos(paths: Iterable[Path], predict: Predict, margin: float = 0.1,
         annotate_dir: if given, each photo is written there with boxes, labels and probabilities drawn, under
             a name no other photo of this call takes (:class:`AnnotationNames`).
         batch_faces: faces per model call.
+        explain_dir: if given (with ``explain``), each photo with faces is written there with each face's map
+            (``explain``: faces and their predicted classes -> maps) under its box and label.
     """
-    names = AnnotationNames(annotate_dir) if annotate_dir is not None else None
+    names = Outputs(AnnotationNames(annotate_dir) if annotate_dir is not None else None,
+                    AnnotationNames(explain_dir) if explain_dir is not None and explain is not None else None, explain)
     pending: list[tuple[PhotoResult, Path, list[Face]]] = []
     for path in paths:
         result, faces = PhotoResult(str(path)), []
@@ -66,22 +82,32 @@ def predict_photos(paths: Iterable[Path], predict: Predict, margin: float = 0.1,
 
 
 def _classify(pending: list[tuple[PhotoResult, Path, list[Face]]], predict: Predict,
-              names: AnnotationNames | None) -> Iterator[PhotoResult]:
+              names: Outputs) -> Iterator[PhotoResult]:
     crops = [f.crop for _, _, faces in pending for f in faces]
     probs = predict(np.stack(crops)) if crops else np.empty((0, len(CLASS_NAMES)))
+    maps = iter(names.maps(np.stack(crops), probs.argmax(1)) if names.explain and crops else [])
     rows = iter(probs)
     for result, path, faces in pending:
         for face in faces:
             p = next(rows)
             result.faces.append({"box": list(face.box), "label": CLASS_NAMES[int(p.argmax())],
                                  "probabilities": {c: round(float(v), 4) for c, v in zip(CLASS_NAMES, p)}})
-        if names is not None and result.error is None:
-            captions = [f"{f['label']} {f['probabilities'][f['label']]:.0%}" for f in result.faces]
-            try:
-                result.annotated = str(annotate(path, faces, captions, names.target(path)))
-            except OSError as exc:
-                result.error = f"the annotated photo could not be written into {names.folder}: {exc.strerror or exc}"
+        overlays = [overlay(f.crop, next(maps)) for f in faces] if names.explain else []
+        if result.error is None:
+            _write_photos(result, path, faces, overlays, names)
         yield result
+
+
+def _write_photos(result: PhotoResult, path: Path, faces: list[Face], overlays: list[np.ndarray], names: Outputs) -> None:
+    """The annotated and the explained photo of one photo, as asked; one that cannot be written is the photo's error."""
+    captions = [f"{f['label']} {f['probabilities'][f['label']]:.0%}" for f in result.faces]
+    for kind, folder, layers in (("annotated", names.annotate, None), ("explained", names.explain, overlays)):
+        if folder is None or (kind == "explained" and not faces):
+            continue
+        try:
+            setattr(result, kind, str(annotate(path, faces, captions, folder.target(path), layers)))
+        except OSError as exc:
+            result.error = f"the {kind} photo could not be written into {folder.folder}: {exc.strerror or exc}"
 
 
 class AnnotationNames:

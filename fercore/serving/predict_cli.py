@@ -29,6 +29,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--json", type=Path, help="write the results as JSON lines, one photo per line, as they come")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with boxes and labels")
+    parser.add_argument("--explain", type=Path, metavar="DIR", help="write each photo with every face's class "
+                        "activation map (where the model looked for the label it gave) under its box and label")
     parser.add_argument("--margin", type=float, default=0.1, help="crop margin around a detected face, per side")
     parser.add_argument("--trust-model", action="store_true", help="load a model that is not one of this project's "
                         "wrappers through mlflow.pyfunc, which unpickles it: only for models you trust")
@@ -43,7 +45,6 @@ def main(argv: list[str]) -> int:
     if not args.verbose:  # the answer, or what went wrong: nothing else on the console
         quiet_libraries()
     from fercore.serving.faces import photo_paths
-    from fercore.serving.local_models import load_predictor
     from fercore.serving.predict import HEADER, format_result, predict_photos, write_json_line
     from fercore.stores import resolve_tracking_uri
 
@@ -56,11 +57,13 @@ def main(argv: list[str]) -> int:
         tracking_uri = existing_store(args.tracking_uri or resolve_tracking_uri())
         with ExitStack() as stack:
             out = open_json(args.json, problems, stack)
-            annotate_dir = writable_folder(args.annotate, problems)
+            annotate_dir = writable_folder(args.annotate, problems, "--annotate")
+            explain_dir = writable_folder(args.explain, problems, "--explain")
             # the model loads (mostly importing torch) while OpenCV, which releases the GIL, finds the faces
             pool = stack.enter_context(ThreadPoolExecutor(1))
-            loading = pool.submit(load_predictor, args.model, tracking_uri, trust=args.trust_model)
-            results = predict_photos(paths, lambda batch: loading.result()[0](batch), args.margin, annotate_dir)
+            loading = pool.submit(load_models, args.model, tracking_uri, args.trust_model, explain_dir is not None)
+            results = predict_photos(paths, lambda batch: loading.result()[0](batch), args.margin, annotate_dir,
+                                     explain_dir=explain_dir, explain=lambda faces, classes: loading.result()[2](faces, classes))
             print(HEADER, flush=True)
             for r in progress(results, len(paths)):
                 photos, faces = photos + 1, faces + len(r.faces)
@@ -77,6 +80,14 @@ def main(argv: list[str]) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return 2 if problems else 0
+
+
+def load_models(uri: str, tracking_uri: str, trust: bool, explain: bool):
+    """The model's ``images -> probabilities``, its name and version, and with ``explain`` what draws its maps."""
+    from fercore.serving.local_models import load_copy, load_explainer, local_copy
+
+    folder, label = local_copy(uri, tracking_uri)
+    return load_copy(folder, trust), label, load_explainer(folder) if explain else None
 
 
 def quiet_libraries() -> None:
@@ -114,9 +125,9 @@ def open_json(path: Path | None, problems: list[str], stack: ExitStack) -> TextI
         return None
 
 
-def writable_folder(folder: Path | None, problems: list[str]) -> Path | None:
-    """``--annotate``'s folder, made and checked writable; when it is not, the problem is noted and no photo is
-    annotated (the results still print)."""
+def writable_folder(folder: Path | None, problems: list[str], flag: str) -> Path | None:
+    """``--annotate``'s or ``--explain``'s folder, made and checked writable; when it is not, the problem is noted
+    and no photo is written there (the results still print)."""
     if folder is None:
         return None
     import tempfile
@@ -127,7 +138,7 @@ def writable_folder(folder: Path | None, problems: list[str]) -> Path | None:
             pass
         return folder
     except OSError as exc:
-        problems.append(f"--annotate {folder}: cannot write there ({exc.strerror or exc}); pass a folder you can "
+        problems.append(f"{flag} {folder}: cannot write there ({exc.strerror or exc}); pass a folder you can "
                         "write")
         return None
 

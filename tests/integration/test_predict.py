@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 from fercore.constants import CLASS_NAMES
+from fercore.explain.cam import class_activation_maps
+from fercore.models import load_model
 from fercore.serving.faces import ANNOTATION_COLOUR, crop_face, find_faces, load_photo
-from fercore.serving.local_models import load_predictor
+from fercore.serving.local_models import load_explainer, load_predictor, local_copy, network_folder
 from fercore.serving.predict import format_results, predict_photos
 from tests.conftest import ROOT
 
@@ -213,6 +215,13 @@ def test_a_routed_ensemble_copy_predicts_as_mlflow_loads_it(registered, tmp_path
     predict, label = load_predictor(f"models:/fer-photo/{ensemble}", registered, tmp_path / "cache")
     assert label == f"fer-photo v{ensemble}"
     np.testing.assert_allclose(predict(faces), expected, rtol=1e-5, atol=1e-6)
+    # its maps: for each face, the map of the member that routes the emotion asked about
+    classes = np.arange(5) % 7
+    maps = load_explainer(local_copy(f"models:/fer-photo/{ensemble}", registered, tmp_path / "cache")[0])(faces, classes)
+    for version in ("1", second):
+        member = load_model(network_folder(local_copy(f"models:/fer-photo/{version}", registered, tmp_path / "cache")[0]))
+        rows = [i for i, c in enumerate(classes) if routes[CLASS_NAMES[c]] == version]
+        np.testing.assert_allclose(maps[rows], class_activation_maps(member, faces[rows], classes[rows]), atol=1e-6)
 
 
 def _run_predict(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -368,3 +377,24 @@ def test_a_vit_answers_without_a_loading_bar_on_stderr(photos, registered, tiny_
                           registered)
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.splitlines()[-1] == f"1 photos, 1 faces: fer-vit v{version} (models:/fer-vit/{version})"
+
+
+def test_explain_writes_each_face_with_its_map_under_its_box_and_a_photo_without_faces_is_listed(photos, registered,
+                                                                                                  tmp_path):
+    result = _run_predict(str(photos["astronaut"]), str(photos["coffee"]), "--model", "models:/fer-photo@champion",
+                          "--tracking-uri", registered, "--json", str(tmp_path / "out.json"),
+                          "--annotate", str(tmp_path / "annotated"), "--explain", str(tmp_path / "explained"))
+    assert result.returncode == 0, result.stderr
+    assert "coffee.jpg" in result.stdout and "no face found" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "explained").iterdir()) == ["astronaut.png"]  # no face, no photo
+    out = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "out.json").read_text().splitlines())}
+    assert out["astronaut.jpg"]["explained"] == str(tmp_path / "explained" / "astronaut.png")
+    assert out["coffee.jpg"]["explained"] is None
+    explained = np.asarray(Image.open(tmp_path / "explained" / "astronaut.png")).astype(int)
+    annotated = np.asarray(Image.open(tmp_path / "annotated" / "astronaut.png")).astype(int)
+    assert explained.shape == annotated.shape == (512, 512, 3)
+    x, y, w, h = out["astronaut.jpg"]["faces"][0]["box"]
+    inside = (slice(y + 5, y + h - 5), slice(x + 5, x + w - 5))
+    assert np.abs(explained[inside] - annotated[inside]).mean() > 10  # the map lies over the face ...
+    np.testing.assert_array_equal(explained[y + h + 40:], annotated[y + h + 40:])  # ... and nowhere else
+    assert (explained[y - 2:y, x:x + w] == ANNOTATION_COLOUR).all()  # under the same box and caption
