@@ -13,9 +13,10 @@ PORT ?= 5001
 # a request waits its turn rather than time out (docs/serving.md, BENCHMARKS.md "Serving under load")
 SERVE_WORKERS ?= 1
 SERVE_TIMEOUT ?= 120
+DEMO_ARGS ?=
 MLFLOW_UI_WORKERS ?= 1
 
-.PHONY: setup train ingest test test-fast test-model lint mutation mlflow-ui serve benchmark schedule
+.PHONY: setup demo train ingest test test-fast test-model lint mutation mlflow-ui serve benchmark schedule
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 setup: $(VENV)/.installed
+
+# the demo page's extra (Gradio): not part of setup, so `make train` does not install it
+$(VENV)/.demo-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e ".[demo]"
+	touch $@
+
+# the champion and the contenders on a page at http://127.0.0.1:7860 (DEMO_ARGS: --host, --port, --model-name)
+demo: $(VENV)/.demo-installed
+	$(PY) run.py demo $(DEMO_ARGS)
 
 train: setup
 	$(PY) run.py --pipeline train_all $(RUN_ARGS)
@@ -37,7 +47,7 @@ schedule: setup
 # every tier: tests/unit (no MLflow, ZenML or subprocess; in a process of its own, where its guard holds), then
 # tests/integration (real stores, subprocesses), tests/model (a trained model's behaviour: MODEL_URI=models:/NAME@ALIAS
 # checks a registered one) and tests/e2e (whole pipelines, marked slow) in two pytest-xdist workers, a file each
-test: setup
+test: setup $(VENV)/.demo-installed
 	$(PY) -m pytest -q tests/unit
 	$(PY) -m pytest -q -n 2 --dist loadfile tests/integration tests/model tests/e2e
 

@@ -3,6 +3,8 @@
 Examples:
     python run.py --pipeline ingest --data ../shared/data/fer2013/fer2013.tar.gz
     python run.py predict photo.jpg photos/ --json faces.json --annotate annotated/
+    python run.py predict photos/ --explain explained/        # each face with its class activation map
+    python run.py demo                                        # a page on 127.0.0.1:7860 (pip install -e ".[demo]")
     python run.py gc --dry-run                                # what retention would delete, and the bytes
     python run.py --pipeline train_all --config configs/smoke.yaml
     python run.py --pipeline train_all --schedule            # cron from the config
@@ -209,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(pipelines=False)
         return predict_cli.main(argv[1:])
+    if argv[:1] == ["demo"]:  # the page of the champion and the contenders, with their maps (Gradio: the demo extra)
+        from fercore.serving import demo
+
+        quiet_libraries()
+        return demo.main(argv[1:])
     if argv[:1] == ["gc"]:
         return gc_main(argv[1:])
     args = parse_args(argv)

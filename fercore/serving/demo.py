@@ -1,0 +1,180 @@
+"""``make demo`` / ``run.py demo``: a local web page (Gradio) where a photo's faces are classified by the champion and
+every contender, side by side, with each contender's class activation map.
+
+Gradio is an optional extra (``pip install -e ".[demo]"``); :func:`analyse` needs none of it, so the page's logic
+is tested without a browser. The page listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fercore.constants import CLASS_NAMES
+from fercore.errors import FerError
+from fercore.explain.overlay import overlay
+from fercore.serving.faces import annotate, find_faces, load_photo
+from fercore.serving.local_models import Explain, Predict, load_copy, load_explainer, local_copy
+
+logger = logging.getLogger(__name__)
+MAX_FILE_MB = 20  # larger uploads are refused by the page before they reach the models
+MAX_CONTENDERS = 6
+
+
+@dataclass
+class Contender:
+    """A registered version on the page: its label (``v3 (vgg7)``), how it predicts and how its maps are drawn."""
+
+    label: str
+    predict: Predict
+    explain: Explain | None
+
+
+@dataclass
+class Analysis:
+    """What the page shows for one photo: the annotated photo (champion's labels), per face the champion's
+    probabilities, a table of every contender's probabilities, and each contender's map over each face."""
+
+    message: str
+    annotated: str | None = None
+    champion: list[dict[str, float]] = field(default_factory=list)
+    table: list[list[str | float]] = field(default_factory=list)
+    maps: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+TABLE_HEADER = ["face", "model", "label", *CLASS_NAMES]
+
+
+def demo_versions(model_name: str) -> list[tuple[str, str]]:
+    """``(version, label)`` shown on the page: the champion first, then the newest ready version of each contender
+    (single models; an ensemble appears when it is the champion)."""
+    from fercore.tracking.registry import version_by_alias, versions
+    from fercore.tracking.tags import family
+
+    champion = version_by_alias(model_name, "champion")
+    shown = [(str(champion.version), f"v{champion.version} ({champion.tags.get('contender', 'champion')}) champion")]
+    newest: dict[str, str] = {}
+    for v in versions(model_name):  # newest first
+        contender = v.tags.get("contender", "")
+        if v.status == "READY" and family(v) != "ensemble" and contender and contender not in newest:
+            newest[contender] = str(v.version)
+    shown += [(v, f"v{v} ({c})") for c, v in newest.items() if v != shown[0][0]]
+    return shown[:MAX_CONTENDERS]
+
+
+def load_contenders(model_name: str, tracking_uri: str) -> list[Contender]:
+    """The champion and the contenders (:func:`demo_versions`), loaded from their local copies."""
+    from fercore.tracking.store import check_server, connect_registry
+
+    check_server(tracking_uri)
+    connect_registry(tracking_uri)
+    out = []
+    for version, label in demo_versions(model_name):
+        folder, _ = local_copy(f"models:/{model_name}/{version}", tracking_uri)
+        out.append(Contender(label, load_copy(folder), load_explainer(folder)))
+    return out
+
+
+def analyse(photo: str | Path | None, contenders: list[Contender], out_dir: Path) -> Analysis:
+    """Finds the faces of ``photo`` and classifies each with every contender; an unreadable or empty input is a
+    message, never an exception (the page keeps serving)."""
+    start = time.perf_counter()
+    if photo is None:
+        return Analysis("Upload a photo or take one with the webcam.")
+    try:
+        faces = find_faces(load_photo(photo))
+    except FerError as exc:
+        return Analysis(f"That file could not be used: {exc}")
+    if not faces:
+        return Analysis("No face found in this photo: try a frontal face, at least 32 pixels wide.",
+                        seconds=round(time.perf_counter() - start, 3))
+    crops = np.stack([f.crop for f in faces])
+    result = Analysis(f"{len(faces)} face{'s' if len(faces) > 1 else ''} found")
+    for k, contender in enumerate(contenders):
+        probs = contender.predict(crops)
+        labels = probs.argmax(1)
+        maps = contender.explain(crops, labels) if contender.explain else None
+        for i, p in enumerate(probs):
+            result.table.append([i + 1, contender.label, CLASS_NAMES[labels[i]], *(round(float(v), 3) for v in p)])
+            if maps is not None:
+                result.maps.append((overlay(crops[i], maps[i]), f"face {i + 1} · {contender.label}: "
+                                    f"{CLASS_NAMES[labels[i]]} {p[labels[i]]:.0%}"))
+        if k == 0:  # the champion labels the photo
+            result.champion = [{c: float(v) for c, v in zip(CLASS_NAMES, p)} for p in probs]
+            captions = [f"{CLASS_NAMES[j]} {p[j]:.0%}" for j, p in zip(labels, probs)]
+            out_dir.mkdir(parents=True, exist_ok=True)
+            result.annotated = str(annotate(Path(photo), faces, captions, out_dir / f"annotated-{time.time_ns()}.png"))
+    result.seconds = round(time.perf_counter() - start, 3)
+    result.message += f" in {result.seconds:.2f} s"
+    return result
+
+
+def build_app(contenders: list[Contender], model_name: str, out_dir: Path):
+    """The page: a photo (upload, or the webcam where the browser allows it) in; the annotated photo, the champion's
+    probabilities, every contender's probabilities and maps out."""
+    import gradio as gr
+
+    def run(upload: str | None, webcam: str | None):
+        a = analyse(upload or webcam, contenders, out_dir)
+        champion = a.champion[0] if a.champion else None
+        return a.message, a.annotated, champion, a.table or None, a.maps
+
+    with gr.Blocks(title="FER-2013 emotions: where each model looks") as app:
+        gr.Markdown(f"## Facial emotion: {model_name}\nThe champion labels each face; every contender's probabilities "
+                    "and its class activation map (HiResCAM: where it looked for the label it gave) are below. "
+                    "Faces are found with OpenCV and cut to 48x48 grayscale, as FER-2013's were.")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="Photo", file_types=["image"], type="filepath")
+                webcam = gr.Image(label="Webcam", sources=["webcam"], type="filepath")
+                button = gr.Button("Analyse", variant="primary")
+            with gr.Column():
+                message = gr.Markdown(elem_id="message")
+                annotated = gr.Image(label="Faces (the champion's labels)", type="filepath")
+                champion = gr.Label(label="Champion, first face", num_top_classes=7)
+        table = gr.Dataframe(headers=TABLE_HEADER, label="Every contender, per face", interactive=False)
+        maps = gr.Gallery(label="Where each contender looks (class activation maps)", columns=4, height="auto")
+        outputs = [message, annotated, champion, table, maps]
+        button.click(run, [upload, webcam], outputs, api_name="analyse")
+        upload.upload(run, [upload, webcam], outputs)
+    return app
+
+
+def main(argv: list[str]) -> int:
+    """``run.py demo``: serves the page until interrupted; exit 2 when the models cannot be loaded."""
+    from fercore.stores import default_cache_dir, resolve_tracking_uri
+
+    parser = argparse.ArgumentParser(prog="run.py demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-name", default="fer2013-emotion", help="registered model (its @champion and contenders)")
+    parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes the page)")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print('error: the demo page needs Gradio: pip install -e ".[demo]" (or run make demo)', file=sys.stderr)
+        return 2
+    from fercore.serving.predict_cli import existing_store
+
+    try:
+        contenders = load_contenders(args.model_name, existing_store(args.tracking_uri or resolve_tracking_uri()))
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("Models: " + ", ".join(c.label for c in contenders), flush=True)
+    launch(build_app(contenders, args.model_name, Path(default_cache_dir()) / "demo"), args.host, args.port)
+    return 0
+
+
+def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> None:
+    """Serves the page: one request at a time (torch already uses every core), uploads over MAX_FILE_MB refused."""
+    app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, max_file_size=f"{MAX_FILE_MB}mb",
+                                                  prevent_thread_lock=not block, quiet=True)

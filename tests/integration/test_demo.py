@@ -1,0 +1,95 @@
+"""The demo page (``run.py demo``): its logic on a registered store, its HTTP API through ``gradio_client``, and its
+page in headless Chromium (skipped where Chromium or selenium is not installed)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fercore.constants import CLASS_NAMES
+
+gradio = pytest.importorskip("gradio", reason="the demo extra: pip install -e '.[demo]'")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from fercore.serving.demo import MAX_FILE_MB, analyse, build_app, launch, load_contenders  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def contenders(registered):
+    return load_contenders("fer-photo", registered)
+
+
+@pytest.fixture(scope="module")
+def page(contenders, tmp_path_factory):
+    port = _free_port()
+    app = build_app(contenders, "fer-photo", tmp_path_factory.mktemp("demo"))
+    launch(app, "127.0.0.1", port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def test_every_face_gets_each_contenders_probabilities_and_map(photos, contenders, tmp_path):
+    a = analyse(photos["astronaut"], contenders, tmp_path)
+    assert a.message.startswith("1 face found in ")
+    assert [row[1] for row in a.table] == [c.label for c in contenders] and contenders[0].label.endswith("champion")
+    for row in a.table:
+        probs = np.array(row[3:], float)
+        assert len(probs) == 7 and abs(probs.sum() - 1) < 0.01 and row[2] == CLASS_NAMES[int(probs.argmax())]
+    assert len(a.maps) == len(contenders) and all(img.shape == (48, 48, 3) for img, _ in a.maps)
+    assert set(a.champion[0]) == set(CLASS_NAMES) and Image.open(a.annotated).size == (512, 512)
+
+
+def test_no_face_and_files_that_are_no_photo_are_a_message(photos, contenders, tmp_path):
+    assert analyse(photos["coffee"], contenders, tmp_path).message.startswith("No face found")
+    assert analyse(photos["broken"], contenders, tmp_path).message.startswith("That file could not be used: ")
+    assert analyse(None, contenders, tmp_path).message.startswith("Upload a photo")
+
+
+def test_the_http_api_answers_a_photo_and_keeps_serving_after_a_bad_file_and_a_huge_one(page, photos, tmp_path):
+    client = Client(page, verbose=False)
+    message, annotated, champion, table, maps = client.predict(handle_file(str(photos["astronaut"])), None,
+                                                               api_name="/analyse")
+    assert message.startswith("1 face found") and champion["label"] in CLASS_NAMES
+    assert len(table["data"]) == len(maps) >= 1 and Image.open(annotated).size == (512, 512)
+    message = client.predict(handle_file(str(photos["broken"])), None, api_name="/analyse")[0]
+    assert message.startswith("That file could not be used: ") and "not a readable image" in message
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (MAX_FILE_MB + 1) * 2**20)
+    with pytest.raises(Exception, match="(?i)size|large"):
+        client.predict(handle_file(str(huge)), None, api_name="/analyse")
+    assert client.predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0].startswith("1 face")
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no Chromium installed")
+def test_the_page_shows_the_results_in_a_browser(page, photos, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options)
+    try:
+        driver.get(page)
+        wait = WebDriverWait(driver, 60)
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
+        driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photos["astronaut"]))
+        wait.until(lambda d: "face found" in d.find_element(By.ID, "message").text)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".gallery-item, button.thumbnail-item")) >= 1)
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "1 face found" in body and "champion" in body and all(e in body for e in ("happy", "neutral"))
+        driver.save_screenshot(str(tmp_path / "demo.png"))
+    finally:
+        driver.quit()
