@@ -108,7 +108,7 @@ def test_every_family_gives_maps_of_the_input_shape_the_same_twice(name):
     assert first.shape == (10, 48, 48) and first.dtype == np.float32
     assert 0.0 <= first.min() and first.max() <= 1.0 and first.max() > 0.5  # scaled per face, not all zero
     np.testing.assert_array_equal(first, class_activation_maps(model, images, classes, batch_size=4))
-    assert model.training  # put back as it was (built in training mode)
+    assert model.training and all(p.requires_grad for p in model.parameters())  # put back as it was
 
 
 def test_a_pretrained_vit_at_its_own_size_gives_maps_of_the_face_size(tiny_vit_dir):
@@ -143,3 +143,39 @@ def test_a_model_without_a_supported_target_layer_is_named_not_drawn():
     linear.fer_spec = {**linear.fer_spec, "architecture": "mlp"}
     with pytest.raises(ExplainError, match="CNN architecture 'mlp'"):
         class_activation_maps(linear, np.zeros((1, 48, 48), np.uint8), [0])
+
+
+def test_an_explanation_averages_correct_validation_faces_and_picks_the_most_confident_test_faces(tmp_path):
+    from fercore.evaluation.explanation import Explanation, explain_model
+    from fercore.evaluation.map_figures import contest_figure, gallery_png, mean_maps_png
+    from fercore.evaluation.predictions import Predictions
+    from tests.conftest import synthetic
+
+    ds = synthetic(per_class=10, test_per_class=3)
+    val, test = ds.split("val"), ds.split("test")
+    val_probs = np.eye(7, dtype=np.float32)[val.labels]
+    val_probs[0] = np.roll(val_probs[0], 1)  # one validation face wrong: not averaged
+    test_probs = np.full((len(test), 7), 0.01, np.float32)
+    conf = np.linspace(0.3, 0.9, len(test), dtype=np.float32)
+    predicted = np.where(np.arange(len(test)) % 2 == 0, test.labels, (test.labels + 1) % 7)
+    test_probs[np.arange(len(test)), predicted] = conf
+    torch.manual_seed(0)
+    e = explain_model(build_cnn("vgg7", width=8), "vgg7", ds, Predictions(val_probs, test_probs),
+                      {c: 0.5 for c in CLASS_NAMES}, faces_per_emotion=1, mean_map_faces=100)
+    expected_counts = np.bincount(val.labels, minlength=7)
+    expected_counts[val.labels[0]] -= 1
+    np.testing.assert_array_equal(e.map_counts, expected_counts)
+    for c in range(7):  # per predicted emotion: its most confident correct face, then its most confident wrong one
+        rows = [i for i in range(len(test)) if predicted[i] == c]
+        right = max((i for i in rows if test.labels[i] == c), key=lambda i: conf[i])
+        wrong = max((i for i in rows if test.labels[i] != c), key=lambda i: conf[i])
+        assert list(e.gallery_row[e.gallery_pred == c]) == [right, wrong]
+    np.testing.assert_allclose(e.gallery_confidence, conf[e.gallery_row])
+    e.save(tmp_path)
+    again = Explanation.load(tmp_path)
+    np.testing.assert_array_equal(again.mean_maps, e.mean_maps)
+    assert again.val_f1 == e.val_f1 and again.enabled and not Explanation("off").enabled
+    assert mean_maps_png(e).startswith(b"\x89PNG") and gallery_png(e).startswith(b"\x89PNG")
+    rows = [{"emotion": c, "winner": "v1 (vgg7)", "significant": "yes"} for c in CLASS_NAMES]
+    assert contest_figure([{"version": "1", "contender": "vgg7"}], [e], rows).png.startswith(b"\x89PNG")
+    assert contest_figure([{"version": "1", "contender": "vgg7"}], [Explanation("off")], rows).png == b""
