@@ -1,7 +1,7 @@
 """ZenML materializers: compact numpy/JSON/safetensors formats, never pickle for data."""
 
 from materializers.dataset_materializer import FerDatasetMaterializer, RebalancedMaterializer
-from materializers.figure_materializer import PngFigureMaterializer
+from materializers.figure_materializer import PngFigureMaterializer, ProbabilitiesMaterializer
 from materializers.model_materializer import (
     EvaluationMaterializer,
     ExplanationMaterializer,
@@ -10,4 +10,5 @@ from materializers.model_materializer import (
 )
 
 __all__ = ["EvaluationMaterializer", "ExplanationMaterializer", "FerDatasetMaterializer", "FerModelMaterializer",
-           "PngFigureMaterializer", "PredictionsMaterializer", "RebalancedMaterializer"]
+           "PngFigureMaterializer", "PredictionsMaterializer", "ProbabilitiesMaterializer",
+           "RebalancedMaterializer"]

@@ -1,4 +1,4 @@
-"""A PNG figure as an artifact: ``figure.png`` (shown by the dashboard) and ``figure.json``."""
+"""Small artifacts: a PNG figure (``figure.png``, shown by the dashboard) and a probabilities array (``.npy``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from zenml.enums import ArtifactType, VisualizationType
 
 from fercore.evaluation.map_figures import PngFigure
@@ -35,3 +36,21 @@ class PngFigureMaterializer(LocalDirMaterializer):
 
     def extract_metadata(self, data: PngFigure) -> dict[str, Any]:
         return {"title": data.title}
+
+
+class ProbabilitiesMaterializer(LocalDirMaterializer):
+    """Stores a probabilities array as ``probabilities.npy`` (no pickle); its metadata is its shape, also when it is
+    empty (a contender that stopped before the rung: ZenML's numpy materializer fails on empty arrays' statistics)."""
+
+    ASSOCIATED_TYPES = (np.ndarray,)
+    ASSOCIATED_ARTIFACT_TYPE = ArtifactType.DATA
+    SKIP_REGISTRATION = True  # only where a step names it: other arrays keep ZenML's own
+
+    def load(self, data_type: type[Any]) -> np.ndarray:
+        return self.read_dir(lambda folder: np.load(folder / "probabilities.npy", allow_pickle=False))
+
+    def save(self, data: np.ndarray) -> None:
+        self.write_dir(lambda folder: np.save(folder / "probabilities.npy", np.asarray(data), allow_pickle=False))
+
+    def extract_metadata(self, data: np.ndarray) -> dict[str, Any]:
+        return {"shape": list(np.shape(data)), "images": int(np.shape(data)[0]) if np.ndim(data) else 0}

@@ -12,12 +12,12 @@ from fercore.data.rebalance import Rebalanced
 from fercore.models import build_cnn
 from fercore.tracking.runs import TrackedRun
 from fercore.training.trainer import TrainJob
-from materializers import FerModelMaterializer
+from materializers import FerModelMaterializer, ProbabilitiesMaterializer
 from steps.cache import cache_policy
 from steps.common import RungInputs, train_and_track
 
 
-@step(output_materializers={"model": FerModelMaterializer},
+@step(output_materializers={"model": FerModelMaterializer, "val_probabilities": ProbabilitiesMaterializer},
       cache_policy=cache_policy(__name__))
 def train_cnn(
     dataset: FerDataset, plan: Rebalanced, config: CnnContender, name: str, registry: RegistryConfig,

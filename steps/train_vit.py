@@ -13,12 +13,12 @@ from fercore.models.vit import UnfreezeSchedule, build_vit, vit_variant
 from fercore.tracking.runs import TrackedRun
 from fercore.training.distill import soft_targets
 from fercore.training.trainer import TrainJob
-from materializers import FerModelMaterializer
+from materializers import FerModelMaterializer, ProbabilitiesMaterializer
 from steps.cache import cache_policy
 from steps.common import RungInputs, tracking_uri, train_and_track
 
 
-@step(output_materializers={"model": FerModelMaterializer},
+@step(output_materializers={"model": FerModelMaterializer, "val_probabilities": ProbabilitiesMaterializer},
       cache_policy=cache_policy(__name__))
 def train_vit(
     dataset: FerDataset, plan: Rebalanced, config: VitContender, name: str, registry: RegistryConfig,

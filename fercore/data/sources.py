@@ -153,7 +153,8 @@ def _subset_of(file_name: str) -> str:
 def _read_image_tree(path: Path, limits: ImageLimits = ImageLimits()) -> FerDataset:
     images, labels, splits, ids, subsets = [], [], [], [], []
     converted, skipped = 0, []
-    for name, read in tqdm(image_files.iter_members(path, _FIX_ARCHIVE), desc=f"Decoding {path.name}", unit="img", leave=False):
+    for name, read in tqdm(image_files.iter_members(path, _FIX_ARCHIVE), desc=f"Decoding {path.name}", unit="img", leave=False,
+                           disable=None, delay=2):
         parts = PurePosixPath(name).parts
         if image_files.is_hidden(parts):
             continue
@@ -219,7 +220,7 @@ def read_csv(path: Path) -> FerDataset:
         missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
         if missing:
             raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected emotion,pixels,Usage.")
-        for row in tqdm(reader, desc=f"Parsing {path.name}", unit="row", leave=False):
+        for row in tqdm(reader, desc=f"Parsing {path.name}", unit="row", leave=False, disable=None, delay=2):
             line = reader.line_num
             images.append(_parse_pixels(path, line, row["pixels"]))
             labels.append(CLASS_INDEX[CSV_LABEL_NAMES[_parse_label(path, line, row["emotion"])]])
