@@ -13,6 +13,12 @@ from fercore.evaluation.plots import plt, png_bytes
 from fercore.explain.overlay import overlay
 
 
+def _stretch(mean_map: np.ndarray) -> np.ndarray:
+    """A mean map scaled to [0, 1] for display (averaging faces' maps flattens their range)."""
+    lo, hi = float(mean_map.min()), float(mean_map.max())
+    return (mean_map - lo) / (hi - lo) if hi > lo else np.zeros_like(mean_map)
+
+
 def _cell(ax, face: np.ndarray, cam: np.ndarray, title: str, colour: str | None = None) -> None:
     ax.imshow(overlay(face, cam))
     ax.set_xticks([])
@@ -28,7 +34,7 @@ def mean_maps_png(expl: Explanation) -> bytes:
     """One row: per emotion, the mean map of the faces the model got right over that emotion's mean face."""
     fig, axes = plt.subplots(1, len(CLASS_NAMES), figsize=(1.6 * len(CLASS_NAMES), 2.1))
     for c, (ax, emotion) in enumerate(zip(axes, CLASS_NAMES)):
-        _cell(ax, expl.mean_faces[c], expl.mean_maps[c], f"{emotion}\n{expl.map_counts[c]} faces, F1 "
+        _cell(ax, expl.mean_faces[c], _stretch(expl.mean_maps[c]), f"{emotion}\n{expl.map_counts[c]} faces, F1 "
               f"{expl.val_f1.get(emotion, float('nan')):.2f}")
     fig.suptitle(f"{expl.contender}: where it looks, per emotion (mean HiResCAM of correct validation faces)", fontsize=9)
     return png_bytes(fig)
@@ -55,6 +61,7 @@ def gallery_png(expl: Explanation) -> bytes:
         axes[c, 0].set_ylabel(CLASS_NAMES[c] + ("" if any(len(r) for r in pair) else "\n(never predicted)"), fontsize=8)
     fig.suptitle(f"{expl.contender}: most confident correct (green) and wrong (red) test faces per predicted emotion",
                  fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return png_bytes(fig)
 
 
@@ -84,7 +91,7 @@ def contest_maps_png(columns: list[ContestColumn], per_emotion: list[dict[str, s
             won = row.get("winner") == col.label
             f1 = col.explanation.val_f1.get(emotion, float("nan"))
             colour = ("gold" if significant else "grey") if won else None
-            _cell(axes[c, j], col.explanation.mean_faces[c], col.explanation.mean_maps[c],
+            _cell(axes[c, j], col.explanation.mean_faces[c], _stretch(col.explanation.mean_maps[c]),
                   f"F1 {f1:.3f}" + (" ★" if won else ""), colour)
             if c == 0:
                 axes[c, j].set_title(f"{col.label}\nF1 {f1:.3f}" + (" ★" if won else ""), fontsize=7)
@@ -93,6 +100,7 @@ def contest_maps_png(columns: list[ContestColumn], per_emotion: list[dict[str, s
                               f"{'significant' if significant else 'not significant'}", fontsize=7)
     fig.suptitle("Where each contender looks, per emotion (mean HiResCAM, validation); ★ = winner, gold frame: "
                  "lead significant, grey: inside the noise", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     return png_bytes(fig)
 
 

@@ -1,0 +1,60 @@
+"""A page as headless Chromium shows it, saved as a PNG (a command, not a test): how docs/img's screenshots were made.
+
+Optionally logs in to the ZenML dashboard first (``--zenml-login``), uploads a file into the page's first file input
+(``--upload``, the demo page), and waits until ``--wait-text`` appears before the shot. Prints the page's visible text
+(what a reader of the screenshot sees) to stdout.
+
+Usage: python scripts/screenshot_page.py URL OUT.png [--upload FILE] [--wait-text TEXT] [--zenml-login] [--size 1400x1600]
+Needs Chromium and its driver (apt-get install chromium chromium-driver) and selenium (the dev extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("url")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--upload", type=Path)
+    parser.add_argument("--wait-text", default="")
+    parser.add_argument("--zenml-login", action="store_true", help="log in as ZenML's local 'default' user first")
+    parser.add_argument("--size", default="1400x1600")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait for late rendering")
+    args = parser.parse_args()
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={args.size.replace('x', ',')}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options)
+    try:
+        wait = WebDriverWait(driver, 90)
+        if args.zenml_login:
+            base = "/".join(args.url.split("/")[:3])
+            driver.get(base + "/login")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input"))
+            driver.find_element(By.CSS_SELECTOR, "input").send_keys("default")
+            driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            wait.until(lambda d: "/login" not in d.current_url)
+        driver.get(args.url)
+        if args.upload:
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+            driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(args.upload.resolve()))
+        if args.wait_text:
+            wait.until(lambda d: args.wait_text in d.find_element(By.TAG_NAME, "body").text)
+        time.sleep(args.settle)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(args.out))
+        print(driver.find_element(By.TAG_NAME, "body").text)
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main()
