@@ -39,8 +39,14 @@ def gradcam_lib(method: str, model, layer, reshape, x: torch.Tensor, classes) ->
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    with getattr(pytorch_grad_cam, method)(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
-        return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes])
+    for p in model.parameters():  # as fercore.explain.cam does: gradients to the input, none into the weights
+        p.requires_grad_(False)
+    try:
+        with getattr(pytorch_grad_cam, method)(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+            return cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(int(c)) for c in classes])
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
 
 
 def captum_lib(method: str, model, layer, reshape, x: torch.Tensor, classes) -> np.ndarray:

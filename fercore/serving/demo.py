@@ -123,8 +123,7 @@ def build_app(contenders: list[Contender], model_name: str, out_dir: Path):
 
     def run(upload: str | None, webcam: str | None):
         a = analyse(upload or webcam, contenders, out_dir)
-        champion = a.champion[0] if a.champion else None
-        return a.message, a.annotated, champion, a.table or None, a.maps
+        return a.message, _take_image(a.annotated), a.champion[0] if a.champion else None, a.table or None, a.maps
 
     with gr.Blocks(title="FER-2013 emotions: where each model looks") as app:
         gr.Markdown(f"## Facial emotion: {model_name}\nThe champion labels each face; every contender's probabilities "
@@ -137,7 +136,7 @@ def build_app(contenders: list[Contender], model_name: str, out_dir: Path):
                 button = gr.Button("Analyse", variant="primary")
             with gr.Column():
                 message = gr.Markdown(elem_id="message")
-                annotated = gr.Image(label="Faces (the champion's labels)", type="filepath")
+                annotated = gr.Image(label="Faces (the champion's labels)", type="numpy")
                 champion = gr.Label(label="Champion, first face", num_top_classes=7)
         table = gr.Dataframe(headers=TABLE_HEADER, label="Every contender, per face", interactive=False)
         maps = gr.Gallery(label="Where each contender looks (class activation maps)", columns=4, height="auto")
@@ -145,6 +144,18 @@ def build_app(contenders: list[Contender], model_name: str, out_dir: Path):
         button.click(run, [upload, webcam], outputs, api_name="analyse")
         upload.upload(run, [upload, webcam], outputs)
     return app
+
+
+def _take_image(path: str | None) -> np.ndarray | None:
+    """The annotated photo as pixels, its file removed (the page keeps no file per request)."""
+    if path is None:
+        return None
+    from PIL import Image
+
+    with Image.open(path) as img:
+        pixels = np.asarray(img.convert("RGB"))
+    Path(path).unlink(missing_ok=True)
+    return pixels
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ gradio = pytest.importorskip("gradio", reason="the demo extra: pip install -e '.
 from gradio_client import Client, handle_file  # noqa: E402
 
 from fercore.serving.demo import MAX_FILE_MB, analyse, build_app, launch, load_contenders  # noqa: E402
+from fercore.stores import default_cache_dir  # noqa: E402
 
 
 def _free_port() -> int:
@@ -30,9 +31,9 @@ def contenders(registered):
 
 
 @pytest.fixture(scope="module")
-def page(contenders, tmp_path_factory):
+def page(contenders):
     port = _free_port()
-    app = build_app(contenders, "fer-photo", tmp_path_factory.mktemp("demo"))
+    app = build_app(contenders, "fer-photo", default_cache_dir() / "demo")  # where run.py demo writes
     launch(app, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}/"
     app.close()
@@ -61,6 +62,7 @@ def test_the_http_api_answers_a_photo_and_keeps_serving_after_a_bad_file_and_a_h
                                                                api_name="/analyse")
     assert message.startswith("1 face found") and champion["label"] in CLASS_NAMES
     assert len(table["data"]) == len(maps) >= 1 and Image.open(annotated).size == (512, 512)
+    assert not list((default_cache_dir() / "demo").glob("annotated-*"))  # no file kept per request
     message = client.predict(handle_file(str(photos["broken"])), None, api_name="/analyse")[0]
     assert message.startswith("That file could not be used: ") and "not a readable image" in message
     huge = tmp_path / "huge.png"
