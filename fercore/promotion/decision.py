@@ -173,6 +173,9 @@ def _decide_emotion(emotion: str, per_cat: list[Candidate], holder: Candidate | 
                                                          if holder else "")
     if verdict == "keep" and over_holder is not None and not over_holder.significant:
         reason += f"; v{best.version}'s lead {over_holder} is inside the noise"
+    if verdict != "keep" and runner_up is not None:  # what it won against, and by how much (with its interval)
+        lead = over_runner_up if over_runner_up is not None else f"{best.f1(emotion) - runner_up.f1(emotion):+.4f}"
+        reason += f"; runner-up {runner_up.label} F1 {runner_up.f1(emotion):.4f}, lead {lead}"
     alias = category_alias(emotion)
     decision.reasons[alias], decision.routes[emotion] = f"{verdict}: {reason}", winner.version
     if verdict != "keep":

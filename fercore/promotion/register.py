@@ -104,7 +104,7 @@ def _version_tags(trained: TrainedModel, dataset: FerDataset, zenml_run_id: str)
 
 def model_card(model_name: str, trained: TrainedModel, tags: dict[str, str], dataset: FerDataset) -> str:
     """A version's description in the registry: what it is, what it was trained on, how it scores, how to call it,
-    and what it cannot do. The aliases it holds, and why, are its ``promoted.<alias>`` tags (set by promotion)."""
+    and what it cannot do. The aliases it holds, and why, are added by promotion (:func:`card_with_aliases`)."""
     contender = trained.tags.get("contender", trained.family)
     design = ", ".join(f"{k} {tags[k]}" for k in ("architecture", "checkpoint", "continued_from", "distill_teacher",
                                                    "kept_weights", "total_epochs", "total_training_minutes", "contest")
@@ -138,6 +138,25 @@ model.predict(np.zeros((2, 48, 48), np.uint8))
 
 **Limitations**: {LIMITATIONS}
 """
+
+
+ALIASES_HEADING = "**Aliases held**"
+
+
+def card_with_aliases(card: str, held: dict[str, str]) -> str:
+    """``card`` with its aliases section replaced: each alias the version holds now and why (its ``promoted.<alias>``
+    tag: when, the winner's figure against the holder, the runner-up and the lead with its 95 % interval)."""
+    base = card.split(f"\n{ALIASES_HEADING}")[0].rstrip("\n")
+    lines = [f"- `@{alias}`: {why}" for alias, why in sorted(held.items())] or ["none now"]
+    return f"{base}\n\n{ALIASES_HEADING} (after the latest promotion):\n\n" + "\n".join(lines) + "\n"
+
+
+def describe_alias_holders(name: str, holders: dict[str, str | None], touched: set[str]) -> None:
+    """Rewrites the aliases section of the cards of ``touched`` versions (those that gained or lost an alias)."""
+    for version in sorted(v for v in touched if v):
+        mv = registry.get_version(name, version)
+        held = {a: mv.tags.get(f"promoted.{a}", "(reason not recorded)") for a, v in holders.items() if v == version}
+        registry.describe_version(name, version, card_with_aliases(mv.description or "", held))
 
 
 def _register(trained: TrainedModel, dataset: FerDataset, model_name: str, zenml_run_id: str,

@@ -11,6 +11,7 @@ from fercore.monitoring.drift import DriftResult
 from fercore.promotion.decision import AliasMove, Candidate, candidates_table, table_markdown
 from fercore.promotion.ensembles import AveragingFit
 from fercore.promotion.plan import Plan
+from fercore.promotion.register import describe_alias_holders
 from fercore.tracking import registry
 from fercore.tracking.runs import log_files, one_off_run
 from fercore.tracking.store import RunInfo
@@ -43,6 +44,7 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
                            "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,
                            "prediction_drift.html": pred_report.html}, "promotion")
     registry.describe_model(name, model_description(name, holders_now, plan.cands, config))
+    describe_alias_holders(name, holders_now, {m.version for m in applied} | {m.previous for m in applied if m.previous})
     summary = {
         "decided_on": "validation", "blocked_by_drift": plan.blocked, "moves": [m.__dict__ for m in applied],
         "reasons": plan.decision.reasons, "routes": plan.decision.routes, "aliases": holders_now,

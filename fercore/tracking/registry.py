@@ -235,6 +235,11 @@ def logged_model_id(version: ModelVersion) -> str | None:
     return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
+def describe_version(name: str, version: str, description: str) -> None:
+    """Sets a version's description (its model card on the version's page)."""
+    client().update_model_version(name, str(version), description=description)
+
+
 def describe_model(name: str, description: str) -> None:
     """Sets the registered model's description (the MLflow UI shows it on the model's page)."""
     client().update_registered_model(name, description=description)

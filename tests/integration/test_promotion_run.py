@@ -126,6 +126,17 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
                   PromotionConfig(ensemble=False, drift_max_images=60), store)
     assert out.summary["aliases"]["champion"] == new_version, out.summary["reasons"]["champion"]
     assert out.summary["aliases"]["previous-champion"] == old
+    # each card says which aliases its version holds now, and why; the old champion's says what it kept
+    new_card = client.get_model_version(NAME, new_version).description
+    assert new_card.count("**Aliases held** (after the latest promotion):") == 1
+    assert "- `@champion`: " in new_card and "macro_f1" in new_card.split("- `@champion`: ")[1].splitlines()[0]
+    old_card = client.get_model_version(NAME, old).description
+    assert "- `@previous-champion`: " in old_card and "- `@champion`: " not in old_card
+    from fercore.promotion.register import card_with_aliases
+
+    twice = card_with_aliases(card_with_aliases("## card\n\ntext\n", {"champion": "r1"}), {"challenger": "r2", "a": "r3"})
+    assert twice == "## card\n\ntext\n\n**Aliases held** (after the latest promotion):\n\n- `@a`: r3\n- `@challenger`: r2\n"
+    assert card_with_aliases(twice, {}).endswith("(after the latest promotion):\n\nnone now\n")
     assert f"5 of {len(dataset.split('val'))} validation images were in its training data" in out.markdown
     scores = out.summary["scores"][f"v{old} (cnn)"]
     assert set(scores) == {"val_macro_f1", "test_macro_f1"}

@@ -130,11 +130,13 @@ def test_every_move_reason_and_table_cell_of_a_decision():
     decision = decide(cands, holders)
     f1 = {e: 0.9 if e == "disgust" else 0.58 for e in CLASS_NAMES}
     assert [(m.alias, m.version, m.previous, m.reason) for m in decision.moves] == [
-        *((f"champion-{e}", "3", "1", f"{e} F1 {f1[e]:.4f} vs holder v1 0.5000") for e in CLASS_NAMES),
+        *((f"champion-{e}", "3", "1", f"{e} F1 {f1[e]:.4f} vs holder v1 0.5000; runner-up v1 (cnn) F1 0.5000, lead "
+           f"{f1[e] - 0.5:+.4f}") for e in CLASS_NAMES),
         ("champion", "3", "1", "macro_f1 0.6257 vs v1 0.5000"),
         ("previous-champion", "1", "0", "replaced as champion by v3"),
         ("challenger", "1", "2", "runner-up macro_f1 0.5000")]
-    assert decision.reasons == {**{f"champion-{e}": f"move: {e} F1 {f1[e]:.4f} vs holder v1 0.5000" for e in CLASS_NAMES},
+    assert decision.reasons == {**{f"champion-{e}": f"move: {e} F1 {f1[e]:.4f} vs holder v1 0.5000; runner-up v1 (cnn) "
+                                   f"F1 0.5000, lead {f1[e] - 0.5:+.4f}" for e in CLASS_NAMES},
                                 "champion": "move: macro_f1 0.6257 vs v1 0.5000", "challenger": "move: v1 runner-up"}
     assert decision.routes == dict.fromkeys(CLASS_NAMES, "3")
     row = _row(decision, "disgust")
@@ -148,7 +150,7 @@ def test_every_move_reason_and_table_cell_of_a_decision():
     assert np.isnan(_row(first, "disgust")["margin_vs_champion"])
     assert _row(first, "disgust")["decision"] == "assign (no holder yet)"
     assert first.reasons["champion"] == "assign (no holder yet): macro_f1 0.6257" and first.reasons["champion-happy"] == \
-        "assign (no holder yet): happy F1 0.5800"
+        "assign (no holder yet): happy F1 0.5800; runner-up v1 (cnn) F1 0.5000, lead +0.0800"
     alone = decide([cand("1", 0.5)], {})
     assert np.isnan(_row(alone, "happy")["margin_runner_up"]) and "challenger" not in alone.reasons
 
