@@ -25,7 +25,7 @@ def promote_models(
 ) -> tuple[
     Annotated[MarkdownString, "promotion_table"], Annotated[HTMLString, "data_drift_report"],
     Annotated[HTMLString, "prediction_drift_report"], Annotated[dict[str, Any], "promotion"],
-    Annotated[PngFigure, "contest_maps"],
+    Annotated[PngFigure, "contest_maps"], Annotated[MarkdownString, "drift_summary"],
 ]:
     """Decides every alias on the validation split, moves them, and reports the test figures.
 
@@ -43,7 +43,7 @@ def promote_models(
 
     Returns:
         The tables, the drift reports (HTML), the decision with its reasons, and the emotion x contender
-        figure of mean maps (without a PNG when no contender drew maps).
+        figure of mean maps (without a PNG when no contender drew maps), and the drift reports' light view.
     """
     out = promote(registry.model_name, dataset, list(zip(registrations, predictions)), config, run_info(registry))
     log_metadata(metadata=out.summary, infer_artifact=True, artifact_name="promotion")
@@ -52,4 +52,6 @@ def promote_models(
     if figure.png:
         log_files(out.summary["promotion_run"], {"contest_maps.png": figure.png}, "promotion")
     return (MarkdownString(out.markdown), HTMLString(out.data_drift.html), HTMLString(out.prediction_drift.html),
-            out.summary, figure)
+            out.summary, figure, MarkdownString(out.data_drift.markdown("Image drift: train -> test")
+                                                + "\n" + out.prediction_drift.markdown("Predicted classes: champion -> "
+                                                                                       "best new model")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,8 @@ class DriftResult:
     dataset_drift: bool
     embedding_drift_score: float | None = None
     embedding_drift: bool | None = None
+    columns: list[ColumnDrift] = field(default_factory=list)
+    about: str = ""  # what the reference and the current data are
 
     @property
     def drifted(self) -> bool:
@@ -35,6 +37,45 @@ class DriftResult:
     def summary(self) -> dict[str, float | bool | None]:
         return {"drift_share": self.drift_share, "dataset_drift": self.dataset_drift,
                 "embedding_drift_score": self.embedding_drift_score, "embedding_drift": self.embedding_drift}
+
+    def markdown(self, title: str) -> str:
+        """A light view of the report (the dashboard shows it where the HTML's scripts do not run): what is
+        compared, each column's test and whether it drifted, the overall verdict."""
+        rows = [f"| {c.column} | {c.method} | {c.value:.3g} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |"
+                for c in self.columns]
+        table = "\n".join(["| column | test | value | threshold | drifted |", "|---|---|---|---|---|", *rows]) if rows else ""
+        verdict = "drift" if self.embedding_drift else "no drift"
+        emb = ("" if self.embedding_drift_score is None else f" Embeddings: classifier ROC AUC "
+               f"{self.embedding_drift_score:.3f} (drift above {EMBEDDING_THRESHOLD}): {verdict}.")
+        return (f"### {title}\n\n{self.about}\n\n{table}\n\nShare of drifted columns {self.drift_share:.2f}: "
+                f"{'drift' if self.dataset_drift else 'no drift'}.{emb} The whole Evidently report is the HTML artifact "
+                "beside this one (open it in a browser if the dashboard shows it blank: it needs JavaScript).\n")
+
+
+@dataclass
+class ColumnDrift:
+    """One column's drift test in an Evidently report."""
+
+    column: str
+    method: str
+    threshold: float
+    value: float
+
+    @property
+    def drifted(self) -> bool:
+        return self.value < self.threshold if "p_value" in self.method else self.value >= self.threshold
+
+
+def column_drifts(snapshot_metrics: list[dict]) -> list[ColumnDrift]:
+    """The ``ValueDrift(column=...,method=...,threshold=...)`` results of a report's metrics."""
+    out = []
+    for m in snapshot_metrics:
+        name = m.get("metric_name", "")
+        if name.startswith("ValueDrift(") and isinstance(m.get("value"), (int, float)):
+            args = dict(part.split("=", 1) for part in name[len("ValueDrift("):-1].split(",") if "=" in part)
+            out.append(ColumnDrift(args.get("column", "?"), args.get("method", "?"), float(args.get("threshold", "nan")),
+                                   float(m["value"])))
+    return out
 
 
 def image_statistics(images: np.ndarray) -> pd.DataFrame:
@@ -76,7 +117,7 @@ def sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
 
 def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.ndarray | None = None,
                cur_embeddings: np.ndarray | None = None, drift_share: float = 0.5, max_images: int = 3000,
-               seed: int = 0) -> DriftResult:
+               seed: int = 0, about: tuple[str, str] = ("", "")) -> DriftResult:
     """Drift of image statistics (and embeddings, when given) from ``reference`` to ``current``.
 
     Args:
@@ -88,6 +129,7 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
         drift_share: share of drifted statistics that flags the whole dataset.
         max_images: random rows used per side (the embedding test trains a classifier).
         seed: sampling seed.
+        about: what the reference and the current images are, for the report's light view.
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift
@@ -107,18 +149,20 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
     definition = DataDefinition(numerical_columns=STAT_COLUMNS, embeddings={"embeddings": emb_cols} if emb_cols else None)
     snapshot = Report(metrics).run(Dataset.from_pandas(cur, data_definition=definition),
                                    Dataset.from_pandas(ref, data_definition=definition))
-    share, emb_score = 0.0, None
-    for m in snapshot.dict()["metrics"]:
+    share, emb_score, metrics = 0.0, None, snapshot.dict()["metrics"]
+    for m in metrics:
         name = m.get("metric_name", "")
         if name.startswith("DriftedColumnsCount"):
             share = float(m["value"]["share"])
         elif name.startswith("EmbeddingsDrift"):
             emb_score = float(m["value"])
     return DriftResult(snapshot.get_html_str(as_iframe=False), share, share >= drift_share, emb_score,
-                       None if emb_score is None else emb_score > EMBEDDING_THRESHOLD)
+                       None if emb_score is None else emb_score > EMBEDDING_THRESHOLD, column_drifts(metrics),
+                       f"Reference: {about[0] or f'{len(ri)} images'}; current: {about[1] or f'{len(ci)} images'}.")
 
 
-def prediction_drift(reference_labels: list[str], current_labels: list[str]) -> DriftResult:
+def prediction_drift(reference_labels: list[str], current_labels: list[str], about: tuple[str, str] = ("", "")
+                     ) -> DriftResult:
     """Drift of predicted classes between two models on the same images (e.g. champion vs candidate)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import DriftedColumnsCount, ValueDrift
@@ -127,8 +171,9 @@ def prediction_drift(reference_labels: list[str], current_labels: list[str]) -> 
     ref = Dataset.from_pandas(pd.DataFrame({"prediction": reference_labels}), data_definition=definition)
     cur = Dataset.from_pandas(pd.DataFrame({"prediction": current_labels}), data_definition=definition)
     snapshot = Report([ValueDrift(column="prediction"), DriftedColumnsCount(columns=["prediction"])]).run(cur, ref)
-    share = 0.0
-    for m in snapshot.dict()["metrics"]:
+    share, metrics = 0.0, snapshot.dict()["metrics"]
+    for m in metrics:
         if m.get("metric_name", "").startswith("DriftedColumnsCount"):
             share = float(m["value"]["share"])
-    return DriftResult(snapshot.get_html_str(as_iframe=False), share, share > 0)
+    return DriftResult(snapshot.get_html_str(as_iframe=False), share, share > 0, columns=column_drifts(metrics),
+                       about=f"Reference: {about[0] or 'the reference predictions'}; current: {about[1] or 'the current ones'}.")

@@ -97,8 +97,12 @@ def drift_reports(name: str, dataset: FerDataset, new: list[Candidate], cands: l
     if module is not None:
         amp = autocast_dtype(pick_device(), "auto")
         ref_emb, cur_emb = embeddings(module, ref, amp), embeddings(module, cur, amp)
-    data = data_drift(ref, cur, ref_emb, cur_emb, config.drift_share, config.drift_max_images)
+    about = (f"{len(ref)} training images (a random sample of {len(train)})",
+             f"{len(cur)} test images (of {len(test)})" + (f"; embeddings by v{embedded}" if module is not None else ""))
+    data = data_drift(ref, cur, ref_emb, cur_emb, config.drift_share, config.drift_max_images, about=about)
     if data.drifted:
         logger.warning("Drift detected between train and test images: %s", data.summary())
     labels = lambda c: [CLASS_NAMES[i] for i in c.test_probs.argmax(axis=1)]  # noqa: E731
-    return data, prediction_drift(labels(champion), labels(best_new))
+    return data, prediction_drift(labels(champion), labels(best_new), (
+        f"the classes {champion.label} (the champion) predicts on the {len(test)} test images",
+        f"those {best_new.label} (this run's best new model) predicts"))

@@ -18,8 +18,15 @@ def test_drift_detected_on_darkened_images_not_on_a_resample():
     reference, resample = images[half[:200]], images[half[200:]]
     same = data_drift(reference, resample, max_images=200)
     assert not same.dataset_drift and same.drift_share < 0.5
-    dark = data_drift(reference, (resample * 0.4).astype(np.uint8), max_images=200)
+    dark = data_drift(reference, (resample * 0.4).astype(np.uint8), max_images=200, about=("the train faces", "darker"))
     assert dark.dataset_drift and dark.drift_share >= 0.5 and "<html" in dark.html.lower()
+    # the light view: what is compared, each statistic's test, the verdict
+    assert [c.column for c in dark.columns] == ["brightness", "contrast", "sharpness", "dark_fraction", "bright_fraction"]
+    brightness = dark.columns[0]
+    assert brightness.drifted and brightness.value < brightness.threshold and "p_value" in brightness.method
+    view = dark.markdown("Image drift")
+    assert view.startswith("### Image drift\n\nReference: the train faces; current: darker.\n\n| column | test |")
+    assert "| brightness | K-S p_value |" in view and f"Share of drifted columns {dark.drift_share:.2f}: drift." in view
     assert set(image_statistics(images[:2]).columns) >= {"brightness", "contrast", "sharpness"}
 
 
