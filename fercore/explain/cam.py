@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from pytorch_grad_cam import HiResCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from fercore.constants import CLASS_NAMES
@@ -113,9 +115,6 @@ def class_activation_maps(model: nn.Module, images: np.ndarray, classes: np.ndar
     Returns:
         float32 maps ``(N, 48, 48)``, each scaled to [0, 1] (all zeros where nothing raised the class score).
     """
-    from pytorch_grad_cam import HiResCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     layer, reshape = target_layer(model)
     classes = np.asarray(classes, dtype=np.int64)
     if len(images) != len(classes):
