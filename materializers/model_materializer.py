@@ -14,7 +14,7 @@ from fercore.constants import CLASS_NAMES
 from fercore.evaluation.explanation import Explanation
 from fercore.evaluation.map_figures import gallery_png, mean_maps_png
 from fercore.evaluation.metrics import Evaluation
-from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
+from fercore.evaluation.plots import evaluation_figures
 from fercore.evaluation.predictions import Predictions
 from fercore.models import count_parameters, load_model, save_model
 from materializers.base import LocalDirMaterializer
@@ -56,9 +56,8 @@ class EvaluationMaterializer(LocalDirMaterializer):
 
     def save_visualizations(self, data: Evaluation) -> dict[str, VisualizationType]:
         visuals = self.write_visual("per_class.md", data.markdown(), VisualizationType.MARKDOWN)
-        visuals.update(self.write_visual("confusion_matrix.png", confusion_matrix_png(data.confusion), VisualizationType.IMAGE))
-        if data.history:
-            visuals.update(self.write_visual("loss_curves.png", loss_curves_png(data.history), VisualizationType.IMAGE))
+        for name, png in evaluation_figures(data).items():
+            visuals.update(self.write_visual(name, png, VisualizationType.IMAGE))
         return visuals
 
     def extract_metadata(self, data: Evaluation) -> dict[str, Any]:

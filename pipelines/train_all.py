@@ -7,6 +7,7 @@ from fercore.models.vit import vit_variant
 from fercore.training.contest import initial_state
 from pipelines.ingest import data_steps
 from pipelines.settings import training_settings
+from steps.common import CONTENDER
 from steps.evaluate_model import evaluate_model
 from steps.find_warm_starts import find_warm_starts
 from steps.judge_rung import judge_rung
@@ -36,7 +37,8 @@ def train_steps(config: Config, name: str, dataset, plan, rung: int = 0, previou
         inputs.update(previous_model=previous[0], previous_training=previous[1], previous_run=previous[2])
     if teacher is not None:
         inputs["teacher"] = teacher
-    return TRAIN_STEPS[cfg.family].with_options(settings=training_settings(config))(
+    options = {"settings": training_settings(config), "substitutions": {CONTENDER: step_suffix(name)}}
+    return TRAIN_STEPS[cfg.family].with_options(**options)(
         dataset, plan, cfg, name, config.registry, config.checkpoint_dir, ddp_processes=config.resources.ddp_processes,
         id=train_step_id(name, rung), **inputs)
 
@@ -68,12 +70,13 @@ def evaluate_and_register(config: Config, name: str, dataset, trained: tuple, te
         tags["checkpoint"] = vit_variant(cfg)
         if cfg.distill.enabled:
             tags["distill_teacher"] = cfg.distill.teacher
-    evaluation, val_evaluation, predictions, explanation = evaluate_model(
+    named = {CONTENDER: suffix}  # the artifacts' names (``<suffix>_test_evaluation``)
+    evaluation, val_evaluation, predictions, explanation = evaluate_model.with_options(substitutions=named)(
         model, dataset, training, run, config.registry, cfg.tta, cfg.mixed_precision, config.explain,
         id=f"evaluate_{suffix}")
-    registration = register_model(model, evaluation, val_evaluation, run, dataset, config.registry, cfg.family,
-                                  cfg.tta, cfg.mixed_precision, tags, teacher_registration, training,
-                                  id=f"register_{suffix}")
+    registration = register_model.with_options(substitutions=named)(
+        model, evaluation, val_evaluation, run, dataset, config.registry, cfg.family, cfg.tta, cfg.mixed_precision,
+        tags, teacher_registration, training, id=f"register_{suffix}")
     return registration, predictions, explanation
 
 

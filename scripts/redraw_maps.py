@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fercore.config import ExplainConfig  # noqa: E402
 from fercore.evaluation.explanation import explain_model  # noqa: E402
 from fercore.evaluation.map_figures import contest_figure, gallery_png, mean_maps_png  # noqa: E402
+from steps.common import contender_output  # noqa: E402
 
 
 def main() -> None:
@@ -46,8 +47,8 @@ def main() -> None:
             continue
         contender = name[len("evaluate_"):]
         model = step.inputs["model"][0].load() if isinstance(step.inputs["model"], list) else step.inputs["model"].load()
-        preds = step.outputs["predictions"][0].load()
-        val_ev = step.outputs["val_evaluation"][0].load()
+        preds = step.outputs[contender_output(contender, "predictions")][0].load()
+        val_ev = step.outputs[contender_output(contender, "val_evaluation")][0].load()
         e = explain_model(model, contender, dataset, preds, val_ev.per_class["f1"].to_dict(), cfg.faces_per_emotion,
                           cfg.mean_map_faces)
         (args.out / f"{contender}_mean_maps.png").write_bytes(mean_maps_png(e))
@@ -55,7 +56,7 @@ def main() -> None:
         (args.out / f"{contender}_explanation").mkdir(exist_ok=True)
         e.save(args.out / f"{contender}_explanation")
         step_s = (step.end_time - step.start_time).total_seconds()
-        drawn_then = float(step.outputs["explanation"][0].run_metadata.get("explain_seconds", 0.0))
+        drawn_then = float(step.outputs[contender_output(contender, "explanation")][0].run_metadata.get("explain_seconds", 0.0))
         without = step_s - drawn_then  # the step without the maps its run drew
         timing[contender] = {"evaluate_step_s": round(step_s, 1), "maps_in_that_run_s": drawn_then,
                              "maps_now_s": e.seconds, "share_now": round(e.seconds / (without + e.seconds), 3)}

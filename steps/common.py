@@ -14,7 +14,7 @@ from zenml import get_step_context, log_metadata
 from zenml.client import Client
 from zenml.utils import source_utils
 
-from fercore.config import RegistryConfig
+from fercore.config import RegistryConfig, step_suffix
 from fercore.models import count_parameters
 from fercore.stores import resolve_tracking_uri
 from fercore.tracking.runs import TrackedRun
@@ -26,6 +26,21 @@ from fercore.training.tracked import Rung, train_contender
 from fercore.training.trainer import TrainJob
 
 logger = logging.getLogger(__name__)
+
+# Per-contender artifacts are named after their contender (``vgg7_model``, ``vgg7_test_evaluation``): the steps
+# declare the template, the pipeline passes ``substitutions={"contender": name}`` (ZenML's dynamic artifact names).
+CONTENDER = "contender"
+
+
+def per_contender(key: str) -> str:
+    """The artifact name template of output ``key`` of a contender's step: ``{contender}_<key>``."""
+    return "{" + CONTENDER + "}_" + key
+
+
+def contender_output(contender: str, key: str) -> str:
+    """The name of contender ``contender``'s output ``key`` (its step run's ``outputs`` key), spelt as in its
+    steps' names (:func:`fercore.config.step_suffix`)."""
+    return f"{step_suffix(contender)}_{key}"
 
 
 def stack_tracking_uri() -> str | None:
@@ -134,5 +149,5 @@ def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoi
         name, registry.model_name), distributed.resolve_processes(ddp_processes), extra_params)
     summary = {k: v for k, v in training.items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(job.model), **(extra_params or {})},
-                 infer_artifact=True, artifact_name="training")
+                 infer_artifact=True, artifact_name=contender_output(name, "training"))
     return training, run, probs

@@ -15,17 +15,19 @@ from fercore.tracking.runs import TrackedRun
 from fercore.tracking.store import connect
 from materializers import EvaluationMaterializer, ExplanationMaterializer, PredictionsMaterializer
 from steps.cache import cache_policy
-from steps.common import tracking_uri
+from steps.common import contender_output, per_contender, tracking_uri
 
 
-@step(output_materializers={"evaluation": EvaluationMaterializer, "val_evaluation": EvaluationMaterializer,
-                            "predictions": PredictionsMaterializer, "explanation": ExplanationMaterializer},
+@step(output_materializers={per_contender("test_evaluation"): EvaluationMaterializer,
+                            per_contender("val_evaluation"): EvaluationMaterializer,
+                            per_contender("predictions"): PredictionsMaterializer,
+                            per_contender("explanation"): ExplanationMaterializer},
       cache_policy=cache_policy(__name__))
 def evaluate_model(
     model: nn.Module, dataset: FerDataset, training: dict[str, Any], mlflow_run: TrackedRun, registry: RegistryConfig,
     tta: str = "hflip", mixed_precision: str = "auto", explain: ExplainConfig | None = None,
-) -> tuple[Annotated[Evaluation, "evaluation"], Annotated[Evaluation, "val_evaluation"],
-           Annotated[Predictions, "predictions"], Annotated[Explanation, "explanation"]]:
+) -> tuple[Annotated[Evaluation, per_contender("test_evaluation")], Annotated[Evaluation, per_contender("val_evaluation")],
+           Annotated[Predictions, per_contender("predictions")], Annotated[Explanation, per_contender("explanation")]]:
     """Scores ``model`` on val and test in one pass; logs the test report to its MLflow run.
 
     The validation figures are what promotion decides on; the test figures are the report.
@@ -34,7 +36,7 @@ def evaluate_model(
         model: the trained model.
         dataset: the split dataset.
         training: the training step's result (its history draws the loss curves).
-        mlflow_run: the contender's MLflow run (an error closes it FAILED).
+        mlflow_run: the contender's MLflow run (an error ends it FAILED).
         registry: MLflow settings.
         tta: test-time views to average (``none``, ``hflip``, ``shift``, ``tencrop``, ``grid``).
         mixed_precision: the training config's precision (``auto`` uses bf16 on CPUs with native bf16).
@@ -47,6 +49,9 @@ def evaluate_model(
     connect(tracking_uri(registry), registry.experiment_name)
     ev, val_ev, preds, maps = evaluate_and_report(model, dataset, training.get("history", []), mlflow_run, tta,
                                                   mixed_precision, explain)
-    log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True, artifact_name="evaluation")
-    log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True, artifact_name="val_evaluation")
+    name = mlflow_run.contender
+    log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True,
+                 artifact_name=contender_output(name, "test_evaluation"))
+    log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True,
+                 artifact_name=contender_output(name, "val_evaluation"))
     return ev, val_ev, preds, maps

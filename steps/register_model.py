@@ -11,7 +11,7 @@ from fercore.evaluation.metrics import Evaluation
 from fercore.promotion.register import TrainedModel, register
 from fercore.tracking.runs import TrackedRun
 from fercore.training.tracked import training_tags
-from steps.common import run_info
+from steps.common import contender_output, per_contender, run_info
 
 
 # Not cached but idempotent: a model (its MLflow run) already registered is found, not registered again.
@@ -21,7 +21,7 @@ def register_model(
     registry: RegistryConfig, family: str, tta: str = "hflip", mixed_precision: str = "auto",
     extra_tags: dict[str, str] | None = None, teacher: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
-) -> Annotated[dict[str, Any], "registered_model"]:
+) -> Annotated[dict[str, Any], per_contender("registered_model")]:
     """Registers a new version of ``registry.model_name`` (see :class:`fercore.promotion.register.TrainedModel`
     for the arguments; ``dataset``'s sha256 and validation images become tags, and so do the training record's
     kept weights, the contest's word, what it continued from and its total minutes).
@@ -32,5 +32,6 @@ def register_model(
     trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run, family, tta, mixed_precision,
                            {**training_tags(training), **(extra_tags or {})}, teacher)
     out = register(trained, dataset, registry.model_name, run_info(registry))
-    log_metadata(metadata=out, infer_artifact=True, artifact_name="registered_model")
+    log_metadata(metadata=out, infer_artifact=True, artifact_name=contender_output(mlflow_run.contender,
+                                                                                    "registered_model"))
     return out

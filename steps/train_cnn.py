@@ -14,18 +14,19 @@ from fercore.tracking.runs import TrackedRun
 from fercore.training.trainer import TrainJob
 from materializers import FerModelMaterializer, ProbabilitiesMaterializer
 from steps.cache import cache_policy
-from steps.common import RungInputs, train_and_track
+from steps.common import RungInputs, per_contender, train_and_track
 
 
-@step(output_materializers={"model": FerModelMaterializer, "val_probabilities": ProbabilitiesMaterializer},
+@step(output_materializers={per_contender("model"): FerModelMaterializer,
+                            per_contender("val_probabilities"): ProbabilitiesMaterializer},
       cache_policy=cache_policy(__name__))
 def train_cnn(
     dataset: FerDataset, plan: Rebalanced, config: CnnContender, name: str, registry: RegistryConfig,
     checkpoint_dir: str, ddp_processes: int | str = 1, contest: dict[str, Any] | None = None,
     warm_starts: dict[str, Any] | None = None, previous_model: nn.Module | None = None,
     previous_training: dict[str, Any] | None = None, previous_run: TrackedRun | None = None, judged: bool = False,
-) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[TrackedRun, "mlflow_run"],
-           Annotated[np.ndarray, "val_probabilities"]]:
+) -> tuple[Annotated[nn.Module, per_contender("model")], Annotated[dict[str, Any], per_contender("training")],
+           Annotated[TrackedRun, per_contender("mlflow_run")], Annotated[np.ndarray, per_contender("val_probabilities")]]:
     """Trains a CNN contender with early stopping (one rung of it with ``contest``); epochs are logged to MLflow.
 
     Args:

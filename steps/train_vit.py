@@ -15,10 +15,11 @@ from fercore.training.distill import soft_targets
 from fercore.training.trainer import TrainJob
 from materializers import FerModelMaterializer, ProbabilitiesMaterializer
 from steps.cache import cache_policy
-from steps.common import RungInputs, tracking_uri, train_and_track
+from steps.common import RungInputs, per_contender, tracking_uri, train_and_track
 
 
-@step(output_materializers={"model": FerModelMaterializer, "val_probabilities": ProbabilitiesMaterializer},
+@step(output_materializers={per_contender("model"): FerModelMaterializer,
+                            per_contender("val_probabilities"): ProbabilitiesMaterializer},
       cache_policy=cache_policy(__name__))
 def train_vit(
     dataset: FerDataset, plan: Rebalanced, config: VitContender, name: str, registry: RegistryConfig,
@@ -26,8 +27,8 @@ def train_vit(
     contest: dict[str, Any] | None = None, warm_starts: dict[str, Any] | None = None,
     previous_model: nn.Module | None = None, previous_training: dict[str, Any] | None = None,
     previous_run: TrackedRun | None = None, judged: bool = False,
-) -> tuple[Annotated[nn.Module, "model"], Annotated[dict[str, Any], "training"], Annotated[TrackedRun, "mlflow_run"],
-           Annotated[np.ndarray, "val_probabilities"]]:
+) -> tuple[Annotated[nn.Module, per_contender("model")], Annotated[dict[str, Any], per_contender("training")],
+           Annotated[TrackedRun, per_contender("mlflow_run")], Annotated[np.ndarray, per_contender("val_probabilities")]]:
     """Fine-tunes a ViT contender (or trains a small one from scratch) with early stopping; one rung of it with
     ``contest``. The arguments are :func:`steps.train_cnn.train_cnn`'s, and ``teacher``: the teacher
     contender's model, when ``distill.teacher`` names one of this run's."""

@@ -12,7 +12,7 @@ from fercore.data.dataset import FerDataset
 from fercore.evaluation.explanation import Explanation, explain_model
 from fercore.evaluation.map_figures import gallery_png, mean_maps_png
 from fercore.evaluation.metrics import Evaluation, flat_metrics
-from fercore.evaluation.plots import confusion_matrix_png, loss_curves_png
+from fercore.evaluation.plots import evaluation_figures
 from fercore.evaluation.predictions import Predictions, model_predictions
 from fercore.models.inference import autocast_dtype, pick_device, prepare_for_inference
 from fercore.tracking.runs import TrackedRun, log_files, log_metrics, resumed
@@ -38,19 +38,16 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
                     len(dataset.split("val")), len(dataset.split("test")), tta)
         preds = model_predictions(prepare_for_inference(model, device), dataset, tta,
                                   autocast_dtype(device, mixed_precision))
-        val_ev, ev = preds.evaluations(dataset)
+        val_ev, ev = preds.evaluations(dataset, run.contender)
         logger.info("%s: validation accuracy %.4f, macro-F1 %.4f; test accuracy %.4f, macro-F1 %.4f", name,
                     val_ev.overall["accuracy"], val_ev.overall["macro_f1"], ev.overall["accuracy"], ev.overall["macro_f1"])
         ev.history = history
         # "validation_*": the per-epoch curves of training are loss/val and accuracy/val
         log_metrics(run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
         files: dict[str, bytes | str] = {
-            "confusion_matrix.png": confusion_matrix_png(ev.confusion), "per_class.csv": ev.per_class.to_csv(),
-            "per_class.md": ev.markdown(), "evaluation.json": ev.to_json(),
-            "validation_per_class.md": val_ev.markdown(),
+            **evaluation_figures(ev), "per_class.csv": ev.per_class.to_csv(), "per_class.md": ev.markdown(),
+            "evaluation.json": ev.to_json(), "validation_per_class.md": val_ev.markdown(),
         }
-        if ev.history:
-            files["loss_curves.png"] = loss_curves_png(ev.history)
         log_files(run_id, files)
         explanation = Explanation(name)
         if explain is not None and explain.enabled:

@@ -25,6 +25,8 @@ class Evaluation:
         confusion: counts, rows = true class, columns = predicted class.
         subsets: ``overall`` metrics per original subset (PublicTest, PrivateTest).
         history: per-epoch training curves of the model, for the loss-curve figure.
+        contender: whose model it is ("" when not said), named in the figures' titles.
+        split: which images (``val``, ``test``, ...; "" when not said).
     """
 
     overall: dict[str, float]
@@ -32,6 +34,8 @@ class Evaluation:
     confusion: np.ndarray
     subsets: dict[str, dict[str, float]] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    contender: str = ""
+    split: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,12 +44,14 @@ class Evaluation:
             "confusion": self.confusion.tolist(),
             "subsets": self.subsets,
             "history": self.history,
+            "contender": self.contender,
+            "split": self.split,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Evaluation:
         return cls(d["overall"], pd.DataFrame(d["per_class"]).set_index("emotion"), np.asarray(d["confusion"]),
-                   d.get("subsets", {}), d.get("history", []))
+                   d.get("subsets", {}), d.get("history", []), d.get("contender", ""), d.get("split", ""))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fercore.constants import CLASS_NAMES  # noqa: E402
+from fercore.evaluation.metrics import Evaluation  # noqa: E402
 
 
 def png_bytes(fig: plt.Figure) -> bytes:
@@ -70,10 +71,12 @@ def confusion_matrix_png(matrix: np.ndarray, title: str = "Confusion matrix (row
     return png_bytes(fig)
 
 
-def loss_curves_png(history: list[dict[str, float]]) -> bytes:
-    """Training and validation loss and accuracy per epoch (the paper's Figure 3)."""
+def loss_curves_png(history: list[dict[str, float]], title: str = "Training curves") -> bytes:
+    """Training and validation loss and accuracy per epoch, train and validation on one chart per quantity
+    (the paper's Figure 3)."""
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig.suptitle(title)
     for key in ("train_loss", "val_loss"):
         ax1.plot(epochs, [h[key] for h in history], marker="o", label=key)
     for key in ("train_accuracy", "val_accuracy"):
@@ -85,3 +88,14 @@ def loss_curves_png(history: list[dict[str, float]]) -> bytes:
     ax1.legend()
     ax2.legend()
     return png_bytes(fig)
+
+
+def evaluation_figures(ev: Evaluation) -> dict[str, bytes]:
+    """An evaluation's figures by file name, titled with its contender and split: the confusion matrix, and the
+    training curves when it carries them."""
+    who = " ".join(x for x in (ev.contender, {"val": "validation"}.get(ev.split, ev.split)) if x)
+    prefix = f"{who}: " if who else ""
+    figures = {"confusion_matrix.png": confusion_matrix_png(ev.confusion, f"{prefix}confusion matrix (row-normalised)")}
+    if ev.history:
+        figures["loss_curves.png"] = loss_curves_png(ev.history, f"{ev.contender or 'model'}: training curves by epoch")
+    return figures

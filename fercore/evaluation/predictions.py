@@ -24,14 +24,16 @@ class Predictions:
     test: np.ndarray
     dataset_sha256: str = ""
 
-    def evaluations(self, dataset: FerDataset) -> tuple[Evaluation, Evaluation]:
-        """``(validation, test)`` evaluations against ``dataset``'s labels."""
+    def evaluations(self, dataset: FerDataset, contender: str = "") -> tuple[Evaluation, Evaluation]:
+        """``(validation, test)`` evaluations against ``dataset``'s labels (of ``contender``'s model)."""
         val, test = dataset.split("val"), dataset.split("test")
         if (len(self.val), len(self.test)) != (len(val), len(test)):
             raise ValueError(f"predictions for {len(self.val)} val / {len(self.test)} test images do not fit a "
                              f"dataset with {len(val)} / {len(test)}")
-        return (evaluate_predictions(val.labels, self.val.argmax(1)),
-                evaluate_predictions(test.labels, self.test.argmax(1), test.subsets))
+        val_ev = evaluate_predictions(val.labels, self.val.argmax(1))
+        test_ev = evaluate_predictions(test.labels, self.test.argmax(1), test.subsets)
+        val_ev.contender, val_ev.split, test_ev.contender, test_ev.split = contender, "val", contender, "test"
+        return val_ev, test_ev
 
 
 

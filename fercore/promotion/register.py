@@ -23,7 +23,7 @@ from fercore.models import count_parameters, network_digest, save_model
 from fercore.promotion.candidates import TRAIN_HASHES
 from fercore.serving.pyfunc import FerEmotionModel
 from fercore.tracking import registry
-from fercore.tracking.runs import TrackedRun, log_files, resumed, run_status
+from fercore.tracking.runs import TrackedRun, log_files, resumed, run_status, set_phase, training_end
 from fercore.tracking.store import RunInfo, busy_store_is_named, connect
 
 logger = logging.getLogger(__name__)
@@ -141,12 +141,14 @@ model.predict(np.zeros((2, 48, 48), np.uint8))
 
 
 ALIASES_HEADING = "**Aliases held**"
+NO_CARD = ("No model card: this version was registered by an earlier release; its design, data and metrics are not "
+           "recorded here (its MLflow run has what was logged).")
 
 
 def card_with_aliases(card: str, held: dict[str, str]) -> str:
     """``card`` with its aliases section replaced: each alias the version holds now and why (its ``promoted.<alias>``
     tag: when, the winner's figure against the holder, the runner-up and the lead with its 95 % interval)."""
-    base = card.split(f"\n{ALIASES_HEADING}")[0].rstrip("\n")
+    base = card.split(f"\n{ALIASES_HEADING}")[0].rstrip("\n") or NO_CARD
     lines = [f"- `@{alias}`: {why}" for alias, why in sorted(held.items())] or ["none now"]
     return f"{base}\n\n{ALIASES_HEADING} (after the latest promotion):\n\n" + "\n".join(lines) + "\n"
 
@@ -165,12 +167,14 @@ def _register(trained: TrainedModel, dataset: FerDataset, model_name: str, zenml
     description = model_card(model_name, trained, tags, dataset)
     hashes = io.BytesIO()
     np.save(hashes, image_hashes(dataset.split("train").images))
-    # FINISHED only once its model is registered
-    with resumed(trained.run, finish=True) as run_id, tempfile.TemporaryDirectory() as tmp:
+    # logging the model reopens the run: it ends again at the time its training ended (MLflow's duration)
+    ended = training_end(trained.run.run_id)
+    with resumed(trained.run, finish=True, end_time=ended) as run_id, tempfile.TemporaryDirectory() as tmp:
         log_files(run_id, {Path(TRAIN_HASHES).name: hashes.getvalue()}, str(Path(TRAIN_HASHES).parent))
         model_dir = save_model(trained.model.cpu(), Path(tmp) / "model")
         version = registry.log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, model_name,
                                             {**tags, **metric_tags},
                                             description, dataset.split("test").images[:4],
                                             model_config={"tta": trained.tta, "precision": trained.precision})
+        set_phase(run_id, "registered")  # a later rung (another pipeline run) opens a new run
     return version

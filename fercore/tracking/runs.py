@@ -78,19 +78,60 @@ def start_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[s
 
 def open_contender_run(info: RunInfo, contender: str, params: dict[str, Any], tags: dict[str, str],
                        job_key: str | None = None, resume: bool = False) -> TrackedRun:
-    """Contender ``contender``'s run ``train-<contender>`` (see :func:`start_run`), open until :func:`resumed`
-    closes it."""
+    """Contender ``contender``'s run ``train-<contender>`` (see :func:`start_run`), open until
+    :func:`end_training`."""
     return TrackedRun(run_id=start_run(info, f"train-{contender}", params, tags, job_key, resume), contender=contender)
 
 
-def end_run(run_id: str, status: str = "FINISHED") -> None:
-    client().set_terminated(run_id, status=status)
+def end_run(run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+    """Ends a run with ``status`` at ``end_time`` (ms since the epoch; default now)."""
+    client().set_terminated(run_id, status=status, end_time=end_time)
+
+
+# A contender's run ends (FINISHED) when its training ends, so that MLflow's "Duration" is the training time;
+# evaluation and registration log into the ended run. PHASE_TAG says which: "trained" (a later rung may train on
+# in it) or "registered" (its model is registered: a later rung of another pipeline run opens a new run).
+PHASE_TAG = "fer.phase"
+
+
+def set_phase(run_id: str, phase: str, tracking_uri: str | None = None) -> None:
+    """Tags a contender's run ``trained`` or ``registered`` (:data:`PHASE_TAG`)."""
+    client(tracking_uri).set_tag(run_id, PHASE_TAG, phase)
+
+
+def end_training(run_id: str, tracking_uri: str | None = None) -> None:
+    """Ends a contender's run FINISHED now, its training done (evaluation and registration log into it)."""
+    set_phase(run_id, "trained", tracking_uri)
+    client(tracking_uri).set_terminated(run_id, status="FINISHED")
+
+
+def training_end(run_id: str) -> int | None:
+    """When the run's training ended (ms since the epoch), or None when it has not (or was not recorded)."""
+    info = client().get_run(run_id)
+    return info.info.end_time if info.data.tags.get(PHASE_TAG) == "trained" else None
+
+
+def can_train_on(run_id: str, tracking_uri: str | None = None) -> bool:
+    """Whether a later rung may train on in run ``run_id``: it exists, and is RUNNING (a killed process's) or
+    ended by training (not yet registered)."""
+    try:
+        run = client(tracking_uri).get_run(run_id)
+    except MlflowException:
+        return False
+    return run.info.status == "RUNNING" or run.data.tags.get(PHASE_TAG) == "trained"
+
+
+def reopen(run_id: str, tracking_uri: str | None = None) -> None:
+    """Marks an ended run RUNNING again while a later rung trains in it (its end time is set when that ends)."""
+    mlflow_client = client(tracking_uri)
+    mlflow_client.update_run(run_id, status="RUNNING")
+    mlflow_client.set_tag(run_id, OWNER_TAG, owner())
 
 
 @contextmanager
-def resumed(run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
-    """Logs into an open run (yields its id): an error in the block ends it FAILED (KILLED on Ctrl-C); with
-    ``finish``, a block that completes ends it FINISHED. Otherwise it stays open for the next step."""
+def resumed(run: TrackedRun | str, finish: bool = False, end_time: int | None = None) -> Iterator[str]:
+    """Logs into a run (yields its id): an error in the block ends it FAILED (KILLED on Ctrl-C); with
+    ``finish``, a block that completes ends it FINISHED (at ``end_time``, default now)."""
     run_id = run if isinstance(run, str) else run.run_id
     try:
         yield run_id
@@ -101,7 +142,7 @@ def resumed(run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
             logger.warning("Could not mark MLflow run %s as failed", run_id)
         raise
     if finish:
-        end_run(run_id)
+        end_run(run_id, end_time=end_time)
 
 
 @contextmanager
@@ -132,14 +173,6 @@ def owner_alive(tag: str) -> bool:
     except PermissionError:  # alive, under another user
         return True
     return True
-
-
-def run_is_open(run_id: str, tracking_uri: str | None = None) -> bool:
-    """Whether MLflow run ``run_id`` exists and is still RUNNING."""
-    try:
-        return client(tracking_uri).get_run(run_id).info.status == "RUNNING"
-    except MlflowException:
-        return False
 
 
 def run_metrics(run_id: str) -> dict[str, float]:

@@ -12,7 +12,16 @@ import numpy as np
 from fercore.config import TrainingConfig
 from fercore.models import count_parameters
 from fercore.models.inference import autocast_dtype, predict_proba
-from fercore.tracking.runs import EpochLogger, TrackedRun, log_metrics, open_contender_run, resumed, run_is_open
+from fercore.tracking.runs import (
+    EpochLogger,
+    TrackedRun,
+    can_train_on,
+    end_training,
+    log_metrics,
+    open_contender_run,
+    reopen,
+    resumed,
+)
 from fercore.tracking.store import RunInfo
 from fercore.training import distributed
 from fercore.training.contest import is_active, merge_rung, rung_config, stopped_record
@@ -28,24 +37,28 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
                   extra_params: dict[str, Any] | None = None, run: TrackedRun | None = None,
                   epochs_before: int = 0, params_cfg: TrainingConfig | None = None) -> tuple[TrainResult, TrackedRun]:
     """Trains contender ``name``'s job (in ``processes`` DDP workers when more than one), logged to an MLflow
-    run ``train-<name>`` that stays open until its model is registered; returns the result and the run's handle.
+    run ``train-<name>`` that ends when training ends (MLflow's duration is the training time; evaluation and
+    registration log into it after); returns the result and the run's handle.
 
     Args:
-        run: the open run of this contender's earlier rungs, to log into; default (or when that run was
-            closed already, its model registered by an earlier pipeline run): a new run, or the one an
-            interrupted attempt of the same job left.
+        run: the run of this contender's earlier rungs, to train on in; default (or when that run's model was
+            registered already, by an earlier pipeline run): a new run, or the one an interrupted attempt of the
+            same job left.
         epochs_before: epochs logged in the run already (a later rung's epochs are numbered on).
         params_cfg: the settings logged as the run's parameters (the contender's whole budget, not a rung's).
     """
-    if run is None or not run_is_open(run.run_id, info.tracking_uri):
+    if run is not None and can_train_on(run.run_id, info.tracking_uri):
+        reopen(run.run_id, info.tracking_uri)
+    else:
         if run is not None:
-            logger.info("MLflow run %s of %s's earlier rungs is closed already: this rung logs to a new run",
-                        run.run_id, name)
+            logger.info("MLflow run %s of %s's earlier rungs has its model registered already: this rung logs "
+                        "to a new run", run.run_id, name)
             epochs_before = 0
         run = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg)
     job.on_epoch_end = EpochLogger(run.run_id, info.tracking_uri, epochs_before)
     with resumed(run):
         result = distributed.train_in_processes(job, processes)
+    end_training(run.run_id, info.tracking_uri)
     return result, run
 
 
@@ -69,7 +82,7 @@ class Rung:
     Attributes:
         state: the contest's state for this rung (:mod:`fercore.training.contest`); None: no rungs.
         previous_training: the record of the contender's earlier rungs in this run (None in the first rung).
-        previous_run: its MLflow run, open since the first rung.
+        previous_run: its MLflow run, opened by the first rung.
         warm_start: ``training.continue_from``'s pick for the first rung (:func:`fercore.training.warm_start.find_warm_start`).
         model_name: the registered model a warm start is loaded from.
         judged: a judgement follows this rung: the step returns validation probabilities for it.

@@ -40,8 +40,9 @@ def test_a_partial_download_stops_before_the_pipeline(fer_tar, tmp_path, run_py)
     assert "Traceback" not in result.stdout + result.stderr and "Initiating a new run" not in result.stdout
 
 
-def test_a_data_error_inside_a_step_exits_2_without_a_traceback(fer_tree, tmp_path):
-    """(``--verbose`` keeps the traceback: tests/unit/test_cli.py checks the filter that drops it.)"""
+def test_a_data_error_inside_a_step_exits_2_without_a_traceback_and_verbose_ends_with_it(fer_tree, tmp_path):
+    """``--verbose`` keeps the traceback (tests/unit/test_cli.py checks the filter that drops it) and still ends
+    with the error."""
     (fer_tree / "train" / "fear" / "Training_bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     result = _run("--pipeline", "ingest", "--config", "configs/smoke.yaml", "--data", str(fer_tree),
                   "--set", f"data.cache_dir={tmp_path / 'cache'}")
@@ -49,6 +50,13 @@ def test_a_data_error_inside_a_step_exits_2_without_a_traceback(fer_tree, tmp_pa
     assert result.returncode == 2, output[-3000:]
     assert "error in step ingest_data: " in result.stderr and "train/fear/Training_bad.jpg" in result.stderr
     assert "Traceback" not in output
+    verbose = subprocess.run(  # one stream, as on a console: the traceback, then the error and its fix, last
+        [sys.executable, "run.py", "--pipeline", "ingest", "--config", "configs/smoke.yaml", "--data", str(fer_tree),
+         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--verbose"], cwd=ROOT, env=os.environ.copy(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    lines = verbose.stdout.strip().splitlines()
+    assert verbose.returncode == 2 and "Traceback" in verbose.stdout, verbose.stdout[-3000:]
+    assert lines[-1].startswith("error in step ingest_data: ") and "train/fear/Training_bad.jpg" in lines[-1], lines[-5:]
 
 
 def test_an_unreachable_tracking_server_is_reported_before_any_step(fer_tree, run_py):

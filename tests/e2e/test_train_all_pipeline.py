@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from fercore.constants import CLASS_NAMES
+from steps.common import contender_output
 from tests.conftest import ROOT
 
 
@@ -71,6 +72,9 @@ def test_every_contender_is_registered_with_tags_and_per_class_metrics(trained):
         assert v.tags["kept_weights"] == "raw" and v.tags["total_epochs"] == "1" and len(v.tags["network"]) == 12
         assert "contest" not in v.tags and "continued_from" not in v.tags  # no rungs, a fresh start
         assert run.info.status == "FINISHED" and run.info.run_name == f"train-{arch}"
+        assert run.data.tags["fer.phase"] == "registered"
+        evaluated = client.get_metric_history(v.run_id, "test_accuracy")[0].timestamp
+        assert run.info.end_time <= evaluated  # the run ended with its training: MLflow's duration is training time
         assert run.data.tags["zenml_run_name"].startswith("fer_train_all-")
         for key in ("test_accuracy", "test_macro_f1", "test_disgust_f1", "test_happy_recall", "test_PrivateTest_accuracy",
                     "loss/train", "loss/val", "accuracy/val", "training_minutes"):
@@ -97,7 +101,7 @@ def test_registry_pyfunc_predicts_like_the_in_memory_model(trained):
         pyfunc = mlflow.pyfunc.load_model(f"models:/fer-test/{version}")
         out = pyfunc.predict(images)
         assert list(out.columns[:2]) == ["label", "angry"] and len(out) == len(images)
-        model = _zenml_model(f"train_{arch}", "model")
+        model = _zenml_model(f"train_{arch}", contender_output(arch, "model"))
         expected = predict_proba(model, images, tta="hflip").argmax(1)
 
         assert list(out["label"]) == [CLASS_NAMES[i] for i in expected]
@@ -135,7 +139,12 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     assert "| significant |" in table and "95 % interval" in table
     # where each contender looks: its maps in ZenML and its MLflow run, the emotion x contender figure in promotion's
     for name in ("cnn", "resnet", "vit"):
-        explanation = run.steps[f"evaluate_{name}"].outputs["explanation"][0]
+        evaluate = run.steps[f"evaluate_{name}"]  # its artifacts named after the contender and split
+        assert set(evaluate.outputs) == {f"{name}_test_evaluation", f"{name}_val_evaluation", f"{name}_predictions",
+                                         f"{name}_explanation"}
+        assert evaluate.outputs[f"{name}_test_evaluation"][0].name == f"{name}_test_evaluation"
+        assert evaluate.outputs[f"{name}_test_evaluation"][0].run_metadata["test"]["accuracy"] > 0  # log_metadata's
+        explanation = evaluate.outputs[contender_output(name, "explanation")][0]
         maps = explanation.load()
         assert maps.enabled and maps.mean_maps.shape == (7, 48, 48) and maps.contender == name
         assert {Path(v.uri).name for v in explanation.visualizations} == {"mean_maps.png", "gallery.png"}
@@ -368,7 +377,7 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
     _train_all([*trained["args"], "--set", "contest.rungs=[0.5, 1.0]", "--set", "training.continue_from=latest",
                 "--set", "explain.enabled=false"])
     run = _zenml_run()
-    assert not run.steps["evaluate_cnn"].outputs["explanation"][0].load().enabled  # no maps drawn, nothing failed
+    assert not run.steps["evaluate_cnn"].outputs["cnn_explanation"][0].load().enabled  # no maps drawn, nothing failed
     assert run.steps["promote_models"].outputs["contest_maps"][0].load().png == b""
     names = ("cnn", "vit", "resnet")
     assert {"find_warm_starts", "judge_rung1", *(f"train_{n}" for n in names), *(f"train_{n}_rung2" for n in names)} \
@@ -385,13 +394,16 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
         assert float(tags["total_training_minutes"]) >= float(before[name].tags["total_training_minutes"]), name
         stopped = not contest["contenders"][name]["active"]
         assert tags["contest"].startswith("stopped after rung 1 of 2" if stopped else "trained all 2 rungs"), tags
-        training = run.steps[f"train_{name}_rung2"].outputs["training"][0].load()
-        first = run.steps[f"train_{name}"].outputs["training"][0].load()
+        training = run.steps[f"train_{name}_rung2"].outputs[f"{name}_training"][0].load()
+        first = run.steps[f"train_{name}"].outputs[f"{name}_training"][0].load()
         if stopped:  # passed through: rung 1's record, with the contest's word
             assert training["history"] == first["history"] and len(training["rungs"]) == 1
         else:
             assert len(training["history"]) == len(first["history"]) + training["rungs"][1]["epochs"]
         assert tags["kept_weights"] in ("raw", "start")
+        assert run.steps[f"train_{name}"].outputs[f"{name}_mlflow_run"][0].load().run_id == version.run_id
+        mlflow_run = client.get_run(version.run_id)  # both rungs in one run, ended with the last one's training
+        assert mlflow_run.info.end_time <= client.get_metric_history(version.run_id, "test_accuracy")[0].timestamp
 
 
 def test_a_version_whose_files_are_gone_starts_fresh_and_says_so(trained, tmp_path):

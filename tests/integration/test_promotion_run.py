@@ -137,6 +137,10 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
     twice = card_with_aliases(card_with_aliases("## card\n\ntext\n", {"champion": "r1"}), {"challenger": "r2", "a": "r3"})
     assert twice == "## card\n\ntext\n\n**Aliases held** (after the latest promotion):\n\n- `@a`: r3\n- `@challenger`: r2\n"
     assert card_with_aliases(twice, {}).endswith("(after the latest promotion):\n\nnone now\n")
+    assert card_with_aliases("", {"champion": "(reason not recorded)"}) == (  # an older version, without a card
+        "No model card: this version was registered by an earlier release; its design, data and metrics are not "
+        "recorded here (its MLflow run has what was logged).\n\n**Aliases held** (after the latest promotion):\n\n"
+        "- `@champion`: (reason not recorded)\n")
     assert f"5 of {len(dataset.split('val'))} validation images were in its training data" in out.markdown
     scores = out.summary["scores"][f"v{old} (cnn)"]
     assert set(scores) == {"val_macro_f1", "test_macro_f1"}

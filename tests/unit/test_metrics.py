@@ -47,8 +47,23 @@ def test_matches_scikit_learn_report(case):
 
 def test_roundtrip_markdown_and_flat_metrics(case):
     ev = evaluate_predictions(*case)
+    ev.contender, ev.split = "vgg7", "test"
     back = Evaluation.from_dict(ev.to_dict())
     assert back.overall == ev.overall and np.array_equal(back.confusion, ev.confusion)
+    assert (back.contender, back.split) == ("vgg7", "test")
     assert "| disgust | 1.000 | 0.500 |" in ev.markdown()
     flat = flat_metrics(ev)
     assert flat["test_disgust_recall"] == pytest.approx(0.5) and "test_PrivateTest_accuracy" in flat
+
+
+def test_the_figures_name_their_contender_and_split(case):
+    from fercore.evaluation.plots import evaluation_figures
+
+    ev = evaluate_predictions(*case)
+    ev.contender, ev.split = "vgg7", "test"
+    assert set(evaluation_figures(ev)) == {"confusion_matrix.png"}
+    ev.history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2, "train_accuracy": 0.5, "val_accuracy": 0.4}]
+    figures = evaluation_figures(ev)
+    assert set(figures) == {"confusion_matrix.png", "loss_curves.png"}
+    ev.contender = "resnet"  # the title is drawn: another contender, other pixels
+    assert evaluation_figures(ev)["confusion_matrix.png"] != figures["confusion_matrix.png"]
