@@ -11,8 +11,34 @@ Needs Chromium and its driver (apt-get install chromium chromium-driver) and sel
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
+
+# The local ZenML server asks a new user for account details and a use case before any page (its "survey"):
+# filled here through the page's own inputs (React listens to input events, so values are set with them).
+_FILL = """
+const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+for (const [name, value] of [['fullName', 'fer'], ['email', 'fer@example.com']]) {
+  const e = document.querySelector(`input[name=${name}]`);
+  if (e) { setter.call(e, value); e.dispatchEvent(new Event('input', {bubbles: true})); }
+}
+for (const t of ['ML Engineer', 'My Laptop']) {
+  const e = Array.from(document.querySelectorAll('button,label,[role=radio]')).find(x => x.innerText.trim().startsWith(t));
+  if (e) e.click();
+}
+const next = Array.from(document.querySelectorAll('button')).find(b => /Continue|Skip|Finish|Next/.test(b.innerText));
+if (next) next.click();
+"""
+
+
+def skip_zenml_survey(driver, pages: int = 6) -> None:
+    """Answers the ZenML dashboard's first-login survey (a page at a time) until it lets the user through."""
+    for _ in range(pages):
+        if "/survey" not in driver.current_url:
+            return
+        driver.execute_script(_FILL)
+        time.sleep(3)
 
 
 def main() -> None:
@@ -26,22 +52,30 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait for late rendering")
     args = parser.parse_args()
     from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={args.size.replace('x', ',')}"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options)
+    options.page_load_strategy = "eager"  # the dashboards keep connections open; "normal" can wait for ever
+    if shutil.which("chromium"):  # Debian's package; selenium would otherwise try to download a Chrome
+        options.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver.set_page_load_timeout(60)
     try:
         wait = WebDriverWait(driver, 90)
         if args.zenml_login:
             base = "/".join(args.url.split("/")[:3])
             driver.get(base + "/login")
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input"))
-            driver.find_element(By.CSS_SELECTOR, "input").send_keys("default")
-            driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            wait.until(lambda d: "/login" not in d.current_url)
+            time.sleep(args.settle)
+            if "/login" in driver.current_url:
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input"))
+                driver.find_element(By.CSS_SELECTOR, "input").send_keys("default")
+                driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                wait.until(lambda d: "/login" not in d.current_url)
+            skip_zenml_survey(driver)
         driver.get(args.url)
         if args.upload:
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
