@@ -4,7 +4,10 @@ Optionally logs in to the ZenML dashboard first (``--zenml-login``), uploads a f
 (``--upload``, the demo page), and waits until ``--wait-text`` appears before the shot. Prints the page's visible text
 (what a reader of the screenshot sees) to stdout.
 
-Usage: python scripts/screenshot_page.py URL OUT.png [--upload FILE] [--wait-text TEXT] [--zenml-login] [--size 1400x1600]
+Usage: python scripts/screenshot_page.py URL OUT.png [--upload FILE] [--wait-text TEXT] [--zenml-login] [--js SCRIPT]
+       [--size 1400x1600]
+docs/img/zenml_run_dag.png: the run page with --zenml-login --size 2600x1500 --settle 6 and a --js that closes the
+"Run Insights" panel and clicks the graph's fit-view button; zenml_run_metadata.png: --js clicking the "Metadata" tab.
 Needs Chromium and its driver (apt-get install chromium chromium-driver) and selenium (the dev extra).
 """
 
@@ -48,6 +51,7 @@ def main() -> None:
     parser.add_argument("--upload", type=Path)
     parser.add_argument("--wait-text", default="")
     parser.add_argument("--zenml-login", action="store_true", help="log in as ZenML's local 'default' user first")
+    parser.add_argument("--js", default="", help="JavaScript run on the page before the shot (open a tab, fit a graph)")
     parser.add_argument("--size", default="1400x1600")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait for late rendering")
     args = parser.parse_args()
@@ -68,7 +72,7 @@ def main() -> None:
         wait = WebDriverWait(driver, 90)
         if args.zenml_login:
             base = "/".join(args.url.split("/")[:3])
-            driver.get(base + "/login")
+            driver.get(base + "/")  # the local daemon server lets its default user in without a password
             time.sleep(args.settle)
             if "/login" in driver.current_url:
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input"))
@@ -83,9 +87,12 @@ def main() -> None:
         if args.wait_text:
             wait.until(lambda d: args.wait_text in d.find_element(By.TAG_NAME, "body").text)
         time.sleep(args.settle)
+        if args.js:
+            driver.execute_script(args.js)
+            time.sleep(args.settle)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(args.out))
-        print(driver.find_element(By.TAG_NAME, "body").text)
+        print(driver.execute_script("return document.body.innerText"))
     finally:
         driver.quit()
 

@@ -99,10 +99,17 @@ def set_phase(run_id: str, phase: str, tracking_uri: str | None = None) -> None:
     client(tracking_uri).set_tag(run_id, PHASE_TAG, phase)
 
 
-def end_training(run_id: str, tracking_uri: str | None = None) -> None:
-    """Ends a contender's run FINISHED now, its training done (evaluation and registration log into it)."""
+def end_training(run_id: str, tracking_uri: str | None = None, training_s: float | None = None) -> None:
+    """Ends a contender's run FINISHED, its training done (evaluation and registration log into it).
+
+    With ``training_s`` (the seconds it trained, all its rungs) the run ends that long after it started, so that
+    MLflow's duration is the training time even when other contenders' rungs ran between its own; else now.
+    """
     set_phase(run_id, "trained", tracking_uri)
-    client(tracking_uri).set_terminated(run_id, status="FINISHED")
+    mlflow_client = client(tracking_uri)
+    now = int(time.time() * 1000)
+    end = now if training_s is None else min(now, mlflow_client.get_run(run_id).info.start_time + int(training_s * 1000))
+    mlflow_client.set_terminated(run_id, status="FINISHED", end_time=end)
 
 
 def training_end(run_id: str) -> int | None:

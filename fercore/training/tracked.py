@@ -37,8 +37,8 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
                   extra_params: dict[str, Any] | None = None, run: TrackedRun | None = None,
                   epochs_before: int = 0, params_cfg: TrainingConfig | None = None) -> tuple[TrainResult, TrackedRun]:
     """Trains contender ``name``'s job (in ``processes`` DDP workers when more than one), logged to an MLflow
-    run ``train-<name>`` that ends when training ends (MLflow's duration is the training time; evaluation and
-    registration log into it after); returns the result and the run's handle.
+    run ``train-<name>`` (:func:`train_contender` ends it when training ends: MLflow's duration is the training
+    time; evaluation and registration log into it after); returns the result and the run's handle.
 
     Args:
         run: the run of this contender's earlier rungs, to train on in; default (or when that run's model was
@@ -58,7 +58,6 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
     job.on_epoch_end = EpochLogger(run.run_id, info.tracking_uri, epochs_before)
     with resumed(run):
         result = distributed.train_in_processes(job, processes)
-    end_training(run.run_id, info.tracking_uri)
     return result, run
 
 
@@ -118,6 +117,7 @@ def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, process
     epochs_before = len(previous["history"]) if previous else 0
     result, run = train_tracked(job, name, info, processes, extra_params, rung.previous_run, epochs_before, whole)
     training = _record(previous, result, state, name, job.cfg, totals)
+    end_training(run.run_id, info.tracking_uri, training["wall_s"])  # MLflow's duration: its training time
     log_metrics(run.run_id, {"training_minutes": training["wall_s"] / 60,
                          "total_training_minutes": training["total_training_minutes"]}, tracking_uri=info.tracking_uri)
     probs = _val_probs(job) if rung.judged else np.zeros((0, 7), np.float32)

@@ -75,6 +75,8 @@ def test_every_contender_is_registered_with_tags_and_per_class_metrics(trained):
         assert run.data.tags["fer.phase"] == "registered"
         evaluated = client.get_metric_history(v.run_id, "test_accuracy")[0].timestamp
         assert run.info.end_time <= evaluated  # the run ended with its training: MLflow's duration is training time
+        assert (run.info.end_time - run.info.start_time) / 1000 == pytest.approx(
+            run.data.metrics["training_minutes"] * 60, abs=0.01)
         assert run.data.tags["zenml_run_name"].startswith("fer_train_all-")
         for key in ("test_accuracy", "test_macro_f1", "test_disgust_f1", "test_happy_recall", "test_PrivateTest_accuracy",
                     "loss/train", "loss/val", "accuracy/val", "training_minutes"):
@@ -404,6 +406,8 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
         assert run.steps[f"train_{name}"].outputs[f"{name}_mlflow_run"][0].load().run_id == version.run_id
         mlflow_run = client.get_run(version.run_id)  # both rungs in one run, ended with the last one's training
         assert mlflow_run.info.end_time <= client.get_metric_history(version.run_id, "test_accuracy")[0].timestamp
+        duration_s = (mlflow_run.info.end_time - mlflow_run.info.start_time) / 1000  # its rungs, not the others'
+        assert duration_s == pytest.approx(mlflow_run.data.metrics["training_minutes"] * 60, abs=0.01), name
 
 
 def test_a_version_whose_files_are_gone_starts_fresh_and_says_so(trained, tmp_path):

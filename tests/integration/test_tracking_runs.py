@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import mlflow
 from mlflow import MlflowClient
@@ -84,3 +85,8 @@ def test_a_contenders_run_lasts_its_training_and_registration_keeps_that_end(tmp
     assert (info.status, info.end_time) == ("FINISHED", ended)  # MLflow's duration: the training time
     assert not can_train_on(run.run_id, uri)  # a later rung of another pipeline run opens a new run
     assert not can_train_on("0" * 32, uri)
+    other = open_contender_run(RunInfo(uri, "runs", "this"), "resnet", {}, {})
+    time.sleep(0.3)
+    end_training(other.run_id, uri, training_s=0.1)  # other contenders' rungs ran between its own: not counted
+    info = mlflow_client.get_run(other.run_id).info
+    assert info.end_time - info.start_time == 100
