@@ -96,6 +96,7 @@ def build_config(args: argparse.Namespace) -> Config:
     import yaml
 
     from fercore.config import load_config
+    from fercore.safe_yaml import load_bounded
 
     overrides, origins = {}, {}
     for item in args.set:
@@ -103,7 +104,7 @@ def build_config(args: argparse.Namespace) -> Config:
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE (e.g. --set contenders.vgg7.epochs=5), got '{item}'")
         try:
-            overrides[key.strip()] = yaml.safe_load(value)
+            overrides[key.strip()] = load_bounded(value)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item}: the value is not valid YAML ({exc})") from None
         origins[key.strip()] = f"--set {item}"

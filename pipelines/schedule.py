@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 from zenml.client import Client
 from zenml.config.schedule import Schedule
 
 from fercore.config import Config
 from fercore.errors import ConfigError, FerError
+from fercore.safe_yaml import dump_plain
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def write_scheduled_config(config: Config, pipeline_name: str, cron: str, folder
     header = (f"# The configuration of the schedule '{schedule_name(pipeline_name)}' (cron '{cron}'), resolved when it "
               f"was made ({time.strftime('%Y-%m-%d %H:%M')}).\n# Scheduled runs use exactly this file; "
               "`run.py --pipeline ... --schedule` rewrites it.\n")
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False))
+    path.write_text(header + dump_plain(data, sort_keys=False))
     return path
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,7 +72,8 @@ def connect(tracking_uri: str, experiment_name: str) -> str:
 
 def check_server(tracking_uri: str, timeout_s: float = 5.0) -> None:
     """For a tracking server: fails within ``timeout_s`` when its ``/health`` does not answer (MLflow's client
-    would retry for minutes). Local stores pass.
+    would retry for minutes). Local stores pass. The request carries the credentials MLflow's client would send
+    (:func:`server_request`).
 
     Raises:
         RegistryError: saying which server failed and how to fix it.
@@ -77,13 +81,41 @@ def check_server(tracking_uri: str, timeout_s: float = 5.0) -> None:
     if not tracking_uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+        with urllib.request.urlopen(server_request(tracking_uri, "/health"), timeout=timeout_s) as response:
             response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code not in (401, 403):
+            raise RegistryError(f"MLflow tracking server {redact(tracking_uri)} answered /health with HTTP {exc.code} "
+                                f"({exc.reason}): is it an MLflow server, and is it healthy?") from None
+        raise RegistryError(
+            f"MLflow tracking server {redact(tracking_uri)} refused the request (HTTP {exc.code}): set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), or put the user and "
+            "password in the URI (http://USER:PASSWORD@HOST:PORT)") from None
     except (OSError, ValueError) as exc:
         raise RegistryError(
             f"MLflow tracking server {redact(tracking_uri)} is unreachable ({exc}). Start it (e.g. `mlflow server "
             "--host 127.0.0.1 --port 5000`), fix registry.tracking_uri / MLFLOW_TRACKING_URI, or unset both to "
             "use the local mlflow.db.") from None
+
+
+def server_request(tracking_uri: str, path: str) -> urllib.request.Request:
+    """A GET of ``path`` on a tracking server with the credentials MLflow's client sends: a user and password
+    in the URI, else ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (Basic), else
+    ``MLFLOW_TRACKING_TOKEN`` (Bearer). The credentials leave the URL: urllib would take them for the host."""
+    parts = urllib.parse.urlsplit(tracking_uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + path, "", ""))
+    user, password = parts.username, parts.password
+    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    headers = {}
+    if user is not None:
+        pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
+    return urllib.request.Request(url, headers=headers)
 
 
 def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: float = 5.0) -> None:

@@ -68,3 +68,43 @@ def test_a_run_with_no_enabled_contender_is_refused_before_any_work(overrides):
     config = run.build_config(run.parse_args(["--pipeline", "train_all", "--config", "configs/smoke.yaml", *sets]))
     with pytest.raises(ConfigError, match="configs/smoke.yaml: no enabled contender, so nothing would be trained"):
         check_services(config, "train_all", "configs/smoke.yaml")
+
+
+def _bomb(levels: int = 9) -> str:
+    """A "billion laughs" YAML: each anchor repeats the one before it nine times."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines)
+
+
+def test_an_alias_anywhere_in_the_file_is_refused_before_it_expands(tmp_path):
+    config = (tmp_path / "bomb.yaml")
+    base = (run.ROOT / "configs" / "smoke.yaml").read_text()
+    # the probe's case: inside a field typed Any, where no schema would look at its size
+    config.write_text(base + "\nresources:\n  gpu_tolerations:\n    - x: &l0 [lol, lol, lol]\n      y: [*l0, *l0]\n")
+    with pytest.raises(ConfigError, match=rf"{config} cannot be read as a config: anchors \(&name\) and aliases "
+                       rf"\(\*name\) are not allowed here(?s:.*)in \"{config}\", line 32"):
+        run.build_config(run.parse_args(["--pipeline", "train_all", "--config", str(config)]))
+    config.write_text(_bomb())
+    with pytest.raises(ConfigError, match=f"{config} cannot be read as a config: anchors"):
+        run.build_config(run.parse_args(["--pipeline", "train_all", "--config", str(config)]))
+    with pytest.raises(ConfigError, match="--set resources.gpu_tolerations=.*anchors"):
+        run.build_config(run.parse_args(["--pipeline", "train_all", "--config", "configs/smoke.yaml",
+                                         "--set", "resources.gpu_tolerations=[&a [1], *a]"]))
+
+
+def test_a_deeply_nested_config_is_named_not_a_recursion_error(tmp_path):
+    config = tmp_path / "deep.yaml"
+    config.write_text("data:\n  incoming: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match=f"{config} cannot be read as a config: nested deeper than 32 levels"):
+        run.build_config(run.parse_args(["--pipeline", "train_all", "--config", str(config)]))
+
+
+def test_a_scheduled_config_is_written_without_aliases_and_reads_back():
+    from fercore.config import load_config
+    from fercore.safe_yaml import dump_plain, load_bounded
+
+    shared = ["a", "b"]
+    assert load_bounded(dump_plain({"x": shared, "y": shared})) == {"x": shared, "y": shared}
+    config = load_config(run.ROOT / "configs" / "cpu.yaml")
+    assert load_bounded(dump_plain(config.model_dump(mode="json"), sort_keys=False)) == config.model_dump(mode="json")
