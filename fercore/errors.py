@@ -19,3 +19,11 @@ class RegistryError(FerError):
 
 class BusyError(FerError):
     """Another run holds what this one needs (a pipeline already running on the same stores)."""
+
+
+class ModelFilesMissing(RegistryError):
+    """A registered version's files (or an ensemble member's version) are gone or unreadable: it cannot be loaded."""
+
+
+class StoreBusyError(RegistryError):
+    """The MLflow store stayed busy or unreachable through the retries: nothing was decided on a guess."""

@@ -19,3 +19,5 @@ def quiet_libraries() -> None:
     warnings.simplefilter("ignore")
     for name in ("mlflow", "alembic", "evidently", "httpx", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # a busy SQLite store: MLflow logs the traceback at ERROR, then raises; the project's message says what happened
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

@@ -65,7 +65,9 @@ def bare_loop(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | Non
 def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path):
     """The model logged as the project's pyfunc in a throwaway MLflow store, and loaded back."""
     from fercore.serving.pyfunc import FerEmotionModel
-    from fercore.tracking.registry import load_version, log_and_register
+    import mlflow.pyfunc
+
+    from fercore.tracking.registry import log_and_register
     from fercore.tracking.runs import one_off_run
     from fercore.tracking.store import RunInfo
 
@@ -74,7 +76,7 @@ def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path)
     with one_off_run(RunInfo(f"sqlite:///{folder / 'mlflow.db'}", "benchmark", "benchmark"), "bench", {}, {}) as run_id:
         version = log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, "bench", {"family": "bench"},
                                    "", example, model_config={"tta": tta, "precision": precision})
-    return load_version("bench", version)
+    return mlflow.pyfunc.load_model(f"models:/bench/{version}")  # the path mlflow models serve takes
 
 
 def timed(fn, images: np.ndarray) -> float:

@@ -14,7 +14,8 @@ from fercore.config import MonitorConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import flat_metrics
 from fercore.models.inference import autocast_dtype, pick_device
-from fercore.monitoring.new_images import MonitorResult, embedding_module, monitor, read_new_images
+from fercore.monitoring.new_images import MonitorResult, embedding_version, monitor, read_new_images
+from fercore.serving.local_models import version_network, version_predictor
 from fercore.tracking import registry
 from fercore.tracking.runs import log_files, log_metrics, one_off_run
 from fercore.tracking.store import RunInfo, connect
@@ -33,10 +34,12 @@ def monitor_run(config: MonitorConfig, model_name: str, info: RunInfo,
     when the images are labelled, and both Evidently reports."""
     connect(info.tracking_uri, info.experiment_name)
     version = registry.version_by_alias(model_name, config.model)
-    model = registry.load_version(model_name, version.version)
+    v = str(version.version)  # loaded from its local copy, never unpickled
+    predict = version_predictor(model_name, v, info.tracking_uri)
+    module = version_network(model_name, embedding_version(model_name, v), info.tracking_uri)
     new = read_new_images(config.data, config.on_unreadable)
-    result = monitor(training_data(version), new, registry.pyfunc_predict(model), embedding_module(model),
-                     config.drift_share, config.max_images, autocast_dtype(pick_device(), "auto"))
+    result = monitor(training_data(version), new, predict, module, config.drift_share, config.max_images,
+                     autocast_dtype(pick_device(), "auto"))
     summary = {"model": f"{model_name} v{version.version} ({config.model})", "images": len(new.images),
                "photos_without_face": len(new.photos_without_face), "unreadable_files_skipped": new.unreadable,
                **result.summary()}

@@ -166,19 +166,6 @@ class MonitorResult:
         return out
 
 
-def embedding_module(pyfunc_model):
-    """The torch network whose embeddings drift is measured on: the model's own; for a routed ensemble
-    the member that routes the most emotions, for an averaging one the member with the largest weight."""
-    wrapper = pyfunc_model.unwrap_python_model()
-    if hasattr(wrapper, "model"):
-        return wrapper.model
-    routes = list(getattr(wrapper, "routes", {}).values())
-    weights = getattr(wrapper, "spec", {}).get("weights")
-    if not routes and not weights:
-        return None
-    return embedding_module(wrapper.members[_embedded_member(routes, weights)])
-
-
 def _embedded_member(routes: list[str], weights: dict[str, float] | None) -> str:
     """The member that routes the most emotions (ties: the lowest version), else the one with the largest weight."""
     if routes:
@@ -187,8 +174,9 @@ def _embedded_member(routes: list[str], weights: dict[str, float] | None) -> str
 
 
 def embedding_version(name: str, version: str) -> str:
-    """The single version whose network :func:`embedding_module` embeds for ``version``, read from an ensemble's
-    spec alone (promotion then loads that member, not the whole ensemble)."""
+    """The single version whose network embeddings are measured on for ``version``: itself; for a routed ensemble
+    the member that routes the most emotions, for an averaging one the member with the largest weight (read from
+    the ensemble's spec alone: that member is loaded, not the whole ensemble)."""
     from fercore.serving.local_models import ensemble_spec
     from fercore.tracking import registry
     from fercore.tracking.tags import family
@@ -208,7 +196,7 @@ def monitor(reference: FerDataset, new: NewImages, predict, module, drift_share:
         reference: the champion's training dataset (its ``train`` split is the reference).
         new: the new faces.
         predict: uint8 images -> probabilities ``(N, 7)`` (the champion).
-        module: the torch network for embeddings (``embedding_module``), or None.
+        module: the torch network for embeddings (that of :func:`embedding_version`), or None.
         drift_share: share of drifted image statistics that flags dataset drift.
         max_images: images per side in the reports.
         amp: autocast type for the embeddings.

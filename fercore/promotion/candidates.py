@@ -9,13 +9,16 @@ import numpy as np
 
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes
+from fercore.errors import ModelFilesMissing
 from fercore.evaluation.predictions import Predictions, predict_splits
 from fercore.models.inference import ensemble_members, ensemble_probabilities
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import member_versions, parse_routes, routed_predictions
-from fercore.serving.local_models import ensemble_spec
+from fercore.serving.local_models import ensemble_spec, registered_version, version_predictor
+from fercore.serving.model_guard import UntrustedModelError
 from fercore.tracking import registry
 from fercore.tracking.runs import download_run_file
+from fercore.tracking.store import retry_transient
 from fercore.tracking.tags import family
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,8 @@ def training_hashes(name: str, version) -> np.ndarray | None:
     """The image hashes a registered version was trained on (an ensemble: its members'), if recorded
     (versions registered before the record existed have none)."""
     if family(version) == "ensemble":
-        members = [registry.get_version(name, v) for v in version.tags.get("members", "").split(",") if v]
+        members = [registered_version(name, v, f"member v{v} of v{version.version}")
+                   for v in version.tags.get("members", "").split(",") if v]
         parts = [training_hashes(name, m) for m in members]
         return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
     path = download_run_file(version.run_id, TRAIN_HASHES)
@@ -62,41 +66,48 @@ def training_hashes(name: str, version) -> np.ndarray | None:
 
 
 def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate],
-                      dataset: FerDataset) -> list[Candidate]:
+                      dataset: FerDataset, tracking_uri: str) -> list[Candidate]:
     """Alias holders of earlier runs, rescored on this run's val and test splits.
 
     A holder ensemble whose members are all scored already (this run's contenders, or holders scored
     before it) is computed from their probabilities, routed or averaged as its spec says; every other
-    holder is scored once through its pyfunc. Each notes how much of this run's validation split its
-    training data holds.
+    holder is scored once from its local copy (never unpickled:
+    :func:`fercore.serving.local_models.version_predictor`). Each notes how much of this run's validation
+    split its training data holds. A holder whose files are gone, or that is not one of the project's wrappers,
+    is named and left out; a busy store is waited for (:func:`fercore.tracking.store.retry_transient`), never
+    taken for a missing model.
+
+    Raises:
+        StoreBusyError: the store stayed busy: no holder is judged on a guess, so no alias moves.
     """
     val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
-    meta = {v: registry.get_version(name, v) for v in versions}
+    meta = retry_transient(lambda: {v: registry.get_version(name, v) for v in versions}, "no alias moved", tracking_uri)
     singles = [v for v in versions if family(meta[v]) != "ensemble"]
     out, scored = [], dict(known)
     for v in singles + [v for v in versions if v not in singles]:
         mv, kind = meta[v], family(meta[v])
         try:
-            preds = _score(name, mv, scored, dataset)
-            note = overlap_note(training_hashes(name, mv), val_hashes, split_train)
-        except Exception as exc:  # noqa: BLE001 (files deleted, a member gone, ...: it must not block every later run)
-            logger.warning("v%s (%s) holds an alias but cannot be scored (%s: %s): skipped, so its aliases go to "
-                           "the best candidates", v, mv.tags.get("contender", kind), type(exc).__name__, exc)
+            preds, note = retry_transient(lambda: (_score(name, mv, scored, dataset, tracking_uri),  # noqa: B023
+                                                   overlap_note(training_hashes(name, mv), val_hashes, split_train)),
+                                          "no alias moved", tracking_uri)
+        except (ModelFilesMissing, UntrustedModelError) as exc:
+            logger.warning("v%s (%s) holds an alias but cannot be scored: %s. Skipped, so its aliases go to the best "
+                           "candidates", v, mv.tags.get("contender", kind), exc)
             continue
         scored[v] = candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", ""))
         out.append(scored[v])
     return out
 
 
-def _score(name: str, version, scored: dict[str, Candidate], dataset: FerDataset) -> Predictions:
+def _score(name: str, version, scored: dict[str, Candidate], dataset: FerDataset, tracking_uri: str) -> Predictions:
     """A holder's val/test probabilities: from its members' when they are scored, else through its pyfunc."""
     members = set(member_versions(version.tags))
     if family(version) == "ensemble" and members and members <= set(scored):
         return _from_members(name, version, scored)
     v = str(version.version)
-    logger.info("Scoring v%s (%s) through its pyfunc on this run's %d validation and test images", v,
+    logger.info("Scoring v%s (%s) on this run's %d validation and test images", v,
                 version.tags.get("contender", family(version)), len(dataset.split("val")) + len(dataset.split("test")))
-    return predict_splits(registry.pyfunc_predict(registry.load_version(name, v)), dataset, desc=f"scoring v{v}")
+    return predict_splits(version_predictor(name, v, tracking_uri), dataset, desc=f"scoring v{v}")
 
 
 def _from_members(name: str, version, scored: dict[str, Candidate]) -> Predictions:

@@ -15,13 +15,14 @@ from fercore.data.duplicates import image_hashes
 from fercore.evaluation.predictions import Predictions
 from fercore.models.inference import autocast_dtype, pick_device
 from fercore.monitoring.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
-from fercore.monitoring.new_images import embedding_module, embedding_version
+from fercore.monitoring.new_images import embedding_version
 from fercore.promotion.aliases import promotion_lock
 from fercore.promotion.apply import apply_plan, registered_ensembles
 from fercore.promotion.candidates import holder_candidates, overlap_note
 from fercore.promotion.decision import CHAMPION, Candidate, candidate
 from fercore.promotion.plan import make_plan
 from fercore.promotion.report import PromotionResult, report
+from fercore.serving.local_models import version_network
 from fercore.tracking import registry
 from fercore.tracking.store import RunInfo, busy_store_is_named, connect
 
@@ -55,9 +56,9 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
         held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
         logger.info("Promotion of %s: %d contenders of this run, %d alias holders of earlier runs to score", name,
                     len(scored), len(held))
-        holders_scored = holder_candidates(name, held, {c.version: c for c in scored}, dataset)
+        holders_scored = holder_candidates(name, held, {c.version: c for c in scored}, dataset, info.tracking_uri)
         logger.info("Drift reports (train vs test images, the champion's embeddings, predicted classes)")
-        drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config)
+        drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config, info.tracking_uri)
         blocked = config.on_drift == "block" and drift[0].drifted
         plan = make_plan(name, scored, holders_scored, holders, dataset, config, registered_ensembles(name), blocked)
         applied = apply_plan(plan, name, dataset, info, drift[0].summary())
@@ -82,18 +83,19 @@ def _registered_by(name: str, version: str, info: RunInfo) -> bool:
 
 
 def drift_reports(name: str, dataset: FerDataset, new: list[Candidate], cands: list[Candidate],
-                  holders: dict[str, str | None], config: PromotionConfig) -> tuple[DriftResult, DriftResult]:
+                  holders: dict[str, str | None], config: PromotionConfig,
+                  tracking_uri: str) -> tuple[DriftResult, DriftResult]:
     """Train vs test images (statistics, and the champion's embeddings of the same sampled rows), and the
     predicted classes of the champion vs the best new model on test. Reports; the images' labels are not read.
     The champion is the current holder (else the best new model); an ensemble is embedded as monitoring
-    embeds it (:func:`fercore.monitoring.new_images.embedding_module`)."""
+    embeds it (:func:`fercore.monitoring.new_images.embedding_version`), from its local copy."""
     best_new = max(new, key=lambda c: c.score(config.metric))
     champion = {c.version: c for c in cands}.get(holders.get(CHAMPION) or "", best_new)
     train, test = dataset.split("train"), dataset.split("test")
     ref = train.images[sample_rows(len(train), config.drift_max_images, 0)]
     cur = test.images[sample_rows(len(test), config.drift_max_images, 1)]
     embedded = embedding_version(name, champion.version)  # an ensemble's member: loaded alone
-    module, ref_emb, cur_emb = embedding_module(registry.load_version(name, embedded)), None, None
+    module, ref_emb, cur_emb = version_network(name, embedded, tracking_uri), None, None
     if module is not None:
         amp = autocast_dtype(pick_device(), "auto")
         ref_emb, cur_emb = embeddings(module, ref, amp), embeddings(module, cur, amp)

@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import pickletools
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -35,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fercore.errors import RegistryError
+from fercore.errors import ModelFilesMissing, RegistryError
 from fercore.models.inference import ensemble_spec_file
+from fercore.serving.model_guard import checked_wrapper
 from fercore.stores import default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,6 @@ Predict = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) -> probabiliti
 INDEX_FILE = "resolved.json"
 MEMBERS_FILE = "fer_members.json"  # an ensemble copy's member versions -> their copies' folders
 SOURCE_FILE = "fer_source.json"  # which store, model and version a copy holds (``run.py gc`` reads it)
-_OWN_WRAPPERS = ("FerEmotionModel", "FerEnsembleModel")
-# registered before fercore had packages, and since
-_WRAPPER_MODULES = ("fercore.pyfunc", "fercore.serving.pyfunc")
 
 
 def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = None,
@@ -66,7 +63,7 @@ def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = N
             files are missing, or the model is of another class and ``trust`` is off.
     """
     folder, label = local_copy(uri, tracking_uri, cache_dir)
-    return load_copy(folder, trust), label
+    return load_copy(folder, trust, label), label
 
 
 def local_copy(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> tuple[Path, str]:
@@ -125,29 +122,30 @@ def _resolve_and_copy(uri: str, tracking_uri: str, cache: Path) -> tuple[Path, s
     return copy_version(name, version, tracking_uri, cache), f"{name} v{version}"
 
 
-def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Path:
+def copy_version(name: str, version: str, tracking_uri: str, cache: Path, what: str = "") -> Path:
     """The folder holding a local copy of ``name`` version ``version`` (and of its members, for an
-    ensemble), downloaded on first use; written under a temporary name and renamed, never half-written."""
-    from fercore.models.inference import ensemble_members
-    from fercore.tracking.registry import download_version, get_version
-    from fercore.tracking.store import TrackingError
+    ensemble), downloaded on first use; written under a temporary name and renamed, never half-written.
 
-    mv = get_version(name, version)
+    Raises:
+        ModelFilesMissing: the version (or a member of an ensemble) is not in the registry, or its files are gone
+            or unreadable; the message names which (``what``: how to name this version, default ``NAME vN``).
+        MlflowException: the store is busy or unreachable (:func:`fercore.tracking.store.is_transient`): the
+            caller may try again; nothing is concluded about the files.
+    """
+    from fercore.models.inference import ensemble_members
+
+    what = what or f"{name} v{version}"
+    mv = registered_version(name, version, what)
     key = hashlib.sha256(f"{tracking_uri}\0{name}\0{version}\0{mv.source}\0{mv.run_id}".encode()).hexdigest()[:24]
     folder = cache / key
     if (folder / "MLmodel").exists():
         return folder
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{key}."))
     try:
-        try:
-            download_version(name, version, tmp)
-            artifacts = _pyfunc_spec(tmp)[1]
-        except (OSError, KeyError, TrackingError) as exc:
-            raise RegistryError(f"{name} v{version}'s artifacts are missing or unreadable in its store ({exc}): point "
-                                "the alias at another version, or train and register it again") from None
+        artifacts = _download(name, version, tmp, what)
         if "ensemble" in artifacts or "routes" in artifacts:
             spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
-            members = {v: copy_version(spec["model_name"], v, tracking_uri, cache).name
+            members = {v: copy_version(spec["model_name"], v, tracking_uri, cache, f"member v{v} of {what}").name
                        for v in ensemble_members(spec)}
             (tmp / MEMBERS_FILE).write_text(json.dumps(members))
         (tmp / SOURCE_FILE).write_text(json.dumps({"tracking_uri": tracking_uri, "name": name, "version": version}))
@@ -159,6 +157,42 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path) -> Pat
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Copied %s v%s into %s", name, version, folder)
     return folder
+
+
+def registered_version(name: str, version: str, what: str = ""):
+    """The registry's record of a version; a version that is not there is :class:`ModelFilesMissing` (``what``: how
+    to name it, default ``NAME vN``); a busy store raises MLflow's error."""
+    from fercore.tracking.registry import get_version
+    from fercore.tracking.store import TrackingError, is_transient
+
+    try:
+        return get_version(name, version)
+    except TrackingError as exc:
+        if is_transient(exc):
+            raise
+        raise ModelFilesMissing(f"{what or f'{name} v{version}'} is not in the registry "
+                                f"({exc.message.splitlines()[0][:200]}): it was deleted; point the alias at another "
+                                "version, or register the model again") from None
+
+
+def _download(name: str, version: str, dst: Path, what: str) -> dict[str, str]:
+    """A version's files into ``dst``, and its pyfunc artifacts' paths; files that are gone are
+    :class:`ModelFilesMissing`."""
+    from fercore.tracking.registry import download_version
+    from fercore.tracking.store import TrackingError, is_transient
+
+    try:
+        download_version(name, version, dst)
+        if not (dst / "MLmodel").exists():
+            raise FileNotFoundError("no MLmodel file at its artifact location")
+        return _pyfunc_spec(dst)[1]
+    except (OSError, KeyError, TypeError, ValueError, TrackingError) as exc:
+        if is_transient(exc):
+            raise
+        reason = exc.args[0] if isinstance(exc, FileNotFoundError) and len(exc.args) == 1 else str(exc)
+        raise ModelFilesMissing(f"{what}'s files are missing or unreadable in its store ({type(exc).__name__}: "
+                                f"{reason.splitlines()[0][:200]}): point the alias at another version, or train and "
+                                "register it again") from None
 
 
 def copied_versions(cache: Path) -> dict[Path, tuple[str, str, str]]:
@@ -182,11 +216,8 @@ def _pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:
 def ensemble_spec(name: str, version: str) -> dict:
     """An ensemble version's spec (``ensemble.json``, or ``routes.json`` of earlier releases), read from its files
     alone: its members are not loaded."""
-    from fercore.tracking.registry import download_version
-
     with tempfile.TemporaryDirectory() as tmp:
-        download_version(name, version, Path(tmp))
-        return json.loads(Path(ensemble_spec_file(_pyfunc_spec(Path(tmp))[1])).read_text())
+        return json.loads(Path(ensemble_spec_file(_download(name, version, Path(tmp), f"{name} v{version}"))).read_text())
 
 
 def network_folder(folder: Path) -> Path:
@@ -197,37 +228,63 @@ def network_folder(folder: Path) -> Path:
     return Path(artifacts["model"])
 
 
-def wrapper_class(pickled: Path) -> str | None:
-    """The project wrapper class a pickled pyfunc model is an instance of, read from the pickle's
-    opcodes without unpickling it; ``None`` for any other class."""
-    strings = [arg for _, arg, _ in pickletools.genops(pickled.read_bytes()) if isinstance(arg, str)]
-    for module, name in zip(strings, strings[1:]):
-        if module in _WRAPPER_MODULES and name in _OWN_WRAPPERS:
-            return name
-    return None
-
-
-def load_copy(folder: Path, trust: bool = False) -> Predict:
+def load_copy(folder: Path, trust: bool = False, what: str = "") -> Predict:
     """``images -> probabilities`` of a copied version (see the module docstring for what is skipped); a model
-    of another class only when ``trust`` is set (``mlflow.pyfunc`` unpickles it: its pickle can run any code)."""
+    of another class only when ``trust`` is set (``mlflow.pyfunc`` unpickles it: its pickle can run any code).
+
+    Raises:
+        UntrustedModelError: the model (or a member of an ensemble) is not one of the project's wrappers and
+            ``trust`` is off (:func:`fercore.serving.model_guard.checked_wrapper`).
+    """
     from fercore.models.inference import ensemble_probabilities, load_for_inference
 
     spec, artifacts = _pyfunc_spec(folder)
-    wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None
+    wrapper = checked_wrapper(folder, what, trust)
     if wrapper == "FerEmotionModel":
         return load_for_inference(artifacts["model"], spec.get("config")).predict_proba
     if wrapper == "FerEnsembleModel":
         spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
-        members = {v: load_copy(folder.parent / sub, trust) for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
+        members = {v: load_copy(folder.parent / sub, trust, f"member v{v} of {what or folder}")
+                   for v, sub in _member_folders(folder).items()}
         return lambda images: ensemble_probabilities(spec, {v: m(images) for v, m in members.items()})
-    if not trust:
-        raise RegistryError(f"the model in {folder} is not one of this project's wrappers ({', '.join(_OWN_WRAPPERS)}); "
-                            "loading it unpickles it, which can run any code. Pass --trust-model if you trust "
-                            "where it came from")
     from fercore.tracking.registry import load_pyfunc, pyfunc_predict
 
     return pyfunc_predict(load_pyfunc(folder))
 
+
+def load_network(folder: Path, what: str = ""):
+    """The torch network of a copied single-model version, ready for inference (its embeddings: monitoring and
+    promotion's drift reports).
+
+    Raises:
+        UntrustedModelError: the model is not one of the project's wrappers.
+        RegistryError: it is an ensemble.
+    """
+    from fercore.models.inference import load_for_inference
+
+    spec, artifacts = _pyfunc_spec(folder)
+    if checked_wrapper(folder, what) != "FerEmotionModel":
+        raise RegistryError(f"{what or folder} is an ensemble: embed one of its members")
+    return load_for_inference(artifacts["model"], spec.get("config")).module
+
+
+def version_predictor(name: str, version: str, tracking_uri: str, cache_dir: str | Path | None = None) -> Predict:
+    """``images -> probabilities`` of ``name`` version ``version``, from its local copy (never unpickled)."""
+    cache = Path(cache_dir or default_cache_dir()) / "models"
+    cache.mkdir(parents=True, exist_ok=True)
+    return load_copy(copy_version(name, version, tracking_uri, cache), what=f"{name} v{version}")
+
+
+def version_network(name: str, version: str, tracking_uri: str, cache_dir: str | Path | None = None):
+    """:func:`load_network` of ``name`` version ``version``'s local copy."""
+    cache = Path(cache_dir or default_cache_dir()) / "models"
+    cache.mkdir(parents=True, exist_ok=True)
+    return load_network(copy_version(name, version, tracking_uri, cache), f"{name} v{version}")
+
+
+def _member_folders(folder: Path) -> dict[str, str]:
+    """An ensemble copy's member versions -> their copies' folder names."""
+    return json.loads((folder / MEMBERS_FILE).read_text())
 
 
 Explain = Callable[[np.ndarray, np.ndarray], np.ndarray]  # uint8 faces (N, 48, 48), classes (N,) -> maps (N, 48, 48)
@@ -244,15 +301,14 @@ def load_explainer(folder: Path) -> Explain:
     from fercore.models.io import load_model
 
     spec, artifacts = _pyfunc_spec(folder)
-    wrapper = wrapper_class(folder / spec["python_model"]) if spec.get("python_model") else None
+    try:
+        wrapper = checked_wrapper(folder)
+    except RegistryError as exc:
+        raise ExplainError(f"its maps cannot be drawn: {exc}") from None
     if wrapper == "FerEmotionModel":
         model = load_model(artifacts["model"])
         class_activation_maps(model, np.zeros((0, 48, 48), np.uint8), [])  # an unsupported family fails here, by name
         return lambda images, classes: class_activation_maps(model, images, classes)
-    if wrapper == "FerEnsembleModel":
-        ensemble = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
-        members = {v: load_model(network_folder(folder.parent / sub))
-                   for v, sub in json.loads((folder / MEMBERS_FILE).read_text()).items()}
-        return lambda images, classes: ensemble_maps(ensemble, members, images, classes)
-    raise ExplainError(f"the model in {folder} is not one of this project's wrappers ({', '.join(_OWN_WRAPPERS)}): "
-                       "its maps cannot be drawn")
+    ensemble = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
+    members = {v: load_model(network_folder(folder.parent / sub)) for v, sub in _member_folders(folder).items()}
+    return lambda images, classes: ensemble_maps(ensemble, members, images, classes)

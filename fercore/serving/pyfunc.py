@@ -61,6 +61,22 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
         return predictions_frame(predict_proba(self.model, as_image_batch(model_input), tta=self.tta, amp=self.amp))
 
 
+def load_member(name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    """An ensemble's member through MLflow (``mlflow models serve``), once its files show it is one of the project's
+    wrappers (:func:`fercore.serving.model_guard.checked_wrapper`): a member that is not is never unpickled."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow.artifacts
+
+    from fercore.serving.model_guard import checked_wrapper
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
+        checked_wrapper(folder, f"member v{version} of the ensemble")
+        return mlflow.pyfunc.load_model(str(folder))  # the weights are read into memory: the folder may go
+
+
 class FerEnsembleModel(mlflow.pyfunc.PythonModel):
     """An ensemble of registry versions, loaded by version at load time: routed (each class's score from
     that class's champion) or averaged (weights and temperatures fitted on validation)."""
@@ -73,9 +89,8 @@ class FerEnsembleModel(mlflow.pyfunc.PythonModel):
         with open(ensemble_spec_file(context.artifacts)) as f:
             self.spec = json.load(f)
         self.routes: dict[str, str] = self.spec.get("routes", {})
-        # members come from the registry the ensemble itself was loaded from
-        self.members = {v: mlflow.pyfunc.load_model(f"models:/{self.spec['model_name']}/{v}")
-                        for v in ensemble_members(self.spec)}
+        # members come from the registry the ensemble itself was loaded from, each checked before MLflow unpickles it
+        self.members = {v: load_member(self.spec["model_name"], v) for v in ensemble_members(self.spec)}
 
     # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
     def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)

@@ -200,12 +200,9 @@ def set_model_tag(name: str, key: str, value: str | None) -> None:
 # -- loading -----------------------------------------------------------------------------------------
 
 
-def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
-    return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
-
-
 def load_pyfunc(folder: str | Path) -> mlflow.pyfunc.PyFuncModel:
-    """A pyfunc model from a local folder (a copied version)."""
+    """A pyfunc model from a local folder (a copied version). It unpickles the model: only
+    :func:`fercore.serving.local_models.load_copy` calls it, with ``--trust-model``."""
     return mlflow.pyfunc.load_model(str(folder))
 
 

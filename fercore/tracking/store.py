@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from fercore.errors import RegistryError
+from fercore.errors import RegistryError, StoreBusyError
 from fercore.stores import redact
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 # the MLflow UI opens an experiment of this kind on its model-training view (runs, metrics), not the GenAI one
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
@@ -146,6 +151,43 @@ def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: flo
 
 
 TrackingError = MlflowException  # what MLflow raises for a refused or failed request
+RETRY_WAITS_S = (5.0, 15.0)  # between attempts at a read that met a busy store (MLflow itself waits 20 s on a lock)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store was busy or unreachable for a moment (a SQLite lock, a refused or dropped
+    connection, a server error), not that what was asked for is missing."""
+    text = f"{type(exc).__name__} {exc}"
+    if isinstance(exc, MlflowException) and exc.error_code == "TEMPORARILY_UNAVAILABLE":  # SQLAlchemy's OperationalError
+        return True
+    return bool(re.search(r"database is locked|ConnectionError|Connection refused|Max retries exceeded|timed out|"
+                          r"error code 50[234]|Service Unavailable", text))
+
+
+def retry_transient(read: Callable[[], T], what: str, tracking_uri: str) -> T:
+    """``read()``, tried again after :data:`RETRY_WAITS_S` while the store is busy (:func:`is_transient`).
+
+    Raises:
+        StoreBusyError: the store was still busy after the last attempt; the message names it and ``what`` did not
+            happen.
+    """
+    for wait in (*RETRY_WAITS_S, None):
+        try:
+            return read()
+        except Exception as exc:  # noqa: BLE001 (sorted below: only a transient error is retried)
+            cause = exc.__cause__ or exc
+            if not (is_transient(exc) or is_transient(cause)):
+                raise
+            if wait is None:
+                raise StoreBusyError(
+                    f"the MLflow store {redact(tracking_uri)} stayed busy or unreachable through "
+                    f"{len(RETRY_WAITS_S) + 1} attempts ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}), "
+                    f"so {what}. Run again once it is free (is another tool holding mlflow.db, or is the server "
+                    "down?)") from None
+            logger.warning("The MLflow store is busy (%s); trying again in %.0f s", str(cause).splitlines()[0][:120],
+                           wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 @contextmanager

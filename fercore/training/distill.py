@@ -56,12 +56,9 @@ def soft_targets(config: VitContender, dataset: FerDataset, teacher: nn.Module |
     if not config.distill.enabled:
         return None, None
     if config.distill.teacher.startswith("models:/"):
-        from fercore.tracking.registry import load_version, pyfunc_predict, resolve_version
-        from fercore.tracking.store import connect_registry
+        from fercore.serving.local_models import load_predictor
 
-        connect_registry(tracking_uri)
-        model_name, version = resolve_version(config.distill.teacher)
-        predict, name = pyfunc_predict(load_version(model_name, version)), f"{model_name} v{version}"
+        predict, name = load_predictor(config.distill.teacher, tracking_uri)  # never unpickled
     elif teacher is None:
         raise ValueError(f"distill.teacher is the contender '{config.distill.teacher}', but no teacher model was "
                          "passed in")

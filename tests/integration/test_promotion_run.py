@@ -221,9 +221,9 @@ def test_an_averaging_ensemble_holder_is_scored_from_its_members_probabilities(s
     def refuse(name, version):
         raise AssertionError(f"v{version} was loaded through its pyfunc")
 
-    monkeypatch.setattr(candidates.registry, "load_version", refuse)
+    monkeypatch.setattr(candidates, "version_predictor", refuse)
     known = {v: candidate(v, "cnn", p, dataset, True) for v, p in preds.items()}
-    (holder,) = candidates.holder_candidates(NAME, [averaged], known, dataset)
+    (holder,) = candidates.holder_candidates(NAME, [averaged], known, dataset, store.tracking_uri)
     assert holder.family == "ensemble" and holder.contender == "averaged"
     np.testing.assert_allclose(holder.test_probs, loaded, rtol=1e-5, atol=1e-6)
 
@@ -240,7 +240,8 @@ def test_a_holder_whose_files_are_gone_is_named_and_skipped_and_its_aliases_repl
     new_version = _register(dataset, 1, store)
     out = promote(NAME, dataset, [({"version": new_version, "family": "cnn"}, _winning(dataset, list(range(7))))],
                   PromotionConfig(ensemble=False, averaging=False, drift_max_images=60), store)
-    assert f"v{old} (cnn) holds an alias but cannot be scored (MlflowException: No such artifact" in caplog.text
+    assert (f"v{old} (cnn) holds an alias but cannot be scored: fer-promo v{old}'s files are missing or unreadable in "
+            "its store (FileNotFoundError: no MLmodel file at its artifact location)") in caplog.text
     assert out.summary["aliases"]["champion"] == new_version and out.summary["aliases"]["champion-happy"] == new_version
     moved = {m["alias"]: m for m in out.summary["moves"]}
     assert moved["champion"]["previous"] == old and moved["champion"]["reason"].endswith(

@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 from fercore.models import build_cnn, save_model
 from fercore.models.inference import predict_proba
 from fercore.serving import pyfunc
-from fercore.serving.local_models import load_predictor, wrapper_class
+from fercore.serving.local_models import load_predictor
+from fercore.serving.model_guard import checked_wrapper
 from fercore.tracking.registry import log_and_register, pyfunc_predict
 from fercore.tracking.store import connect
 from tests.conftest import synthetic
@@ -46,7 +47,7 @@ def test_a_version_pickled_under_the_old_path_names_it(old_version):
     folder = Path(mlflow.artifacts.download_artifacts(f"models:/fer-old/{version}"))
     pickled = (folder / "python_model.pkl").read_bytes()
     assert b"fercore.pyfunc" in pickled and b"fercore.serving" not in pickled
-    assert wrapper_class(folder / "python_model.pkl") == "FerEmotionModel"
+    assert checked_wrapper(folder) == "FerEmotionModel"
 
 
 def test_a_version_pickled_under_the_old_path_loads_in_process_and_from_a_local_copy(old_version, tmp_path):
