@@ -64,9 +64,9 @@ def bare_loop(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | Non
 
 def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path):
     """The model logged as the project's pyfunc in a throwaway MLflow store, and loaded back."""
-    from fercore.serving.pyfunc import FerEmotionModel
     import mlflow.pyfunc
 
+    from fercore.serving.pyfunc import FerEmotionModel
     from fercore.tracking.registry import log_and_register
     from fercore.tracking.runs import one_off_run
     from fercore.tracking.store import RunInfo

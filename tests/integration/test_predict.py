@@ -318,7 +318,8 @@ def test_a_version_whose_files_are_gone_is_named(tmp_path):
     version = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-gone", {"family": "cnn"}, "",
                                np.zeros((2, 48, 48), np.uint8))
     shutil.rmtree(tmp_path / "mlartifacts")
-    with pytest.raises(RegistryError, match=f"fer-gone v{version}'s files are missing or unreadable in its store \(FileNotFoundError: no MLmodel"):
+    with pytest.raises(RegistryError, match=rf"fer-gone v{version}'s files are missing or unreadable in its store "
+                                            r"\(FileNotFoundError: no MLmodel"):
         load_predictor(f"models:/fer-gone/{version}", uri, tmp_path / "cache")
     assert [p for p in (tmp_path / "cache" / "models").iterdir() if p.is_dir()] == []  # no half-made copy
 
