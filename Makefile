@@ -72,9 +72,11 @@ mlflow-ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000 --workers $(MLFLOW_UI_WORKERS)
 
-# A registered model as a REST endpoint (POST /invocations). The venv's bin/ goes first on PATH: mlflow
-# starts its server (uvicorn) from there.
+# A registered model as a REST endpoint (POST /invocations), once `run.py check-model` has found it (and an ensemble's
+# members) to be the project's wrappers: mlflow models serve unpickles it. TRUST_MODEL=1 skips the check. The venv's
+# bin/ goes first on PATH: mlflow starts its server (uvicorn) from there.
 serve: setup
+	$(if $(TRUST_MODEL),,MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} $(PY) run.py check-model "$(MODEL)")
 	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} \
 	$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 --port $(PORT) \
 	--workers $(SERVE_WORKERS) --timeout $(SERVE_TIMEOUT)

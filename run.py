@@ -205,6 +205,27 @@ def gc_main(argv: list[str]) -> int:
     return 0
 
 
+def check_model_main(argv: list[str]) -> int:
+    """``run.py check-model MODEL_URI``: exit 0 when the registered model (and each member of an ensemble) is one of
+    the project's wrappers, else 2 with the reason; ``make serve`` runs it before ``mlflow models serve`` unpickles."""
+    parser = argparse.ArgumentParser(prog="run.py check-model", description="Check, without opening its pickle, that "
+                                     "a registered model is one of this project's wrappers (make serve runs it first).")
+    parser.add_argument("model", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    parser.add_argument("--tracking-uri", help="the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    from fercore.serving.local_models import check_registered
+    from fercore.stores import resolve_tracking_uri
+
+    try:
+        label = check_registered(args.model, args.tracking_uri or resolve_tracking_uri())
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{label} ({args.model}): one of this project's wrappers (every member too, for an ensemble)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["predict"]:
@@ -219,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo.main(argv[1:])
     if argv[:1] == ["gc"]:
         return gc_main(argv[1:])
+    if argv[:1] == ["check-model"]:
+        return check_model_main(argv[1:])
     args = parse_args(argv)
     if not args.verbose:
         quiet_libraries()

@@ -64,10 +64,8 @@ def bare_loop(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | Non
 
 def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path):
     """The model logged as the project's pyfunc in a throwaway MLflow store, and loaded back."""
-    import mlflow.pyfunc
-
     from fercore.serving.pyfunc import FerEmotionModel
-    from fercore.tracking.registry import log_and_register
+    from fercore.tracking.registry import load_pyfunc, log_and_register
     from fercore.tracking.runs import one_off_run
     from fercore.tracking.store import RunInfo
 
@@ -76,7 +74,7 @@ def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path)
     with one_off_run(RunInfo(f"sqlite:///{folder / 'mlflow.db'}", "benchmark", "benchmark"), "bench", {}, {}) as run_id:
         version = log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, "bench", {"family": "bench"},
                                    "", example, model_config={"tta": tta, "precision": precision})
-    return mlflow.pyfunc.load_model(f"models:/bench/{version}")  # the path mlflow models serve takes
+    return load_pyfunc(f"models:/bench/{version}")  # through MLflow, as mlflow models serve loads it
 
 
 def timed(fn, images: np.ndarray) -> float:

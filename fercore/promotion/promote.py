@@ -12,6 +12,7 @@ from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes
+from fercore.errors import ModelFilesMissing
 from fercore.evaluation.predictions import Predictions
 from fercore.models.inference import autocast_dtype, pick_device
 from fercore.monitoring.drift import DriftResult, data_drift, embeddings, prediction_drift, sample_rows
@@ -23,8 +24,9 @@ from fercore.promotion.decision import CHAMPION, Candidate, candidate
 from fercore.promotion.plan import make_plan
 from fercore.promotion.report import PromotionResult, report
 from fercore.serving.local_models import version_network
+from fercore.serving.model_guard import UntrustedModelError
 from fercore.tracking import registry
-from fercore.tracking.store import RunInfo, busy_store_is_named, connect
+from fercore.tracking.store import RunInfo, busy_store_is_named, connect, retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
 def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]], config: PromotionConfig,
              info: RunInfo) -> PromotionResult:
     scored = _new_candidates(name, dataset, new, info)
+    if not scored:
+        gone = ", ".join(f"v{r['version']}" for r, _ in new)
+        raise ModelFilesMissing(f"the files of every version this run registered ({gone}) are gone from the store: "
+                                "nothing can be promoted. Run again with --no-cache to retrain them")
     with promotion_lock(info.tracking_uri, name):
         holders = registry.aliases(name)
         held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
@@ -67,12 +73,20 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
 
 def _new_candidates(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]],
                     info: RunInfo) -> list[Candidate]:
-    """This run's registrations, scored from their predictions (ZenML's cached ``evaluate`` outputs)."""
+    """This run's registrations, scored from their predictions (ZenML's cached ``evaluate`` outputs). A cached
+    contender whose version's files were deleted since is named and left out: it could not be served."""
     split_train = image_hashes(dataset.split("train").images)
     own_overlap = overlap_note(split_train, image_hashes(dataset.split("val").images), split_train)
+    present = retry_transient(lambda: {r["version"]: registry.has_files(name, r["version"]) for r, _ in new},
+                              "no alias moved", info.tracking_uri)
+    for r, _ in new:
+        if not present[r["version"]]:
+            logger.warning("v%s (%s) was registered by an earlier run (a cached step) but its files are gone from "
+                           "the store: left out of this promotion. Run again with --no-cache to retrain it",
+                           r["version"], r.get("contender") or r.get("family"))
     return [candidate(r["version"], r.get("family") or r["architecture"], p, dataset,
                       _registered_by(name, r["version"], info), own_overlap, r.get("contender", ""),
-                      r.get("contest", "")) for r, p in new]
+                      r.get("contest", "")) for r, p in new if present[r["version"]]]
 
 
 def _registered_by(name: str, version: str, info: RunInfo) -> bool:
@@ -80,6 +94,19 @@ def _registered_by(name: str, version: str, info: RunInfo) -> bool:
     if not info.zenml_run_id:
         return True
     return registry.get_version(name, version).tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
+
+
+def _embedding_network(name: str, cands: list[Candidate], tracking_uri: str):
+    """The first of ``cands`` whose network loads (an ensemble's embedded member, loaded alone), and that network;
+    one whose files are gone is named and the next tried; ``(None, None)`` when none loads."""
+    for c in cands:
+        try:
+            embedded = embedding_version(name, c.version)
+            return embedded, version_network(name, embedded, tracking_uri)
+        except (ModelFilesMissing, UntrustedModelError) as exc:
+            logger.warning("Drift of embeddings cannot use v%s: %s", c.version, exc)
+    logger.warning("No model's network could be loaded: the drift report compares the images' statistics only")
+    return None, None
 
 
 def drift_reports(name: str, dataset: FerDataset, new: list[Candidate], cands: list[Candidate],
@@ -94,8 +121,8 @@ def drift_reports(name: str, dataset: FerDataset, new: list[Candidate], cands: l
     train, test = dataset.split("train"), dataset.split("test")
     ref = train.images[sample_rows(len(train), config.drift_max_images, 0)]
     cur = test.images[sample_rows(len(test), config.drift_max_images, 1)]
-    embedded = embedding_version(name, champion.version)  # an ensemble's member: loaded alone
-    module, ref_emb, cur_emb = version_network(name, embedded, tracking_uri), None, None
+    embedded, module = _embedding_network(name, [champion, best_new], tracking_uri)
+    ref_emb, cur_emb = None, None
     if module is not None:
         amp = autocast_dtype(pick_device(), "auto")
         ref_emb, cur_emb = embeddings(module, ref, amp), embeddings(module, cur, amp)

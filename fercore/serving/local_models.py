@@ -195,6 +195,26 @@ def _download(name: str, version: str, dst: Path, what: str) -> dict[str, str]:
                                 "register it again") from None
 
 
+def check_registered(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> str:
+    """``run.py check-model`` (``make serve`` runs it first): the registered model at ``uri``, and every member of an
+    ensemble, are the project's wrappers; returns its name and version.
+
+    Raises:
+        UntrustedModelError: one of them is not (its name and what was found).
+        RegistryError: the URI, the store or the files cannot be read.
+    """
+    folder, label = local_copy(uri, tracking_uri, cache_dir)
+    _check_with_members(folder, label)
+    return label
+
+
+def _check_with_members(folder: Path, label: str) -> None:
+    checked_wrapper(folder, label)
+    members = _member_folders(folder) if (folder / MEMBERS_FILE).exists() else {}
+    for version, sub in members.items():
+        _check_with_members(folder.parent / sub, f"member v{version} of {label}")
+
+
 def copied_versions(cache: Path) -> dict[Path, tuple[str, str, str]]:
     """Each local copy's folder -> ``(tracking_uri, name, version)`` (copies made before the record are left out)."""
     out = {}

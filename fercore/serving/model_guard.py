@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import sys
 from pathlib import Path
 
 import yaml
@@ -51,10 +50,14 @@ class _Inert:
         pass
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global outside the allow-list."""
+
+
 class _ReplayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"it imports {module}.{name}")
+            raise _Refused(f"it imports {module}.{name}")
         return type(name, (_Inert,), {"qualname": f"{module}.{name}"})
 
 
@@ -67,7 +70,7 @@ def pickled_wrapper(data: bytes) -> str:
     """
     try:
         obj = _ReplayUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError:
+    except _Refused:
         raise
     except Exception as exc:  # noqa: BLE001 (a truncated or foreign file: any error of the replay)
         raise pickle.UnpicklingError(f"it is not a pickle this project wrote ({type(exc).__name__}: {exc})") from None
@@ -108,35 +111,3 @@ def checked_wrapper(folder: Path, what: str = "", trust: bool = False) -> str | 
             "unpickle it, which can run any code, so it was not opened. Point the alias at a version your own "
             "pipeline registered; only if you trust where it came from, load it with `run.py predict "
             "--trust-model`") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fercore.serving.model_guard MODEL_URI``: exit 0 when the registered model (and every member of an
-    ensemble) is one of the project's wrappers, else 2 with the reason (``make serve`` runs it first)."""
-    from fercore.serving.local_models import local_copy
-    from fercore.stores import resolve_tracking_uri
-
-    uri = (argv if argv is not None else sys.argv[1:])[0]
-    try:
-        folder, label = local_copy(uri, resolve_tracking_uri())
-        _check_with_members(folder, label)
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{label}: one of this project's wrappers (its members too, for an ensemble)")
-    return 0
-
-
-def _check_with_members(folder: Path, label: str) -> None:
-    import json
-
-    from fercore.serving.local_models import MEMBERS_FILE
-
-    checked_wrapper(folder, label)
-    members = folder / MEMBERS_FILE
-    for version, sub in (json.loads(members.read_text()) if members.exists() else {}).items():
-        _check_with_members(folder.parent / sub, f"member v{version} of {label}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

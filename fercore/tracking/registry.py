@@ -218,6 +218,22 @@ def download_version(name: str, version: str, dst: Path) -> None:
     mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst))
 
 
+def has_files(name: str, version: str) -> bool:
+    """Whether a version's model files (its ``MLmodel``) are still at its artifact location: a listing, no download.
+    A busy or unreachable store raises MLflow's error (nothing is concluded)."""
+    import mlflow.artifacts
+
+    try:
+        listed = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{name}/{version}")
+    except (OSError, TrackingError) as exc:
+        from fercore.tracking.store import is_transient
+
+        if is_transient(exc):
+            raise
+        return False
+    return any(Path(a.path).name == "MLmodel" for a in listed or [])
+
+
 def delete_version(name: str, version: str) -> None:
     """Removes version ``version`` of ``name`` from the registry (its run and model files: :func:`purge`)."""
     client().delete_model_version(name, version)

@@ -145,3 +145,29 @@ def test_unit_tests_import_no_mlflow_zenml_or_subprocess():
                 todo += _top_level_imports(MODULES[module])
         offenders += [f"{name}: {m}" for m in sorted(seen) if m.split(".")[0] in ("mlflow", "zenml", "subprocess")]
     assert offenders == []
+
+
+def _calls_by_function(path: Path) -> dict[str, set[str]]:
+    """Each function of ``path`` -> the names it calls (``a.b.c(...)`` as ``a.b.c``), nested functions in their own."""
+    def dotted(node: ast.AST) -> str:
+        if isinstance(node, ast.Attribute):
+            return f"{dotted(node.value)}.{node.attr}"
+        return node.id if isinstance(node, ast.Name) else "?"
+
+    out: dict[str, set[str]] = {}
+    for fn in ast.walk(ast.parse(path.read_text())):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out[fn.name] = {dotted(c.func) for c in ast.walk(fn) if isinstance(c, ast.Call)}
+    return out
+
+
+def test_every_path_that_unpickles_a_model_asks_the_guard_first():
+    """Issue 42, rule 1: MLflow's pyfunc loader (which unpickles) is called in one adapter function, which only
+    load_copy (``--trust-model``) and a served ensemble's load_member call, both after ``checked_wrapper``."""
+    loaders = {"mlflow.pyfunc.load_model", "pyfunc.load_model", "load_pyfunc"}
+    callers = {(m, fn) for m, path in {**MODULES, "run": ROOT / "run.py"}.items()
+               for fn, calls in _calls_by_function(path).items() if calls & loaders}
+    assert callers == {("fercore.tracking.registry", "load_pyfunc"), ("fercore.serving.local_models", "load_copy"),
+                       ("fercore.serving.pyfunc", "load_member")}
+    for module, fn in callers - {("fercore.tracking.registry", "load_pyfunc")}:
+        assert "checked_wrapper" in _calls_by_function(MODULES[module])[fn], (module, fn)
