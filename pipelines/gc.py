@@ -22,7 +22,7 @@ from pathlib import Path
 from zenml.client import Client
 
 from fercore.config import Config
-from fercore.errors import BusyError
+from fercore.errors import BusyError, FerError
 from fercore.promotion.retention import (
     RegistryPlan,
     RunRecord,
@@ -33,11 +33,16 @@ from fercore.promotion.retention import (
     versions_to_keep,
 )
 from fercore.stores import folder_bytes
+from fercore.tracking.purge import pending_file, read_pending
 from pipelines.run_guard import UNFINISHED, one_run_of
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAMES = ("fer_train_all", "fer_ingest", "fer_monitor")
 IN_PROGRESS = {s.value for s in UNFINISHED}
+
+
+class GcIncomplete(FerError):
+    """gc deleted what it could; the message lists the files it could not, and the next gc finishes them."""
 
 
 @dataclass
@@ -47,6 +52,7 @@ class GcPlan:
     zenml_bytes: int | None
     checkpoints: list[Path] = field(default_factory=list)
     model_copies: list[Path] = field(default_factory=list)
+    left_over: int = 0  # runs and logged models an earlier gc could not remove (it goes again)
 
     def bytes(self) -> dict[str, int | None]:
         return {"MLflow": self.registry.bytes, "ZenML": self.zenml_bytes,
@@ -77,9 +83,13 @@ def gc(config: Config, dry_run: bool) -> str:
             client.prune_artifacts(only_versions=True, delete_from_artifact_store=True)
             for path in plan.checkpoints + plan.model_copies:
                 shutil.rmtree(path, ignore_errors=True)
-            if not purged and plan.registry.runs:
+            if not purged.removed and plan.registry.runs:
                 report += ("\nThe MLflow runs are marked deleted on the tracking server; run `mlflow gc` there to "
                            "remove their files.")
+            if purged.failures:
+                raise GcIncomplete(report + "\n" + "\n".join(f"could not delete {f}" for f in purged.failures)
+                                   + "\nEverything else was deleted. Fix the permission (or whatever holds the files), "
+                                   "then run `run.py gc` again: it finishes what was left.")
     return report
 
 
@@ -95,7 +105,10 @@ def make_plan(config: Config, training: bool = False) -> GcPlan:
     gone = {run.run_id for run in doomed}
     reg = registry_plan(model, experiment, r.keep_versions, r.keep_runs, {run.run_id for run in runs} - gone)
     zenml_bytes = _artifact_bytes(steps, gone)
-    return GcPlan(reg, doomed, zenml_bytes, [] if training else _stale_checkpoints(config), _stale_copies(config, reg))
+    pending = pending_file(config.registry.tracking_uri)
+    left_over = sum(map(len, read_pending(pending).values())) if pending else 0
+    return GcPlan(reg, doomed, zenml_bytes, [] if training else _stale_checkpoints(config), _stale_copies(config, reg),
+                  left_over)
 
 
 def _pipeline_runs() -> tuple[list[RunRecord], dict[str, list]]:
@@ -166,6 +179,8 @@ def describe(plan: GcPlan, dry_run: bool) -> str:
              f"ZenML pipeline runs {verb} ({len(plan.zenml_runs)}), then their unused artifacts (ZenML's "
              "prune_artifacts)",
              f"checkpoints {verb}: {len(plan.checkpoints)}; local model copies {verb}: {len(plan.model_copies)}",
+             *([f"left by an earlier gc that could not delete them, {verb}: {plan.left_over} runs and logged models"]
+               if plan.left_over else []),
              "kept: " + "; ".join(f"v{v} ({why})" for v, why in sorted(reg.kept.items(), key=lambda kv: int(kv[0])))]
     sizes = plan.bytes()
     known = {k: v for k, v in sizes.items() if v is not None}

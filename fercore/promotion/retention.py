@@ -155,11 +155,11 @@ def _record(version, aliases: list[str], kind: str, model_id: str) -> VersionRec
                          tags.get("zenml_run_id", ""), model_id)
 
 
-def apply_registry_plan(name: str, tracking_uri: str, plan: RegistryPlan) -> bool:
-    """Deletes the plan's versions, then their runs and logged models with their files (see
-    :func:`fercore.tracking.runs.purge`); returns whether the files are gone for good."""
+def apply_registry_plan(name: str, tracking_uri: str, plan: RegistryPlan):
+    """Deletes the plan's versions, then their runs and logged models with their files, and those an earlier gc left
+    (:func:`fercore.tracking.purge.purge`); returns its :class:`~fercore.tracking.purge.PurgeResult`."""
     from fercore.tracking import registry
-    from fercore.tracking.runs import purge
+    from fercore.tracking.purge import purge
 
     for record in plan.versions:
         registry.delete_version(name, record.version)

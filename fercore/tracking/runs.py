@@ -266,25 +266,3 @@ def local_artifact_bytes(run_id: str | None = None, model_id: str | None = None)
     if not uri.startswith(("file:", "/")):
         return None
     return folder_bytes(Path(uri.removeprefix("file://").removeprefix("file:")))
-
-
-def purge(tracking_uri: str, run_ids: list[str], model_ids: list[str]) -> bool:
-    """Deletes runs and logged models with their files: marks them deleted, then, for a local store (SQLite or a
-    folder), removes them for good with ``mlflow gc``. Returns whether they were removed for good (a
-    tracking server's are only marked: its operator runs ``mlflow gc`` there)."""
-    import subprocess
-    import sys
-
-    for run_id in run_ids:
-        client().delete_run(run_id)
-    for model_id in model_ids:
-        client().delete_logged_model(model_id)
-    if tracking_uri.startswith(("http://", "https://")) or not (run_ids or model_ids):
-        return False
-    cmd = [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", tracking_uri]
-    cmd += ["--run-ids", ",".join(run_ids)] if run_ids else []
-    cmd += ["--logged-model-ids", ",".join(model_ids)] if model_ids else []
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RegistryError(f"mlflow gc failed on {tracking_uri}: {done.stderr.strip()[-500:]}")
-    return True

@@ -69,7 +69,7 @@ def test_gc_keeps_exactly_what_it_must_and_the_champion_still_predicts(store, tm
     artifacts = [Path(MlflowClient().get_logged_model(m).artifact_location.removeprefix("file://"))
                  for m in plan.model_ids.values()]
     assert all(a.exists() for a in artifacts)
-    assert apply_registry_plan(NAME, uri, plan) is True
+    assert apply_registry_plan(NAME, uri, plan).removed is True
     left = sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name = '{NAME}'"))
     assert left == [2, 4, 5, 7, 9, 10, 11, 12]
     assert not any(a.exists() for a in artifacts)  # the files went with them
@@ -79,3 +79,30 @@ def test_gc_keeps_exactly_what_it_must_and_the_champion_still_predicts(store, tm
     after, _ = load_predictor(f"models:/{NAME}@champion", uri, tmp_path / "after")  # a fresh copy from the store
     np.testing.assert_allclose(after(faces), expected, rtol=1e-6)
     assert registry_plan(NAME, "gc", keep_versions=1, keep_runs=1).versions == []  # nothing more to do
+
+
+def test_a_file_gc_cannot_delete_is_named_the_rest_goes_and_the_next_gc_finishes(store, monkeypatch):
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from fercore.tracking.purge import pending_file, purge, read_pending
+
+    uri, _ = store
+    plan = registry_plan(NAME, "gc", keep_versions=1, keep_runs=1)
+    folders = {m: Path(MlflowClient().get_logged_model(m).artifact_location.removeprefix("file://"))
+               for m in plan.model_ids.values()}
+    stuck_id, stuck = sorted(folders.items())[0]
+    real = LocalArtifactRepository.delete_artifacts
+
+    def immutable(self, artifact_path=None):  # what `chattr +i` on the folder does to shutil.rmtree
+        if Path(self.artifact_dir) == stuck:
+            raise PermissionError(1, "Operation not permitted", str(stuck / "artifacts"))
+        return real(self, artifact_path)
+
+    monkeypatch.setattr(LocalArtifactRepository, "delete_artifacts", immutable)
+    result = apply_registry_plan(NAME, uri, plan)
+    assert result.failures == [f"logged model {stuck_id}: {stuck / 'artifacts'}: Operation not permitted"]
+    assert stuck.exists() and not any(f.exists() for m, f in folders.items() if m != stuck_id)  # the others went
+    assert read_pending(pending_file(uri)) == {"runs": [], "models": [stuck_id]}
+    monkeypatch.undo()  # the permission fixed
+    assert purge(uri, [], []).failures == []  # the next gc, with nothing new to delete
+    assert not stuck.exists() and not pending_file(uri).exists()
