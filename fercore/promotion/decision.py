@@ -16,6 +16,7 @@ from fercore.evaluation.significance import Bootstrap, Lead
 
 logger = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+NO_HOLDER = "assign (no holder yet)"
 
 
 def category_alias(emotion: str) -> str:
@@ -164,7 +165,7 @@ def _decide_emotion(emotion: str, per_cat: list[Candidate], holder: Candidate | 
     over_holder, over_runner_up = _lead(bootstrap, best, holder, emotion=emotion), _lead(bootstrap, best, runner_up,
                                                                                           emotion=emotion)
     if holder is None:
-        verdict, winner = "assign (no holder yet)", best
+        verdict, winner = NO_HOLDER, best
     elif best.f1(emotion) > holder.f1(emotion) and (over_holder is None or over_holder.significant):
         verdict, winner = "move", best
     else:
@@ -227,7 +228,7 @@ def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], met
     figures = f"{metric} {best.score(metric):.4f}"
     if holder is None:
         decision.moves.append(AliasMove(CHAMPION, best.version, None, figures))
-        decision.reasons[CHAMPION] = f"assign (no holder yet): {figures}"
+        decision.reasons[CHAMPION] = f"{NO_HOLDER}: {figures}"
         return best
     beats = best.version != holder.version and best.score(metric) > holder.score(metric) \
         and best.score(metric) >= holder.score(metric) + min_margin

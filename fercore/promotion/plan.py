@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fercore.config import PromotionConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.significance import Bootstrap
-from fercore.promotion.decision import Candidate, Decision, decide, routes_of
+from fercore.promotion.decision import NO_HOLDER, Candidate, Decision, category_alias, decide, routes_of
 from fercore.promotion.ensembles import EnsembleCandidate, averaged_ensemble, routed_ensemble
 
 
@@ -69,7 +69,20 @@ def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], 
         if move.previous is None and holders.get(move.alias):  # a holder that could not be scored is replaced
             move.previous = holders[move.alias]
             move.reason += f" (holder v{holders[move.alias]} could not be scored)"
+    _name_unscored_holders(decision, holders)
     return Plan(cands, decision, ensembles, blocked)
+
+
+def _name_unscored_holders(decision: Decision, holders: dict[str, str | None]) -> None:
+    """An alias whose holder was skipped (files gone, not a wrapper) is "replace", not "assign (no holder yet)"."""
+    for alias, reason in decision.reasons.items():
+        if reason.startswith(NO_HOLDER) and holders.get(alias):
+            decision.reasons[alias] = reason.replace(NO_HOLDER, f"replace (holder v{holders[alias]} could not be "
+                                                                "scored)", 1)
+    if "decision" in decision.table:
+        for i, emotion in decision.table["emotion"].items():
+            if decision.table.at[i, "decision"] == NO_HOLDER and holders.get(category_alias(emotion)):
+                decision.table.at[i, "decision"] = "replace (holder could not be scored)"
 
 
 def _ensembles(name: str, new: list[Candidate], cands: list[Candidate], holders: dict[str, str | None],

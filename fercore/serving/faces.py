@@ -49,8 +49,11 @@ def load_photo(path: str | Path) -> np.ndarray:
         DataError: the file is missing, is not an image, or is too large (checked from its header).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not path.is_file():  # a folder, a device such as /dev/zero, a FIFO: reading it could block or never end
+        kind = "a folder" if path.is_dir() else "not a regular file (a device, a pipe or a socket)"
+        raise DataError(f"{path} is {kind}: pass a photo file (JPEG, PNG, ...)")
     return read_photo(path, path, PHOTO_MAX_PIXELS, "Pass a photo file (JPEG, PNG, ...), resized below "
                       f"{PHOTO_MAX_PIXELS // 1_000_000} megapixels.")
 

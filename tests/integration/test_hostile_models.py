@@ -84,6 +84,9 @@ def test_promotion_leaves_an_evil_holder_unopened_and_gives_its_aliases_to_the_b
     assert not marker.exists()
     assert f"v{evil} (evil) holds an alias but cannot be scored: {NAME} v{evil} is not one of" in caplog.text
     assert out.summary["aliases"]["champion"] == good
+    reasons = {m["alias"]: m["reason"] for m in out.summary["moves"]}
+    assert reasons["champion"].endswith(f"(holder v{evil} could not be scored)")
+    assert out.summary["reasons"]["champion"].startswith(f"replace (holder v{evil} could not be scored): macro_f1")
 
 
 def _locked(*args, **kwargs):
