@@ -19,19 +19,24 @@ def monitor_pipeline(config: Config) -> None:
     monitor_images(config.monitor, config.registry)
 
 
-def retraining_config(config: Config) -> tuple[Config, Path]:
-    """The labelled faces of ``monitor.data`` written as a new incoming batch, and the train_all
-    config that learns from it (``monitor.incoming_dir`` added to ``data.incoming``)."""
+def retraining_config(config: Config) -> tuple[Config, Path, bool]:
+    """The labelled faces of ``monitor.data`` written as a new incoming batch (or the batch that holds them already),
+    the train_all config that learns from it (``monitor.incoming_dir`` added to ``data.incoming``), and whether the
+    batch is new."""
     from fercore.monitoring.new_images import read_new_images, write_batch
 
     folder = Path(config.monitor.incoming_dir).expanduser()
     new = read_new_images(config.monitor.data, config.monitor.on_unreadable)
-    batch = write_batch(new, folder)
+    batch, is_new = write_batch(new, folder)
     retrain = config.model_copy(deep=True)
     if str(folder) not in retrain.data.incoming:
         retrain.data.incoming = [*retrain.data.incoming, str(folder)]
-    logger.info("Drift detected: retraining with the new batch %s", batch)
-    return retrain, batch
+    if is_new:
+        logger.info("Drift detected: retraining with the new batch %s", batch)
+    else:
+        logger.info("Drift detected: these faces are the batch %s already (no new batch); train_all runs again "
+                    "with it, and its cache answers for what it trained on before", batch)
+    return retrain, batch, is_new
 
 
 def after_monitoring(config: Config, summary: dict, trigger) -> bool:
@@ -39,7 +44,7 @@ def after_monitoring(config: Config, summary: dict, trigger) -> bool:
     ``monitor.on_drift`` is ``retrain``; returns whether it did."""
     if not summary.get("drifted") or config.monitor.on_drift != "retrain":
         return False
-    retrain, _ = retraining_config(config)
+    retrain, _, _ = retraining_config(config)
     trigger(retrain)
     return True
 

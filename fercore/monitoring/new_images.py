@@ -217,10 +217,11 @@ def monitor(reference: FerDataset, new: NewImages, predict, module, drift_share:
     return MonitorResult(data, predictions, counts, evaluation)
 
 
-def write_batch(new: NewImages, incoming_dir: Path) -> Path:
+def write_batch(new: NewImages, incoming_dir: Path) -> tuple[Path, bool]:
     """Writes labelled faces as an incoming batch (``<class>/<n>.png``) under ``incoming_dir`` for retraining;
-    returns its folder. The same faces written before (found by :data:`CONTENT_FILE`) are not written again:
-    that batch is returned. Written under a hidden name and renamed: never half-written.
+    returns its folder and whether it is new. The same faces written before (found by :data:`CONTENT_FILE`) are
+    not written again: that batch is returned, not new. Written under a hidden name and renamed: never
+    half-written.
 
     Raises:
         DataError: the images are not labelled (class folders).
@@ -233,7 +234,7 @@ def write_batch(new: NewImages, incoming_dir: Path) -> Path:
     for earlier in sorted(incoming_dir.glob("monitor-*/" + CONTENT_FILE)):
         if earlier.read_text().strip() == digest:
             logger.info("These faces were written as the batch %s already: no new batch", earlier.parent)
-            return earlier.parent
+            return earlier.parent, False
     folder = incoming_dir / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}"
     tmp = incoming_dir / f".{folder.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -243,4 +244,4 @@ def write_batch(new: NewImages, incoming_dir: Path) -> Path:
         Image.fromarray(img).save(target)
     (tmp / CONTENT_FILE).write_text(digest + "\n")
     os.replace(tmp, folder)
-    return folder
+    return folder, True

@@ -132,12 +132,13 @@ def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int
                   kept_pipeline_runs: set[str] = frozenset()) -> RegistryPlan:
     """Reads ``name``'s versions and ``experiment``'s runs and decides what goes (the versions registered by
     ``kept_pipeline_runs`` stay: see :func:`versions_to_keep`)."""
+    from fercore.tracking.registry import runs_of_other_models
     from fercore.tracking.runs import experiment_runs, local_artifact_bytes
 
     records = registry_records(name)
     kept = versions_to_keep(records, keep_versions, kept_pipeline_runs)
     doomed = [r for r in records if r.version not in kept]
-    needed = {r.run_id for r in records if r.version in kept}
+    needed = {r.run_id for r in records if r.version in kept} | runs_of_other_models(name)  # a shared experiment
     runs = [RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, r.info.start_time or 0.0)
             for r in experiment_runs(experiment)]
     runs_out = runs_to_delete(runs, needed, keep_runs, {"RUNNING"})

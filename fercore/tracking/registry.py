@@ -112,6 +112,11 @@ def versions(name: str, **tags: str) -> list[ModelVersion]:
     return sorted(found, key=lambda v: -int(v.version))
 
 
+def runs_of_other_models(name: str) -> set[str]:
+    """The MLflow runs that registered a version of any registered model but ``name`` (gc leaves them alone)."""
+    return {v.run_id for v in client().search_model_versions(f"name != '{name}'") if v.run_id}
+
+
 def newest_ready(name: str, **tags: str) -> str | None:
     """The newest READY version of ``name`` whose tags (or ``run_id``) equal ``tags``, if any."""
     return next((str(v.version) for v in versions(name, **tags) if v.status == "READY"), None)

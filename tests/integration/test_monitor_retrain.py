@@ -35,11 +35,17 @@ def test_drift_with_retrain_starts_training_on_the_labelled_batch(tmp_path):
     assert not after_monitoring(report_only, {"drifted": True}, started.append) and len(started) == 1
 
 
-def test_the_same_faces_monitored_again_write_no_second_batch(tmp_path):
+def test_the_same_faces_monitored_again_write_no_second_batch(tmp_path, caplog):
+    import logging
+
     data, config = _retraining(tmp_path)
     started = []
+    caplog.set_level(logging.INFO, "pipelines.monitor")
     for _ in range(2):
         assert after_monitoring(config, {"drifted": True}, started.append)
+    first, second = [r.getMessage() for r in caplog.records if r.name == "pipelines.monitor"]
+    assert first.startswith("Drift detected: retraining with the new batch ")
+    assert "are the batch" in second and "(no new batch)" in second and "new batch " not in second
     assert [p.name.startswith("monitor-") for p in (tmp_path / "incoming").iterdir()] == [True]  # one, no partial
     Image.fromarray(np.full((48, 48), 7, np.uint8)).save(data / "sad" / "y.png")  # a new face: a new batch
     import time

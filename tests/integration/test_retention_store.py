@@ -106,3 +106,16 @@ def test_a_file_gc_cannot_delete_is_named_the_rest_goes_and_the_next_gc_finishes
     monkeypatch.undo()  # the permission fixed
     assert purge(uri, [], []).failures == []  # the next gc, with nothing new to delete
     assert not stuck.exists() and not pending_file(uri).exists()
+
+
+def test_gc_leaves_the_runs_of_another_registered_model_in_the_same_experiment(store, tmp_path):
+    uri, ids = store
+    client = MlflowClient()
+    run_id = client.create_run(ids["experiment"], run_name="other-model").info.run_id
+    folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / "other")
+    log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "someone-elses", {"family": "cnn"}, "",
+                     np.zeros((2, 48, 48), np.uint8), model_config={"tta": "none"})
+    client.set_terminated(run_id)
+    plan = registry_plan(NAME, "gc", keep_versions=1, keep_runs=0)
+    assert "other-model" not in {r.name for r in plan.runs}
+    assert {r.name for r in plan.runs} >= {"train-0", "train-2"}  # its own old runs still go
