@@ -39,8 +39,8 @@ def batch_paths(locations: list[str]) -> list[Path]:
     """The batches of ``data.incoming``: each location is a batch, or a folder of batches (sorted).
 
     Raises:
-        DataError: a location does not exist, holds neither class folders nor batches, or names a
-            batch that another location names too (its images would be trained on twice).
+        DataError: a location does not exist, holds neither class folders nor batches, holds a link to a batch
+            outside it, or names a batch that another location names too (its images would be trained on twice).
     """
     batches: list[Path] = []
     for location in map(lambda p: Path(p).expanduser(), locations):
@@ -50,6 +50,11 @@ def batch_paths(locations: list[str]) -> list[Path]:
             batches.append(location)
             continue
         inside = sorted(p for p in location.iterdir() if not p.name.startswith(".") and _is_batch(p))
+        for link in (p for p in inside if p.is_symlink() and not p.resolve().is_relative_to(location.resolve())):
+            raise DataError(f"data.incoming: {link} is a link to {link.resolve()}, outside {location}: as inside a "
+                            "batch, a folder of batches takes no links that leave it (a batch could change without "
+                            f"anything in {location} changing). Copy the batch in, or list {link.resolve()} in "
+                            "data.incoming itself")
         if not inside and any(location.iterdir()):
             raise DataError(f"data.incoming: {location} holds neither class folders ({', '.join(CLASS_NAMES)}) nor "
                             "batches of them (folders or archives)")

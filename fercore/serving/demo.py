@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +93,8 @@ def analyse(photo: str | Path | None, contenders: list[Contender], out_dir: Path
         return Analysis("Upload a photo or take one with the webcam.")
     try:
         faces = find_faces(load_photo(photo))
-    except FerError as exc:
-        return Analysis(f"That file could not be used: {exc}")
+    except FerError as exc:  # named by its file name: the server's own paths are not the visitor's business
+        return Analysis(f"That file could not be used: {str(exc).replace(str(Path(photo)), Path(photo).name)}")
     if not faces:
         return Analysis("No face found in this photo: try a frontal face, at least 32 pixels wide.",
                         seconds=round(time.perf_counter() - start, 3))
@@ -125,10 +128,12 @@ def build_app(contenders: list[Contender], model_name: str, out_dir: Path):
         a = analyse(upload or webcam, contenders, out_dir)
         return a.message, _take_image(a.annotated), a.champion[0] if a.champion else None, a.table or None, a.maps
 
-    with gr.Blocks(title="FER-2013 emotions: where each model looks") as app:
+    # delete_cache: the uploads Gradio keeps are removed every 5 minutes once an hour old, and when the page stops
+    with gr.Blocks(title="FER-2013 emotions: where each model looks", delete_cache=(300, 3600)) as app:
         gr.Markdown(f"## Facial emotion: {model_name}\nThe champion labels each face; every contender's probabilities "
                     "and its class activation map (HiResCAM: where it looked for the label it gave) are below. "
-                    "Faces are found with OpenCV and cut to 48x48 grayscale, as FER-2013's were.")
+                    "Faces are found with OpenCV and cut to 48x48 grayscale, as FER-2013's were. Photos are "
+                    "answered one at a time, in the order they arrive (a queue: the page shows your place).")
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Photo", file_types=["image"], type="filepath")
@@ -159,15 +164,27 @@ def _take_image(path: str | None) -> np.ndarray | None:
 
 
 def main(argv: list[str]) -> int:
-    """``run.py demo``: serves the page until interrupted; exit 2 when the models cannot be loaded."""
-    from fercore.stores import default_cache_dir, resolve_tracking_uri
-
+    """``run.py demo``: serves the page until interrupted; exit 2 when the models cannot be loaded. Uploads go to a
+    folder of this page's own (Gradio reads ``GRADIO_TEMP_DIR`` on import), removed when it stops."""
     parser = argparse.ArgumentParser(prog="run.py demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-name", default="fer2013-emotion", help="registered model (its @champion and contenders)")
     parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes the page)")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
+    if os.environ.get("GRADIO_TEMP_DIR"):  # the user's choice: left as it is
+        return _serve(args)
+    uploads = tempfile.mkdtemp(prefix="fer-demo-uploads-")
+    os.environ["GRADIO_TEMP_DIR"] = uploads
+    try:
+        return _serve(args)
+    finally:
+        shutil.rmtree(uploads, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fercore.stores import default_cache_dir, resolve_tracking_uri
+
     try:
         import gradio  # noqa: F401
     except ImportError:

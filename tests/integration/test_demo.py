@@ -52,7 +52,8 @@ def test_every_face_gets_each_contenders_probabilities_and_map(photos, contender
 
 def test_no_face_and_files_that_are_no_photo_are_a_message(photos, contenders, tmp_path):
     assert analyse(photos["coffee"], contenders, tmp_path).message.startswith("No face found")
-    assert analyse(photos["broken"], contenders, tmp_path).message.startswith("That file could not be used: ")
+    broken = analyse(photos["broken"], contenders, tmp_path).message
+    assert broken.startswith("That file could not be used: broken.jpg") and str(photos["broken"].parent) not in broken
     assert analyse(None, contenders, tmp_path).message.startswith("Upload a photo")
 
 
@@ -70,6 +71,50 @@ def test_the_http_api_answers_a_photo_and_keeps_serving_after_a_bad_file_and_a_h
     with pytest.raises(Exception, match="(?i)size|large"):
         client.predict(handle_file(str(huge)), None, api_name="/analyse")
     assert client.predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0].startswith("1 face")
+
+
+def test_five_visitors_at_once_are_queued_and_every_photo_answered(page, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def visit(_):
+        return Client(page, verbose=False).predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0]
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(visit, range(15)))
+    assert [a.startswith("1 face found") for a in answers] == [True] * 15
+
+
+def test_run_py_demo_removes_its_uploads_when_it_stops(registered, photos, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("GRADIO_TEMP_DIR", None)
+    server = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "demo", "--model-name", "fer-photo",
+                               "--tracking-uri", registered, "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:  # noqa: BLE001 (not listening yet)
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                time.sleep(1)
+        assert client.predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0].startswith("1 face")
+        (uploads,) = tmp_path.glob("fer-demo-uploads-*")
+        assert any(p.name == "astronaut.jpg" for p in uploads.rglob("*"))  # the upload, in the page's own folder
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+    assert list(tmp_path.glob("fer-demo-uploads-*")) == []
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no Chromium installed")

@@ -96,6 +96,17 @@ def test_a_batch_named_twice_is_refused(tmp_path):
         batch_paths([str(batch), str(batch) + "/"])
 
 
+def test_a_folder_of_batches_takes_no_link_to_a_batch_elsewhere(tmp_path):
+    drops = tmp_path / "incoming"
+    _batch(drops / "2026-12-01", {"happy": 1})
+    outside = _batch(tmp_path / "elsewhere", {"sad": 1}, seed=9)
+    (drops / "2026-12-02").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DataError, match=rf"incoming/2026-12-02 is a link to {outside}, outside {drops}: .*Copy the "
+                                        rf"batch in, or list {outside} in data.incoming itself"):
+        batch_paths([str(drops)])
+    assert batch_paths([str(outside)]) == [outside]  # named directly, it is read
+
+
 def test_a_copy_of_a_batch_under_another_name_is_refused(fer_tree, cache_dir, tmp_path):
     import shutil
 
