@@ -544,7 +544,9 @@ def reference_markdown() -> str:
     out = ["# Configuration reference", "",
            "Generated from the schema in `fercore/config.py` by `python scripts/config_reference.py` (a test fails "
            "when this page is out of date). Configs are YAML files (`configs/`); `run.py --set KEY=VALUE` overrides "
-           "one key. Unknown keys and bad values fail at load time, naming the key.", ""]
+           "one key. Unknown keys and bad values fail at load time, naming the key. A config holds plain values: anchors "
+           "and aliases (`&name`, `*name`), nesting deeper than 32 levels and files over 1 MB are refused, naming the "
+           "file and line (`fercore/safe_yaml.py`).", ""]
     for name, field in Config.model_fields.items():
         section = _model_of(field.annotation)
         about = field.description or (section.__doc__ or "").strip().splitlines()[0] if section or field.description else ""
