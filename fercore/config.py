@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fercore.errors import ConfigError
-from fercore.safe_yaml import load_bounded
+from fercore.safe_yaml import BoundsError, load_bounded
 
 TtaMode = Literal["none", "hflip", "shift", "tencrop", "grid"]
 
@@ -516,8 +516,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text YAML file (it is not UTF-8 text): pass a config such as "
                           "configs/cpu.yaml") from None
-    except yaml.YAMLError as exc:
+    except BoundsError as exc:
         raise ConfigError(f"{path} cannot be read as a config: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if raw is None:
         raise ConfigError(f"the config {path} is empty: copy one from configs/ (configs/cpu.yaml on a CPU) and edit "
                           "it, or pass --config configs/cpu.yaml")

@@ -16,6 +16,10 @@ MAX_DEPTH = 32  # the deepest config nests 4 levels (contenders.NAME.rungs[...])
 MAX_BYTES = 1_000_000  # the largest config in configs/ is about 6 kB
 
 
+class BoundsError(ComposerError):
+    """Valid YAML that a config may not hold: an anchor or alias, nesting too deep, too many characters."""
+
+
 class _BoundedLoader(yaml.SafeLoader):
     """``SafeLoader`` that refuses anchors and aliases and nesting deeper than :data:`MAX_DEPTH`."""
 
@@ -26,11 +30,11 @@ class _BoundedLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, AliasEvent) or (isinstance(event, (ScalarEvent, CollectionStartEvent)) and event.anchor):
-            raise ComposerError(None, None, "anchors (&name) and aliases (*name) are not allowed here: write the "
+            raise BoundsError(None, None, "anchors (&name) and aliases (*name) are not allowed here: write the "
                                 "value out in full", event.start_mark)
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+            raise BoundsError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
         try:
             return super().compose_node(parent, index)
         finally:
@@ -42,11 +46,12 @@ def load_bounded(text: str, name: str = "<the value>"):
     reads it, within the bounds above.
 
     Raises:
-        yaml.YAMLError: invalid YAML, an anchor or alias, nesting deeper than :data:`MAX_DEPTH`, or more than
-            :data:`MAX_BYTES` of text (the message says which, and where).
+        BoundsError: an anchor or alias, nesting deeper than :data:`MAX_DEPTH`, or more than :data:`MAX_BYTES` of
+            text (the message says which, and where).
+        yaml.YAMLError: invalid YAML.
     """
     if len(text) > MAX_BYTES:
-        raise yaml.YAMLError(f"{len(text):,} characters, more than the {MAX_BYTES:,} a config may hold")
+        raise BoundsError(None, None, f"{len(text):,} characters, more than the {MAX_BYTES:,} a config may hold")
     loader = _BoundedLoader(text)
     loader.name = name
     try:
