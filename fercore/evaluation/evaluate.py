@@ -15,24 +15,26 @@ from fercore.evaluation.metrics import Evaluation, flat_metrics
 from fercore.evaluation.plots import evaluation_figures
 from fercore.evaluation.predictions import Predictions, model_predictions
 from fercore.models.inference import autocast_dtype, pick_device, prepare_for_inference
-from fercore.tracking.runs import TrackedRun, log_files, log_metrics, resumed
+from fercore.tracking.runs import TrackedRun, log_files, log_metrics, open_child_run, resumed
+from fercore.tracking.store import RunInfo
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dict[str, Any]], run: TrackedRun,
-                        tta: str = "hflip", mixed_precision: str = "auto", explain: ExplainConfig | None = None,
-                        ) -> tuple[Evaluation, Evaluation, Predictions, Explanation]:
+                        info: RunInfo, tta: str = "hflip", mixed_precision: str = "auto",
+                        explain: ExplainConfig | None = None) -> tuple[Evaluation, Evaluation, Predictions, Explanation]:
     """Scores ``model`` on val and test in one pass and logs the test report (metrics, per-class table,
-    confusion matrix, loss curves from ``history``, with ``explain.enabled`` the class activation maps) to the
-    contender's MLflow ``run`` (MLflow must point at its store); an error closes the run FAILED.
+    confusion matrix, loss curves from ``history``, with ``explain.enabled`` the class activation maps) to a run
+    ``evaluate`` nested under the contender's MLflow ``run`` (its duration: the evaluation's), the metrics to the
+    contender's run too (the runs table compares them); an error closes both FAILED.
 
     Returns:
         The test evaluation, the validation evaluation (what promotion decides on), the probabilities behind
         both, and the maps (empty when ``explain.enabled`` is false).
     """
     name = run.contender or "the model"
-    with resumed(run) as run_id:
+    with resumed(run) as parent, resumed(open_child_run(run, info, "evaluate"), finish=True) as run_id:
         device = pick_device()
         logger.info("Evaluating %s on %d validation and %d test images (test-time views: %s)", name,
                     len(dataset.split("val")), len(dataset.split("test")), tta)
@@ -43,7 +45,8 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
                     val_ev.overall["accuracy"], val_ev.overall["macro_f1"], ev.overall["accuracy"], ev.overall["macro_f1"])
         ev.history = history
         # "validation_*": the per-epoch curves of training are loss/val and accuracy/val
-        log_metrics(run_id, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
+        for each in (run_id, parent):
+            log_metrics(each, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
         files: dict[str, bytes | str] = {
             **evaluation_figures(ev), "per_class.csv": ev.per_class.to_csv(), "per_class.md": ev.markdown(),
             "evaluation.json": ev.to_json(), "validation_per_class.md": val_ev.markdown(),

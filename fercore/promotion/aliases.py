@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fercore.errors import RegistryError
 from fercore.promotion.decision import AliasMove, category_alias
+from fercore.promotion.journal import RegistryJournal
 from fercore.stores import local_store_path
 from fercore.tracking import registry
 from fercore.tracking.store import TrackingError
@@ -21,8 +22,9 @@ from fercore.tracking.store import TrackingError
 logger = logging.getLogger(__name__)
 
 
-def apply_moves(name: str, moves: list[AliasMove], metric_note: str = "") -> list[AliasMove]:
-    """Moves aliases with a compare-and-swap per alias; rolls back every move if one fails.
+def apply_moves(name: str, moves: list[AliasMove], journal: RegistryJournal | None = None) -> list[AliasMove]:
+    """Moves aliases with a compare-and-swap per alias, each write through ``journal`` (default: one of its own,
+    undone if a move fails; a promotion passes its own, which undoes the whole promotion).
 
     A move is skipped when its alias changed since the decision (another run promoted meanwhile),
     so a concurrent promotion is never overwritten by a stale decision. Each target version must
@@ -37,28 +39,26 @@ def apply_moves(name: str, moves: list[AliasMove], metric_note: str = "") -> lis
     for move in moves:
         if registry.get_version(name, move.version).status != "READY":
             raise RegistryError(f"version {move.version} of {name} is not READY; no alias moved")
+    if journal is None:
+        with RegistryJournal(name) as own:
+            return apply_moves(name, moves, own)
     applied: list[AliasMove] = []
-    try:
-        for move in moves:
-            holders = registry.aliases(name)
-            now = holders.get(move.alias)
-            if now != move.previous:
-                logger.warning("Alias %s changed to v%s during promotion; not moving it to v%s", move.alias, now,
-                               move.version)
-                continue
-            stale = {e: v for e, v in (move.routes or {}).items() if holders.get(category_alias(e)) != v}
-            if stale:
-                logger.warning("Not moving %s to ensemble v%s: its routes %s no longer hold those emotions' "
-                               "champion aliases", move.alias, move.version, stale)
-                continue
-            registry.set_alias(name, move.alias, move.version)
-            applied.append(move)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            registry.tag_version(name, move.version, {f"promoted.{move.alias}": f"{stamp} {move.reason}{metric_note}"})
-    except Exception:
-        for move in reversed(applied):  # put the old holders back
-            registry.set_alias(name, move.alias, move.previous)
-        raise
+    for move in moves:
+        holders = registry.aliases(name)
+        now = holders.get(move.alias)
+        if now != move.previous:
+            logger.warning("Alias %s changed to v%s during promotion; not moving it to v%s", move.alias, now,
+                           move.version)
+            continue
+        stale = {e: v for e, v in (move.routes or {}).items() if holders.get(category_alias(e)) != v}
+        if stale:
+            logger.warning("Not moving %s to ensemble v%s: its routes %s no longer hold those emotions' "
+                           "champion aliases", move.alias, move.version, stale)
+            continue
+        journal.set_alias(move.alias, move.version)
+        applied.append(move)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        journal.tag_version(move.version, {f"promoted.{move.alias}": f"{stamp} {move.reason}"})
     return applied
 
 

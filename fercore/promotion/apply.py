@@ -1,5 +1,7 @@
-"""Promotion's apply: registers the ensembles the plan needs, moves the aliases (rolled back on failure) and
-tags the moved versions with the drift found. The caller holds the promotion lock."""
+"""Promotion's apply: every registry write of a promotion, under the promotion lock the caller holds, through one
+:class:`~fercore.promotion.journal.RegistryJournal`, so a failure at any write leaves the registry as it was:
+registers the ensembles the plan needs, moves the aliases, tags the moved versions with the drift found, and
+rewrites the registered model's description and the model cards of the versions that gained or lost an alias."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ import logging
 import tempfile
 from pathlib import Path
 
+from fercore.config import PromotionConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import flat_metrics
 from fercore.models.inference import ENSEMBLE_FILE
 from fercore.promotion.aliases import apply_moves
 from fercore.promotion.decision import AliasMove
 from fercore.promotion.ensembles import EnsembleCandidate
+from fercore.promotion.journal import RegistryJournal
+from fercore.promotion.model_cards import alias_cards, model_description
 from fercore.promotion.plan import Plan
 from fercore.serving.pyfunc import FerEnsembleModel
 from fercore.tracking import registry
@@ -23,21 +28,28 @@ from fercore.tracking.store import RunInfo
 logger = logging.getLogger(__name__)
 
 
-def apply_plan(plan: Plan, name: str, dataset: FerDataset, info: RunInfo,
-               drift_tags: dict[str, str]) -> list[AliasMove]:
-    """Carries ``plan`` out (nothing when drift blocked it); returns the alias moves applied."""
+def apply_plan(plan: Plan, name: str, dataset: FerDataset, info: RunInfo, drift_tags: dict[str, str],
+               config: PromotionConfig) -> tuple[Plan, list[AliasMove]]:
+    """Carries ``plan`` out (nothing when drift blocked it); returns the plan with its new ensembles' versions and
+    the alias moves applied. Any failure undoes every write made, then propagates."""
     if plan.blocked:
-        return []
-    for ensemble in plan.ensembles:
-        if ensemble.candidate.new:
-            placeholder = ensemble.candidate.version
-            plan.resolve(placeholder, register_ensemble(name, ensemble, dataset, info))
-        else:
-            logger.info("%s is registered already as version %s", ensemble.description, ensemble.candidate.version)
-    applied = apply_moves(name, plan.decision.moves)
-    for move in applied:
-        registry.tag_version(name, move.version, {f"drift.{k}": v for k, v in drift_tags.items()})
-    return applied
+        return plan, []
+    with RegistryJournal(name) as journal:
+        for ensemble in plan.ensembles:
+            if ensemble.candidate.new:
+                version = journal.registered(lambda e=ensemble: register_ensemble(name, e, dataset, info))
+                plan = plan.resolve(ensemble.candidate.version, version)
+            else:
+                logger.info("%s is registered already as version %s", ensemble.description, ensemble.candidate.version)
+        applied = apply_moves(name, plan.decision.moves, journal)
+        for move in applied:
+            journal.tag_version(move.version, {f"drift.{k}": v for k, v in drift_tags.items()})
+        holders = registry.aliases(name)
+        journal.describe_model(model_description(name, holders, plan.cands, config))
+        touched = {m.version for m in applied} | {m.previous for m in applied if m.previous}
+        for version, card in alias_cards(name, holders, touched).items():
+            journal.describe_version(version, card)
+    return plan, applied
 
 
 def registered_ensembles(name: str) -> dict[tuple[str, str], str]:

@@ -5,7 +5,7 @@ A pure function of its inputs: nothing is read from or written to the registry h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fercore.config import PromotionConfig
 from fercore.data.dataset import FerDataset
@@ -14,9 +14,9 @@ from fercore.promotion.decision import NO_HOLDER, Candidate, Decision, category_
 from fercore.promotion.ensembles import EnsembleCandidate, averaged_ensemble, routed_ensemble
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """What promotion will do.
+    """What promotion will do: a value, never changed once made (:meth:`resolve` makes a new one).
 
     Attributes:
         cands: every candidate, the ensembles included (one per version).
@@ -30,14 +30,22 @@ class Plan:
     ensembles: list[EnsembleCandidate] = field(default_factory=list)
     blocked: bool = False
 
-    def resolve(self, placeholder: str, version: str) -> None:
-        """Puts the registered ``version`` of an ensemble where its placeholder stood."""
-        for c in self.cands:
-            c.version = version if c.version == placeholder else c.version
-        for move in self.decision.moves:
-            move.version = version if move.version == placeholder else move.version
-            move.reason = move.reason.replace(f"v{placeholder}", f"v{version}")
-        self.decision.reasons = {k: r.replace(f"v{placeholder}", f"v{version}") for k, r in self.decision.reasons.items()}
+    def resolve(self, placeholder: str, version: str) -> Plan:
+        """This plan with the registered ``version`` of an ensemble where its placeholder stood."""
+        def named(text: str) -> str:
+            return text.replace(f"v{placeholder}", f"v{version}")
+
+        def swap(v: str) -> str:
+            return version if v == placeholder else v
+
+        decision = replace(self.decision, moves=[replace(m, version=swap(m.version), reason=named(m.reason))
+                                                 for m in self.decision.moves],
+                           reasons={k: named(r) for k, r in self.decision.reasons.items()},
+                           routes=dict(self.decision.routes))
+        ensembles = [replace(e, candidate=replace(e.candidate, version=swap(e.candidate.version)))
+                     for e in self.ensembles]
+        return replace(self, cands=[replace(c, version=swap(c.version)) for c in self.cands], decision=decision,
+                       ensembles=ensembles)
 
 
 def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], holders: dict[str, str | None],

@@ -26,6 +26,7 @@ from fercore.promotion.report import PromotionResult, report
 from fercore.serving.local_models import version_network
 from fercore.serving.model_guard import UntrustedModelError
 from fercore.tracking import registry
+from fercore.tracking.runs import log_files, one_off_run
 from fercore.tracking.store import RunInfo, busy_store_is_named, connect, retry_transient
 
 logger = logging.getLogger(__name__)
@@ -46,29 +47,34 @@ def promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pred
         info: where to log.
     """
     connect(info.tracking_uri, info.experiment_name)
-    with busy_store_is_named(info.tracking_uri, "no alias moved (a move half-done was rolled back)"):
+    with busy_store_is_named(info.tracking_uri, "no alias moved (every write half-done was undone)"):
         return _promote(name, dataset, new, config, info)
 
 
 def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]], config: PromotionConfig,
              info: RunInfo) -> PromotionResult:
-    scored = _new_candidates(name, dataset, new, info)
-    if not scored:
-        gone = ", ".join(f"v{r['version']}" for r, _ in new)
-        raise ModelFilesMissing(f"the files of every version this run registered ({gone}) are gone from the store: "
-                                "nothing can be promoted. Run again with --no-cache to retrain them")
-    with promotion_lock(info.tracking_uri, name):
-        holders = registry.aliases(name)
-        held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
-        logger.info("Promotion of %s: %d contenders of this run, %d alias holders of earlier runs to score", name,
-                    len(scored), len(held))
-        holders_scored = holder_candidates(name, held, {c.version: c for c in scored}, dataset, info.tracking_uri)
-        logger.info("Drift reports (train vs test images, the champion's embeddings, predicted classes)")
-        drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config, info.tracking_uri)
-        blocked = config.on_drift == "block" and drift[0].drifted
-        plan = make_plan(name, scored, holders_scored, holders, dataset, config, registered_ensembles(name), blocked)
-        applied = apply_plan(plan, name, dataset, info, drift[0].summary())
-    return report(name, plan, applied, registry.aliases(name), drift, config, len(dataset.split("val")), info)
+    # the promotion's MLflow run lasts as long as the promotion: scoring, drift, the decision and its writes
+    with one_off_run(info, "promote", config.model_dump(), info.tags(stage="promotion")) as run_id:
+        scored = _new_candidates(name, dataset, new, info)
+        if not scored:
+            gone = ", ".join(f"v{r['version']}" for r, _ in new)
+            raise ModelFilesMissing(f"the files of every version this run registered ({gone}) are gone from the "
+                                    "store: nothing can be promoted. Run again with --no-cache to retrain them")
+        with promotion_lock(info.tracking_uri, name):
+            holders = registry.aliases(name)
+            held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
+            logger.info("Promotion of %s: %d contenders of this run, %d alias holders of earlier runs to score", name,
+                        len(scored), len(held))
+            holders_scored = holder_candidates(name, held, {c.version: c for c in scored}, dataset, info.tracking_uri)
+            logger.info("Drift reports (train vs test images, the champion's embeddings, predicted classes)")
+            drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config, info.tracking_uri)
+            blocked = config.on_drift == "block" and drift[0].drifted
+            plan = make_plan(name, scored, holders_scored, holders, dataset, config, registered_ensembles(name),
+                             blocked)
+            plan, applied = apply_plan(plan, name, dataset, info, drift[0].summary(), config)  # every write, or none
+        result = report(name, plan, applied, registry.aliases(name), drift, config, len(dataset.split("val")), run_id)
+        log_files(run_id, result.files, "promotion")
+    return result
 
 
 def _new_candidates(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]],

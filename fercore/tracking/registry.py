@@ -185,9 +185,13 @@ def set_alias(name: str, alias: str, version: str | None) -> None:
         client().set_registered_model_alias(name, alias, version)
 
 
-def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
+def tag_version(name: str, version: str, tags: dict[str, str | None]) -> None:
+    """Sets a version's tags; a None value deletes that tag."""
     for key, value in tags.items():
-        client().set_model_version_tag(name, version, key, str(value))
+        if value is None:
+            client().delete_model_version_tag(name, version, key)
+        else:
+            client().set_model_version_tag(name, version, key, str(value))
 
 
 def model_tag(name: str, key: str) -> str | None:
@@ -256,6 +260,11 @@ def logged_model_id(version: ModelVersion) -> str | None:
 def describe_version(name: str, version: str, description: str) -> None:
     """Sets a version's description (its model card on the version's page)."""
     client().update_model_version(name, str(version), description=description)
+
+
+def model_description(name: str) -> str:
+    """The registered model's description (empty when it has none)."""
+    return client().get_registered_model(name).description or ""
 
 
 def describe_model(name: str, description: str) -> None:

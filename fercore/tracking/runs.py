@@ -1,9 +1,11 @@
-"""MLflow runs: a contender's run across its steps (:class:`TrackedRun`) and the one-off runs of
-promotion, monitoring and ensemble registration; metrics and files logged to them.
+"""MLflow runs: a contender's run across its steps (:class:`TrackedRun`), its nested runs, and the one-off runs
+of promotion, monitoring and ensemble registration; metrics and files logged to them.
 
-A contender's run is opened by training (:func:`open_contender_run`), resumed by evaluation and by
-registration (:func:`resumed`), and closed once: FINISHED when its model is registered, FAILED (KILLED on
-Ctrl-C) by whichever step raises first.
+A contender's run ``train-<name>`` (the parent) is opened by its first training step (:func:`open_contender_run`)
+and closed once: FINISHED when its model is registered, FAILED (KILLED on Ctrl-C) by whichever step raises first.
+Each rung's training and the evaluation are nested runs under it (:func:`open_child_run`, MLflow's
+``mlflow.parentRunId``): each starts when its work starts and ends when it ends, so every duration MLflow shows
+is real; no end time is ever written by hand.
 """
 
 from __future__ import annotations
@@ -78,67 +80,59 @@ def start_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[s
 
 def open_contender_run(info: RunInfo, contender: str, params: dict[str, Any], tags: dict[str, str],
                        job_key: str | None = None, resume: bool = False) -> TrackedRun:
-    """Contender ``contender``'s run ``train-<contender>`` (see :func:`start_run`), open until
-    :func:`end_training`."""
+    """Contender ``contender``'s run ``train-<contender>`` (see :func:`start_run`), RUNNING until its model is
+    registered; its rungs and its evaluation are nested under it."""
     return TrackedRun(run_id=start_run(info, f"train-{contender}", params, tags, job_key, resume), contender=contender)
 
 
-def end_run(run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
-    """Ends a run with ``status`` at ``end_time`` (ms since the epoch; default now)."""
-    client().set_terminated(run_id, status=status, end_time=end_time)
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    """Ends a run with ``status``, now."""
+    client().set_terminated(run_id, status=status)
 
 
-# A contender's run ends (FINISHED) when its training ends, so that MLflow's "Duration" is the training time;
-# evaluation and registration log into the ended run. PHASE_TAG says which: "trained" (a later rung may train on
-# in it) or "registered" (its model is registered: a later rung of another pipeline run opens a new run).
+def open_child_run(parent: TrackedRun, info: RunInfo, name: str, job_key: str | None = None,
+                   resume: bool = False) -> str:
+    """A run nested under the contender's run (``rung-2``, ``evaluate``), RUNNING until its work ends; with
+    ``job_key`` and ``resume``, the one an interrupted attempt of the same job left (its epochs stay in one run)."""
+    tags = info.tags(**{"mlflow.parentRunId": parent.run_id, "contender": parent.contender})
+    return start_run(info, name, {}, tags, job_key=f"{job_key}:{name}" if job_key else None, resume=resume)
+
+
+def child_runs(run_id: str) -> list[Any]:
+    """The runs nested under ``run_id``, oldest first."""
+    parent = client().get_run(run_id)
+    return list(client().search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'",
+                                     order_by=["attributes.start_time ASC"]))
+
+
+# PHASE_TAG says how far a contender's run is: "training" (a later rung of the same pipeline run trains on under
+# it) or "registered" (its model is registered: a later rung of another pipeline run opens a new run).
 PHASE_TAG = "fer.phase"
 
 
 def set_phase(run_id: str, phase: str, tracking_uri: str | None = None) -> None:
-    """Tags a contender's run ``trained`` or ``registered`` (:data:`PHASE_TAG`)."""
+    """Tags a contender's run ``training`` or ``registered`` (:data:`PHASE_TAG`)."""
     client(tracking_uri).set_tag(run_id, PHASE_TAG, phase)
 
 
-def end_training(run_id: str, tracking_uri: str | None = None, training_s: float | None = None) -> None:
-    """Ends a contender's run FINISHED, its training done (evaluation and registration log into it).
-
-    With ``training_s`` (the seconds it trained, all its rungs) the run ends that long after it started, so that
-    MLflow's duration is the training time even when other contenders' rungs ran between its own; else now.
-    """
-    set_phase(run_id, "trained", tracking_uri)
-    mlflow_client = client(tracking_uri)
-    now = int(time.time() * 1000)
-    end = now if training_s is None else min(now, mlflow_client.get_run(run_id).info.start_time + int(training_s * 1000))
-    mlflow_client.set_terminated(run_id, status="FINISHED", end_time=end)
-
-
-def training_end(run_id: str) -> int | None:
-    """When the run's training ended (ms since the epoch), or None when it has not (or was not recorded)."""
-    info = client().get_run(run_id)
-    return info.info.end_time if info.data.tags.get(PHASE_TAG) == "trained" else None
-
-
 def can_train_on(run_id: str, tracking_uri: str | None = None) -> bool:
-    """Whether a later rung may train on in run ``run_id``: it exists, and is RUNNING (a killed process's) or
-    ended by training (not yet registered)."""
+    """Whether a later rung may train under run ``run_id``: it exists, is RUNNING and its model is not registered."""
     try:
         run = client(tracking_uri).get_run(run_id)
     except MlflowException:
         return False
-    return run.info.status == "RUNNING" or run.data.tags.get(PHASE_TAG) == "trained"
+    return run.info.status == "RUNNING" and run.data.tags.get(PHASE_TAG) != "registered"
 
 
-def reopen(run_id: str, tracking_uri: str | None = None) -> None:
-    """Marks an ended run RUNNING again while a later rung trains in it (its end time is set when that ends)."""
-    mlflow_client = client(tracking_uri)
-    mlflow_client.update_run(run_id, status="RUNNING")
-    mlflow_client.set_tag(run_id, OWNER_TAG, owner())
+def claim(run_id: str, tracking_uri: str | None = None) -> None:
+    """Marks this process as the one working in a run (a later rung, maybe in another pod)."""
+    client(tracking_uri).set_tag(run_id, OWNER_TAG, owner())
 
 
 @contextmanager
-def resumed(run: TrackedRun | str, finish: bool = False, end_time: int | None = None) -> Iterator[str]:
+def resumed(run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
     """Logs into a run (yields its id): an error in the block ends it FAILED (KILLED on Ctrl-C); with
-    ``finish``, a block that completes ends it FINISHED (at ``end_time``, default now)."""
+    ``finish``, a block that completes ends it FINISHED, now."""
     run_id = run if isinstance(run, str) else run.run_id
     try:
         yield run_id
@@ -149,7 +143,7 @@ def resumed(run: TrackedRun | str, finish: bool = False, end_time: int | None = 
             logger.warning("Could not mark MLflow run %s as failed", run_id)
         raise
     if finish:
-        end_run(run_id, end_time=end_time)
+        end_run(run_id)
 
 
 @contextmanager
@@ -202,20 +196,23 @@ def run_status(run_id: str) -> str:
 
 
 class EpochLogger:
-    """A trainer callback logging each epoch's metrics to the run (a class: DDP workers get it pickled).
+    """A trainer callback logging each epoch's metrics to the rung's run and to the contender's run, where the
+    curves of every rung meet (a class: DDP workers get it pickled).
 
     ``train_loss`` and ``val_loss`` are logged as ``loss/train`` and ``loss/val`` (accuracy likewise):
     MLflow's UI groups metrics by the part before the slash, so each curve's train and validation
     charts sit together, apart from the single-value evaluation metrics.
     """
 
-    def __init__(self, run_id: str, tracking_uri: str, epochs_before: int = 0):
-        self.run_id, self.tracking_uri = run_id, tracking_uri
+    def __init__(self, run_ids: str | list[str], tracking_uri: str, epochs_before: int = 0):
+        self.run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        self.tracking_uri = tracking_uri
         self.epochs_before = epochs_before  # a later rung numbers its epochs on
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        log_metrics(self.run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"},
-                    self.epochs_before + epoch, self.tracking_uri)
+        for run_id in self.run_ids:
+            log_metrics(run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"},
+                        self.epochs_before + epoch, self.tracking_uri)
 
 
 def epoch_metric_name(key: str) -> str:

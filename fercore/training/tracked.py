@@ -16,10 +16,10 @@ from fercore.tracking.runs import (
     EpochLogger,
     TrackedRun,
     can_train_on,
-    end_training,
+    claim,
     log_metrics,
+    open_child_run,
     open_contender_run,
-    reopen,
     resumed,
 )
 from fercore.tracking.store import RunInfo
@@ -35,29 +35,35 @@ logger = logging.getLogger(__name__)
 
 def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
                   extra_params: dict[str, Any] | None = None, run: TrackedRun | None = None,
-                  epochs_before: int = 0, params_cfg: TrainingConfig | None = None) -> tuple[TrainResult, TrackedRun]:
-    """Trains contender ``name``'s job (in ``processes`` DDP workers when more than one), logged to an MLflow
-    run ``train-<name>`` (:func:`train_contender` ends it when training ends: MLflow's duration is the training
-    time; evaluation and registration log into it after); returns the result and the run's handle.
+                  epochs_before: int = 0, params_cfg: TrainingConfig | None = None,
+                  rung_name: str = "training") -> tuple[TrainResult, TrackedRun]:
+    """Trains contender ``name``'s job (in ``processes`` DDP workers when more than one) in a run ``rung_name``
+    nested under the contender's run ``train-<name>``: the nested run starts and ends with this training (MLflow's
+    duration is its training time), each epoch's metrics go to both; returns the result and the contender run's
+    handle.
 
     Args:
-        run: the run of this contender's earlier rungs, to train on in; default (or when that run's model was
+        run: the contender's run of its earlier rungs, to train on under; default (or when that run's model was
             registered already, by an earlier pipeline run): a new run, or the one an interrupted attempt of the
             same job left.
         epochs_before: epochs logged in the run already (a later rung's epochs are numbered on).
         params_cfg: the settings logged as the run's parameters (the contender's whole budget, not a rung's).
+        rung_name: the nested run's name (``rung-2``; ``training`` without rungs).
     """
     if run is not None and can_train_on(run.run_id, info.tracking_uri):
-        reopen(run.run_id, info.tracking_uri)
+        claim(run.run_id, info.tracking_uri)
     else:
         if run is not None:
             logger.info("MLflow run %s of %s's earlier rungs has its model registered already: this rung logs "
                         "to a new run", run.run_id, name)
             epochs_before = 0
         run = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg)
-    job.on_epoch_end = EpochLogger(run.run_id, info.tracking_uri, epochs_before)
-    with resumed(run):
+    key = job.key()
+    resume = job.checkpoints is not None and job.checkpoints.exists(key)
+    with resumed(run), resumed(open_child_run(run, info, rung_name, key, resume), finish=True) as child:
+        job.on_epoch_end = EpochLogger([child, run.run_id], info.tracking_uri, epochs_before)
         result = distributed.train_in_processes(job, processes)
+        log_metrics(child, {"training_minutes": result.wall_s / 60}, tracking_uri=info.tracking_uri)
     return result, run
 
 
@@ -68,7 +74,8 @@ def _open_run(job: TrainJob, name: str, info: RunInfo, processes: int, extra_par
     params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
               "parameters": count_parameters(model), "rebalance": plan.method, "train_rows": len(plan.indices),
               "ddp_processes": processes, **(extra_params or {})}
-    tags = info.tags(family=family, contender=name, dataset_sha256=str(job.dataset.metadata.get("sha256", "")))
+    tags = info.tags(family=family, contender=name, dataset_sha256=str(job.dataset.metadata.get("sha256", "")),
+                     **{"fer.phase": "training"})
     key = job.key()
     return open_contender_run(info, name, params, tags, job_key=key,
                               resume=job.checkpoints is not None and job.checkpoints.exists(key))
@@ -115,9 +122,10 @@ def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, process
         job.cfg = rung_config(job.cfg, state, name)
         extra_params = {**(extra_params or {}), "contest_rungs": state["rungs"]}
     epochs_before = len(previous["history"]) if previous else 0
-    result, run = train_tracked(job, name, info, processes, extra_params, rung.previous_run, epochs_before, whole)
+    rung_name = f"rung-{state['rung'] + 1}" if state is not None else "training"
+    result, run = train_tracked(job, name, info, processes, extra_params, rung.previous_run, epochs_before, whole,
+                                rung_name)
     training = _record(previous, result, state, name, job.cfg, totals)
-    end_training(run.run_id, info.tracking_uri, training["wall_s"])  # MLflow's duration: its training time
     log_metrics(run.run_id, {"training_minutes": training["wall_s"] / 60,
                          "total_training_minutes": training["total_training_minutes"]}, tracking_uri=info.tracking_uri)
     probs = _val_probs(job) if rung.judged else np.zeros((0, 7), np.float32)

@@ -94,9 +94,9 @@ def test_a_killed_training_run_is_marked_and_resumed_into_the_same_mlflow_run(fe
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("fer2013-emotion")
-    killed = client.search_runs([experiment.experiment_id])
-    assert [r.info.status for r in killed] == ["RUNNING"]
-    epochs_before = len(client.get_metric_history(killed[0].info.run_id, "loss/train"))
+    killed = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert {n: r.info.status for n, r in killed.items()} == {"train-cnn": "RUNNING", "training": "RUNNING"}
+    epochs_before = len(client.get_metric_history(killed["training"].info.run_id, "loss/train"))
     assert Client().get_pipeline("fer_train_all").last_run.status.value == "running"
     dead_run = Client().get_pipeline("fer_train_all").last_run.id
 
@@ -104,10 +104,12 @@ def test_a_killed_training_run_is_marked_and_resumed_into_the_same_mlflow_run(fe
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "Marked pipeline run" in result.stdout + result.stderr
     assert Client().get_pipeline_run(dead_run).status.value == "failed"
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1 and runs[0].info.run_id == killed[0].info.run_id, "the epochs went into the same run"
-    assert runs[0].info.status == "FINISHED" and runs[0].data.tags["fer.resumed_by_zenml_run"]
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss/train")]
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["evaluate", "train-cnn", "training"]
+    for name in ("train-cnn", "training"):  # the contender's run and its training's nested run, both resumed
+        assert runs[name].info.run_id == killed[name].info.run_id, f"the epochs went into the same {name} run"
+        assert runs[name].info.status == "FINISHED" and runs[name].data.tags["fer.resumed_by_zenml_run"]
+    steps = [m.step for m in client.get_metric_history(runs["training"].info.run_id, "loss/train")]
     # one history from epoch 1 to 60 (an epoch checkpointed in the instant before the kill can miss its point)
     assert len(steps) > epochs_before and min(steps) == 1 and max(steps) == 60 and len(set(steps)) >= 59
 

@@ -132,7 +132,7 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
     assert "- `@champion`: " in new_card and "macro_f1" in new_card.split("- `@champion`: ")[1].splitlines()[0]
     old_card = client.get_model_version(NAME, old).description
     assert "- `@previous-champion`: " in old_card and "- `@champion`: " not in old_card
-    from fercore.promotion.register import card_with_aliases
+    from fercore.promotion.model_cards import card_with_aliases
 
     twice = card_with_aliases(card_with_aliases("## card\n\ntext\n", {"champion": "r1"}), {"challenger": "r2", "a": "r3"})
     assert twice == "## card\n\ntext\n\n**Aliases held** (after the latest promotion):\n\n- `@a`: r3\n- `@challenger`: r2\n"

@@ -1,5 +1,5 @@
 """MLflow runs left RUNNING: a dead process's are marked KILLED by the next run of the same job, a live
-process's never; a contender's run ends when its training does."""
+process's never; a contender's rungs and evaluation are nested runs with real start and end times."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import mlflow
 from mlflow import MlflowClient
 
 from fercore.tracking.runs import (
+    OWNER_TAG,
     can_train_on,
-    end_training,
+    child_runs,
+    log_metrics,
     one_off_run,
+    open_child_run,
     open_contender_run,
-    reopen,
     resumed,
     set_phase,
-    training_end,
 )
 from fercore.tracking.store import RunInfo
 from tests.conftest import ROOT
@@ -28,8 +29,7 @@ HOLD = """
 import sys, time
 import mlflow
 
-from fercore.tracking.runs import (can_train_on, end_training, one_off_run, open_contender_run, reopen, resumed,
-                                   set_phase, training_end)
+from fercore.tracking.runs import one_off_run
 from fercore.tracking.store import RunInfo
 with one_off_run(RunInfo(sys.argv[1], "runs", "other"), "register-routed", {}, {}) as run_id:
     print(run_id, flush=True)
@@ -64,29 +64,42 @@ def test_a_one_off_run_left_running_by_a_killed_process_is_marked_killed_and_a_l
         live.kill()
 
 
-def test_a_contenders_run_lasts_its_training_and_registration_keeps_that_end(tmp_path):
+def test_a_contenders_rungs_and_evaluation_are_nested_runs_with_real_times(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = open_contender_run(RunInfo(uri, "runs", "this"), "vgg7", {}, {})
+    info = RunInfo(uri, "runs", "this", "zenml-1")
+    run = open_contender_run(info, "vgg7", {}, {"fer.phase": "training"})
     mlflow_client = MlflowClient(uri)
-    end_training(run.run_id, uri)  # rung 1
-    first = mlflow_client.get_run(run.run_id).info
-    assert first.status == "FINISHED" and training_end(run.run_id) == first.end_time
-    assert can_train_on(run.run_id, uri)
-    reopen(run.run_id, uri)  # rung 2
-    assert mlflow_client.get_run(run.run_id).info.status == "RUNNING"
-    end_training(run.run_id, uri)
-    ended = training_end(run.run_id)
-    assert ended >= first.end_time
-    with resumed(run, finish=True, end_time=ended) as run_id:  # registration: logging a model reopens the run
+    for name in ("rung-1", "rung-2", "evaluate"):
+        with resumed(run), resumed(open_child_run(run, info, name, "job" if name != "evaluate" else None),
+                                   finish=True) as child:
+            time.sleep(0.05)
+            log_metrics(child, {"loss/train": 1.0})
+            log_metrics(run.run_id, {"loss/train": 1.0})
+        assert mlflow_client.get_run(run.run_id).info.status == "RUNNING"  # the contender's job goes on
+        assert can_train_on(run.run_id, uri)
+    with resumed(run, finish=True) as run_id:  # registration: the model is logged against the contender's run
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metric("registered", 1.0)
         set_phase(run_id, "registered")
-    info = mlflow_client.get_run(run.run_id).info
-    assert (info.status, info.end_time) == ("FINISHED", ended)  # MLflow's duration: the training time
+    parent = mlflow_client.get_run(run.run_id).info
+    children = child_runs(run.run_id)
+    assert [c.info.run_name for c in children] == ["rung-1", "rung-2", "evaluate"]
+    for c in children:  # each ends when its work ended: at or after its last metric, at or before the parent's end
+        last = max(m.timestamp for m in mlflow_client.get_metric_history(c.info.run_id, "loss/train"))
+        assert c.info.status == "FINISHED" and c.info.start_time <= last <= c.info.end_time <= parent.end_time
+        assert c.data.tags["mlflow.parentRunId"] == run.run_id and c.data.tags["zenml_run_id"] == "zenml-1"
+    assert children[0].info.end_time <= children[1].info.start_time  # one after the other, never overlapping
+    assert parent.status == "FINISHED" and parent.start_time <= children[0].info.start_time
     assert not can_train_on(run.run_id, uri)  # a later rung of another pipeline run opens a new run
     assert not can_train_on("0" * 32, uri)
-    other = open_contender_run(RunInfo(uri, "runs", "this"), "resnet", {}, {})
-    time.sleep(0.3)
-    end_training(other.run_id, uri, training_s=0.1)  # other contenders' rungs ran between its own: not counted
-    info = mlflow_client.get_run(other.run_id).info
-    assert info.end_time - info.start_time == 100
+
+
+def test_a_killed_rung_resumes_in_its_own_nested_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    info = RunInfo(uri, "runs", "this")
+    run = open_contender_run(info, "vgg7", {}, {})
+    killed = open_child_run(run, info, "rung-1", "job-a")
+    MlflowClient(uri).set_tag(killed, OWNER_TAG, "another-host:1")  # its process is gone
+    assert open_child_run(run, info, "rung-1", "job-a", resume=True) == killed  # its epochs stay in one run
+    other = open_child_run(run, info, "rung-2", "job-a")
+    assert other != killed and MlflowClient(uri).get_run(killed).info.status == "RUNNING"

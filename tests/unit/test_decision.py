@@ -292,8 +292,12 @@ def test_the_plan_weighs_both_ensembles_before_one_decision():
     assert moves["champion"].version in ("new-routed", "new-averaged")  # they combine two halves
     routed = next(m for m in plan.decision.moves if m.version == "new-routed")
     assert routed.routes == plan.decision.routes  # it moves only while its members hold their routes
-    plan.resolve("new-routed", "9")
-    assert "new-routed" not in {c.version for c in plan.cands} | {m.version for m in plan.decision.moves}
+    resolved = plan.resolve("new-routed", "9")  # a new plan: the one decided stays as it was
+    assert "new-routed" not in {c.version for c in resolved.cands} | {m.version for m in resolved.decision.moves}
+    assert "9" in {c.version for c in resolved.cands} and resolved.ensembles[0].candidate.version == "9"
+    assert "new-routed" in {c.version for c in plan.cands} and plan.ensembles[0].candidate.version == "new-routed"
+    with pytest.raises(AttributeError):  # frozen
+        plan.blocked = True
 
 
 def test_an_identical_registered_ensemble_is_reused_and_a_drift_block_builds_none():
