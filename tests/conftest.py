@@ -62,11 +62,15 @@ def _restore_the_projects_zenml_repository():
         shutil.rmtree(_REPO_ZEN, ignore_errors=True)  # the tests made it
 
 
-def face(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
-    """A synthetic 'face' whose class is learnable: a bright bar whose position encodes the label."""
+def face(label: int, rng: np.random.Generator, size: int = 48, sided: bool = False) -> np.ndarray:
+    """A synthetic 'face' whose class is learnable: a bright bar whose position encodes the label. With ``sided`` the
+    side carries the label too: labels 0-3 a bar on the left half at rows 0-3, labels 4-6 one on the right half at
+    rows 0-2, so a mirror turns a 0 into a 4 (unlike a face, whose emotion a mirror keeps)."""
     img = rng.integers(0, 60, size=(size, size), dtype=np.uint8)
-    row = int((label + 0.5) * size / len(CLASS_NAMES))
-    img[max(row - 3, 0): row + 3, :] = 200 + rng.integers(0, 40)
+    slot = label % 4 if sided else label
+    row = int((slot + 0.5) * size / (4 if sided else len(CLASS_NAMES)))
+    cols = (slice(0, size // 2) if label < 4 else slice(size // 2, size)) if sided else slice(0, size)
+    img[max(row - 3, 0): row + 3, cols] = 200 + rng.integers(0, 40)
     return img
 
 
@@ -139,11 +143,12 @@ def tiny_vit_dir(tmp_path_factory) -> Path:
     return path
 
 
-def synthetic(per_class: int = 30, test_per_class: int = 10, seed: int = 0) -> FerDataset:
+def synthetic(per_class: int = 30, test_per_class: int = 10, seed: int = 0, sided: bool = False) -> FerDataset:
+    """Synthetic faces (:func:`face`), split as the configs split: 20 % of train carved out for validation."""
     rng = np.random.default_rng(seed)
     labels = np.concatenate([np.repeat(np.arange(7), per_class), np.repeat(np.arange(7), test_per_class)])
     splits = np.array(["train"] * (7 * per_class) + ["test"] * (7 * test_per_class))
-    images = np.stack([face(int(y), rng) for y in labels])
+    images = np.stack([face(int(y), rng, sided=sided) for y in labels])
     ids = np.array([f"s/{i}" for i in range(len(labels))])
     ds = FerDataset(images, labels, splits, ids, np.array(["PublicTest"] * len(labels)))
     ds.metadata["sha256"] = "synthetic"
