@@ -165,3 +165,25 @@ def small_cfg(**kw) -> CnnConfig:
 
 class Interrupt(Exception):
     pass
+
+
+def _allowed_skips() -> list[str]:
+    lines = (ROOT / "tests" / "allowed_skips.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With ``FER_STRICT_SKIPS=1`` (CI), a skip whose reason is not in tests/allowed_skips.txt fails the session."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get("FER_STRICT_SKIPS") != "1" or reporter is None:
+        return
+    allowed = _allowed_skips()
+    reasons = [(r.nodeid, r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr))
+               for r in reporter.stats.get("skipped", [])]
+    unexpected = [(node, why) for node, why in reasons if not any(a in why for a in allowed)]
+    if unexpected:
+        reporter.write_line("Skips not in tests/allowed_skips.txt (FER_STRICT_SKIPS=1): a test that should run did "
+                            "not; install what it needs or add its reason there, with why", red=True)
+        for node, why in unexpected:
+            reporter.write_line(f"  {node}: {why}", red=True)
+        session.exitstatus = 1

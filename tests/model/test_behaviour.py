@@ -22,7 +22,8 @@ def mirror_agreement(predict, images: np.ndarray) -> float:
 
 def test_a_mirrored_face_keeps_its_label(model_under_test):
     if model_under_test.one_view is None:
-        pytest.skip(f"{model_under_test.name} is an ensemble: its members are checked one by one")
+        pytest.skip(f"{model_under_test.name} is an ensemble, with no single network: check a member (MODEL_URI="
+                    "models:/NAME/VERSION)")
     same = mirror_agreement(model_under_test.one_view, model_under_test.validation.images)
     assert same >= 0.90, f"{model_under_test.name}: {same:.1%} of mirrored faces keep their label"
 
