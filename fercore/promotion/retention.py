@@ -139,8 +139,7 @@ def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int
     kept = versions_to_keep(records, keep_versions, kept_pipeline_runs)
     doomed = [r for r in records if r.version not in kept]
     needed = {r.run_id for r in records if r.version in kept} | runs_of_other_models(name)  # a shared experiment
-    runs = [RunRecord(r.info.run_id, r.info.run_name or "", r.info.status, r.info.start_time or 0.0)
-            for r in experiment_runs(experiment)]
+    runs = [RunRecord(r.run_id, r.name, r.status, r.start_time) for r in experiment_runs(experiment)]
     runs_out = runs_to_delete(runs, needed, keep_runs, {"RUNNING"})
     model_ids = {r.version: r.model_id for r in doomed if r.model_id}
     sizes = [local_artifact_bytes(run_id=r.run_id) for r in runs_out]

@@ -129,7 +129,7 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path, what: 
     Raises:
         ModelFilesMissing: the version (or a member of an ensemble) is not in the registry, or its files are gone
             or unreadable; the message names which (``what``: how to name this version, default ``NAME vN``).
-        MlflowException: the store is busy or unreachable (:func:`fercore.tracking.store.is_transient`): the
+        TrackingError: the store is busy or unreachable (:func:`fercore.tracking.store.is_transient`): the
             caller may try again; nothing is concluded about the files.
     """
     from fercore.models.inference import ensemble_members

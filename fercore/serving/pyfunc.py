@@ -20,21 +20,19 @@ def as_image_batch(model_input: Any) -> np.ndarray:
     The signature declares no input schema on purpose: MLflow's schema enforcement would cast a JSON
     request's float pixels to uint8 silently (0.5 becomes 0) before this check could see them.
     """
-    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+    from fercore.tracking.store import bad_request
 
     arr = np.asarray(model_input)
     expected = f"expected uint8 images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}) (grayscale pixels, integers 0-255)"
     if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise MlflowException(f"{expected}, got shape {arr.shape}; crop and resize faces first (fercore.serving.faces does "
-                              "that for photos)", INVALID_PARAMETER_VALUE)
+        raise bad_request(f"{expected}, got shape {arr.shape}; crop and resize faces first (fercore.serving.faces does "
+                          "that for photos)")
     if arr.dtype == np.uint8:
         return arr
     if not np.issubdtype(arr.dtype, np.integer):
-        raise MlflowException(f"{expected}, got {arr.dtype} pixel values; send whole numbers 0-255, not "
-                              "floats or strings", INVALID_PARAMETER_VALUE)
+        raise bad_request(f"{expected}, got {arr.dtype} pixel values; send whole numbers 0-255, not floats or strings")
     if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise MlflowException(f"{expected}, got {arr.dtype} values from {arr.min()} to {arr.max()}",
-                              INVALID_PARAMETER_VALUE)
+        raise bad_request(f"{expected}, got {arr.dtype} values from {arr.min()} to {arr.max()}")
     return arr.astype(np.uint8)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fercore.stores import local_store_path
-from fercore.tracking.store import TrackingError, client
+from fercore.tracking.store import STORE_ERRORS, client, translate_module
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _mlflow_gc(tracking_uri: str, run_ids: list[str], model_ids: list[str]) -> s
         with contextlib.redirect_stdout(io.StringIO()):  # its "... has been permanently deleted" lines
             gc.main(args=args, standalone_mode=False)
     except Exception as exc:  # noqa: BLE001 (named below: a file's error, or MLflow's)
-        if isinstance(exc, TrackingError) and exc.error_code == "RESOURCE_DOES_NOT_EXIST" and len(run_ids + model_ids) == 1:
+        if isinstance(exc, STORE_ERRORS) and exc.error_code == "RESOURCE_DOES_NOT_EXIST" and len(run_ids + model_ids) == 1:
             return None
         return _reason(exc)
     return None
@@ -110,3 +110,6 @@ def _reason(exc: BaseException) -> str:
             return f"{seen.filename}: {seen.strerror}"
         seen = seen.__cause__ or seen.__context__
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+translate_module(globals())  # MLflow's errors leave this module as TrackingError

@@ -7,6 +7,7 @@ Aliases, never the deprecated stages. A version's ``family`` tag (cnn, vit, ense
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mlflow.utils.logging_utils import disable_logging, enable_logging
 from fercore.constants import CLASS_NAMES
 from fercore.errors import RegistryError
 from fercore.stores import redact
-from fercore.tracking.store import TrackingError, client
+from fercore.tracking.store import STORE_ERRORS, TrackingError, client, translate_module
 from fercore.tracking.tags import family
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def log_and_register(run_id: str, python_model: mlflow.pyfunc.PythonModel, artif
         )
     try:
         client().create_registered_model(model_name, description="FER-2013 emotion classifiers (7 classes).")
-    except TrackingError as exc:
+    except STORE_ERRORS as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
             raise
     disable_logging()  # MLflow prints "already exists" / "Created version" to stderr: the log line below says it
@@ -98,16 +99,35 @@ def log_and_register(run_id: str, python_model: mlflow.pyfunc.PythonModel, artif
 # -- queries -------------------------------------------------------------------------------------
 
 
-def get_version(name: str, version: str) -> ModelVersion:
-    return client().get_model_version(name, str(version))
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered version as the project reads it (MLflow's ``ModelVersion`` stays inside the adapter)."""
+
+    name: str
+    version: str
+    status: str  # READY, PENDING_REGISTRATION, FAILED_REGISTRATION
+    tags: dict[str, str]
+    description: str
+    run_id: str
+    source: str
+    model_id: str | None = None
 
 
-def versions(name: str, **tags: str) -> list[ModelVersion]:
+def _version_info(mv: ModelVersion) -> VersionInfo:
+    return VersionInfo(mv.name, str(mv.version), str(mv.status), dict(mv.tags or {}), mv.description or "",
+                       mv.run_id or "", mv.source or "", getattr(mv, "model_id", None))
+
+
+def get_version(name: str, version: str) -> VersionInfo:
+    return _version_info(client().get_model_version(name, str(version)))
+
+
+def versions(name: str, **tags: str) -> list[VersionInfo]:
     """The versions of ``name`` whose tags equal ``tags`` (``run_id=`` filters by run), newest first."""
     run_id = tags.pop("run_id", None)
     query = f"name = '{name}'" + (f" and run_id = '{run_id}'" if run_id else "")
     query += "".join(f" and tags.`{k}` = '{v}'" for k, v in tags.items() if k not in ("family", "architecture"))
-    found = [v for v in client().search_model_versions(query)
+    found = [v for v in map(_version_info, client().search_model_versions(query))
              if all((family(v) if k in ("family", "architecture") else v.tags.get(k)) == x for k, x in tags.items())]
     return sorted(found, key=lambda v: -int(v.version))
 
@@ -122,7 +142,7 @@ def newest_ready(name: str, **tags: str) -> str | None:
     return next((str(v.version) for v in versions(name, **tags) if v.status == "READY"), None)
 
 
-def version_by_alias(name: str, alias: str) -> ModelVersion:
+def version_by_alias(name: str, alias: str) -> VersionInfo:
     """The version ``alias`` points at.
 
     Raises:
@@ -147,7 +167,7 @@ def resolve_version(uri: str) -> tuple[str, str]:
             return name, str(client().get_model_version_by_alias(name, alias).version)
         name, version = body.split("/")
         return name, str(get_version(name, version).version)
-    except TrackingError as exc:
+    except STORE_ERRORS as exc:
         raise RegistryError(_missing_model_message(uri, name.split("/")[0], exc)) from None
 
 
@@ -155,7 +175,7 @@ def _missing_model_message(uri: str, name: str, exc: TrackingError) -> str:
     store = redact(mlflow.get_registry_uri())
     try:
         model = client().get_registered_model(name)
-    except TrackingError:
+    except STORE_ERRORS:
         return (f"{uri}: the registry at {store} has no model named {name}. Train one first (`make train`), or "
                 "point --tracking-uri / MLFLOW_TRACKING_URI at the store that has it.")
     except Exception:  # the store itself is unreachable: MLflow's own message says why
@@ -173,7 +193,7 @@ def aliases(name: str) -> dict[str, str]:
     """Alias -> version of registered model ``name`` (empty when it does not exist yet)."""
     try:
         return {a: str(v) for a, v in (client().get_registered_model(name).aliases or {}).items()}
-    except TrackingError:
+    except STORE_ERRORS:
         return {}
 
 
@@ -234,7 +254,7 @@ def has_files(name: str, version: str) -> bool:
 
     try:
         listed = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{name}/{version}")
-    except (OSError, TrackingError) as exc:
+    except (OSError, *STORE_ERRORS) as exc:
         from fercore.tracking.store import is_transient
 
         if is_transient(exc):
@@ -248,7 +268,7 @@ def delete_version(name: str, version: str) -> None:
     client().delete_model_version(name, version)
 
 
-def logged_model_id(version: ModelVersion) -> str | None:
+def logged_model_id(version: VersionInfo) -> str | None:
     """The logged model (MLflow 3) a version was registered from: its ``model_id``, else read from its source
     (``models:/m-...``; a SQLite registry leaves ``model_id`` empty)."""
     if version.model_id:
@@ -270,3 +290,6 @@ def model_description(name: str) -> str:
 def describe_model(name: str, description: str) -> None:
     """Sets the registered model's description (the MLflow UI shows it on the model's page)."""
     client().update_registered_model(name, description=description)
+
+
+translate_module(globals())  # MLflow's errors leave this module as TrackingError

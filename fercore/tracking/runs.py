@@ -17,16 +17,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from fercore.errors import RegistryError
 from fercore.stores import folder_bytes
-from fercore.tracking.store import RunInfo, client, connect
+from fercore.tracking.store import STORE_ERRORS, RunInfo, client, connect, translate_module
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +98,29 @@ def open_child_run(parent: TrackedRun, info: RunInfo, name: str, job_key: str | 
     return start_run(info, name, {}, tags, job_key=f"{job_key}:{name}" if job_key else None, resume=resume)
 
 
-def child_runs(run_id: str) -> list[Any]:
+@dataclass(frozen=True)
+class RunSummary:
+    """An MLflow run as the project reads it (MLflow's ``Run`` stays inside the adapter); times in ms."""
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int
+    end_time: int | None
+    tags: dict[str, str]
+
+
+def _summary(run) -> RunSummary:
+    return RunSummary(run.info.run_id, run.info.run_name or "", run.info.status, run.info.start_time or 0,
+                      run.info.end_time, dict(run.data.tags))
+
+
+def child_runs(run_id: str) -> list[RunSummary]:
     """The runs nested under ``run_id``, oldest first."""
     parent = client().get_run(run_id)
-    return list(client().search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'",
-                                     order_by=["attributes.start_time ASC"]))
+    return [_summary(r) for r in client().search_runs([parent.info.experiment_id],
+                                                       f"tags.`mlflow.parentRunId` = '{run_id}'",
+                                                       order_by=["attributes.start_time ASC"])]
 
 
 # PHASE_TAG says how far a contender's run is: "training" (a later rung of the same pipeline run trains on under
@@ -119,7 +137,7 @@ def can_train_on(run_id: str, tracking_uri: str | None = None) -> bool:
     """Whether a later rung may train under run ``run_id``: it exists, is RUNNING and its model is not registered."""
     try:
         run = client(tracking_uri).get_run(run_id)
-    except MlflowException:
+    except STORE_ERRORS:
         return False
     return run.info.status == "RUNNING" and run.data.tags.get(PHASE_TAG) != "registered"
 
@@ -249,12 +267,12 @@ def download_run_file(run_id: str, artifact_path: str) -> Path | None:
 # -- retention -----------------------------------------------------------------------------------------
 
 
-def experiment_runs(experiment_name: str) -> list[Any]:
-    """Every run of an experiment (``info``: run_id, run_name, status, start_time)."""
+def experiment_runs(experiment_name: str) -> list[RunSummary]:
+    """Every run of an experiment."""
     experiment = client().get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
-    return list(client().search_runs([experiment.experiment_id], max_results=50_000))
+    return [_summary(r) for r in client().search_runs([experiment.experiment_id], max_results=50_000)]
 
 
 def local_artifact_bytes(run_id: str | None = None, model_id: str | None = None) -> int | None:
@@ -263,3 +281,6 @@ def local_artifact_bytes(run_id: str | None = None, model_id: str | None = None)
     if not uri.startswith(("file:", "/")):
         return None
     return folder_bytes(Path(uri.removeprefix("file://").removeprefix("file:")))
+
+
+translate_module(globals())  # MLflow's errors leave this module as TrackingError

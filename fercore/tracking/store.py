@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import functools
+import inspect
 import logging
 import os
 import re
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import mlflow
 from mlflow import MlflowClient
@@ -67,7 +69,7 @@ def connect(tracking_uri: str, experiment_name: str) -> str:
         if tracking_uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in the cwd
             location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
         return mlflow.create_experiment(experiment_name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
-    except MlflowException as exc:
+    except STORE_ERRORS as exc:
         raise RegistryError(f"MLflow tracking store {redact(tracking_uri)} cannot be used: {exc}. Check registry.tracking_uri "
                             "or MLFLOW_TRACKING_URI.") from exc
     except Exception as exc:  # connection errors from a remote server
@@ -139,7 +141,7 @@ def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: flo
         experiment_id = connect(tracking_uri, experiment_name)
         client().set_experiment_tag(experiment_id, "fer.last_checked", time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                       time.gmtime()))
-    except MlflowException as exc:
+    except STORE_ERRORS as exc:
         raise RegistryError(f"MLflow tracking store {redact(tracking_uri)} is not writable: {exc.message}. Check its "
                             "permissions, or point registry.tracking_uri at a store you can write.") from None
     finally:
@@ -150,7 +152,44 @@ def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: flo
                 os.environ[key] = value
 
 
-TrackingError = MlflowException  # what MLflow raises for a refused or failed request
+class TrackingError(RegistryError):
+    """The MLflow store refused or failed a request: the adapter's own error (MLflow's ``MlflowException`` never
+    leaves ``fercore.tracking``). ``error_code`` is MLflow's: ``RESOURCE_DOES_NOT_EXIST``,
+    ``TEMPORARILY_UNAVAILABLE`` (a busy SQLite store), ``INVALID_PARAMETER_VALUE``, ..."""
+
+    def __init__(self, message: str, error_code: str = "INTERNAL_ERROR"):
+        super().__init__(message)
+        self.message, self.error_code = message, error_code
+
+
+STORE_ERRORS = (MlflowException, TrackingError)
+
+
+def bad_request(message: str) -> Exception:
+    """The error a served model raises for a request it refuses: MLflow's server answers it with HTTP 400."""
+    from mlflow.exceptions import INVALID_PARAMETER_VALUE
+
+    return MlflowException(message, INVALID_PARAMETER_VALUE)  # what an adapter function catches of another's, or of MLflow's
+
+
+def translated(function: Callable[..., T]) -> Callable[..., T]:
+    """``function`` with MLflow's ``MlflowException`` raised as :class:`TrackingError` (the message and code kept)."""
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except MlflowException as exc:
+            raise TrackingError(str(exc.message), str(exc.error_code)) from exc
+    return call
+
+
+def translate_module(namespace: dict[str, Any]) -> None:
+    """Wraps every public function defined in a ``fercore.tracking`` module (its ``globals()``) with
+    :func:`translated`: called at the module's end, so that its own calls go through the wrappers too."""
+    for name, value in list(namespace.items()):
+        if (inspect.isfunction(value) and value.__module__ == namespace["__name__"] and not name.startswith("_")
+                and name not in ("translated", "translate_module", "bad_request")):
+            namespace[name] = translated(value)
 RETRY_WAITS_S = (5.0, 15.0)  # between attempts at a read that met a busy store (MLflow itself waits 20 s on a lock)
 
 
@@ -158,7 +197,7 @@ def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` says the store was busy or unreachable for a moment (a SQLite lock, a refused or dropped
     connection, a server error), not that what was asked for is missing."""
     text = f"{type(exc).__name__} {exc}"
-    if isinstance(exc, MlflowException) and exc.error_code == "TEMPORARILY_UNAVAILABLE":  # SQLAlchemy's OperationalError
+    if isinstance(exc, STORE_ERRORS) and exc.error_code == "TEMPORARILY_UNAVAILABLE":  # SQLAlchemy's OperationalError
         return True
     return bool(re.search(r"database is locked|ConnectionError|Connection refused|Max retries exceeded|timed out|"
                           r"error code 50[234]|Service Unavailable", text))
@@ -196,7 +235,7 @@ def busy_store_is_named(tracking_uri: str, what: str) -> Iterator[None]:
     retries) into a :class:`RegistryError` that names the store and says that ``what`` did not happen."""
     try:
         yield
-    except MlflowException as exc:
+    except STORE_ERRORS as exc:
         if "database is locked" not in str(exc):
             raise
         raise RegistryError(f"the MLflow store {redact(tracking_uri)} is busy: another process held its database "
@@ -209,3 +248,6 @@ def run_url(tracking_uri: str, run_id: str, ui: str = "http://127.0.0.1:5000") -
     experiment_id = client(tracking_uri).get_run(run_id).info.experiment_id
     base = redact(tracking_uri).rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ui
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+translate_module(globals())

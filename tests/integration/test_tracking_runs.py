@@ -83,13 +83,13 @@ def test_a_contenders_rungs_and_evaluation_are_nested_runs_with_real_times(tmp_p
         set_phase(run_id, "registered")
     parent = mlflow_client.get_run(run.run_id).info
     children = child_runs(run.run_id)
-    assert [c.info.run_name for c in children] == ["rung-1", "rung-2", "evaluate"]
+    assert [c.name for c in children] == ["rung-1", "rung-2", "evaluate"]
     for c in children:  # each ends when its work ended: at or after its last metric, at or before the parent's end
-        last = max(m.timestamp for m in mlflow_client.get_metric_history(c.info.run_id, "loss/train"))
-        assert c.info.status == "FINISHED" and c.info.start_time <= last <= c.info.end_time <= parent.end_time
-        assert c.data.tags["mlflow.parentRunId"] == run.run_id and c.data.tags["zenml_run_id"] == "zenml-1"
-    assert children[0].info.end_time <= children[1].info.start_time  # one after the other, never overlapping
-    assert parent.status == "FINISHED" and parent.start_time <= children[0].info.start_time
+        last = max(m.timestamp for m in mlflow_client.get_metric_history(c.run_id, "loss/train"))
+        assert c.status == "FINISHED" and c.start_time <= last <= c.end_time <= parent.end_time
+        assert c.tags["mlflow.parentRunId"] == run.run_id and c.tags["zenml_run_id"] == "zenml-1"
+    assert children[0].end_time <= children[1].start_time  # one after the other, never overlapping
+    assert parent.status == "FINISHED" and parent.start_time <= children[0].start_time
     assert not can_train_on(run.run_id, uri)  # a later rung of another pipeline run opens a new run
     assert not can_train_on("0" * 32, uri)
 

@@ -172,3 +172,21 @@ def test_every_path_that_unpickles_a_model_asks_the_guard_first():
                        ("fercore.serving.pyfunc", "load_member")}
     for module, fn in callers - {("fercore.tracking.registry", "load_pyfunc")}:
         assert "checked_wrapper" in _calls_by_function(MODULES[module])[fn], (module, fn)
+
+
+def test_mlflows_types_stay_inside_the_tracking_adapter():
+    """Issue 43: no ``MlflowClient``, ``MlflowException``, ``ModelVersion`` or ``Run`` entity is named outside
+    ``fercore.tracking`` (the adapter returns ``VersionInfo``, ``RunSummary`` and raises ``TrackingError``); nor
+    does anything outside it set MLflow's global tracking URI."""
+    names = {"MlflowClient", "MlflowException", "ModelVersion", "set_tracking_uri", "set_registry_uri"}
+    offenders = []
+    for module, path in {**MODULES, "run": ROOT / "run.py"}.items():
+        if module.startswith("fercore.tracking"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            named = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+            if named in names:
+                offenders.append(f"{module}:{node.lineno}: {named}")
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlflow.entities"):
+                offenders.append(f"{module}:{node.lineno}: imports {node.module}")
+    assert offenders == []
