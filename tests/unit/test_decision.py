@@ -188,6 +188,23 @@ def test_the_intervals_in_the_table_and_reasons_are_the_bootstraps():
         f"v9 leads the best single model v1 by {lead}: noise"
 
 
+def test_a_move_names_its_runner_up_with_the_bootstraps_interval_and_a_lone_candidate_has_none():
+    far, holder = judged("3", 60), judged("1", 150)
+    moved = decide([far, holder], {}, bootstrap=BOOT)
+    lead = BOOT.lead(far.probs.argmax(1), holder.probs.argmax(1), emotion="happy")
+    assert moved.reasons["champion-happy"] == (f"assign (no holder yet): happy F1 {far.f1('happy'):.4f}; runner-up "
+                                               f"v1 (cnn) F1 {holder.f1('happy'):.4f}, lead {lead}")
+    alone = decide([far], {}, bootstrap=BOOT)
+    row = _row(alone, "happy")
+    assert row["runner_up"] == "—" and row["runner_up_95ci"] == "—" and row["significant"] == "—"
+    assert alone.reasons["champion-happy"] == f"assign (no holder yet): happy F1 {far.f1('happy'):.4f}"
+    happy = next(line for line in moved.markdown().splitlines() if line.startswith("| happy |"))  # the compact view
+    interval = _row(moved, "happy")["runner_up_95ci"]
+    assert f"| {far.f1('happy') - holder.f1('happy'):+.3f} {interval} |" in happy and interval.startswith("[")
+    assert next(line for line in alone.markdown().splitlines() if line.startswith("| happy |")) == (
+        "| happy | v3 (cnn) | — | — | — | assign (no holder yet) |")
+
+
 def test_routes_follow_the_holders_ties_significance_and_never_an_ensemble():
     from fercore.promotion.decision import routes_of
 
