@@ -160,8 +160,8 @@ def _stale_checkpoints(config: Config) -> list[Path]:
 
 def _stale_copies(config: Config, reg: RegistryPlan) -> list[Path]:
     """``run.py predict``'s local copies of the versions this gc deletes."""
-    from fercore.serving.local_models import copied_versions
     from fercore.stores import default_cache_dir
+    from fercore.tracking.copies import copied_versions
 
     doomed = {r.version for r in reg.versions}
     return [folder for folder, (uri, name, version) in copied_versions(default_cache_dir() / "models").items()

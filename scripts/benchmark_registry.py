@@ -69,8 +69,8 @@ def measure(n: int, repeats: int) -> dict:
     from fercore.promotion.apply import registered_ensembles
     from fercore.promotion.promote import promote
     from fercore.promotion.retention import registry_plan
-    from fercore.serving.local_models import load_predictor
     from fercore.tracking import registry
+    from fercore.tracking.loading import load_predictor
     from fercore.tracking.store import RunInfo
     from tests.conftest import synthetic
 

@@ -15,8 +15,8 @@ from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import flat_metrics
 from fercore.models.inference import autocast_dtype, pick_device
 from fercore.monitoring.new_images import MonitorResult, embedding_version, monitor, read_new_images
-from fercore.serving.local_models import version_network, version_predictor
 from fercore.tracking import registry
+from fercore.tracking.loading import version_network, version_predictor
 from fercore.tracking.runs import log_files, log_metrics, one_off_run
 from fercore.tracking.store import RunInfo, connect
 

@@ -177,8 +177,8 @@ def embedding_version(name: str, version: str) -> str:
     """The single version whose network embeddings are measured on for ``version``: itself; for a routed ensemble
     the member that routes the most emotions, for an averaging one the member with the largest weight (read from
     the ensemble's spec alone: that member is loaded, not the whole ensemble)."""
-    from fercore.serving.local_models import ensemble_spec
     from fercore.tracking import registry
+    from fercore.tracking.copies import ensemble_spec
     from fercore.tracking.tags import family
 
     if family(registry.get_version(name, version)) != "ensemble":

@@ -14,9 +14,10 @@ from fercore.evaluation.predictions import Predictions, predict_splits
 from fercore.models.inference import ensemble_members, ensemble_probabilities
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import member_versions, parse_routes, routed_predictions
-from fercore.serving.local_models import ensemble_spec, registered_version, version_predictor
-from fercore.serving.model_guard import UntrustedModelError
 from fercore.tracking import registry
+from fercore.tracking.copies import ensemble_spec, registered_version
+from fercore.tracking.loading import version_predictor
+from fercore.tracking.model_guard import UntrustedModelError
 from fercore.tracking.runs import download_run_file
 from fercore.tracking.store import retry_transient
 from fercore.tracking.tags import family
@@ -72,7 +73,7 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
     A holder ensemble whose members are all scored already (this run's contenders, or holders scored
     before it) is computed from their probabilities, routed or averaged as its spec says; every other
     holder is scored once from its local copy (never unpickled:
-    :func:`fercore.serving.local_models.version_predictor`). Each notes how much of this run's validation
+    :func:`fercore.tracking.loading.version_predictor`). Each notes how much of this run's validation
     split its training data holds. A holder whose files are gone, or that is not one of the project's wrappers,
     is named and left out; a busy store is waited for (:func:`fercore.tracking.store.retry_transient`), never
     taken for a missing model.

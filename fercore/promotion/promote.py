@@ -23,9 +23,9 @@ from fercore.promotion.candidates import holder_candidates, overlap_note
 from fercore.promotion.decision import CHAMPION, Candidate, candidate
 from fercore.promotion.plan import make_plan
 from fercore.promotion.report import PromotionResult, report
-from fercore.serving.local_models import version_network
-from fercore.serving.model_guard import UntrustedModelError
 from fercore.tracking import registry
+from fercore.tracking.loading import version_network
+from fercore.tracking.model_guard import UntrustedModelError
 from fercore.tracking.runs import log_files, one_off_run
 from fercore.tracking.store import RunInfo, busy_store_is_named, connect, retry_transient
 

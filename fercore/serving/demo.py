@@ -22,8 +22,10 @@ import numpy as np
 from fercore.constants import CLASS_NAMES
 from fercore.errors import FerError
 from fercore.explain.overlay import overlay
+from fercore.serving.explainers import Explain, load_explainer
 from fercore.serving.faces import annotate, find_faces, load_photo
-from fercore.serving.local_models import Explain, Predict, load_copy, load_explainer, local_copy
+from fercore.tracking.copies import local_copy
+from fercore.tracking.loading import Predict, load_copy
 
 logger = logging.getLogger(__name__)
 MAX_FILE_MB = 20  # larger uploads are refused by the page before they reach the models

@@ -18,8 +18,9 @@ import numpy as np
 from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError
 from fercore.explain.overlay import overlay
+from fercore.serving.explainers import Explain
 from fercore.serving.faces import Face, annotate, find_faces, load_photo
-from fercore.serving.local_models import Explain, Predict
+from fercore.tracking.loading import Predict
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "models:/fer2013-emotion@champion"

@@ -1,7 +1,7 @@
 """``run.py predict``: the emotions of the faces in photos, from a registered model, on the console.
 
 Imports only what it needs when it needs it: it never imports ZenML, and MLflow only when the model's
-local copy is out of date (:mod:`fercore.serving.local_models`). Results stream: each photo's lines (and
+local copy is out of date (:mod:`fercore.tracking.loading`). Results stream: each photo's lines (and
 its ``--json`` line) are written as soon as its batch of faces is classified.
 """
 
@@ -84,7 +84,9 @@ def main(argv: list[str]) -> int:
 
 def load_models(uri: str, tracking_uri: str, trust: bool, explain: bool):
     """The model's ``images -> probabilities``, its name and version, and with ``explain`` what draws its maps."""
-    from fercore.serving.local_models import load_copy, load_explainer, local_copy
+    from fercore.serving.explainers import load_explainer
+    from fercore.tracking.copies import local_copy
+    from fercore.tracking.loading import load_copy
 
     folder, label = local_copy(uri, tracking_uri)
     return load_copy(folder, trust), label, load_explainer(folder) if explain else None

@@ -61,13 +61,13 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
 
 def load_member(name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
     """An ensemble's member through MLflow (``mlflow models serve``), once its files show it is one of the project's
-    wrappers (:func:`fercore.serving.model_guard.checked_wrapper`): a member that is not is never unpickled."""
+    wrappers (:func:`fercore.tracking.model_guard.checked_wrapper`): a member that is not is never unpickled."""
     import tempfile
     from pathlib import Path
 
     import mlflow.artifacts
 
-    from fercore.serving.model_guard import checked_wrapper
+    from fercore.tracking.model_guard import checked_wrapper
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))

@@ -231,7 +231,7 @@ def set_model_tag(name: str, key: str, value: str | None) -> None:
 
 def load_pyfunc(folder: str | Path) -> mlflow.pyfunc.PyFuncModel:
     """A pyfunc model from a local folder (a copied version). It unpickles the model: only
-    :func:`fercore.serving.local_models.load_copy` calls it, with ``--trust-model``."""
+    :func:`fercore.tracking.loading.load_copy` calls it, with ``--trust-model``."""
     return mlflow.pyfunc.load_model(str(folder))
 
 

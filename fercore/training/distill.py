@@ -56,7 +56,7 @@ def soft_targets(config: VitContender, dataset: FerDataset, teacher: nn.Module |
     if not config.distill.enabled:
         return None, None
     if config.distill.teacher.startswith("models:/"):
-        from fercore.serving.local_models import load_predictor
+        from fercore.tracking.loading import load_predictor
 
         predict, name = load_predictor(config.distill.teacher, tracking_uri)  # never unpickled
     elif teacher is None:

@@ -57,7 +57,7 @@ def load_warm_start(model: nn.Module, model_name: str, entry: dict[str, Any], tr
     ``entry["reason"]`` says why) when its files are gone or do not fit: the contender then starts fresh."""
     if not entry.get("version"):
         return None
-    from fercore.serving.local_models import copy_version, network_folder
+    from fercore.tracking.copies import copy_version, network_folder
     from fercore.tracking.store import connect_registry
 
     version = entry["version"]

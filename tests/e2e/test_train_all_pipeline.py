@@ -475,7 +475,7 @@ def test_gc_keeps_what_the_next_run_and_the_aliases_need(trained):
     _train_all(trained["args"])  # the steps of the runs gc kept are still the cache
     status = _step_status(_zenml_run())
     assert status["train_cnn"] == status["evaluate_cnn"] == status["ingest_data"] == "cached", status
-    from fercore.serving.local_models import load_predictor
+    from fercore.tracking.loading import load_predictor
 
     predict, _ = load_predictor("models:/fer-test@champion", trained["uri"], trained["tmp"] / "after-gc")
     assert predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, len(CLASS_NAMES))

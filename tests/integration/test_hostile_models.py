@@ -15,7 +15,7 @@ from mlflow.pyfunc import PythonModel
 from fercore.config import MonitorConfig, PromotionConfig
 from fercore.errors import ModelFilesMissing, RegistryError, StoreBusyError
 from fercore.promotion.promote import promote
-from fercore.serving.model_guard import UntrustedModelError
+from fercore.tracking.model_guard import UntrustedModelError
 from fercore.tracking.registry import log_and_register
 from fercore.tracking.store import RunInfo, connect
 from tests.conftest import synthetic
@@ -56,8 +56,8 @@ def _register_evil(store: RunInfo, marker: Path, name: str = NAME) -> str:
 def test_an_evil_champion_is_never_unpickled_by_predict_monitor_serve_or_an_ensemble(store, tmp_path, monkeypatch):
     import run
     from fercore.monitoring.monitor_run import monitor_run
-    from fercore.serving.local_models import load_predictor
     from fercore.serving.pyfunc import load_member
+    from fercore.tracking.loading import load_predictor
 
     marker = tmp_path / "PWNED"
     version = _register_evil(store, marker, "evil")
@@ -150,7 +150,7 @@ def test_a_cached_contender_whose_files_are_gone_is_left_out_and_drift_uses_anot
 
 
 def test_an_ensemble_whose_member_was_deleted_names_the_member(store, tmp_path):
-    from fercore.serving.local_models import load_predictor
+    from fercore.tracking.loading import load_predictor
 
     dataset = synthetic(per_class=12, test_per_class=4)
     a, b = _register(dataset, 0, store), _register(dataset, 1, store)

@@ -16,9 +16,11 @@ from PIL import Image
 from fercore.constants import CLASS_NAMES
 from fercore.explain.cam import class_activation_maps
 from fercore.models import load_model
+from fercore.serving.explainers import load_explainer
 from fercore.serving.faces import ANNOTATION_COLOUR, crop_face, find_faces, load_photo
-from fercore.serving.local_models import load_explainer, load_predictor, local_copy, network_folder
 from fercore.serving.predict import format_results, predict_photos
+from fercore.tracking.copies import local_copy, network_folder
+from fercore.tracking.loading import load_predictor
 from tests.conftest import ROOT
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -75,7 +77,7 @@ def test_the_local_copy_predicts_as_mlflow_loads_it_and_is_resolved_again_only_w
         photos, registered, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from fercore.serving import local_models
+    from fercore.tracking import copies as local_models
 
     faces = np.stack([f.crop for f in find_faces(load_photo(photos["astronaut"]))] * 3)
     mlflow.set_registry_uri(registered)

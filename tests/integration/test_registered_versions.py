@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 from fercore.models import build_cnn, save_model
 from fercore.models.inference import predict_proba
 from fercore.serving import pyfunc
-from fercore.serving.local_models import load_predictor
-from fercore.serving.model_guard import checked_wrapper
+from fercore.tracking.loading import load_predictor
+from fercore.tracking.model_guard import checked_wrapper
 from fercore.tracking.registry import log_and_register, pyfunc_predict
 from fercore.tracking.store import connect
 from tests.conftest import synthetic

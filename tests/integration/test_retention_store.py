@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 
 from fercore.models import build_cnn, save_model
 from fercore.promotion.retention import apply_registry_plan, registry_plan
-from fercore.serving.local_models import load_predictor
 from fercore.serving.pyfunc import FerEmotionModel, FerEnsembleModel
+from fercore.tracking.loading import load_predictor
 from fercore.tracking.registry import log_and_register
 from fercore.tracking.runs import one_off_run
 from fercore.tracking.store import RunInfo, connect

@@ -29,7 +29,7 @@ class ModelUnderTest:
 def _registered(uri: str) -> ModelUnderTest:
     from fercore.data.sources import ingest
     from fercore.data.split import split_validation
-    from fercore.serving.local_models import load_predictor
+    from fercore.tracking.loading import load_predictor
     from tests.conftest import ROOT
 
     data = os.environ.get("MODEL_DATA")
@@ -46,7 +46,7 @@ def _registered(uri: str) -> ModelUnderTest:
 def _one_view(uri: str, tracking: str) -> Predict | None:
     """A registered single model's network without its test-time views (an ensemble: None, its members' views)."""
     from fercore.models.inference import load_for_inference
-    from fercore.serving.local_models import local_copy, network_folder
+    from fercore.tracking.copies import local_copy, network_folder
 
     folder, _ = local_copy(uri, tracking)
     try:

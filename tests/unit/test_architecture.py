@@ -168,7 +168,7 @@ def test_every_path_that_unpickles_a_model_asks_the_guard_first():
     loaders = {"mlflow.pyfunc.load_model", "pyfunc.load_model", "load_pyfunc"}
     callers = {(m, fn) for m, path in {**MODULES, "run": ROOT / "run.py"}.items()
                for fn, calls in _calls_by_function(path).items() if calls & loaders}
-    assert callers == {("fercore.tracking.registry", "load_pyfunc"), ("fercore.serving.local_models", "load_copy"),
+    assert callers == {("fercore.tracking.registry", "load_pyfunc"), ("fercore.tracking.loading", "load_copy"),
                        ("fercore.serving.pyfunc", "load_member")}
     for module, fn in callers - {("fercore.tracking.registry", "load_pyfunc")}:
         assert "checked_wrapper" in _calls_by_function(MODULES[module])[fn], (module, fn)
@@ -189,4 +189,14 @@ def test_mlflows_types_stay_inside_the_tracking_adapter():
                 offenders.append(f"{module}:{node.lineno}: {named}")
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlflow.entities"):
                 offenders.append(f"{module}:{node.lineno}: imports {node.module}")
+    assert offenders == []
+
+
+def test_training_evaluation_and_promotion_do_not_import_serving():
+    """Issue 43: the registry's local copies and their guarded loading are the tracking adapter's
+    (``fercore.tracking.copies``, ``loading``, ``model_guard``); serving (predict, the demo, the pyfunc wrappers)
+    only uses them. The wrapper classes (``fercore.serving.pyfunc``) are what registration logs."""
+    offenders = sorted(f"{m}: {mod}" for m, path in MODULES.items()
+                       if m.startswith(("fercore.training", "fercore.evaluation", "fercore.promotion", "fercore.tracking"))
+                       for mod, _ in _imports(path) if mod.startswith("fercore.serving") and mod != "fercore.serving.pyfunc")
     assert offenders == []

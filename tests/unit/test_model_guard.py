@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fercore.serving.model_guard import pickled_wrapper
+from fercore.tracking.model_guard import pickled_wrapper
 
 
 def _global(module: str, name: str) -> bytes:

@@ -4,7 +4,7 @@ project's wrapper, and nothing else?
 A pyfunc model's ``python_model.pkl`` is unpickled by ``mlflow.pyfunc.load_model``, and unpickling runs
 whatever its opcodes call (``__reduce__ -> os.system``). The project's own paths (predict, the demo,
 monitoring, promotion, distillation) never unpickle a wrapper at all: they rebuild the network from its
-safetensors files (:mod:`fercore.serving.local_models`). Paths that must go through MLflow (an ensemble's
+safetensors files (:mod:`fercore.tracking.loading`). Paths that must go through MLflow (an ensemble's
 members inside ``mlflow models serve``, ``make serve`` itself, ``--trust-model``) check first.
 
 The check replays the pickle with a restricted unpickler (the method of the ``pickle`` docs, "Restricting

@@ -1,23 +1,10 @@
-"""Registered models for prediction on this machine (``run.py predict``): each version is copied once
-into the cache, then loaded straight from the copy.
+"""The registry's local copies: each registered version copied once into the cache (keyed by store, name,
+version and source, written under a temporary name and renamed), the index that resolves a URI without asking
+the store again while a SQLite store is unchanged, and what a copy holds (its pyfunc spec, its network folder, an
+ensemble's member copies). Nothing here unpickles a model: loading is :mod:`fercore.tracking.loading`.
 
-``mlflow.pyfunc.load_model("models:/NAME@ALIAS")`` spends about 8 s of a one-photo prediction on 2
-cores before the first image: it downloads the artifacts again, checks the model's pinned requirements
-against this environment (reading the metadata of every installed package), puts the model's copy of
-the code on ``sys.path`` and unpickles its wrapper, which imports MLflow's pyfunc machinery. None of it
-matters for a local prediction: the environment is this one and the project's code is installed. For
-the project's own wrappers (:class:`fercore.serving.pyfunc.FerEmotionModel` and ``FerEnsembleModel``, read
-from the pickle's opcodes without running it) this module instead:
-
-- resolves the URI (alias -> version) with the MLflow client; for a SQLite store it keeps the answer
-  until the database file changes (any write, an alias move included, changes it), so a repeated
-  prediction does not even import MLflow;
-- copies the version's artifacts once into ``<cache>/models/<key>``, keyed by store, name, version
-  and the version's source, so a store recreated with the same version numbers gets new copies;
-- builds the network as the pyfunc's ``load_context`` does (:func:`fercore.models.inference.load_for_inference`:
-  the same test-time views and precision).
-
-Any other model is loaded from its copy with ``mlflow.pyfunc.load_model``.
+A version whose files are gone is :class:`~fercore.errors.ModelFilesMissing`; a busy or unreachable store raises
+:class:`~fercore.tracking.store.TrackingError`, from which nothing is concluded about the files.
 """
 
 from __future__ import annotations
@@ -28,49 +15,24 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from fercore.errors import ModelFilesMissing, RegistryError
+from fercore.errors import ModelFilesMissing
 from fercore.models.inference import ensemble_spec_file
-from fercore.serving.model_guard import checked_wrapper
 from fercore.stores import default_cache_dir
 
 logger = logging.getLogger(__name__)
-Predict = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) -> probabilities (N, 7)
 INDEX_FILE = "resolved.json"
 MEMBERS_FILE = "fer_members.json"  # an ensemble copy's member versions -> their copies' folders
 SOURCE_FILE = "fer_source.json"  # which store, model and version a copy holds (``run.py gc`` reads it)
 
 
-def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = None,
-                   trust: bool = False) -> tuple[Predict, str]:
-    """The registered model at ``uri`` as ``images -> probabilities``, and its name and version.
-
-    Args:
-        uri: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
-        tracking_uri: the MLflow store.
-        cache_dir: where local copies go (default :func:`fercore.stores.default_cache_dir`).
-        trust: load a model that is not one of this project's wrappers through ``mlflow.pyfunc``, which
-            unpickles it (and so runs whatever code its pickle holds).
-
-    Raises:
-        RegistryError: the URI names no model, version or alias in the store (the message lists the
-            aliases that exist), the store cannot be read or its server does not answer, the version's
-            files are missing, or the model is of another class and ``trust`` is off.
-    """
-    folder, label = local_copy(uri, tracking_uri, cache_dir)
-    return load_copy(folder, trust, label), label
-
-
 def local_copy(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> tuple[Path, str]:
     """The local copy of the registered model at ``uri`` (made or refreshed when the store changed), and its name
     and version; raises as :func:`load_predictor` does."""
-    cache = Path(cache_dir or default_cache_dir()) / "models"
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = cache_folder(cache_dir)
     stamp = store_stamp(tracking_uri)
     key = f"{tracking_uri} {uri}"
     entry = _read_index(cache).get(key)
@@ -185,7 +147,7 @@ def _download(name: str, version: str, dst: Path, what: str) -> dict[str, str]:
         download_version(name, version, dst)
         if not (dst / "MLmodel").exists():
             raise FileNotFoundError("no MLmodel file at its artifact location")
-        return _pyfunc_spec(dst)[1]
+        return pyfunc_spec(dst)[1]
     except (OSError, KeyError, TypeError, ValueError, TrackingError) as exc:
         if is_transient(exc):
             raise
@@ -193,26 +155,6 @@ def _download(name: str, version: str, dst: Path, what: str) -> dict[str, str]:
         raise ModelFilesMissing(f"{what}'s files are missing or unreadable in its store ({type(exc).__name__}: "
                                 f"{reason.splitlines()[0][:200]}): point the alias at another version, or train and "
                                 "register it again") from None
-
-
-def check_registered(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> str:
-    """``run.py check-model`` (``make serve`` runs it first): the registered model at ``uri``, and every member of an
-    ensemble, are the project's wrappers; returns its name and version.
-
-    Raises:
-        UntrustedModelError: one of them is not (its name and what was found).
-        RegistryError: the URI, the store or the files cannot be read.
-    """
-    folder, label = local_copy(uri, tracking_uri, cache_dir)
-    _check_with_members(folder, label)
-    return label
-
-
-def _check_with_members(folder: Path, label: str) -> None:
-    checked_wrapper(folder, label)
-    members = _member_folders(folder) if (folder / MEMBERS_FILE).exists() else {}
-    for version, sub in members.items():
-        _check_with_members(folder.parent / sub, f"member v{version} of {label}")
 
 
 def copied_versions(cache: Path) -> dict[Path, tuple[str, str, str]]:
@@ -227,7 +169,7 @@ def copied_versions(cache: Path) -> dict[Path, tuple[str, str, str]]:
     return out
 
 
-def _pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:
+def pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:
     """The MLmodel file's ``python_function`` flavor, and its artifacts' local paths."""
     spec = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
     return spec, {k: str(folder / v["path"]) for k, v in (spec.get("artifacts") or {}).items()}
@@ -242,93 +184,19 @@ def ensemble_spec(name: str, version: str) -> dict:
 
 def network_folder(folder: Path) -> Path:
     """The saved network (:func:`fercore.models.io.save_model`'s folder) inside a copied single-model version."""
-    artifacts = _pyfunc_spec(folder)[1]
+    artifacts = pyfunc_spec(folder)[1]
     if "model" not in artifacts:
         raise FileNotFoundError(f"{folder} holds no single network (an ensemble?)")
     return Path(artifacts["model"])
 
 
-def load_copy(folder: Path, trust: bool = False, what: str = "") -> Predict:
-    """``images -> probabilities`` of a copied version (see the module docstring for what is skipped); a model
-    of another class only when ``trust`` is set (``mlflow.pyfunc`` unpickles it: its pickle can run any code).
-
-    Raises:
-        UntrustedModelError: the model (or a member of an ensemble) is not one of the project's wrappers and
-            ``trust`` is off (:func:`fercore.serving.model_guard.checked_wrapper`).
-    """
-    from fercore.models.inference import ensemble_probabilities, load_for_inference
-
-    spec, artifacts = _pyfunc_spec(folder)
-    wrapper = checked_wrapper(folder, what, trust)
-    if wrapper == "FerEmotionModel":
-        return load_for_inference(artifacts["model"], spec.get("config")).predict_proba
-    if wrapper == "FerEnsembleModel":
-        spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
-        members = {v: load_copy(folder.parent / sub, trust, f"member v{v} of {what or folder}")
-                   for v, sub in _member_folders(folder).items()}
-        return lambda images: ensemble_probabilities(spec, {v: m(images) for v, m in members.items()})
-    from fercore.tracking.registry import load_pyfunc, pyfunc_predict
-
-    return pyfunc_predict(load_pyfunc(folder))
-
-
-def load_network(folder: Path, what: str = ""):
-    """The torch network of a copied single-model version, ready for inference (its embeddings: monitoring and
-    promotion's drift reports).
-
-    Raises:
-        UntrustedModelError: the model is not one of the project's wrappers.
-        RegistryError: it is an ensemble.
-    """
-    from fercore.models.inference import load_for_inference
-
-    spec, artifacts = _pyfunc_spec(folder)
-    if checked_wrapper(folder, what) != "FerEmotionModel":
-        raise RegistryError(f"{what or folder} is an ensemble: embed one of its members")
-    return load_for_inference(artifacts["model"], spec.get("config")).module
-
-
-def version_predictor(name: str, version: str, tracking_uri: str, cache_dir: str | Path | None = None) -> Predict:
-    """``images -> probabilities`` of ``name`` version ``version``, from its local copy (never unpickled)."""
-    cache = Path(cache_dir or default_cache_dir()) / "models"
-    cache.mkdir(parents=True, exist_ok=True)
-    return load_copy(copy_version(name, version, tracking_uri, cache), what=f"{name} v{version}")
-
-
-def version_network(name: str, version: str, tracking_uri: str, cache_dir: str | Path | None = None):
-    """:func:`load_network` of ``name`` version ``version``'s local copy."""
-    cache = Path(cache_dir or default_cache_dir()) / "models"
-    cache.mkdir(parents=True, exist_ok=True)
-    return load_network(copy_version(name, version, tracking_uri, cache), f"{name} v{version}")
-
-
-def _member_folders(folder: Path) -> dict[str, str]:
+def member_folders(folder: Path) -> dict[str, str]:
     """An ensemble copy's member versions -> their copies' folder names."""
     return json.loads((folder / MEMBERS_FILE).read_text())
 
 
-Explain = Callable[[np.ndarray, np.ndarray], np.ndarray]  # uint8 faces (N, 48, 48), classes (N,) -> maps (N, 48, 48)
-
-
-def load_explainer(folder: Path) -> Explain:
-    """Class activation maps of a copied version (:mod:`fercore.explain.cam`): a single model's own, an ensemble's
-    from its members (routed: the routing member's map; averaging: the weighted sum).
-
-    Raises:
-        ExplainError: the model is not one of this project's wrappers, or its family has no supported layer.
-    """
-    from fercore.explain.cam import ExplainError, class_activation_maps, ensemble_maps
-    from fercore.models.io import load_model
-
-    spec, artifacts = _pyfunc_spec(folder)
-    try:
-        wrapper = checked_wrapper(folder)
-    except RegistryError as exc:
-        raise ExplainError(f"its maps cannot be drawn: {exc}") from None
-    if wrapper == "FerEmotionModel":
-        model = load_model(artifacts["model"])
-        class_activation_maps(model, np.zeros((0, 48, 48), np.uint8), [])  # an unsupported family fails here, by name
-        return lambda images, classes: class_activation_maps(model, images, classes)
-    ensemble = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
-    members = {v: load_model(network_folder(folder.parent / sub)) for v, sub in _member_folders(folder).items()}
-    return lambda images, classes: ensemble_maps(ensemble, members, images, classes)
+def cache_folder(cache_dir: str | Path | None = None) -> Path:
+    """Where local copies go: ``<cache_dir>/models`` (default :func:`fercore.stores.default_cache_dir`), made."""
+    cache = Path(cache_dir or default_cache_dir()) / "models"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
