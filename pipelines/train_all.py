@@ -106,7 +106,10 @@ def train_all_pipeline(config: Config) -> None:
 
 def print_summary(run, config: Config) -> None:
     """The end of a ``train_all`` on the console: what the contest and the promotion decided, where to look."""
-    from fercore.promotion.console import console_summary
+    import sys
+    from pathlib import Path
+
+    from fercore.promotion.console import as_typed, console_summary
     from fercore.tracking.store import run_url
 
     step = run.steps.get("promote_models")
@@ -114,4 +117,4 @@ def print_summary(run, config: Config) -> None:
         return
     summary = step.outputs["promotion"][0].load()
     url = run_url(config.registry.tracking_uri, summary["promotion_run"])
-    print(console_summary(summary, config.registry.model_name, url, run.name))
+    print(console_summary(summary, config.registry.model_name, url, run.name, as_typed(sys.executable, Path.cwd())))

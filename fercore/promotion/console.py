@@ -3,12 +3,24 @@ last lines, and the pipeline run's metadata in ZenML."""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 
-def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, zenml_run: str) -> str:
+def as_typed(executable: str | Path, cwd: str | Path) -> str:
+    """``executable`` as a user types it from ``cwd``: relative when inside it (``.venv/bin/python``), else whole;
+    the venv's interpreter is not on the PATH of a fresh shell, so ``python`` alone would be another one."""
+    path, here = Path(executable), Path(cwd).resolve()
+    shown = path.relative_to(here) if path.is_relative_to(here) else path
+    return shlex.quote(str(shown))
+
+
+def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, zenml_run: str,
+                    python: str = ".venv/bin/python") -> str:
     """The last lines of a ``train_all`` on the console: the contenders, each emotion's winner, the aliases that
-    moved and why, and where to look next."""
+    moved and why, and where to look next (``python``: this interpreter as typed from the project folder, so the
+    commands work as printed in a fresh shell: :func:`as_typed`)."""
     lines = ["", f"Promotion of {model_name}: decided on validation, test reported", "",
              f"  {'candidate':<24} {'minutes':>8} {'val acc':>8} {'test acc':>9}"]
     for c in summary["candidates"]:
@@ -26,8 +38,8 @@ def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, z
     champion = summary["aliases"].get("champion")
     lines += ["", "Where to look:",
               f"  MLflow   make mlflow-ui, then {mlflow_url} (the promotion run: tables, drift reports)",
-              f"  ZenML    zenml login --local, then the run {zenml_run}",
-              f"  predict  python run.py predict PHOTO_OR_FOLDER   (models:/{model_name}@champion = v{champion})"]
+              f"  ZenML    {str(Path(python).parent / 'zenml')} login --local, then the run {zenml_run}",
+              f"  predict  {python} run.py predict PHOTO_OR_FOLDER   (models:/{model_name}@champion = v{champion})"]
     return "\n".join(lines)
 
 

@@ -60,6 +60,7 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
         run = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg)
     key = job.key()
     resume = job.checkpoints is not None and job.checkpoints.exists(key)
+    job.epochs_before = epochs_before  # the console numbers epochs across rungs, as MLflow's steps do
     with resumed(run), resumed(open_child_run(run, info, rung_name, key, resume), finish=True) as child:
         job.on_epoch_end = EpochLogger([child, run.run_id], info.tracking_uri, epochs_before)
         result = distributed.train_in_processes(job, processes)

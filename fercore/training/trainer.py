@@ -69,6 +69,7 @@ class TrainJob:
     teacher_probs: np.ndarray | None = None
     start_digest: str = ""
     name: str = "training"  # the contender's: its progress bar's label
+    epochs_before: int = 0  # epochs of this contender's earlier rungs: the console numbers epochs across rungs
 
     def key(self) -> str:
         """Identifies the job (:func:`job_key`): a checkpoint is resumed only by the same job."""
@@ -76,11 +77,25 @@ class TrainJob:
 
     def trainer(self) -> Trainer:
         return Trainer(self.model, self.cfg, self.checkpoints, self.on_epoch_end, self.on_epoch_start, self.teacher_probs,
-                       self.start_digest, self.name)
+                       self.start_digest, self.name, self.epochs_before)
 
     def run(self) -> TrainResult:
         """Trains the model in place, in this process."""
         return self.trainer().fit(self.dataset, self.plan)
+
+
+_CONSOLE: list[Any] = []
+
+
+def console() -> Any | None:
+    """A handle of its own on the terminal that standard output shows (None when it is not a terminal): progress bars
+    drawn there reach the person watching, not the logs that capture ``sys.stdout`` (ZenML's step logs)."""
+    if not _CONSOLE:
+        try:
+            _CONSOLE.append(os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1) if sys.stdout.isatty() else None)
+        except (AttributeError, OSError, ValueError):  # a captured stdout without a file descriptor
+            _CONSOLE.append(None)
+    return _CONSOLE[0]
 
 
 @dataclass
@@ -119,9 +134,10 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainingConfig, checkpoints: CheckpointStore | str | Path | None = None,
                  on_epoch_end: EpochCallback | None = None,
                  on_epoch_start: Callable[[int, nn.Module], None] | None = None,
-                 teacher_probs: np.ndarray | None = None, start_digest: str = "", name: str = "training"):
+                 teacher_probs: np.ndarray | None = None, start_digest: str = "", name: str = "training",
+                 epochs_before: int = 0):
         self.cfg, self.on_epoch_end, self.on_epoch_start = cfg, on_epoch_end, on_epoch_start
-        self.start_digest, self.name = start_digest, name
+        self.start_digest, self.name, self.epochs_before = start_digest, name, epochs_before
         distill = getattr(cfg, "distill", None)
         if (teacher_probs is None) != (distill is None or not distill.enabled):
             raise ValueError("teacher_probs are needed exactly when distill.enabled is set")
@@ -225,11 +241,14 @@ class Trainer:
                 loop.progress.bad_epochs = 0
             if loop.progress.bad_epochs >= cfg.patience:
                 loop.progress.result.stopped_early = True
-                logger.info("Early stopping after epoch %d (best epoch %d)", epoch + 1, loop.progress.result.best_epoch)
+                loop.bar.close()  # the message on a line of its own, under the bar where it stopped
+                logger.info("%s: early stopping after %s (best: epoch %d)", self.name, self._epoch_label(epoch + 1),
+                            self.epochs_before + loop.progress.result.best_epoch)
                 break
             if loop.sched.budget_s and loop.sched.finished() and epoch + 1 < cfg.epochs:
-                logger.info("max_train_minutes reached in epoch %d of %d (%d of %d rows); the schedule annealed "
-                            "within the budget", epoch + 1, cfg.epochs, trained, rows)
+                loop.bar.close()
+                logger.info("%s: max_train_minutes reached in %s (%d of %d rows); the schedule annealed within the "
+                            "budget", self.name, self._epoch_label(epoch + 1), trained, rows)
                 break
         loop.bar.close()
         return self._finish(loop, key, time.perf_counter() - t0)
@@ -251,13 +270,18 @@ class Trainer:
         self._restore(key, loop)
         # sized to what will run: the schedule's progress, which reaches 100 % at the last epoch or at the end of
         # max_train_minutes, whichever comes first (a bar of epochs would stop at 21 % when the budget ends)
-        # on stdout: ZenML stores a step's stderr lines as errors; refreshed every 30 s where no terminal shows it
+        # on the terminal only (its own handle on it: ZenML copies what goes through sys.stdout into the step's
+        # log, where every refresh would be a line); without a terminal the epoch lines alone say where it is
+        terminal = console()
         loop.bar = tqdm(total=BAR_STEPS, initial=round(sched.applied_progress * BAR_STEPS), desc=self.name, unit="‰",
-                        dynamic_ncols=True, disable=self.rank > 0, file=sys.stdout,
-                        mininterval=0.5 if sys.stdout.isatty() else 30.0,
+                        dynamic_ncols=True, disable=self.rank > 0 or terminal is None, file=terminal, mininterval=0.5,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
-        loop.bar.set_postfix_str(f"epoch {loop.progress.epoch + 1}/{cfg.epochs}", refresh=False)
+        loop.bar.set_postfix_str(self._epoch_label(loop.progress.epoch + 1), refresh=False)
         return loop
+
+    def _epoch_label(self, epoch: int) -> str:
+        """``epoch 9/31``: numbered across the contender's rungs, as its MLflow run and its model card count them."""
+        return f"epoch {self.epochs_before + epoch}/{self.epochs_before + self.cfg.epochs}"
 
     def _keep_start_weights(self, progress: Progress, val: FerDataset) -> None:
         """A warm restart's baseline: the start weights, kept unless an epoch validates better."""
@@ -289,11 +313,12 @@ class Trainer:
             progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights.state_dict().items()}
         else:
             progress.bad_epochs += 1
-        loop.bar.set_postfix_str(f"epoch {epoch + 2 if epoch + 1 < self.cfg.epochs else epoch + 1}/{self.cfg.epochs}, "
-                                 f"loss {train_loss:.3f}, val_loss {val_loss:.3f}, val_acc {val_acc:.3f}")
+        # the bar shows the epoch under way; the line logged says which epoch these figures are of
+        loop.bar.set_postfix_str(f"{self._epoch_label(min(epoch + 2, self.cfg.epochs))}, last loss {train_loss:.3f}, "
+                                 f"val_loss {val_loss:.3f}, val_acc {val_acc:.3f}")
         with loop.bar.external_write_mode():  # the line goes above the bar, not glued to it
-            logger.info("%s epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f", self.name, epoch + 1,
-                        self.cfg.epochs, train_loss, val_loss, val_acc)
+            logger.info("%s %s: loss %.4f, val_loss %.4f, val_accuracy %.4f", self.name, self._epoch_label(epoch + 1),
+                        train_loss, val_loss, val_acc)
         return metrics, len(rows), trained
 
     def _finish(self, loop: _Loop, key: str, wall_s: float) -> TrainResult:

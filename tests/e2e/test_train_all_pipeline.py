@@ -355,8 +355,10 @@ def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps
     status = _step_status(_zenml_run())
     champion = client.get_model_version_by_alias("fer-test", "champion").version
     last = result.stdout.rstrip().splitlines()  # the console ends with the result and where to look
-    assert last[-1] == f"  predict  python run.py predict PHOTO_OR_FOLDER   (models:/fer-test@champion = v{champion})"
-    assert last[-2] == f"  ZenML    zenml login --local, then the run {_zenml_run().name}"
+    python = Path(sys.executable)  # as typed from the project folder: works in a fresh shell, unlike a bare `python`
+    typed = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python
+    assert last[-1] == f"  predict  {typed} run.py predict PHOTO_OR_FOLDER   (models:/fer-test@champion = v{champion})"
+    assert last[-2] == f"  ZenML    {typed.parent / 'zenml'} login --local, then the run {_zenml_run().name}"
     assert "Promotion of fer-test: decided on validation, test reported" in last
     assert any(line.startswith("  surprise ") for line in last) and "Aliases moved: 0 (every holder kept its alias)" in last
     metadata = _zenml_run().run_metadata  # the run's page in ZenML

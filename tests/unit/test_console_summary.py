@@ -39,8 +39,16 @@ def test_the_summary_names_contenders_winners_moves_and_where_to_look():
         "Where to look:",
         "  MLflow   make mlflow-ui, then http://127.0.0.1:5000/#/experiments/1/runs/abc (the promotion run: tables, "
         "drift reports)",
-        "  ZenML    zenml login --local, then the run fer_train_all-2026_12_04",
-        "  predict  python run.py predict PHOTO_OR_FOLDER   (models:/fer2013-emotion@champion = v3)"]
+        "  ZenML    .venv/bin/zenml login --local, then the run fer_train_all-2026_12_04",
+        "  predict  .venv/bin/python run.py predict PHOTO_OR_FOLDER   (models:/fer2013-emotion@champion = v3)"]
+
+
+def test_commands_are_printed_as_they_run_from_the_project_folder(tmp_path):
+    from fercore.promotion.console import as_typed
+
+    assert as_typed(tmp_path / ".venv" / "bin" / "python", tmp_path) == ".venv/bin/python"
+    assert as_typed("/usr/bin/python3", tmp_path) == "/usr/bin/python3"  # outside the folder: the whole path
+    assert as_typed("/opt/my env/bin/python", tmp_path) == "'/opt/my env/bin/python'"
 
 
 def test_no_move_says_every_holder_kept_its_alias():
