@@ -106,7 +106,9 @@ def annotate(path: Path, faces: list[Face], captions: list[str], target: Path,
              overlays: list[np.ndarray] | None = None) -> Path:
     """Writes the photo with each face's box and caption to ``target`` (a PNG); the caption
     sits on a filled band above the box (below it at the photo's top edge), its text sized to the box.
-    ``overlays`` (RGB, one per face, e.g. a class activation map over the crop) are laid over each face's window."""
+    ``overlays`` (RGB, one per face, e.g. a class activation map over the crop) are laid over each face's box: the
+    overlay is sized to the face's window (the crop, with its margin) and the part over the box is drawn, so it fits
+    the box and the caption above it covers none of it."""
     from PIL import ImageDraw, ImageFont
 
     with Image.open(path) as img:
@@ -114,8 +116,9 @@ def annotate(path: Path, faces: list[Face], captions: list[str], target: Path,
         wide = upright.mode in ("I", "F") or upright.mode.startswith("I;16")  # convert() would clip these
         canvas = (Image.fromarray(to_gray8(upright)) if wide else upright).convert("RGB")
     for face, rgb in zip(faces, overlays or []):
-        left, top, side = face.window
-        canvas.paste(Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR), (left, top))
+        (left, top, side), (x, y, w, h) = face.window, face.box
+        window = Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR)
+        canvas.paste(window.crop((x - left, y - top, x - left + w, y - top + h)), (x, y))
     draw = ImageDraw.Draw(canvas)
     for face, caption in zip(faces, captions):
         x, y, w, h = face.box

@@ -77,6 +77,9 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{photos} photos, {faces} faces: {label} ({args.model})")
+    for what, folder in (("annotated photos", annotate_dir), ("photos with their maps", explain_dir)):
+        if folder is not None:
+            print(f"{what} written to {folder}")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return 2 if problems else 0

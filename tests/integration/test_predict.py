@@ -117,7 +117,8 @@ def test_run_py_predict_writes_json_and_annotated_photos_without_warnings(photos
     band_rows = np.argmin(red[:y, x + w - 3][::-1])  # ... as tall as the text, which is sized to the face
     assert band_rows >= w // 7, band_rows
     assert "no face found" in result.stdout
-    assert result.stdout.splitlines()[-1] == "3 photos, 1 faces: fer-photo v1 (models:/fer-photo@champion)"
+    assert result.stdout.splitlines()[-2:] == ["3 photos, 1 faces: fer-photo v1 (models:/fer-photo@champion)",
+                                               f"annotated photos written to {tmp_path / 'annotated'}"]
 
 
 def test_run_py_predict_names_a_missing_alias_with_those_that_exist(photos, registered):
@@ -354,6 +355,7 @@ def test_explain_writes_each_face_with_its_map_under_its_box_and_a_photo_without
                           "--annotate", str(tmp_path / "annotated"), "--explain", str(tmp_path / "explained"))
     assert result.returncode == 0, result.stderr
     assert "coffee.jpg" in result.stdout and "no face found" in result.stdout
+    assert result.stdout.splitlines()[-1] == f"photos with their maps written to {tmp_path / 'explained'}"
     assert sorted(p.name for p in (tmp_path / "explained").iterdir()) == ["astronaut.png"]  # no face, no photo
     out = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "out.json").read_text().splitlines())}
     assert out["astronaut.jpg"]["explained"] == str(tmp_path / "explained" / "astronaut.png")
@@ -364,5 +366,6 @@ def test_explain_writes_each_face_with_its_map_under_its_box_and_a_photo_without
     x, y, w, h = out["astronaut.jpg"]["faces"][0]["box"]
     inside = (slice(y + 5, y + h - 5), slice(x + 5, x + w - 5))
     assert np.abs(explained[inside] - annotated[inside]).mean() > 10  # the map lies over the face ...
-    np.testing.assert_array_equal(explained[y + h + 40:], annotated[y + h + 40:])  # ... and nowhere else
+    np.testing.assert_array_equal(explained[y + h + 40:], annotated[y + h + 40:])  # ... and nowhere else:
+    np.testing.assert_array_equal(explained[y:y + h, :x - 1], annotated[y:y + h, :x - 1])  # not in the crop's margin
     assert (explained[y - 2:y, x:x + w] == ANNOTATION_COLOUR).all()  # under the same box and caption
