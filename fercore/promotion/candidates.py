@@ -49,7 +49,8 @@ def overlap_note(trained_on: np.ndarray | None, val_hashes: np.ndarray, split_tr
     duplicates = int((seen & np.isin(val_hashes, split_train)).sum())
     text = f"{int(seen.sum())} of {len(val_hashes)}"
     if duplicates == seen.sum():
-        return f"{text}, all FER-2013 duplicates (an exact copy is in the training split)"
+        return (f"none beyond FER-2013's own duplicates ({text} validation images have an exact copy among the "
+                "training images, in any split of FER-2013)")
     return (f"{text} validation images were in its training data, {int(seen.sum()) - duplicates} of them beyond "
             "FER-2013's duplicates: its validation figures are optimistic")
 

@@ -35,6 +35,8 @@ def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, z
     lines += ["", f"Aliases moved: {len(moves)}" + ("" if moves else " (every holder kept its alias)")]
     lines += [(f"  @{m['alias']}: v{m['previous']} -> v{m['version']}" if m["previous"] else
                f"  @{m['alias']}: -> v{m['version']} (no holder yet)") + f"   {m['reason']}" for m in moves]
+    if summary.get("reasons", {}).get("champion"):  # said even when it kept its holder
+        lines += ["", f"Champion: {summary['reasons']['champion']}"]
     champion = summary["aliases"].get("champion")
     lines += ["", "Where to look:",
               f"  MLflow   make mlflow-ui, then {mlflow_url} (the promotion run: tables, drift reports)",
@@ -51,4 +53,5 @@ def run_metadata(summary: dict[str, Any]) -> dict[str, Any]:
             "aliases": {a: labels.get(f"v{v}", f"v{v}") for a, v in sorted(summary["aliases"].items())},
             "accuracy": {c["label"]: {"validation": c["val_accuracy"], "test": c["test_accuracy"]}
                          for c in summary["candidates"]},
-            "aliases_moved": len(summary["moves"])}
+            "aliases_moved": len(summary["moves"]),
+            "why": {k: v for k, v in summary.get("reasons", {}).items() if k in ("champion", "challenger", "ensemble")}}

@@ -92,7 +92,7 @@ def candidates_table(cands: list[Candidate]) -> pd.DataFrame:
         rows.append({"candidate": c.label, "new": c.new, "val macro_f1": c.score("macro_f1"),
                      "val accuracy": c.score("accuracy"), "test macro_f1": t.get("macro_f1", float("nan")),
                      "test accuracy": t.get("accuracy", float("nan")),
-                     "validation images it trained on": c.overlap or ("none" if c.new else ""),
+                     "validation images in its training data": c.overlap or ("none" if c.new else ""),
                      **({"contest": c.contest.split(";")[0].split(":")[0]} if any(x.contest for x in cands) else {})})
     return pd.DataFrame(rows)
 
@@ -220,12 +220,20 @@ def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | No
     return best
 
 
+def _ensemble_note(decision: Decision) -> str:
+    """Why an ensemble that scored higher is not champion, when that is so (:func:`_best_overall`)."""
+    if "ensemble" not in decision.reasons:
+        return ""
+    return (f"; not the ensemble: {decision.reasons['ensemble']} (an ensemble must lead the best single model beyond "
+            "the noise to be champion: it costs every member's prediction)")
+
+
 def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], metric: str, min_margin: float,
                      bootstrap: Bootstrap | None, decision: Decision) -> Candidate:
     """The ``champion`` alias (and ``previous-champion`` when it moves); returns the champion afterwards."""
     best, holder = _best_overall(cands, metric, bootstrap, decision), _by_version(cands).get(holders.get(CHAMPION) or "")
     lead = _lead(bootstrap, best, holder, metric)
-    figures = f"{metric} {best.score(metric):.4f}"
+    figures = f"{metric} {best.score(metric):.4f}" + _ensemble_note(decision)
     if holder is None:
         decision.moves.append(AliasMove(CHAMPION, best.version, None, figures))
         decision.reasons[CHAMPION] = f"{NO_HOLDER}: {figures}"
@@ -255,8 +263,10 @@ def _decide_challenger(cands: list[Candidate], holders: dict[str, str | None], c
     runner, current = others[0], _by_version(cands).get(holders.get(CHALLENGER) or "")
     if current is None or current.version == champion.version or runner.score(metric) > current.score(metric):
         if current is None or runner.version != current.version:
+            beats = runner.score(metric) > champion.score(metric)  # an ensemble whose lead was inside the noise
             decision.moves.append(AliasMove(CHALLENGER, runner.version, holders.get(CHALLENGER),
-                                            f"runner-up {metric} {runner.score(metric):.4f}"))
+                                            f"runner-up {metric} {runner.score(metric):.4f}"
+                                            + (_ensemble_note(decision) if beats else "")))
             decision.reasons[CHALLENGER] = f"move: v{runner.version} runner-up"
 
 

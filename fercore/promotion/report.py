@@ -37,7 +37,8 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
                 f"figures are reported only. {noise}\n\n{table_markdown(table)}\n\n"
                 f"### Per emotion (validation F1; every candidate's F1 and recall: promotion.csv)\n\n"
                 f"{plan.decision.markdown()}\n\n"
-                f"{calibration_markdown(fitted)}### Aliases now\n\n{aliases_markdown(holders_now, plan.cands)}")
+                f"{calibration_markdown(fitted)}### Why\n\n{reasons_markdown(plan.decision.reasons)}\n\n"
+                f"### Aliases now\n\n{aliases_markdown(holders_now, plan.cands)}")
     files = {"promotion.md": markdown, "promotion.csv": plan.decision.table.to_csv(index=False),
              "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,
              "prediction_drift.html": pred_report.html}
@@ -56,6 +57,14 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
         "promotion_run": promote_run_id,
     }
     return PromotionResult(markdown, data_report, pred_report, summary, files)
+
+
+def reasons_markdown(reasons: dict[str, str]) -> str:
+    """The overall aliases' reasons, and why an ensemble that scored higher is not champion (per-emotion reasons
+    are in the table above)."""
+    keys = [k for k in ("champion", "challenger", "ensemble") if k in reasons]
+    labels = {"ensemble": "not the ensemble"}
+    return "\n".join(f"- `{labels.get(k, '@' + k)}`: {reasons[k]}" for k in keys) or "- no overall alias was decided"
 
 
 def _fmt(x: float) -> str:

@@ -284,3 +284,19 @@ def test_the_registered_model_explains_its_aliases_and_the_experiment_opens_on_m
     for section in ("**Data**: FER-2013", "dataset sha256 `", "**Validation** (what promotion decides on)",
                     "| disgust |", "declares no input schema on purpose", f'"models:/{NAME}/VERSION"', "**Limitations**"):
         assert section in card, section
+
+
+def test_the_overlap_names_fer2013s_own_duplicates_as_such_and_warns_beyond_them():
+    import numpy as np
+
+    from fercore.promotion.candidates import overlap_note
+
+    val, split_train = np.array([1, 2, 3, 4]), np.array([2, 9])  # image 2 has an exact copy in training
+    assert overlap_note(split_train, val, split_train) == (
+        "none beyond FER-2013's own duplicates (1 of 4 validation images have an exact copy among the training "
+        "images, in any split of FER-2013)")
+    assert overlap_note(np.array([2, 3, 4]), val, split_train) == (
+        "3 of 4 validation images were in its training data, 2 of them beyond FER-2013's duplicates: its validation "
+        "figures are optimistic")
+    assert overlap_note(np.array([7]), val, split_train) == "none"
+    assert overlap_note(None, val, split_train) == "unknown (no record of its training images)"

@@ -51,9 +51,11 @@ def test_commands_are_printed_as_they_run_from_the_project_folder(tmp_path):
     assert as_typed("/opt/my env/bin/python", tmp_path) == "'/opt/my env/bin/python'"
 
 
-def test_no_move_says_every_holder_kept_its_alias():
-    text = console_summary({**SUMMARY, "moves": []}, "m", "url", "run")
-    assert "Aliases moved: 0 (every holder kept its alias)" in text.splitlines()
+def test_no_move_says_every_holder_kept_its_alias_and_why_the_champion_stays():
+    kept = "keep v2: best candidate v3 macro_f1 0.6400 leads 0.6300 by +0.010 [-0.004, +0.024], inside the noise"
+    lines = console_summary({**SUMMARY, "moves": [], "reasons": {"champion": kept}}, "m", "url", "run").splitlines()
+    assert "Aliases moved: 0 (every holder kept its alias)" in lines
+    assert lines[lines.index("Aliases moved: 0 (every holder kept its alias)") + 2] == f"Champion: {kept}"
 
 
 def test_the_runs_metadata_names_the_champion_the_holders_and_each_accuracy():
@@ -62,4 +64,6 @@ def test_the_runs_metadata_names_the_champion_the_holders_and_each_accuracy():
         "aliases": {"challenger": "v9", "champion": "v3 (vgg7)", "champion-disgust": "v2 (resnet)"},
         "accuracy": {"v3 (vgg7)": {"validation": 0.6512, "test": 0.6843},
                      "v2 (resnet)": {"validation": 0.6401, "test": 0.6622}},
-        "aliases_moved": 2}
+        "aliases_moved": 2, "why": {}}
+    why = {"champion": "move: ...", "ensemble": "v5 leads the best single model v3 by +0.005 [-0.01, +0.02]: noise"}
+    assert run_metadata({**SUMMARY, "reasons": {**why, "champion-angry": "move: ..."}})["why"] == why

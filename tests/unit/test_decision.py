@@ -205,6 +205,21 @@ def test_a_move_names_its_runner_up_with_the_bootstraps_interval_and_a_lone_cand
         "| happy | v3 (cnn) | — | — | — | assign (no holder yet) |")
 
 
+def test_why_a_better_scoring_ensemble_is_not_champion_is_said_in_both_aliases_reasons():
+    single, ensemble = judged("1", 150), judged("9", 146, offset=4, family="ensemble")
+    decision = decide([single, ensemble], {}, bootstrap=BOOT)
+    lead = BOOT.lead(ensemble.probs.argmax(1), single.probs.argmax(1))
+    note = (f"; not the ensemble: v9 leads the best single model v1 by {lead}: noise (an ensemble must lead the best "
+            "single model beyond the noise to be champion: it costs every member's prediction)")
+    moves = {m.alias: m for m in decision.moves}
+    assert ensemble.score("macro_f1") > single.score("macro_f1") and moves["champion"].version == "1"
+    assert moves["champion"].reason == f"macro_f1 {single.score('macro_f1'):.4f}{note}"
+    assert moves["challenger"].version == "9" and moves["challenger"].reason == (
+        f"runner-up macro_f1 {ensemble.score('macro_f1'):.4f}{note}")
+    plain = decide([single, judged("2", 148, offset=4)], {}, bootstrap=BOOT)  # no ensemble: nothing to explain
+    assert "ensemble" not in {m.alias: m for m in plain.moves}["champion"].reason
+
+
 def test_routes_follow_the_holders_ties_significance_and_never_an_ensemble():
     from fercore.promotion.decision import routes_of
 
@@ -241,10 +256,10 @@ def test_the_candidates_table_and_its_markdown():
     table = candidates_table([a, b])
     assert table.to_dict("records") == [
         {"candidate": "v1 (vgg7)", "new": True, "val macro_f1": 0.5, "val accuracy": 0.5, "test macro_f1": 0.4375,
-         "test accuracy": 0.4375, "validation images it trained on": "none", "contest": "trained all 2 rungs"},
+         "test accuracy": 0.4375, "validation images in its training data": "none", "contest": "trained all 2 rungs"},
         {"candidate": "v2 (cnn)", "new": False, "val macro_f1": 0.375, "val accuracy": 0.375,
          "test macro_f1": pytest.approx(float("nan"), nan_ok=True), "test accuracy": pytest.approx(float("nan"), nan_ok=True),
-         "validation images it trained on": "", "contest": "stopped after rung 1 of 2"}]
+         "validation images in its training data": "", "contest": "stopped after rung 1 of 2"}]
     a.contest = ""
     assert "contest" not in candidates_table([a]).columns  # no rungs: no column
     assert table_markdown(table) == (
