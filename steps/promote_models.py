@@ -1,5 +1,6 @@
 """Step: pick the champion per emotion and overall on validation, register the routed ensemble, report drift."""
 
+import logging
 from typing import Annotated, Any
 
 from zenml import get_step_context, log_metadata, step
@@ -15,6 +16,8 @@ from fercore.promotion.promote import promote
 from fercore.tracking.runs import log_files
 from materializers import PngFigureMaterializer
 from steps.common import run_info
+
+logger = logging.getLogger(__name__)
 
 
 @step(enable_cache=False,  # reads the registry's current aliases: never cached
@@ -46,6 +49,7 @@ def promote_models(
         figure of mean maps (without a PNG when no contender drew maps), and the drift reports' light view.
     """
     out = promote(registry.model_name, dataset, list(zip(registrations, predictions)), config, run_info(registry))
+    logger.info("The decision (validation decides, test is reported):\n%s", out.markdown)  # the step's log holds it
     log_metadata(metadata=out.summary, infer_artifact=True, artifact_name="promotion")
     log_metadata(metadata=run_metadata(out.summary), run_id_name_or_prefix=get_step_context().pipeline_run.id)
     figure = contest_figure(registrations, explanations, out.summary["per_emotion"])
@@ -53,5 +57,5 @@ def promote_models(
         log_files(out.summary["promotion_run"], {"contest_maps.png": figure.png}, "promotion")
     return (MarkdownString(out.markdown), HTMLString(out.data_drift.html), HTMLString(out.prediction_drift.html),
             out.summary, figure, MarkdownString(out.data_drift.markdown("Image drift: train -> test")
-                                                + "\n" + out.prediction_drift.markdown("Predicted classes: champion -> "
-                                                                                       "best new model")))
+                                                + "\n" + out.prediction_drift.markdown("Predicted classes: the champion "
+                                                                                       "-> the model compared")))

@@ -138,6 +138,18 @@ def drift_reports(name: str, dataset: FerDataset, new: list[Candidate], cands: l
     if data.drifted:
         logger.warning("Drift detected between train and test images: %s", data.summary())
     labels = lambda c: [CLASS_NAMES[i] for i in c.test_probs.argmax(axis=1)]  # noqa: E731
-    return data, prediction_drift(labels(champion), labels(best_new), (
+    other, which = compared_with(champion, best_new, cands, config.metric)
+    return data, prediction_drift(labels(champion), labels(other), (
         f"the classes {champion.label} (the champion) predicts on the {len(test)} test images",
-        f"those {best_new.label} (this run's best new model) predicts"))
+        f"those {other.label} ({which}) predicts"))
+
+
+def compared_with(champion: Candidate, best_new: Candidate, cands: list[Candidate], metric: str) -> tuple[Candidate, str]:
+    """The model whose predicted classes the champion's are compared with, and what it is: this run's best new model,
+    or, when that is the champion itself (a comparison that could only say "no drift"), the best other candidate."""
+    if best_new.version != champion.version:
+        return best_new, "this run's best new model"
+    others = sorted((c for c in cands if c.version != champion.version), key=lambda c: -c.score(metric))
+    if not others:
+        return champion, "the champion itself: no other candidate to compare with"
+    return others[0], f"the best other candidate by validation {metric}, as this run's best new model is the champion"

@@ -175,7 +175,7 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     assert "contest_maps.png" in names
     drift = run.steps["promote_models"].outputs["drift_summary"][0].load()  # the reports' light view
     assert "### Image drift: train -> test\n\nReference: " in drift and "training images (a random sample of" in drift
-    assert "| brightness | " in drift and "### Predicted classes: champion -> best new model" in drift
+    assert "| brightness | " in drift and "### Predicted classes: the champion -> the model compared" in drift
     averaged = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "averaged"]
     assert len(averaged) == 1 and len(averaged[0].tags["members"].split(",")) == 3
     assert "| member | weight | temperature | ECE before | ECE after |" in table

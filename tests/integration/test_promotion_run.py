@@ -300,3 +300,17 @@ def test_the_overlap_names_fer2013s_own_duplicates_as_such_and_warns_beyond_them
         "figures are optimistic")
     assert overlap_note(np.array([7]), val, split_train) == "none"
     assert overlap_note(None, val, split_train) == "unknown (no record of its training images)"
+
+
+def test_prediction_drift_never_compares_the_champion_with_itself():
+    from fercore.promotion.decision import Candidate
+    from fercore.promotion.promote import compared_with
+
+    def c(version: str, f1: float) -> Candidate:
+        return Candidate(version, "cnn", _eval(f1), np.zeros((1, 7)))
+
+    champion, runner, weak = c("3", 0.6), c("2", 0.5), c("1", 0.4)
+    assert compared_with(champion, runner, [champion, runner, weak], "macro_f1") == (runner, "this run's best new model")
+    other, which = compared_with(champion, champion, [weak, champion, runner], "macro_f1")  # the best new is the champion
+    assert other is runner and which.startswith("the best other candidate by validation macro_f1")
+    assert compared_with(champion, champion, [champion], "macro_f1")[1].startswith("the champion itself: no other")
