@@ -12,13 +12,14 @@ from pathlib import Path
 
 from fercore.config import PromotionConfig
 from fercore.data.dataset import FerDataset
+from fercore.data.duplicates import split_digest
 from fercore.evaluation.metrics import flat_metrics
 from fercore.models.inference import ENSEMBLE_FILE
 from fercore.promotion.aliases import apply_moves
 from fercore.promotion.decision import AliasMove
 from fercore.promotion.ensembles import EnsembleCandidate
 from fercore.promotion.journal import RegistryJournal
-from fercore.promotion.model_cards import alias_cards, model_description
+from fercore.promotion.model_cards import alias_cards, ensemble_card, model_description
 from fercore.promotion.plan import Plan
 from fercore.serving.pyfunc import FerEnsembleModel
 from fercore.tracking import registry
@@ -69,12 +70,14 @@ def register_ensemble(name: str, ensemble: EnsembleCandidate, dataset: FerDatase
     tags = {"family": "ensemble", "contender": cand.contender, "zenml_run_id": info.zenml_run_id,
             "members": ",".join(ensemble.members), **ensemble.identity, "val_accuracy": f"{v['accuracy']:.4f}",
             "val_macro_f1": f"{v['macro_f1']:.4f}", "test_accuracy": f"{t['accuracy']:.4f}",
-            "test_macro_f1": f"{t['macro_f1']:.4f}"}
+            "test_macro_f1": f"{t['macro_f1']:.4f}", "dataset_sha256": str(dataset.metadata.get("sha256")),
+            "val_images": split_digest(dataset)}
+    card = ensemble_card(name, cand.contender, ensemble.members, ensemble.description, tags, dataset, cand.evaluation,
+                         cand.test_evaluation)
     with one_off_run(info, f"register-{cand.contender}", {"spec": json.dumps(ensemble.spec)},
                      info.tags(family="ensemble")) as run_id, tempfile.TemporaryDirectory() as tmp:
         log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"), **flat_metrics(cand.test_evaluation, "test")})
         path = Path(tmp) / ENSEMBLE_FILE
         path.write_text(json.dumps(ensemble.spec, indent=2))
-        return registry.log_and_register(run_id, FerEnsembleModel(), {"ensemble": str(path)}, name, tags,
-                                         f"{ensemble.description}\n\n{cand.test_evaluation.markdown()}",
+        return registry.log_and_register(run_id, FerEnsembleModel(), {"ensemble": str(path)}, name, tags, card,
                                          dataset.split("test").images[:4])

@@ -6,39 +6,73 @@ from __future__ import annotations
 from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES, LIMITATIONS
 from fercore.data.dataset import FerDataset
+from fercore.evaluation.metrics import Evaluation
 from fercore.models import count_parameters
 from fercore.promotion.decision import Candidate
 from fercore.promotion.trained import TrainedModel
 from fercore.tracking import registry
 
+KIND = {"cnn": "a convolutional network trained from scratch", "vit": "a Vision Transformer",
+        "ensemble": "an ensemble of registered versions"}
+TERMS = ("`kept_weights`: which weights were kept, those of the best epoch (`raw`), their moving average (`ema`) or "
+         "the rung's start weights (`start`), by validation loss; `contest`: what the rungs decided (a contender that "
+         "can no longer win stops after its first rung); `continued_from`: the version it continued training from.")
+
+
+def opening(what: str, family: str, validation: Evaluation, test: Evaluation, val_images: int) -> str:
+    """The card's first line, plain: what the version is, how good it is and on what."""
+    return (f"**{what}**, {KIND.get(family, family)} that names the emotion of a 48x48 grayscale face (7 emotions): "
+            f"{validation.overall['accuracy']:.1%} of the {val_images:,} validation faces right (macro-F1 "
+            f"{validation.overall['macro_f1']:.3f}: what promotion decides on), {test.overall['accuracy']:.1%} of the "
+            "test faces (reported only).")
+
 
 def model_card(model_name: str, trained: TrainedModel, tags: dict[str, str], dataset: FerDataset) -> str:
-    """A version's description in the registry: what it is, what it was trained on, how it scores, how to call it,
-    and what it cannot do. The aliases it holds, and why, are added by promotion (:func:`card_with_aliases`)."""
+    """A version's description in the registry: what it is and how good (one plain sentence), what it was trained
+    on, how it scores, how to call it, and what it cannot do; its design terms explained. The aliases it holds, and
+    why, are added by promotion (:func:`card_with_aliases`)."""
     contender = trained.tags.get("contender", trained.family)
     design = ", ".join(f"{k} {tags[k]}" for k in ("architecture", "checkpoint", "continued_from", "distill_teacher",
                                                    "kept_weights", "total_epochs", "total_training_minutes", "contest")
                        if tags.get(k))
+    first = opening(f"{contender}", trained.family, trained.validation, trained.test, len(dataset.split("val")))
+    return (f"## {contender} ({trained.family})\n\n{first}\n\n**Design**: {count_parameters(trained.model):,} "
+            f"parameters; {design or 'no training record'}. {TERMS}\n\n"
+            + card_body(model_name, tags, dataset, trained.validation, trained.test, trained.tta))
+
+
+def ensemble_card(model_name: str, contender: str, members: list[str], spec_line: str, tags: dict[str, str],
+                  dataset: FerDataset, validation: Evaluation, test: Evaluation) -> str:
+    """An ensemble version's card, as complete as a contender's: its members and how it combines them, its data,
+    its validation and test figures (labelled), usage and limitations."""
+    first = opening(f"{contender} ensemble", "ensemble", validation, test, len(dataset.split("val")))
+    listed = ", ".join(f"v{m}" for m in members)
+    return (f"## {contender} (ensemble)\n\n{first}\n\n**Members**: {listed} of `{model_name}`, loaded by version "
+            f"when it loads (a member deleted from the registry is named when it fails). {spec_line} Its validation "
+            "figures are out of fold: what it was fitted on is never what it is scored on.\n\n"
+            + card_body(model_name, tags, dataset, validation, test, "each member's own"))
+
+
+def card_body(model_name: str, tags: dict[str, str], dataset: FerDataset, validation: Evaluation, test: Evaluation,
+              tta: str) -> str:
+    """What every card holds after its opening: data lineage, validation and test figures, input, usage, limits."""
     lineage = (f"dataset sha256 `{tags.get('dataset_sha256', 'not recorded')}`, validation images digest "
                f"`{tags.get('val_images', 'not recorded')}`, train/val/test images {len(dataset.split('train'))} / "
                f"{len(dataset.split('val'))} / {len(dataset.split('test'))}"
                + (f", incoming batches {tags['incoming_batches']}" if tags.get("incoming_batches") else "")
                + f"; pipeline run `{tags.get('zenml_run_id') or 'not recorded'}`")
-    v = trained.validation.overall
-    return f"""## {contender} ({trained.family})
-
-{count_parameters(trained.model):,} parameters; {design or 'no training record'}.
-
-**Data**: FER-2013 (48x48 grayscale faces, 7 emotions); {lineage}.
+    v = validation.overall
+    return f"""**Data**: FER-2013 (48x48 grayscale faces, 7 emotions); {lineage}.
 
 **Validation** (what promotion decides on): accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}.
-**Test** (reported only), per emotion:
 
-{trained.test.markdown()}
+**Test** (reported only, never decides), per emotion:
+
+{test.markdown()}
 
 **Input**: uint8 faces `(N, 48, 48)`, grayscale 0-255. The version declares no input schema on purpose: MLflow's
 schema enforcement would cast float pixels to uint8 silently (0.5 becomes 0); the model refuses float pixels itself,
-naming the dtype. **Output**: per face a `label` and the 7 probabilities. Test-time views: {trained.tta}.
+naming the dtype. **Output**: per face a `label` and the 7 probabilities. Test-time views: {tta}.
 
 ```python
 import mlflow, numpy as np

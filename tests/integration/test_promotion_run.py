@@ -280,10 +280,31 @@ def test_the_registered_model_explains_its_aliases_and_the_experiment_opens_on_m
     experiment = MlflowClient().get_experiment_by_name("promo")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     card = MlflowClient().get_model_version(NAME, version).description  # the version's model card
-    assert card.startswith("## cnn (cnn)\n\n") and "parameters; " in card
-    for section in ("**Data**: FER-2013", "dataset sha256 `", "**Validation** (what promotion decides on)",
+    first = card.split("\n\n")[1]  # one plain sentence: what it is, how good, on what
+    assert card.startswith("## cnn (cnn)\n\n**cnn**, a convolutional network trained from scratch that names the "
+                           "emotion of a 48x48 grayscale face (7 emotions): ") and "validation faces right" in first
+    assert "test faces (reported only)." in first and "kept_weights" not in first  # the terms come after, explained
+    for section in ("**Design**: ", "parameters; ", "`kept_weights`: which weights were kept", "**Data**: FER-2013",
+                    "dataset sha256 `", "**Validation** (what promotion decides on)", "**Test** (reported only",
                     "| disgust |", "declares no input schema on purpose", f'"models:/{NAME}/VERSION"', "**Limitations**"):
         assert section in card, section
+
+
+def test_an_ensembles_card_is_as_complete_as_a_contenders(store):
+    dataset = synthetic(per_class=12, test_per_class=4)
+    a, b = _register(dataset, 0, store), _register(dataset, 1, store)
+    promote(NAME, dataset, [({"version": a, "family": "cnn"}, _winning(dataset, [0, 1, 2, 3])),
+                            ({"version": b, "family": "cnn"}, _winning(dataset, [4, 5, 6]))],
+            PromotionConfig(ensemble=False, drift_max_images=60), store)
+    (averaged,) = [v for v in MlflowClient().search_model_versions(f"name='{NAME}'") if v.tags.get("family") == "ensemble"]
+    card = averaged.description
+    assert card.startswith("## averaged (ensemble)\n\n**averaged ensemble**, an ensemble of registered versions that "
+                           "names the emotion of a 48x48 grayscale face")
+    for section in (f"**Members**: v{a}, v{b} of `{NAME}`", "out of fold", "**Data**: FER-2013", "dataset sha256 `",
+                    "**Validation** (what promotion decides on)", "**Test** (reported only", "| disgust |",
+                    f'"models:/{NAME}/VERSION"', "**Limitations**"):
+        assert section in card, section
+    assert averaged.tags["val_images"] and averaged.tags["dataset_sha256"] == "synthetic"
 
 
 def test_the_overlap_names_fer2013s_own_duplicates_as_such_and_warns_beyond_them():
