@@ -21,7 +21,7 @@ import numpy as np
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import FerError
-from fercore.explain.overlay import overlay
+from fercore.explain.overlay import overlay, with_colour_scale
 from fercore.serving.explainers import Explain, load_explainer
 from fercore.serving.faces import annotate, find_faces, load_photo
 from fercore.tracking.copies import local_copy
@@ -58,20 +58,33 @@ TABLE_HEADER = ["face", "model", "label", *CLASS_NAMES]
 
 
 def demo_versions(model_name: str) -> list[tuple[str, str]]:
-    """``(version, label)`` shown on the page: the champion first, then the newest ready version of each contender
-    (single models; an ensemble appears when it is the champion)."""
-    from fercore.tracking.registry import version_by_alias, versions
+    """``(version, label)`` shown on the page: what the registry holds, the champion first, then the challenger (an
+    ensemble too), then the newest ready version of each contender; each label names the version, its aliases and
+    its validation accuracy (``v3 (vgg7) @champion, val 68.4 %``)."""
+    from fercore.tracking.registry import aliases, get_version, version_by_alias, versions
     from fercore.tracking.tags import family
 
-    champion = version_by_alias(model_name, "champion")
-    shown = [(str(champion.version), f"v{champion.version} ({champion.tags.get('contender', 'champion')}) champion")]
-    newest: dict[str, str] = {}
-    for v in versions(model_name):  # newest first
+    held: dict[str, list[str]] = {}
+    for alias, version in sorted(aliases(model_name).items()):
+        held.setdefault(version, []).append(f"@{alias}")
+    shown = [str(version_by_alias(model_name, "champion").version)]
+    challenger = aliases(model_name).get("challenger")
+    if challenger and challenger not in shown:
+        shown.append(challenger)
+    for v in versions(model_name):  # newest first: one per contender
         contender = v.tags.get("contender", "")
-        if v.status == "READY" and family(v) != "ensemble" and contender and contender not in newest:
-            newest[contender] = str(v.version)
-    shown += [(v, f"v{v} ({c})") for c, v in newest.items() if v != shown[0][0]]
-    return shown[:MAX_CONTENDERS]
+        if (v.status == "READY" and family(v) != "ensemble" and contender and str(v.version) not in shown
+                and contender not in {get_version(model_name, s).tags.get("contender") for s in shown}):
+            shown.append(str(v.version))
+    return [(v, _label(get_version(model_name, v), held.get(v, []))) for v in shown[:MAX_CONTENDERS]]
+
+
+def _label(version, held: list[str]) -> str:
+    accuracy = version.tags.get("val_accuracy")
+    figure = f", val {float(accuracy):.1%}" if accuracy else ""
+    named = f"v{version.version} ({version.tags.get('contender') or 'champion'})"
+    aliases = " ".join(held[:3]) + (" ..." if len(held) > 3 else "")
+    return " ".join(filter(None, (named, aliases))) + figure
 
 
 def load_contenders(model_name: str, tracking_uri: str) -> list[Contender]:
@@ -97,8 +110,10 @@ def analyse(photo: str | Path | None, contenders: list[Contender], out_dir: Path
         faces = find_faces(load_photo(photo))
     except FerError as exc:  # named by its file name: the server's own paths are not the visitor's business
         return Analysis(f"That file could not be used: {str(exc).replace(str(Path(photo)), Path(photo).name)}")
-    if not faces:
-        return Analysis("No face found in this photo: try a frontal face, at least 32 pixels wide.",
+    if not faces:  # the photo stays on the page, with the message
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shown = str(annotate(Path(photo), [], [], out_dir / f"annotated-{time.time_ns()}.png"))
+        return Analysis("No face found in this photo: try a frontal face, at least 32 pixels wide.", annotated=shown,
                         seconds=round(time.perf_counter() - start, 3))
     crops = np.stack([f.crop for f in faces])
     result = Analysis(f"{len(faces)} face{'s' if len(faces) > 1 else ''} found")
@@ -109,7 +124,7 @@ def analyse(photo: str | Path | None, contenders: list[Contender], out_dir: Path
         for i, p in enumerate(probs):
             result.table.append([i + 1, contender.label, CLASS_NAMES[labels[i]], *(round(float(v), 3) for v in p)])
             if maps is not None:
-                result.maps.append((overlay(crops[i], maps[i]), f"face {i + 1} · {contender.label}: "
+                result.maps.append((with_colour_scale(overlay(crops[i], maps[i])), f"face {i + 1} · {contender.label}: "
                                     f"{CLASS_NAMES[labels[i]]} {p[labels[i]]:.0%}"))
         if k == 0:  # the champion labels the photo
             result.champion = [{c: float(v) for c, v in zip(CLASS_NAMES, p)} for p in probs]
@@ -135,7 +150,10 @@ def build_app(contenders: list[Contender], model_name: str, out_dir: Path):
         gr.Markdown(f"## Facial emotion: {model_name}\nThe champion labels each face; every contender's probabilities "
                     "and its class activation map (HiResCAM: where it looked for the label it gave) are below. "
                     "Faces are found with OpenCV and cut to 48x48 grayscale, as FER-2013's were. Photos are "
-                    "answered one at a time, in the order they arrive (a queue: the page shows your place).")
+                    "answered one at a time, in the order they arrive (a queue: the page shows your place).\n\n"
+                    "Each model is named with its aliases and its validation accuracy. A map shows where that model "
+                    "looked for the label it gave (red: most, blue: least); a clean map from a weak model is not a "
+                    "better explanation, only a simpler one: read the maps of the models that are right most often.")
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Photo", file_types=["image"], type="filepath")

@@ -46,12 +46,25 @@ def test_every_face_gets_each_contenders_probabilities_and_map(photos, contender
     for row in a.table:
         probs = np.array(row[3:], float)
         assert len(probs) == 7 and abs(probs.sum() - 1) < 0.01 and row[2] == CLASS_NAMES[int(probs.argmax())]
-    assert len(a.maps) == len(contenders) and all(img.shape == (48, 48, 3) for img, _ in a.maps)
+    # each map enlarged, with its colour scale beside it (high at the top, red)
+    assert len(a.maps) == len(contenders) and all(img.shape == (144, 188, 3) for img, _ in a.maps)
+    bar = a.maps[0][0][:, 148:158].astype(int)
+    assert bar[2, :, 0].mean() > 100 > bar[2, :, 2].mean() and bar[-3, :, 2].mean() > 100 > bar[-3, :, 0].mean()
     assert set(a.champion[0]) == set(CLASS_NAMES) and Image.open(a.annotated).size == (512, 512)
 
 
+def test_each_model_is_named_with_its_aliases_and_validation_accuracy():
+    from fercore.serving.demo import _label
+    from fercore.tracking.registry import VersionInfo
+
+    v3 = VersionInfo("m", "3", "READY", {"contender": "vgg7", "val_accuracy": "0.6841"}, "", "r", "s")
+    assert _label(v3, ["@champion", "@champion-happy"]) == "v3 (vgg7) @champion @champion-happy, val 68.4%"
+    assert _label(v3, []) == "v3 (vgg7), val 68.4%"
+
+
 def test_no_face_and_files_that_are_no_photo_are_a_message(photos, contenders, tmp_path):
-    assert analyse(photos["coffee"], contenders, tmp_path).message.startswith("No face found")
+    no_face = analyse(photos["coffee"], contenders, tmp_path)
+    assert no_face.message.startswith("No face found") and Image.open(no_face.annotated).size > (100, 100)  # shown
     broken = analyse(photos["broken"], contenders, tmp_path).message
     assert broken.startswith("That file could not be used: broken.jpg") and str(photos["broken"].parent) not in broken
     assert analyse(None, contenders, tmp_path).message.startswith("Upload a photo")
