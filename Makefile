@@ -69,6 +69,7 @@ mutation: setup
 # One web worker and no background job consumers (MLflow's defaults, 4 workers and its job runner,
 # take about 3 GB and 35 s to answer on 2 cores); MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings jobs back.
 mlflow-ui: setup
+	@echo "Open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the model-training view)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000 --workers $(MLFLOW_UI_WORKERS)
 

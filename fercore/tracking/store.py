@@ -27,8 +27,11 @@ from fercore.stores import redact
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-# the MLflow UI opens an experiment of this kind on its model-training view (runs, metrics), not the GenAI one
+# the MLflow UI opens an experiment of this kind on its model-training view (runs, metrics), not the GenAI one; MLflow
+# 3.17's UI reads the kind only without its sidebar's GenAI / Model training switch, whose choice comes from the URL's
+# workflowType (else the browser's last choice, GenAI in a fresh profile): the links this project prints carry it
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 @dataclass
@@ -247,7 +250,7 @@ def run_url(tracking_uri: str, run_id: str, ui: str = "http://127.0.0.1:5000") -
     """The MLflow UI's page of a run: on a tracking server, the server's; for a local store, ``make mlflow-ui``'s."""
     experiment_id = client(tracking_uri).get_run(run_id).info.experiment_id
     base = redact(tracking_uri).rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ui
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 translate_module(globals())

@@ -103,3 +103,14 @@ def test_a_killed_rung_resumes_in_its_own_nested_run(tmp_path):
     assert open_child_run(run, info, "rung-1", "job-a", resume=True) == killed  # its epochs stay in one run
     other = open_child_run(run, info, "rung-2", "job-a")
     assert other != killed and MlflowClient(uri).get_run(killed).info.status == "RUNNING"
+
+
+def test_the_printed_run_link_opens_mlflows_model_training_view(tmp_path):
+    from fercore.tracking.store import run_url
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with one_off_run(RunInfo(uri, "runs", "this"), "promote", {}, {}) as run_id:
+        pass
+    experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
+    # MLflow 3.17's UI takes the view from the URL's workflowType (a fresh browser would open the GenAI overview)
+    assert run_url(uri, run_id) == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
