@@ -4,6 +4,7 @@ this run's splits, with a note of how many of this run's validation images each 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -89,16 +90,38 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
     for v in singles + [v for v in versions if v not in singles]:
         mv, kind = meta[v], family(meta[v])
         try:
-            preds, note = retry_transient(lambda: (_score(name, mv, scored, dataset, tracking_uri),  # noqa: B023
-                                                   overlap_note(training_hashes(name, mv), val_hashes, split_train)),
-                                          "no alias moved", tracking_uri)
+            preds, trained_on = retry_transient(lambda: (_score(name, mv, scored, dataset, tracking_uri),  # noqa: B023
+                                                         training_hashes(name, mv)), "no alias moved", tracking_uri)
         except (ModelFilesMissing, UntrustedModelError) as exc:
             logger.warning("v%s (%s) holds an alias but cannot be scored: %s. Skipped, so its aliases go to the best "
                            "candidates", v, mv.tags.get("contender", kind), exc)
             continue
-        scored[v] = candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", ""))
+        note = overlap_note(trained_on, val_hashes, split_train)
+        scored[v] = replace(candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", "")),
+                            trained_on=trained_on)
         out.append(scored[v])
     return out
+
+
+def on_unseen_images(cands: list[Candidate], dataset: FerDataset) -> tuple[list[Candidate], FerDataset, int]:
+    """The candidates rescored on the validation images none of them trained on, the dataset whose ``val`` split
+    holds only those, and how many were left out: no decision uses an image a candidate trained on (FER-2013's own
+    duplicates of training images, and the images a holder of another split trained on). A candidate without a
+    record of its training images excludes nothing (its overlap note says "unknown")."""
+    val_hashes = image_hashes(dataset.split("val").images)
+    seen = np.zeros(len(val_hashes), bool)
+    for c in cands:
+        if c.trained_on is not None:
+            seen |= np.isin(val_hashes, c.trained_on)
+    if not seen.any():
+        return cands, dataset, 0
+    rows = np.ones(len(dataset.splits), bool)
+    rows[np.flatnonzero(dataset.splits == "val")[seen]] = False  # every split keeps its order: predictions still fit
+    unseen = FerDataset(dataset.images[rows], dataset.labels[rows], dataset.splits[rows], dataset.ids[rows],
+                        dataset.subsets[rows], dict(dataset.metadata))
+    rescored = [replace(candidate(c.version, c.family, Predictions(c.probs[~seen], c.test_probs), unseen, c.new,
+                                  c.overlap, c.contender, c.contest), trained_on=c.trained_on) for c in cands]
+    return rescored, unseen, int(seen.sum())
 
 
 def _score(name: str, version, scored: dict[str, Candidate], dataset: FerDataset, tracking_uri: str) -> Predictions:

@@ -21,7 +21,7 @@ def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, z
     """The last lines of a ``train_all`` on the console: the contenders, each emotion's winner, the aliases that
     moved and why, and where to look next (``python``: this interpreter as typed from the project folder, so the
     commands work as printed in a fresh shell: :func:`as_typed`)."""
-    lines = ["", f"Promotion of {model_name}: decided on validation, test reported", "",
+    lines = ["", f"Promotion of {model_name}: decided on validation, test reported", *_left_out(summary), "",
              f"  {'candidate':<24} {'minutes':>8} {'val acc':>8} {'test acc':>9}"]
     for c in summary["candidates"]:
         minutes = f"{float(c['minutes']):.1f}" if c["minutes"] else "—"
@@ -43,6 +43,14 @@ def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, z
               f"  ZenML    {str(Path(python).parent / 'zenml')} login --local, then the run {zenml_run}",
               f"  predict  {python} run.py predict PHOTO_OR_FOLDER   (models:/{model_name}@champion = v{champion})"]
     return "\n".join(lines)
+
+
+def _left_out(summary: dict[str, Any]) -> list[str]:
+    left_out = summary.get("left_out_seen_in_training", 0)
+    if not left_out:
+        return []
+    return [f"  on {summary['validation_images']} validation images: {left_out} others were in a candidate's training "
+            "data (FER-2013's own duplicates, or a holder trained on another split) and were left out"]
 
 
 def run_metadata(summary: dict[str, Any]) -> dict[str, Any]:

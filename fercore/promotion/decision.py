@@ -41,6 +41,7 @@ class Candidate:
     overlap: str = ""  # how much of this run's validation split it was trained on (holders of earlier runs)
     contender: str = ""  # its name in the config (versions registered before contenders: none)
     contest: str = ""  # what the contest's rungs said of it ("stopped after rung 1 of 2: ..."), if it ran in rungs
+    trained_on: np.ndarray | None = None  # hashes of the images it trained on, where recorded (None: unknown)
 
     @property
     def label(self) -> str:

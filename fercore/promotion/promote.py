@@ -6,6 +6,7 @@ ZenML-free: the ``promote_models`` step calls :func:`promote` with its run's nam
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from fercore.config import PromotionConfig
@@ -19,7 +20,7 @@ from fercore.monitoring.drift import DriftResult, data_drift, embeddings, predic
 from fercore.monitoring.new_images import embedding_version
 from fercore.promotion.aliases import promotion_lock
 from fercore.promotion.apply import apply_plan, registered_ensembles
-from fercore.promotion.candidates import holder_candidates, overlap_note
+from fercore.promotion.candidates import holder_candidates, on_unseen_images, overlap_note
 from fercore.promotion.decision import CHAMPION, Candidate, candidate
 from fercore.promotion.plan import make_plan
 from fercore.promotion.report import PromotionResult, report
@@ -69,12 +70,22 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
             logger.info("Drift reports (train vs test images, the champion's embeddings, predicted classes)")
             drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config, info.tracking_uri)
             blocked = config.on_drift == "block" and drift[0].drifted
-            plan = make_plan(name, scored, holders_scored, holders, dataset, config, registered_ensembles(name),
-                             blocked)
-            plan, applied = apply_plan(plan, name, dataset, info, drift[0].summary(), config)  # every write, or none
-        result = report(name, plan, applied, registry.aliases(name), drift, config, len(dataset.split("val")), run_id)
+            everyone, unseen, left_out = on_unseen_images(scored + holders_scored, dataset)
+            _say_left_out(left_out, len(dataset.split("val")))
+            plan = make_plan(name, everyone[:len(scored)], everyone[len(scored):], holders, unseen, config,
+                             registered_ensembles(name), blocked)
+            plan, applied = apply_plan(plan, name, unseen, info, drift[0].summary(), config)  # every write, or none
+        result = report(name, plan, applied, registry.aliases(name), drift, config, len(unseen.split("val")), run_id,
+                        left_out)
         log_files(run_id, result.files, "promotion")
     return result
+
+
+def _say_left_out(left_out: int, val_images: int) -> None:
+    if left_out:
+        logger.info("Deciding on %d of %d validation images: %d were in a candidate's training data (FER-2013's own "
+                    "duplicates, or a holder trained on another split) and are left out", val_images - left_out,
+                    val_images, left_out)
 
 
 def _new_candidates(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Predictions]],
@@ -90,9 +101,9 @@ def _new_candidates(name: str, dataset: FerDataset, new: list[tuple[dict[str, An
             logger.warning("v%s (%s) was registered by an earlier run (a cached step) but its files are gone from "
                            "the store: left out of this promotion. Run again with --no-cache to retrain it",
                            r["version"], r.get("contender") or r.get("family"))
-    return [candidate(r["version"], r.get("family") or r["architecture"], p, dataset,
-                      _registered_by(name, r["version"], info), own_overlap, r.get("contender", ""),
-                      r.get("contest", "")) for r, p in new if present[r["version"]]]
+    return [replace(candidate(r["version"], r.get("family") or r["architecture"], p, dataset,
+                              _registered_by(name, r["version"], info), own_overlap, r.get("contender", ""),
+                              r.get("contest", "")), trained_on=split_train) for r, p in new if present[r["version"]]]
 
 
 def _registered_by(name: str, version: str, info: RunInfo) -> bool:

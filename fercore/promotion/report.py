@@ -24,7 +24,7 @@ class PromotionResult:
 
 
 def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[str, str], drift: tuple[DriftResult, DriftResult],
-           config: PromotionConfig, val_images: int, promote_run_id: str) -> PromotionResult:
+           config: PromotionConfig, val_images: int, promote_run_id: str, left_out: int = 0) -> PromotionResult:
     """The promotion's tables, the files of its MLflow run ``promote_run_id`` (with the drift reports) and its
     summary."""
     data_report, pred_report = drift
@@ -33,7 +33,9 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
     noise = (f"A lead counts only when its bootstrap 95 % interval ({config.bootstrap_resamples} resamples of the "
              "validation images) excludes zero (`significant`); a lead inside the noise moves no alias."
              if config.require_significance else "Any lead moves an alias (promotion.require_significance: false).")
-    markdown = (f"## Promotion of {name}\n\nDecided on the validation split ({val_images} images); the test "
+    unseen = (f" (of {val_images + left_out}: {left_out} were in a candidate's training data, FER-2013's own duplicates "
+              "or a holder trained on another split, and were left out)" if left_out else "")
+    markdown = (f"## Promotion of {name}\n\nDecided on the validation split ({val_images} images{unseen}); the test "
                 f"figures are reported only. {noise}\n\n{table_markdown(table)}\n\n"
                 f"### Per emotion (validation F1; every candidate's F1 and recall: promotion.csv)\n\n"
                 f"{plan.decision.markdown()}\n\n"
@@ -43,7 +45,8 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
              "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,
              "prediction_drift.html": pred_report.html}
     summary = {
-        "decided_on": "validation", "blocked_by_drift": plan.blocked, "moves": [m.__dict__ for m in applied],
+        "decided_on": "validation", "validation_images": val_images, "left_out_seen_in_training": left_out,
+        "blocked_by_drift": plan.blocked, "moves": [m.__dict__ for m in applied],
         "reasons": plan.decision.reasons, "routes": plan.decision.routes, "aliases": holders_now,
         "data_drift": data_report.summary(), "prediction_drift": pred_report.summary(),
         "scores": {c.label: {f"val_{config.metric}": round(c.score(config.metric), 4),

@@ -51,6 +51,14 @@ def test_commands_are_printed_as_they_run_from_the_project_folder(tmp_path):
     assert as_typed("/opt/my env/bin/python", tmp_path) == "'/opt/my env/bin/python'"
 
 
+def test_the_validation_images_left_out_are_said_under_the_heading():
+    lines = console_summary({**SUMMARY, "validation_images": 2661, "left_out_seen_in_training": 210}, "m", "u",
+                            "r").splitlines()
+    assert lines[1:3] == ["Promotion of m: decided on validation, test reported",
+                          "  on 2661 validation images: 210 others were in a candidate's training data (FER-2013's own "
+                          "duplicates, or a holder trained on another split) and were left out"]
+
+
 def test_no_move_says_every_holder_kept_its_alias_and_why_the_champion_stays():
     kept = "keep v2: best candidate v3 macro_f1 0.6400 leads 0.6300 by +0.010 [-0.004, +0.024], inside the noise"
     lines = console_summary({**SUMMARY, "moves": [], "reasons": {"champion": kept}}, "m", "url", "run").splitlines()
