@@ -226,22 +226,29 @@ def check_model_main(argv: list[str]) -> int:
     return 0
 
 
+def predict_main(argv: list[str]) -> int:
+    """``run.py predict``: emotions of the faces in photos (:mod:`fercore.serving.predict_cli`)."""
+    from fercore.serving import predict_cli
+
+    configure_logging(pipelines=False)
+    return predict_cli.main(argv)
+
+
+def demo_main(argv: list[str]) -> int:
+    """``run.py demo``: the page of the champion and the contenders, with their maps (Gradio: the demo extra)."""
+    from fercore.serving import demo
+
+    quiet_libraries()
+    return demo.main(argv)
+
+
+SUBCOMMANDS = {"predict": predict_main, "demo": demo_main, "gc": gc_main, "check-model": check_model_main}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["predict"]:
-        from fercore.serving import predict_cli
-
-        configure_logging(pipelines=False)
-        return predict_cli.main(argv[1:])
-    if argv[:1] == ["demo"]:  # the page of the champion and the contenders, with their maps (Gradio: the demo extra)
-        from fercore.serving import demo
-
-        quiet_libraries()
-        return demo.main(argv[1:])
-    if argv[:1] == ["gc"]:
-        return gc_main(argv[1:])
-    if argv[:1] == ["check-model"]:
-        return check_model_main(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
     if not args.verbose:
         quiet_libraries()

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
+
+from fercore.training.lr_schedule import ProgressSchedule
 
 
 @dataclass
@@ -44,3 +47,16 @@ class Progress:
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Progress:
         return cls(state["epoch"], state["bad_epochs"], state["best_state"], TrainResult(**state["result"]))
+
+
+@dataclass
+class Loop:
+    """The moving parts of one fit: its optimizer, schedule, loss, progress and bar."""
+
+    opt: torch.optim.Optimizer
+    sched: ProgressSchedule
+    loss_fn: nn.Module
+    progress: Progress
+    bar: Any = None
+    train_time: float = 0.0
+    seen: int = 0

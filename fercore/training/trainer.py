@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +27,14 @@ from fercore.config import TrainingConfig
 from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import Rebalanced
 from fercore.models.inference import autocast_dtype, centre_crop, pick_device, predict_proba, to_batch
+from fercore.terminal import console
 from fercore.training.augment import BatchAugmenter
 from fercore.training.checkpoints import CheckpointStore
 from fercore.training.collectives import broadcast_floats, rank_and_world, sum_floats
 from fercore.training.distill import distillation_loss
 from fercore.training.job_keys import job_key, teacher_log_probs, trained_spec
 from fercore.training.lr_schedule import ProgressSchedule, make_optimizer
-from fercore.training.progress import Progress, TrainResult
+from fercore.training.progress import Loop, Progress, TrainResult
 
 logger = logging.getLogger(__name__)
 BAR_STEPS = 1000  # the progress bar counts thousandths of the schedule
@@ -82,33 +82,6 @@ class TrainJob:
     def run(self) -> TrainResult:
         """Trains the model in place, in this process."""
         return self.trainer().fit(self.dataset, self.plan)
-
-
-_CONSOLE: list[Any] = []
-
-
-def console() -> Any | None:
-    """A handle of its own on the terminal that standard output shows (None when it is not a terminal): progress bars
-    drawn there reach the person watching, not the logs that capture ``sys.stdout`` (ZenML's step logs)."""
-    if not _CONSOLE:
-        try:
-            _CONSOLE.append(os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1) if sys.stdout.isatty() else None)
-        except (AttributeError, OSError, ValueError):  # a captured stdout without a file descriptor
-            _CONSOLE.append(None)
-    return _CONSOLE[0]
-
-
-@dataclass
-class _Loop:
-    """The moving parts of one fit."""
-
-    opt: torch.optim.Optimizer
-    sched: ProgressSchedule
-    loss_fn: nn.Module
-    progress: Progress
-    bar: Any = None
-    train_time: float = 0.0
-    seen: int = 0
 
 
 class Trainer:
@@ -253,7 +226,7 @@ class Trainer:
         loop.bar.close()
         return self._finish(loop, key, time.perf_counter() - t0)
 
-    def _start(self, plan: Rebalanced, key: str) -> _Loop:
+    def _start(self, plan: Rebalanced, key: str) -> Loop:
         """The optimizer, schedule, loss and progress bar of a fit, resumed from ``key``'s checkpoint if any."""
         cfg = self.cfg
         steps_per_epoch = math.ceil(plan.rows_per_epoch(cfg.max_train_images) / cfg.batch_size)
@@ -266,7 +239,7 @@ class Trainer:
                                  math.ceil(steps_per_epoch / cfg.grad_accumulation) * cfg.epochs, budget, share)
         loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(plan.class_weights, device=self.device),
                                       label_smoothing=cfg.label_smoothing)
-        loop = _Loop(opt, sched, loss_fn, Progress(result=TrainResult(device=str(self.device))))
+        loop = Loop(opt, sched, loss_fn, Progress(result=TrainResult(device=str(self.device))))
         self._restore(key, loop)
         # sized to what will run: the schedule's progress, which reaches 100 % at the last epoch or at the end of
         # max_train_minutes, whichever comes first (a bar of epochs would stop at 21 % when the budget ends)
@@ -290,7 +263,7 @@ class Trainer:
         progress.result.best_val_loss, progress.result.kept_weights = loss, "start"
         progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
-    def _epoch(self, loop: _Loop, data: tuple[torch.Tensor, torch.Tensor], plan: Rebalanced, val: FerDataset,
+    def _epoch(self, loop: Loop, data: tuple[torch.Tensor, torch.Tensor], plan: Rebalanced, val: FerDataset,
                epoch: int) -> tuple[dict[str, float], int, int]:
         """Trains and validates one epoch; keeps the best weights. Returns its metrics, rows planned and trained."""
         if self.world > 1:
@@ -321,7 +294,7 @@ class Trainer:
                         train_loss, val_loss, val_acc)
         return metrics, len(rows), trained
 
-    def _finish(self, loop: _Loop, key: str, wall_s: float) -> TrainResult:
+    def _finish(self, loop: Loop, key: str, wall_s: float) -> TrainResult:
         """Restores the best weights (raw or averaged, whichever validated better) and completes the result."""
         result, best_state = loop.progress.result, loop.progress.best_state
         if result.kept_weights == "start":
@@ -340,17 +313,17 @@ class Trainer:
 
     # -- checkpoints: what they hold is defined once, by _stateful and Progress ------------
 
-    def _stateful(self, loop: _Loop) -> dict[str, Any]:
+    def _stateful(self, loop: Loop) -> dict[str, Any]:
         """The objects a checkpoint saves and restores through their ``state_dict``, by name."""
         parts = {"model": self.model, "optimizer": loop.opt, "scheduler": loop.sched, "scaler": self.scaler}
         return {**parts, "ema": self.ema} if self.ema else parts
 
-    def _save(self, key: str, loop: _Loop) -> None:
+    def _save(self, key: str, loop: Loop) -> None:
         if self.checkpoints and self.rank == 0:
             self.checkpoints.save(key, {**{name: part.state_dict() for name, part in self._stateful(loop).items()},
                                         "progress": loop.progress.to_dict(), "torch_rng": torch.get_rng_state()})
 
-    def _restore(self, key: str, loop: _Loop) -> None:
+    def _restore(self, key: str, loop: Loop) -> None:
         state = self.checkpoints.load(key, self.device) if self.checkpoints else None
         if state is None:
             return
@@ -363,7 +336,7 @@ class Trainer:
         loop.progress.result.resumed_from_epoch = loop.progress.epoch
         logger.info("Resuming from %s after epoch %d", self.checkpoints.path(key), loop.progress.epoch)
 
-    def _train_epoch(self, loop: _Loop, data: tuple[torch.Tensor, torch.Tensor], rows: np.ndarray,
+    def _train_epoch(self, loop: Loop, data: tuple[torch.Tensor, torch.Tensor], rows: np.ndarray,
                      epoch: int) -> tuple[float, float, int]:
         """One pass over ``rows`` (cut short when the time budget runs out); mean loss, accuracy, rows."""
         cfg, dev, (images, labels) = self.cfg, self.device, data
