@@ -263,8 +263,8 @@ def test_the_candidates_table_and_its_markdown():
     a.contest = ""
     assert "contest" not in candidates_table([a]).columns  # no rungs: no column
     assert table_markdown(table) == (
-        "| candidate | new | val macro_f1 | val accuracy | test macro_f1 | test accuracy | validation images it "
-        "trained on | contest |\n|---|---|---|---|---|---|---|---|\n"
+        "| candidate | new | val macro_f1 | val accuracy | test macro_f1 | test accuracy | validation images in "
+        "its training data | contest |\n|---|---|---|---|---|---|---|---|\n"
         "| v1 (vgg7) | True | 0.500 | 0.500 | 0.438 | 0.438 | none | trained all 2 rungs |\n"
         "| v2 (cnn) | False | 0.375 | 0.375 | — | — |  | stopped after rung 1 of 2 |")
 
