@@ -24,6 +24,7 @@ from fercore.errors import FerError
 from fercore.explain.overlay import overlay, with_colour_scale
 from fercore.serving.explainers import Explain, load_explainer
 from fercore.serving.faces import annotate, find_faces, load_photo
+from fercore.serving.predict import classify_faces
 from fercore.tracking.copies import local_copy
 from fercore.tracking.loading import Predict, load_copy
 
@@ -118,9 +119,7 @@ def analyse(photo: str | Path | None, contenders: list[Contender], out_dir: Path
     crops = np.stack([f.crop for f in faces])
     result = Analysis(f"{len(faces)} face{'s' if len(faces) > 1 else ''} found")
     for k, contender in enumerate(contenders):
-        probs = contender.predict(crops)
-        labels = probs.argmax(1)
-        maps = contender.explain(crops, labels) if contender.explain else None
+        probs, labels, maps = classify_faces(crops, contender.predict, contender.explain)
         for i, p in enumerate(probs):
             result.table.append([i + 1, contender.label, CLASS_NAMES[labels[i]], *(round(float(v), 3) for v in p)])
             if maps is not None:

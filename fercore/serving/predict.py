@@ -82,11 +82,23 @@ def predict_photos(paths: Iterable[Path], predict: Predict, margin: float = 0.1,
     yield from _classify(pending, predict, names)
 
 
+def classify_faces(crops: np.ndarray, predict: Predict,
+                   explain: Explain | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A batch of face crops ``(N, 48, 48)`` classified in one model call: the probabilities ``(N, 7)``, the labels,
+    and with ``explain`` each face's map for the label it got (``run.py predict`` and the demo both use it)."""
+    if not len(crops):
+        return np.empty((0, len(CLASS_NAMES))), np.empty(0, int), (np.empty((0, *crops.shape[1:])) if explain else None)
+    probs = predict(crops)
+    labels = probs.argmax(1)
+    return probs, labels, explain(crops, labels) if explain else None
+
+
 def _classify(pending: list[tuple[PhotoResult, Path, list[Face]]], predict: Predict,
               names: Outputs) -> Iterator[PhotoResult]:
-    crops = [f.crop for _, _, faces in pending for f in faces]
-    probs = predict(np.stack(crops)) if crops else np.empty((0, len(CLASS_NAMES)))
-    maps = iter(names.maps(np.stack(crops), probs.argmax(1)) if names.explain and crops else [])
+    found = [f.crop for _, _, faces in pending for f in faces]
+    crops = np.stack(found) if found else np.zeros((0, 48, 48), np.uint8)
+    probs, _, maps = classify_faces(crops, predict, names.maps if names.explain else None)
+    maps = iter(maps if maps is not None else [])
     rows = iter(probs)
     for result, path, faces in pending:
         for face in faces:
