@@ -90,8 +90,10 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
     for v in singles + [v for v in versions if v not in singles]:
         mv, kind = meta[v], family(meta[v])
         try:
-            preds, trained_on = retry_transient(lambda: (_score(name, mv, scored, dataset, tracking_uri),  # noqa: B023
-                                                         training_hashes(name, mv)), "no alias moved", tracking_uri)
+            # retried apart: a busy read of the hashes does not score the holder again
+            preds = retry_transient(lambda: _score(name, mv, scored, dataset, tracking_uri), "no alias moved",  # noqa: B023
+                                    tracking_uri)
+            trained_on = retry_transient(lambda: training_hashes(name, mv), "no alias moved", tracking_uri)  # noqa: B023
         except (ModelFilesMissing, UntrustedModelError) as exc:
             logger.warning("v%s (%s) holds an alias but cannot be scored: %s. Skipped, so its aliases go to the best "
                            "candidates", v, mv.tags.get("contender", kind), exc)

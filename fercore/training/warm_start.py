@@ -18,7 +18,6 @@ from fercore.config import Config
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import split_digest
 from fercore.models.io import load_model, network_digest
-from fercore.stores import default_cache_dir
 from fercore.tracking.tags import family
 
 logger = logging.getLogger(__name__)
@@ -57,13 +56,12 @@ def load_warm_start(model: nn.Module, model_name: str, entry: dict[str, Any], tr
     ``entry["reason"]`` says why) when its files are gone or do not fit: the contender then starts fresh."""
     if not entry.get("version"):
         return None
-    from fercore.tracking.copies import copy_version, network_folder
+    from fercore.tracking.copies import cache_folder, copy_version, network_folder
     from fercore.tracking.store import connect_registry
 
     version = entry["version"]
     try:
-        cache = Path(cache_dir or default_cache_dir()) / "models"
-        cache.mkdir(parents=True, exist_ok=True)
+        cache = cache_folder(cache_dir)
         connect_registry(tracking_uri)
         folder = copy_version(model_name, version, tracking_uri, cache)
         model.load_state_dict(load_model(network_folder(folder)).state_dict())
