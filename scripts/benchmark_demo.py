@@ -1,8 +1,9 @@
 """How long the demo page takes to answer one photo, warm, through its HTTP API (a command, not a test).
 
-Starts the page in this process on 127.0.0.1 with the store's champion and contenders (as ``run.py demo`` does),
-sends the photo once to warm up, then ``--repeats`` times, and prints the median and the slowest answer, with
-the time the page's own work took (faces, every contender's probabilities and maps).
+Starts ``run.py demo`` on 127.0.0.1 in a process of its own (as a user does; a client in the page's own process
+would share its cores and its interpreter), sends the photo once to warm up, then ``--repeats`` times, and prints
+the median and the slowest answer, with the time the page's own work took (faces, every model's probabilities and
+maps: the page's message) and how long the page took to start.
 
 Usage: python scripts/benchmark_demo.py PHOTO [--tracking-uri sqlite:///mlflow.db] [--repeats 10]
 """
@@ -13,14 +14,28 @@ import argparse
 import json
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
 
-from fercore.serving.demo import build_app, launch, load_contenders  # noqa: E402
+
+def start_page(tracking_uri: str, model_name: str, port: int) -> subprocess.Popen:
+    """``run.py demo`` in a process of its own, as a user starts it; returns once the page answers."""
+    page = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "demo", "--tracking-uri", tracking_uri,
+                             "--model-name", model_name, "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    print(page.stdout.readline().strip(), flush=True)  # "Models: ...", once they are loaded
+    while page.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return page
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"run.py demo exited with {page.returncode} before serving the page")
 
 
 def main() -> None:
@@ -32,24 +47,25 @@ def main() -> None:
     args = parser.parse_args()
     from gradio_client import Client, handle_file
 
-    start = time.perf_counter()
-    contenders = load_contenders(args.model_name, args.tracking_uri)
-    load_s = time.perf_counter() - start
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = build_app(contenders, args.model_name, Path(tempfile.mkdtemp(prefix="fer-demo-")))
-    launch(app, "127.0.0.1", port, block=False)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    first = client.predict(handle_file(str(args.photo)), None, api_name="/analyse")[0]
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        message = client.predict(handle_file(str(args.photo)), None, api_name="/analyse")[0]
-        times.append(time.perf_counter() - t)
-    app.close()
-    print(json.dumps({"models": [c.label for c in contenders], "load_s": round(load_s, 2), "first": first,
-                      "last": message, "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
+    start = time.perf_counter()
+    page = start_page(args.tracking_uri, args.model_name, port)
+    start_s = time.perf_counter() - start
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        first = client.predict(handle_file(str(args.photo)), None, api_name="/analyse")[0]
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            message = client.predict(handle_file(str(args.photo)), None, api_name="/analyse")[0]
+            times.append(time.perf_counter() - t)
+    finally:
+        page.terminate()
+        page.wait()
+    print(json.dumps({"page_start_s": round(start_s, 2), "first": first, "last": message,
+                      "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
                       "repeats": args.repeats}, indent=1))
 
 

@@ -6,7 +6,7 @@ now, and how long the maps take beside the evaluate step's duration in that run.
 ``<name>_gallery.png``, ``contest_maps.png`` and ``maps.json`` into OUT, plus ``<name>_explanation`` folders that
 ``docs/explain.md``'s counts were read from.
 
-Usage: python scripts/redraw_maps.py OUT [--run RUN_NAME_OR_ID] [--threads 2]   (in the folder the run was made in)
+Usage: python scripts/redraw_maps.py OUT [--run RUN_NAME_OR_ID] [--threads 2] [--mean-map-faces N]   (in the folder the run was made in)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--run", help="pipeline run name or id (default: the last fer_train_all run)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mean-map-faces", type=int, help="default: the explain config's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from zenml.client import Client
@@ -49,8 +50,9 @@ def main() -> None:
         model = step.inputs["model"][0].load() if isinstance(step.inputs["model"], list) else step.inputs["model"].load()
         preds = step.outputs[contender_output(contender, "predictions")][0].load()
         val_ev = step.outputs[contender_output(contender, "val_evaluation")][0].load()
+        tta = step.config.parameters.get("tta", "none")  # the views the evaluation's probabilities averaged
         e = explain_model(model, contender, dataset, preds, val_ev.per_class["f1"].to_dict(), cfg.faces_per_emotion,
-                          cfg.mean_map_faces)
+                          args.mean_map_faces or cfg.mean_map_faces, tta=tta)
         (args.out / f"{contender}_mean_maps.png").write_bytes(mean_maps_png(e))
         (args.out / f"{contender}_gallery.png").write_bytes(gallery_png(e))
         (args.out / f"{contender}_explanation").mkdir(exist_ok=True)

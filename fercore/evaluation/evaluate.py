@@ -55,7 +55,7 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
         explanation = Explanation(name)
         if explain is not None and explain.enabled:
             explanation = explain_model(model, name, dataset, preds, val_ev.per_class["f1"].to_dict(),
-                                        explain.faces_per_emotion, explain.mean_map_faces)
+                                        explain.faces_per_emotion, explain.mean_map_faces, tta=tta)
             log_files(run_id, {"mean_maps.png": mean_maps_png(explanation), "gallery.png": gallery_png(explanation)},
                       "explain")
             log_metrics(run_id, {"explain_seconds": explanation.seconds})

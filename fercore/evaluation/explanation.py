@@ -63,14 +63,14 @@ class Explanation:
             return cls(meta["contender"], **{k: npz[k] for k in ARRAYS}, val_f1=meta["val_f1"], seconds=meta["seconds"])
 
 
-def _mean_maps(model: nn.Module, val: FerDataset, probs: np.ndarray, per_emotion: int, seed: int
+def _mean_maps(model: nn.Module, val: FerDataset, probs: np.ndarray, per_emotion: int, seed: int, tta: str
                ) -> tuple[np.ndarray, np.ndarray]:
     """Each emotion's mean map over (a seeded sample of) the validation faces the model got right."""
     rng = np.random.default_rng(seed)
     right = probs.argmax(1) == val.labels
     rows = [rng.permutation(np.flatnonzero(right & (val.labels == c)))[:per_emotion] for c in range(NUM_CLASSES)]
     picked = np.concatenate(rows).astype(np.int64)
-    maps = class_activation_maps(model, val.images[picked], val.labels[picked])
+    maps = class_activation_maps(model, val.images[picked], val.labels[picked], tta=tta)
     counts = np.array([len(r) for r in rows], dtype=np.int64)
     means, start = np.zeros((NUM_CLASSES, *val.images.shape[1:]), np.float32), 0
     for c, n in enumerate(counts):
@@ -92,18 +92,19 @@ def _gallery_rows(test: FerDataset, probs: np.ndarray, k: int) -> np.ndarray:
 
 
 def explain_model(model: nn.Module, contender: str, dataset: FerDataset, preds: Predictions, val_f1: dict[str, float],
-                  faces_per_emotion: int = 3, mean_map_faces: int = 100, seed: int = 0) -> Explanation:
+                  faces_per_emotion: int = 3, mean_map_faces: int = 100, seed: int = 0, tta: str = "none") -> Explanation:
     """Draws ``model``'s maps: per emotion the mean map of up to ``mean_map_faces`` correctly classified validation
     faces, and a gallery of ``faces_per_emotion`` confident correct and wrong test faces (by ``preds``, the
-    probabilities the evaluation reported, test-time views included; maps are drawn on the plain face)."""
+    probabilities the evaluation reported). Each face's map is averaged over the test-time views ``tta`` that the
+    probabilities averaged."""
     start = time.perf_counter()
     val, test = dataset.split("val"), dataset.split("test")
-    means, counts = _mean_maps(model, val, preds.val, mean_map_faces, seed)
+    means, counts = _mean_maps(model, val, preds.val, mean_map_faces, seed, tta)
     faces = np.stack([val.images[val.labels == c].mean(0) if (val.labels == c).any() else np.zeros(val.images.shape[1:])
                       for c in range(NUM_CLASSES)]).astype(np.float32)
     rows = _gallery_rows(test, preds.test, faces_per_emotion)
     pred = preds.test[rows].argmax(1)
-    gallery_maps = class_activation_maps(model, test.images[rows], pred)
+    gallery_maps = class_activation_maps(model, test.images[rows], pred, tta=tta)
     seconds = round(time.perf_counter() - start, 2)
     logger.info("%s: maps of %d validation and %d test faces in %.1f s", contender, int(counts.sum()), len(rows), seconds)
     return Explanation(contender, means, faces, counts, test.images[rows], gallery_maps, test.labels[rows].astype(np.int64),

@@ -1,4 +1,4 @@
-"""Class activation maps (HiResCAM, through the ``grad-cam`` library) for every family the project trains.
+"""Class activation maps (HiResCAM) for every family the project trains, each face's averaged over its test-time views.
 
 HiResCAM (Draelos & Carin 2020) multiplies a layer's activations by the class score's gradient element-wise and
 sums over channels: what each location added to the score. Grad-CAM averages the gradient over the locations
@@ -16,7 +16,12 @@ Which layer a family's map comes from:
 - Ensembles: the routed ensemble shows, for each face, the map of the member that routes the target emotion;
   the probability-averaging ensemble shows its members' maps summed with its weights.
 
-Docs/explain.md says why ``grad-cam`` rather than ``captum`` (measured side by side).
+A face's map is the map of what the model predicts: drawn on each test-time view the prediction averages (ten-crop
+and mirrors, ...), put back where the view's pixels came from and averaged (:func:`view_pixels`).
+
+HiResCAM is computed here (:func:`hirescam`, 20 lines) rather than by the ``grad-cam`` library, which gives the same
+maps (a test compares them) but imports torchvision and with it ``torch._dynamo``: 3.2 s of the 6.2 s that a cold
+``run.py predict --explain`` took on 2 cores. Docs/explain.md has the measurements.
 """
 
 from __future__ import annotations
@@ -27,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pytorch_grad_cam import HiResCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+import torch.nn.functional as F
 from torch import nn
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import FerError
 from fercore.models.cnn import ARCHITECTURES
+from fercore.models.inference import tta_views
 
 BATCH_SIZE = 64
 
@@ -102,62 +107,126 @@ def target_layer(model: nn.Module) -> tuple[nn.Module, Callable[[torch.Tensor], 
                        "families and for ensembles of them")
 
 
+def view_pixels(side: int, tta: str, size: int | None) -> list[torch.Tensor]:
+    """For each test-time view of a ``side`` x ``side`` face (:func:`fercore.models.inference.tta_views`, the views
+    the prediction averages), the face's pixel (a flat index) under each of the view's pixels: what aligns a view's
+    map back onto the face, mirrors and shifts included. Built by passing the pixels' own indices through the same
+    views, so the maps follow the prediction's geometry by construction."""
+    positions = torch.arange(side * side, dtype=torch.float32).reshape(1, 1, side, side)
+    return [view.reshape(-1).round().long() for view in tta_views(positions, tta, size)]
+
+
+def _scaled(maps: np.ndarray) -> np.ndarray:
+    """Each map scaled to [0, 1] by its maximum (all zeros stay zeros)."""
+    peak = maps.reshape(len(maps), -1).max(1).reshape(-1, 1, 1)
+    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+
+
+def hirescam(model: nn.Module, layer: nn.Module, reshape: Callable[[torch.Tensor], torch.Tensor] | None,
+             inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """HiResCAM of one batch: the layer's activations times the gradient of each input's class logit with respect
+    to them, summed over channels, ReLU, upsampled (bilinear) to the input's size and scaled to [0, 1] per input.
+
+    The backward pass starts at the logits and stops at the layer: its output is made a leaf that requires a
+    gradient, so no gradient flows below it or into the weights (what ``grad-cam``'s ``HiResCAM`` computes, without
+    its backward pass to the input).
+    """
+    captured: list[torch.Tensor] = []
+
+    def start_graph(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        captured.append(output.detach().requires_grad_(True))
+        return captured[-1]
+
+    handle = layer.register_forward_hook(start_graph)
+    try:
+        with torch.enable_grad():
+            logits = model(inputs)
+            (gradient,) = torch.autograd.grad(logits.gather(1, classes[:, None]).sum(), captured[-1])
+    finally:
+        handle.remove()
+    activation = captured[-1].detach()
+    if reshape is not None:  # ViT tokens to their grid
+        activation, gradient = reshape(activation), reshape(gradient)
+    cam = (activation * gradient).sum(1, keepdim=True).clamp_min(0)
+    cam = F.interpolate(cam.float(), size=inputs.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = cam - cam.amin((1, 2), keepdim=True)
+    return cam / (cam.amax((1, 2), keepdim=True) + 1e-7)
+
+
+def _aligned_mean(model: nn.Module, target: tuple, batch: torch.Tensor, classes: np.ndarray, tta: str,
+                  size: int | None) -> np.ndarray:
+    """One batch's maps of every test-time view (one pass over all the views: the views of a mode share a size),
+    each put back where its pixels came from and averaged per pixel over the views that saw it (a pixel no view saw
+    stays zero)."""
+    side, n = batch.shape[-1], len(batch)
+    views, pixels = tta_views(batch, tta, size), view_pixels(side, tta, size)
+    targets = torch.from_numpy(np.tile(classes, len(views))).to(batch.device)
+    maps = hirescam(model, *target, torch.cat(views).contiguous(), targets).reshape(len(views), n, -1).cpu().numpy()
+    total, seen = np.zeros((n, side * side), np.float32), np.zeros(side * side, np.float32)
+    for view_maps, where in zip(maps, pixels):
+        np.add.at(total, (slice(None), where.numpy()), view_maps)
+        np.add.at(seen, where.numpy(), 1.0)
+    return _scaled(np.divide(total, seen, out=np.zeros_like(total), where=seen > 0).reshape(n, side, side))
+
+
 def class_activation_maps(model: nn.Module, images: np.ndarray, classes: np.ndarray | list[int],
-                          batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """HiResCAM of ``model`` for each face and its target class.
+                          batch_size: int = BATCH_SIZE, tta: str = "none") -> np.ndarray:
+    """HiResCAM of ``model`` for each face and its target class, as the model predicts: on each of its test-time
+    views (``tta``, cut to the window it trained on, ``fer_spec["input_size"]``), aligned back onto the face and
+    averaged, as the prediction averages the views' probabilities.
 
     Args:
         model: a project model (``fer_spec`` says its family), on the device it should run on.
         images: uint8 faces ``(N, 48, 48)``.
         classes: the class index to explain for each face (the true or the predicted class).
-        batch_size: faces per forward and backward pass.
+        batch_size: views per forward and backward pass (all views of a face go in the same pass).
+        tta: the test-time views (:data:`fercore.models.inference.TTA_MODES`): those the model predicts with.
 
     Returns:
         float32 maps ``(N, 48, 48)``, each scaled to [0, 1] (all zeros where nothing raised the class score).
     """
-    layer, reshape = target_layer(model)
+    target = target_layer(model)
     classes = np.asarray(classes, dtype=np.int64)
     if len(images) != len(classes):
         raise ValueError(f"{len(images)} images but {len(classes)} target classes")
     out = np.zeros((len(images), *images.shape[1:]), dtype=np.float32)
     if not len(images):
         return out
+    size = (getattr(model, "fer_spec", None) or {}).get("input_size")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    # gradients flow to the input, not into the weights: no weight gradients to compute (30 % less time)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in trainable:
-        p.requires_grad_(False)
+    faces = max(1, batch_size // len(view_pixels(images.shape[-1], tta, size)))  # all of a face's views in a pass
     try:
-        with HiResCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
-            for start in range(0, len(images), batch_size):
-                batch = torch.from_numpy(images[start:start + batch_size]).to(device, torch.float32).div(255).unsqueeze(1)
-                batch.requires_grad_(True)
-                targets = [ClassifierOutputTarget(int(c)) for c in classes[start:start + batch_size]]
-                out[start:start + len(batch)] = cam(input_tensor=batch, targets=targets)
+        for start in range(0, len(images), faces):
+            batch = torch.from_numpy(images[start:start + faces]).to(device, torch.float32).div(255).unsqueeze(1)
+            out[start:start + len(batch)] = _aligned_mean(model, target, batch, classes[start:start + faces], tta, size)
     finally:
         model.train(was_training)
-        for p in trainable:
-            p.requires_grad_(True)
     return out
 
 
 def ensemble_maps(spec: dict[str, Any], members: dict[str, nn.Module], images: np.ndarray,
-                  classes: np.ndarray | list[int], batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """An ensemble's maps from its members' (``spec`` as in ``ensemble.json``; ``members``: version -> model).
+                  classes: np.ndarray | list[int], batch_size: int = BATCH_SIZE,
+                  member_tta: dict[str, str] | None = None) -> np.ndarray:
+    """An ensemble's maps from its members' (``spec`` as in ``ensemble.json``; ``members``: version -> model;
+    ``member_tta``: version -> the test-time views it predicts with, ``none`` where not given).
 
     Routed: each face's map is that of the member routing its target emotion. Averaging: the members' maps
     summed with the ensemble's weights.
     """
     classes = np.asarray(classes, dtype=np.int64)
+    tta = member_tta or {}
+
+    def maps(version: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return class_activation_maps(members[version], images[rows], classes[rows], batch_size, tta.get(version, "none"))
+
     if "weights" in spec:
         total = sum(float(w) for w in spec["weights"].values()) or 1.0
-        return sum(float(w) / total * class_activation_maps(members[v], images, classes, batch_size)
-                   for v, w in spec["weights"].items()).astype(np.float32)
+        return sum(float(w) / total * maps(v) for v, w in spec["weights"].items()).astype(np.float32)
     out = np.zeros((len(images), *images.shape[1:]), dtype=np.float32)
     for c, emotion in enumerate(CLASS_NAMES):
         rows = np.flatnonzero(classes == c)
         if len(rows):
-            out[rows] = class_activation_maps(members[spec["routes"][emotion]], images[rows], classes[rows], batch_size)
+            out[rows] = maps(spec["routes"][emotion], rows)
     return out

@@ -166,10 +166,15 @@ def load_for_inference(model_dir: str | Path, model_config: dict[str, Any] | Non
 
     config = model_config or {}
     device = pick_device()
-    # versions registered before ``tta`` existed carry a boolean ``hflip_tta``
-    tta = config.get("tta") or ("hflip" if config.get("hflip_tta") else "none")
     module = prepare_for_inference(load_model(model_dir), device)
-    return LoadedModel(module, tta, autocast_dtype(device, config.get("precision", "fp32")))
+    return LoadedModel(module, registered_tta(config), autocast_dtype(device, config.get("precision", "fp32")))
+
+
+def registered_tta(model_config: dict[str, Any] | None) -> str:
+    """The test-time views a registered version predicts with, from its pyfunc model config."""
+    config = model_config or {}
+    # versions registered before ``tta`` existed carry a boolean ``hflip_tta``
+    return config.get("tta") or ("hflip" if config.get("hflip_tta") else "none")
 
 
 def route_probabilities(member_probs: dict[str, np.ndarray], routes: dict[str, str]) -> np.ndarray:

@@ -17,7 +17,7 @@ from fercore.constants import CLASS_NAMES
 from fercore.evaluation.explanation import Explanation, explain_model
 from fercore.evaluation.map_figures import contest_figure, gallery_png, mean_maps_png
 from fercore.evaluation.predictions import Predictions
-from fercore.explain.cam import ExplainError, class_activation_maps, ensemble_maps, target_layer
+from fercore.explain.cam import ExplainError, class_activation_maps, ensemble_maps, target_layer, view_pixels
 from fercore.models import build_cnn
 from fercore.models.vit import pretrained_vit, scratch_conv_vit, scratch_vit
 
@@ -75,24 +75,66 @@ def cue_mass(maps: np.ndarray) -> float:
     return float(maps[:, CUE_REGION[0], CUE_REGION[1]].sum() / max(maps.sum(), 1e-12))
 
 
-def test_the_map_of_a_planted_cue_falls_on_the_cue(trained, name="cnn"):
+@pytest.mark.parametrize("tta", ["none", "tencrop"])
+def test_the_map_of_a_planted_cue_falls_on_the_cue(trained, tta, name="cnn"):
     images, labels = planted(120, seed=7)
     with_cue = images[labels == 1]
-    maps = class_activation_maps(trained[name], with_cue, np.ones(len(with_cue), int))
+    maps = class_activation_maps(trained[name], with_cue, np.ones(len(with_cue), int), tta=tta)
     area = (CUE_REGION[0].stop - CUE_REGION[0].start) / 48  # the region's share of the image: a flat map's mass
     assert area < 0.3
     assert cue_mass(maps) >= 0.70, f"{name}: {cue_mass(maps):.2f} of the map's mass on the cue (region {area:.0%})"
 
 
+@pytest.mark.parametrize("tta", ["none", "tencrop"])
 @pytest.mark.parametrize("name", ["cnn", "conv_vit"])
-def test_the_maps_of_a_randomised_model_do_not_resemble_the_trained_ones(trained, name):
+def test_the_maps_of_a_randomised_model_do_not_resemble_the_trained_ones(trained, name, tta):
     images, labels = planted(60, seed=8)
     torch.manual_seed(123)
     untrained = build_cnn("vgg7", width=8, dropout=0.0) if name == "cnn" else small_conv_vit()
-    a = class_activation_maps(trained[name], images, labels)
-    b = class_activation_maps(untrained.eval(), images, labels)
+    a = class_activation_maps(trained[name], images, labels, tta=tta)
+    b = class_activation_maps(untrained.eval(), images, labels, tta=tta)
     rhos = [spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b) if x.std() > 0 and y.std() > 0]
     assert len(rhos) > 30 and np.mean(rhos) < 0.5, f"{name}: mean Spearman {np.mean(rhos):.2f}"
+
+
+def test_each_view_maps_back_onto_the_face_pixels_it_was_cut_from():
+    side, pixels = 48, view_pixels(48, "tencrop", 44)
+    assert len(pixels) == 10 and all(len(p) == 44 * 44 for p in pixels)
+    grid = np.arange(48 * 48).reshape(48, 48)
+    np.testing.assert_array_equal(pixels[0].numpy(), grid[:44, :44].ravel())  # top-left corner
+    np.testing.assert_array_equal(pixels[3].numpy(), grid[4:, 4:].ravel())  # bottom-right corner
+    np.testing.assert_array_equal(pixels[4].numpy(), grid[2:46, 2:46].ravel())  # centre
+    # the mirrored face's top-left window: the face's top-right one, mirrored (torchvision's ten_crop)
+    np.testing.assert_array_equal(pixels[5].numpy(), grid[:44, 4:][:, ::-1].ravel())
+    shifted = view_pixels(side, "shift", None)[1].numpy().reshape(48, 48)  # 2 px down, the edge repeated
+    np.testing.assert_array_equal(shifted[:46], grid[2:])
+    np.testing.assert_array_equal(shifted[46:], grid[[47, 47]])
+
+
+@pytest.mark.parametrize("tta", ["hflip", "tencrop", "grid"])
+def test_a_mirrored_face_gets_the_mirrored_map_when_the_views_include_the_mirrors(trained, tta):
+    """The views of a mirrored face are the mirrors of the face's views, so aligned maps must mirror exactly; a map
+    put back at the wrong place or unmirrored breaks this (the planted cue's maps are not left-right symmetric)."""
+    images, labels = planted(12, seed=9)
+    images[:, :, :20] //= 2  # darker on the left: no face is its own mirror
+    maps = class_activation_maps(trained["cnn"], images, labels, tta=tta)
+    mirrored = class_activation_maps(trained["cnn"], images[:, :, ::-1].copy(), labels, tta=tta)
+    assert np.abs(maps - maps[:, :, ::-1]).max() > 0.05
+    np.testing.assert_allclose(mirrored, maps[:, :, ::-1], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["cnn", "conv_vit"])
+def test_our_hirescam_draws_the_maps_of_grad_cams_hirescam(trained, name):
+    """The reference implementation (``grad-cam``, a dev dependency: its import costs a cold predict 3 s)."""
+    from pytorch_grad_cam import HiResCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, (images, labels) = trained[name], planted(16, seed=11)
+    layer, reshape = target_layer(model)
+    batch = torch.from_numpy(images).float().div(255).unsqueeze(1).requires_grad_(True)
+    with HiResCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+        reference = cam(input_tensor=batch, targets=[ClassifierOutputTarget(int(c)) for c in labels])
+    np.testing.assert_allclose(class_activation_maps(model, images, labels), reference, atol=2e-3)
 
 
 FAMILIES = {
