@@ -6,7 +6,8 @@ now, and how long the maps take beside the evaluate step's duration in that run.
 ``<name>_gallery.png``, ``contest_maps.png`` and ``maps.json`` into OUT, plus ``<name>_explanation`` folders that
 ``docs/explain.md``'s counts were read from.
 
-Usage: python scripts/redraw_maps.py OUT [--run RUN_NAME_OR_ID] [--threads 2] [--mean-map-faces N]   (in the folder the run was made in)
+Usage: python scripts/redraw_maps.py OUT [--run RUN_NAME_OR_ID] [--threads 2] [--mean-map-faces N]
+       (in the folder the run was made in)
 """
 
 from __future__ import annotations
