@@ -10,7 +10,7 @@ from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import Evaluation
 from fercore.promotion.register import TrainedModel, register
 from fercore.tracking.runs import TrackedRun
-from fercore.training.tracked import training_tags
+from fercore.training.tracked import training_metrics, training_tags
 from steps.common import contender_output, per_contender, run_info
 
 
@@ -30,7 +30,7 @@ def register_model(
         ``name``, ``version``, ``model_uri``, ``run_id``, ``family``, ``contender`` and headline metrics.
     """
     trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run, family, tta, mixed_precision,
-                           {**training_tags(training), **(extra_tags or {})}, teacher)
+                           {**training_tags(training), **(extra_tags or {})}, teacher, training_metrics(training))
     out = register(trained, dataset, registry.model_name, run_info(registry))
     log_metadata(metadata=out, infer_artifact=True, artifact_name=contender_output(mlflow_run.contender,
                                                                                     "registered_model"))

@@ -21,7 +21,7 @@ from fercore.promotion.model_cards import model_card
 from fercore.promotion.trained import TrainedModel
 from fercore.serving.pyfunc import FerEmotionModel
 from fercore.tracking import registry
-from fercore.tracking.runs import log_files, resumed, run_status, set_phase
+from fercore.tracking.runs import log_files, log_metrics, resumed, run_status, set_phase
 from fercore.tracking.store import RunInfo, busy_store_is_named, connect
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ def _register(trained: TrainedModel, dataset: FerDataset, model_name: str, zenml
     # the model is logged against the contender's run, which ends here: its duration is the contender's whole job
     with resumed(trained.run, finish=True) as run_id, tempfile.TemporaryDirectory() as tmp:
         log_files(run_id, {Path(TRAIN_HASHES).name: hashes.getvalue()}, str(Path(TRAIN_HASHES).parent))
+        if trained.metrics:  # before the model is logged: the logged model carries the run's metrics as they stand
+            log_metrics(run_id, trained.metrics)
         model_dir = save_model(trained.model.cpu(), Path(tmp) / "model")
         version = registry.log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, model_name,
                                             {**tags, **metric_tags},

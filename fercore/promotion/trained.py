@@ -25,6 +25,7 @@ class TrainedModel:
         precision: the precision it was evaluated in; the pyfunc predicts in the same.
         tags: more version tags: ``contender`` (its name in the config), the ViT checkpoint.
         teacher: the registration of the model it was distilled from (tagged ``distill_teacher``).
+        metrics: the run's training figures, logged when it is registered (``training_minutes``, ...).
     """
 
     model: nn.Module
@@ -36,6 +37,7 @@ class TrainedModel:
     precision: str = "auto"
     tags: dict[str, str] = field(default_factory=dict)
     teacher: dict[str, Any] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def headline(self) -> dict[str, float]:
         o, v = self.test.overall, self.validation.overall

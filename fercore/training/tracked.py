@@ -127,8 +127,6 @@ def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, process
     result, run = train_tracked(job, name, info, processes, extra_params, rung.previous_run, epochs_before, whole,
                                 rung_name)
     training = _record(previous, result, state, name, job.cfg, totals)
-    log_metrics(run.run_id, {"training_minutes": training["wall_s"] / 60,
-                         "total_training_minutes": training["total_training_minutes"]}, tracking_uri=info.tracking_uri)
     probs = _val_probs(job) if rung.judged else np.zeros((0, 7), np.float32)
     return training, run, probs
 
@@ -168,6 +166,15 @@ def _val_probs(job: TrainJob) -> np.ndarray:
     model = job.model
     amp = autocast_dtype(next(model.parameters()).device, job.cfg.mixed_precision)
     return predict_proba(model, job.dataset.split("val").images, tta=job.cfg.tta, amp=amp)
+
+
+def training_metrics(training: dict[str, Any] | None) -> dict[str, float]:
+    """The contender run's training figures, logged once, when its model is registered (each rung's run has its
+    own): a figure logged after every rung would give the model logged with the run a history of values, and the
+    MLflow UI shows the model its first, the run its last."""
+    if not training:
+        return {}
+    return {"training_minutes": training["wall_s"] / 60, "total_training_minutes": training["total_training_minutes"]}
 
 
 def training_tags(training: dict[str, Any] | None) -> dict[str, str]:

@@ -76,6 +76,9 @@ def test_every_contender_is_registered_with_tags_and_per_class_metrics(trained):
         training, evaluate = _nested(client, v.run_id, ["training", "evaluate"])  # real times, never written by hand
         trained_s = (training.info.end_time - training.info.start_time) / 1000  # its duration: the training's
         assert run.data.metrics["training_minutes"] * 60 <= trained_s <= run.data.metrics["training_minutes"] * 60 + 10
+        # one figure per quantity: the model logged with the run carries the run's training minutes, once
+        logged = [m.value for m in client.get_logged_model(v.model_id).metrics if m.key == "training_minutes"]
+        assert logged == [run.data.metrics["training_minutes"]], (arch, logged)
         assert evaluate.data.metrics["test_accuracy"] == run.data.metrics["test_accuracy"]
         assert run.data.tags["zenml_run_name"].startswith("fer_train_all-")
         for key in ("test_accuracy", "test_macro_f1", "test_disgust_f1", "test_happy_recall", "test_PrivateTest_accuracy",
@@ -428,6 +431,8 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
         trained_s = sum(r.info.end_time - r.info.start_time for r in rungs) / 1000  # its rungs, not the others'
         minutes = mlflow_run.data.metrics["training_minutes"] * 60
         assert minutes <= trained_s <= minutes + 10 * len(rungs), name
+        logged = [m.value for m in client.get_logged_model(version.model_id).metrics if m.key == "training_minutes"]
+        assert logged == [mlflow_run.data.metrics["training_minutes"]], (name, logged)  # not rung 1's figure too
 
 
 def test_a_version_whose_files_are_gone_starts_fresh_and_says_so(trained, tmp_path):
