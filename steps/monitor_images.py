@@ -35,9 +35,11 @@ def monitor_images(monitor_config: MonitorConfig, registry: RegistryConfig) -> t
         registry: MLflow settings.
 
     Returns:
-        The two Evidently reports (HTML) and the summary (drift share and flags, per-class metrics
+        The two drift reports (a light HTML view each, linking to Evidently's whole report in the MLflow run)
+        and the summary (drift share and flags, per-class metrics
         when labelled), also logged to an MLflow run.
     """
     out = monitor_run(monitor_config, registry.model_name, run_info(registry), champion_training_data)
     log_metadata(metadata=out.summary, infer_artifact=True, artifact_name="monitoring")
-    return HTMLString(out.result.data_drift.html), HTMLString(out.result.prediction_drift.html), out.summary
+    data_page, prediction_page = out.drift_pages(run_info(registry).tracking_uri)  # light: the whole ones in MLflow
+    return HTMLString(data_page), HTMLString(prediction_page), out.summary

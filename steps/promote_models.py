@@ -45,7 +45,8 @@ def promote_models(
         explanations: each contender's class activation maps, in the same order.
 
     Returns:
-        The tables, the drift reports (HTML), the decision with its reasons, and the emotion x contender
+        The tables, the drift reports (a light HTML view each, linking to Evidently's whole report in the
+        promotion's MLflow run), the decision with its reasons, and the emotion x contender
         figure of mean maps (without a PNG when no contender drew maps), and the drift reports' light view.
     """
     out = promote(registry.model_name, dataset, list(zip(registrations, predictions)), config, run_info(registry))
@@ -55,7 +56,8 @@ def promote_models(
     figure = contest_figure(registrations, explanations, out.summary["per_emotion"])
     if figure.png:
         log_files(out.summary["promotion_run"], {"contest_maps.png": figure.png}, "promotion")
-    return (MarkdownString(out.markdown), HTMLString(out.data_drift.html), HTMLString(out.prediction_drift.html),
+    data_page, prediction_page = out.drift_pages(run_info(registry).tracking_uri)  # light: the whole ones in MLflow
+    return (MarkdownString(out.markdown), HTMLString(data_page), HTMLString(prediction_page),
             out.summary, figure, MarkdownString(out.data_drift.markdown("Image drift: train -> test")
                                                 + "\n" + out.prediction_drift.markdown("Predicted classes: the champion "
                                                                                        "-> the model compared")))

@@ -19,8 +19,30 @@ MIN_EMBEDDING_ROWS = 50
 
 
 @dataclass
+class Distribution:
+    """A column's reference and current counts over shared bins (numeric: ``labels`` are the bins' edges) or over
+    its categories (``labels`` are the categories), for the light view (:mod:`fercore.monitoring.drift_view`)."""
+
+    labels: list[str]
+    reference: np.ndarray
+    current: np.ndarray
+    numeric: bool = True
+
+
+def numeric_distribution(reference: np.ndarray, current: np.ndarray, bins: int = 20) -> Distribution:
+    edges = np.histogram_bin_edges(np.concatenate([reference, current]), bins=bins)
+    return Distribution([f"{e:.3g}" for e in edges], np.histogram(reference, edges)[0], np.histogram(current, edges)[0])
+
+
+def categorical_distribution(reference: list[str], current: list[str]) -> Distribution:
+    categories = sorted(set(reference) | set(current))
+    count = lambda values: np.array([values.count(c) for c in categories])  # noqa: E731
+    return Distribution(categories, count(list(reference)), count(list(current)), numeric=False)
+
+
+@dataclass
 class DriftResult:
-    """One Evidently report: its HTML and the figures that gate a promotion."""
+    """One Evidently report: its HTML, the figures that gate a promotion, and each column's distributions."""
 
     html: str
     drift_share: float
@@ -29,6 +51,7 @@ class DriftResult:
     embedding_drift: bool | None = None
     columns: list[ColumnDrift] = field(default_factory=list)
     about: str = ""  # what the reference and the current data are
+    distributions: dict[str, Distribution] = field(default_factory=dict)
 
     @property
     def drifted(self) -> bool:
@@ -158,7 +181,8 @@ def data_drift(reference: np.ndarray, current: np.ndarray, ref_embeddings: np.nd
             emb_score = float(m["value"])
     return DriftResult(snapshot.get_html_str(as_iframe=False), share, share >= drift_share, emb_score,
                        None if emb_score is None else emb_score > EMBEDDING_THRESHOLD, column_drifts(metrics),
-                       f"Reference: {about[0] or f'{len(ri)} images'}; current: {about[1] or f'{len(ci)} images'}.")
+                       f"Reference: {about[0] or f'{len(ri)} images'}; current: {about[1] or f'{len(ci)} images'}.",
+                       {c: numeric_distribution(ref[c].to_numpy(), cur[c].to_numpy()) for c in STAT_COLUMNS})
 
 
 def prediction_drift(reference_labels: list[str], current_labels: list[str], about: tuple[str, str] = ("", "")
@@ -176,4 +200,5 @@ def prediction_drift(reference_labels: list[str], current_labels: list[str], abo
         if m.get("metric_name", "").startswith("DriftedColumnsCount"):
             share = float(m["value"]["share"])
     return DriftResult(snapshot.get_html_str(as_iframe=False), share, share > 0, columns=column_drifts(metrics),
-                       about=f"Reference: {about[0] or 'the reference predictions'}; current: {about[1] or 'the current ones'}.")
+                       about=f"Reference: {about[0] or 'the reference predictions'}; current: {about[1] or 'the current ones'}.",
+                       distributions={"prediction": categorical_distribution(reference_labels, current_labels)})

@@ -14,17 +14,26 @@ from fercore.config import MonitorConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import flat_metrics
 from fercore.models.inference import autocast_dtype, pick_device
+from fercore.monitoring.drift_view import drift_pages
 from fercore.monitoring.new_images import MonitorResult, embedding_version, monitor, read_new_images
 from fercore.tracking import registry
 from fercore.tracking.loading import version_network, version_predictor
 from fercore.tracking.runs import log_files, log_metrics, one_off_run
-from fercore.tracking.store import RunInfo, connect
+from fercore.tracking.store import RunInfo, connect, run_url
 
 
 @dataclass
 class MonitorOutcome:
     result: MonitorResult
     summary: dict[str, Any]
+    run_id: str = ""  # the MLflow run holding the reports
+
+    def drift_pages(self, tracking_uri: str) -> tuple[str, str]:
+        """The two reports' light views (what the ZenML dashboard shows), linking to the whole ones in MLflow."""
+        return drift_pages(self.result.data_drift, self.result.prediction_drift,
+                           ("Image drift: the champion's training images -> the new images",
+                            "Predicted classes: the champion -> the model compared"),
+                           run_url(tracking_uri, self.run_id), "monitor")
 
 
 def monitor_run(config: MonitorConfig, model_name: str, info: RunInfo,
@@ -49,4 +58,4 @@ def monitor_run(config: MonitorConfig, model_name: str, info: RunInfo,
         log_metrics(run_id, {"drift_share": result.data_drift.drift_share, **scores})
         log_files(run_id, {"data_drift.html": result.data_drift.html,
                            "prediction_drift.html": result.prediction_drift.html}, "monitor")
-    return MonitorOutcome(result, summary)
+    return MonitorOutcome(result, summary, run_id)

@@ -8,10 +8,12 @@ from typing import Any
 
 from fercore.config import PromotionConfig
 from fercore.monitoring.drift import DriftResult
+from fercore.monitoring.drift_view import drift_pages
 from fercore.promotion.decision import AliasMove, Candidate, candidates_table, table_markdown
 from fercore.promotion.ensembles import AveragingFit
 from fercore.promotion.plan import Plan
 from fercore.tracking import registry
+from fercore.tracking.store import run_url
 
 
 @dataclass
@@ -21,6 +23,12 @@ class PromotionResult:
     prediction_drift: DriftResult
     summary: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)  # what the promotion's MLflow run holds under promotion/
+
+    def drift_pages(self, tracking_uri: str) -> tuple[str, str]:
+        """The two reports' light views (what the ZenML dashboard shows), linking to the whole ones in MLflow."""
+        return drift_pages(self.data_drift, self.prediction_drift,
+                           ("Image drift: train -> test", "Predicted classes on the test images: the champion -> the "
+                            "model compared"), run_url(tracking_uri, self.summary["promotion_run"]), "promotion")
 
 
 def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[str, str], drift: tuple[DriftResult, DriftResult],

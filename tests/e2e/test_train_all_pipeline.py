@@ -179,6 +179,10 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     drift = run.steps["promote_models"].outputs["drift_summary"][0].load()  # the reports' light view
     assert "### Image drift: train -> test\n\nReference: " in drift and "training images (a random sample of" in drift
     assert "| brightness | " in drift and "### Predicted classes: the champion -> the model compared" in drift
+    page = run.steps["promote_models"].outputs["data_drift_report"][0].load()  # the dashboard's: light, no script
+    assert len(page) < 100_000 and "<script" not in page and page.count("<svg") == 5
+    assert f"runs/{promotion['promotion_run']}" in page and "promotion/data_drift.html" in page  # the whole report
+    assert "promotion/data_drift.html" in {a.path for a in client.list_artifacts(promotion["promotion_run"], "promotion")}
     averaged = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "averaged"]
     assert len(averaged) == 1 and len(averaged[0].tags["members"].split(",")) == 3
     assert "| member | weight | temperature | ECE before | ECE after |" in table
@@ -341,7 +345,7 @@ def test_monitor_reports_drift_of_darkened_faces_and_scores_them_per_class(train
     assert summary["drifted"] and summary["images"] == len(faces.images) and "macro_f1" in summary
     assert "champion" in summary["model"]
     report = run.steps["monitor_images"].outputs["data_drift_report"][0].load()
-    assert "<html" in report.lower()
+    assert "<html" in report.lower() and "<script" not in report and "monitor/data_drift.html" in report
 
 
 # --- ZenML caching (last: it adds runs) -------------------------------------------------------
