@@ -29,7 +29,8 @@ def test_bars_are_shares_of_rows_scaled_to_the_tallest():
 
 def test_the_page_says_what_is_compared_the_verdict_and_where_the_whole_report_is():
     result = DriftResult("<html>4 MB of Evidently</html>", 0.4, False, 0.61, True,
-                         [ColumnDrift("brightness", "K-S p_value", 0.05, 0.01), ColumnDrift("contrast", "K-S p_value", 0.05, 0.3)],
+                         [ColumnDrift("brightness", "K-S p_value", 0.05, 0.01),
+                          ColumnDrift("contrast", "K-S p_value", 0.05, 0.3)],
                          "Reference: 200 faces; current: <new> faces.",
                          {"brightness": numeric_distribution(np.arange(10.0), np.arange(10.0) + 3)})
     page = light_html(result, "Image drift", ("http://127.0.0.1:5000/#/experiments/1/runs/r", "promotion/data_drift.html"))
