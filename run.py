@@ -214,8 +214,8 @@ def check_model_main(argv: list[str]) -> int:
     parser.add_argument("--tracking-uri", help="the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     args = parser.parse_args(argv)
     quiet_libraries()
-    from fercore.stores import resolve_tracking_uri
     from fercore.tracking.loading import check_registered
+    from fercore.tracking.locations import resolve_tracking_uri
 
     try:
         label = check_registered(args.model, args.tracking_uri or resolve_tracking_uri())

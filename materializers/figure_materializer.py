@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from zenml.enums import ArtifactType, VisualizationType
 
-from fercore.evaluation.map_figures import PngFigure
+from fercore.explain.figures import PngFigure
 from materializers.base import LocalDirMaterializer
 
 

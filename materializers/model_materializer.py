@@ -11,11 +11,11 @@ from torch import nn
 from zenml.enums import ArtifactType, VisualizationType
 
 from fercore.constants import CLASS_NAMES
-from fercore.evaluation.explanation import Explanation
-from fercore.evaluation.map_figures import gallery_png, mean_maps_png
 from fercore.evaluation.metrics import Evaluation
 from fercore.evaluation.plots import evaluation_figures
 from fercore.evaluation.predictions import Predictions
+from fercore.explain.figures import gallery_png, mean_maps_png
+from fercore.explain.summary import Explanation
 from fercore.models import count_parameters, load_model, save_model
 from materializers.base import LocalDirMaterializer
 

@@ -32,7 +32,7 @@ from fercore.promotion.retention import (
     runs_to_delete,
     versions_to_keep,
 )
-from fercore.stores import folder_bytes
+from fercore.tracking.locations import folder_bytes
 from fercore.tracking.purge import pending_file, read_pending
 from pipelines.run_guard import UNFINISHED, one_run_of
 
@@ -160,8 +160,8 @@ def _stale_checkpoints(config: Config) -> list[Path]:
 
 def _stale_copies(config: Config, reg: RegistryPlan) -> list[Path]:
     """``run.py predict``'s local copies of the versions this gc deletes."""
-    from fercore.stores import default_cache_dir
     from fercore.tracking.copies import copied_versions
+    from fercore.tracking.locations import default_cache_dir
 
     doomed = {r.version for r in reg.versions}
     return [folder for folder, (uri, name, version) in copied_versions(default_cache_dir() / "models").items()

@@ -78,7 +78,7 @@ def _check_training_data(config: Config, local: bool) -> None:
 
 def resolve_registry(config: Config) -> None:
     """Sets ``registry.tracking_uri`` to the store this run uses (the config's, the environment's, the stack's)."""
-    from fercore.stores import resolve_tracking_uri
+    from fercore.tracking.locations import resolve_tracking_uri
     from steps.common import stack_tracking_uri
 
     config.registry.tracking_uri = resolve_tracking_uri(config.registry.tracking_uri, stack_tracking_uri())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fercore.config import Config
 from fercore.errors import ConfigError
-from fercore.stores import local_store_path
+from fercore.tracking.locations import local_store_path
 
 _ADD_TRACKER = ("add an MLflow experiment tracker that points at your MLflow server to the stack "
                 "(`zenml experiment-tracker register mlflow --flavor=mlflow --tracking_uri=https://mlflow.example.com "

@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fercore.config import ExplainConfig  # noqa: E402
-from fercore.evaluation.explanation import explain_model  # noqa: E402
-from fercore.evaluation.map_figures import contest_figure, gallery_png, mean_maps_png  # noqa: E402
+from fercore.explain.figures import contest_figure, gallery_png, mean_maps_png  # noqa: E402
+from fercore.explain.summary import explain_model  # noqa: E402
 from steps.common import contender_output  # noqa: E402
 
 

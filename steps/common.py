@@ -16,7 +16,7 @@ from zenml.utils import source_utils
 
 from fercore.config import RegistryConfig, step_suffix
 from fercore.models import count_parameters
-from fercore.stores import resolve_tracking_uri
+from fercore.tracking.locations import resolve_tracking_uri
 from fercore.tracking.runs import TrackedRun
 from fercore.tracking.store import RunInfo
 from fercore.training import distributed

@@ -8,9 +8,9 @@ from zenml import log_metadata, step
 from fercore.config import ExplainConfig, RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.evaluate import evaluate_and_report
-from fercore.evaluation.explanation import Explanation
 from fercore.evaluation.metrics import Evaluation
 from fercore.evaluation.predictions import Predictions
+from fercore.explain.summary import Explanation
 from fercore.tracking.runs import TrackedRun
 from fercore.tracking.store import connect
 from materializers import EvaluationMaterializer, ExplanationMaterializer, PredictionsMaterializer

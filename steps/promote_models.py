@@ -8,9 +8,9 @@ from zenml.types import HTMLString, MarkdownString
 
 from fercore.config import PromotionConfig, RegistryConfig
 from fercore.data.dataset import FerDataset
-from fercore.evaluation.explanation import Explanation
-from fercore.evaluation.map_figures import PngFigure, contest_figure
 from fercore.evaluation.predictions import Predictions
+from fercore.explain.figures import PngFigure, contest_figure
+from fercore.explain.summary import Explanation
 from fercore.promotion.console import run_metadata
 from fercore.promotion.promote import promote
 from fercore.tracking.runs import log_files

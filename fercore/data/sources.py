@@ -23,7 +23,7 @@ from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import duplicate_report
 from fercore.data.images import ImageLimits
 from fercore.errors import DataError
-from fercore.stores import default_cache_dir
+from fercore.tracking.locations import default_cache_dir
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from torch import nn
 
 from fercore.config import ExplainConfig
 from fercore.data.dataset import FerDataset
-from fercore.evaluation.explanation import Explanation, explain_model
-from fercore.evaluation.map_figures import gallery_png, mean_maps_png
 from fercore.evaluation.metrics import Evaluation, flat_metrics
 from fercore.evaluation.plots import evaluation_figures
 from fercore.evaluation.predictions import Predictions, model_predictions
+from fercore.explain.figures import gallery_png, mean_maps_png
+from fercore.explain.summary import Explanation, explain_model
 from fercore.models.inference import autocast_dtype, pick_device, prepare_for_inference
 from fercore.tracking.runs import TrackedRun, log_files, log_metrics, open_child_run, resumed
 from fercore.tracking.store import RunInfo

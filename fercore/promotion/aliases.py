@@ -15,8 +15,8 @@ from pathlib import Path
 from fercore.errors import RegistryError
 from fercore.promotion.decision import AliasMove, category_alias
 from fercore.promotion.journal import RegistryJournal
-from fercore.stores import local_store_path
 from fercore.tracking import registry
+from fercore.tracking.locations import local_store_path
 from fercore.tracking.store import TrackingError
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import numpy as np
 from fercore.constants import CLASS_NAMES
 from fercore.errors import FerError
 from fercore.explain.overlay import overlay, with_colour_scale
-from fercore.serving.explainers import Explain, load_explainer
+from fercore.explain.registered import Explain, load_explainer
 from fercore.serving.faces import annotate, find_faces, load_photo
 from fercore.serving.predict import classify_faces
 from fercore.tracking.copies import local_copy
@@ -208,7 +208,7 @@ def main(argv: list[str]) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fercore.stores import default_cache_dir, resolve_tracking_uri
+    from fercore.tracking.locations import default_cache_dir, resolve_tracking_uri
 
     try:
         import gradio  # noqa: F401

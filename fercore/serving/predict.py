@@ -18,7 +18,7 @@ import numpy as np
 from fercore.constants import CLASS_NAMES
 from fercore.errors import DataError
 from fercore.explain.overlay import overlay
-from fercore.serving.explainers import Explain
+from fercore.explain.registered import Explain
 from fercore.serving.faces import Face, annotate, find_faces, load_photo
 from fercore.tracking.loading import Predict
 

@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         quiet_libraries()
     from fercore.serving.faces import photo_paths
     from fercore.serving.predict import HEADER, format_result, predict_photos, write_json_line
-    from fercore.stores import resolve_tracking_uri
+    from fercore.tracking.locations import resolve_tracking_uri
 
     problems: list[str] = []
     photos = faces = 0
@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
 
 def load_models(uri: str, tracking_uri: str, trust: bool, explain: bool):
     """The model's ``images -> probabilities``, its name and version, and with ``explain`` what draws its maps."""
-    from fercore.serving.explainers import load_explainer
+    from fercore.explain.registered import load_explainer
     from fercore.tracking.copies import local_copy
     from fercore.tracking.loading import load_copy
 
@@ -108,7 +108,7 @@ def quiet_libraries() -> None:
 def existing_store(tracking_uri: str) -> str:
     """``tracking_uri``, refused when it is a SQLite file that does not exist (opening it would create an empty
     store, and predict would answer "no model" from a stray ``mlflow.db`` in the current folder)."""
-    from fercore.stores import local_store_path, redact
+    from fercore.tracking.locations import local_store_path, redact
 
     path = local_store_path(tracking_uri)
     if tracking_uri.startswith("sqlite:///") and path is not None and not path.exists():

@@ -21,7 +21,7 @@ import yaml
 
 from fercore.errors import ModelFilesMissing
 from fercore.models.inference import ensemble_spec_file
-from fercore.stores import default_cache_dir
+from fercore.tracking.locations import default_cache_dir
 
 logger = logging.getLogger(__name__)
 INDEX_FILE = "resolved.json"
@@ -196,7 +196,7 @@ def member_folders(folder: Path) -> dict[str, str]:
 
 
 def cache_folder(cache_dir: str | Path | None = None) -> Path:
-    """Where local copies go: ``<cache_dir>/models`` (default :func:`fercore.stores.default_cache_dir`), made."""
+    """Where local copies go: ``<cache_dir>/models`` (default :func:`fercore.tracking.locations.default_cache_dir`), made."""
     cache = Path(cache_dir or default_cache_dir()) / "models"
     cache.mkdir(parents=True, exist_ok=True)
     return cache

@@ -41,7 +41,7 @@ def load_predictor(uri: str, tracking_uri: str, cache_dir: str | Path | None = N
     Args:
         uri: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
         tracking_uri: the MLflow store.
-        cache_dir: where local copies go (default :func:`fercore.stores.default_cache_dir`).
+        cache_dir: where local copies go (default :func:`fercore.tracking.locations.default_cache_dir`).
         trust: load a model that is not one of this project's wrappers through ``mlflow.pyfunc``, which
             unpickles it (and so runs whatever code its pickle holds).
 

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fercore.stores import local_store_path
+from fercore.tracking.locations import local_store_path
 from fercore.tracking.store import STORE_ERRORS, client, translate_module
 
 logger = logging.getLogger(__name__)

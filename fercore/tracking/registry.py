@@ -20,7 +20,7 @@ from mlflow.utils.logging_utils import disable_logging, enable_logging
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import RegistryError
-from fercore.stores import redact
+from fercore.tracking.locations import redact
 from fercore.tracking.store import STORE_ERRORS, TrackingError, client, translate_module
 from fercore.tracking.tags import family
 

@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param
 from pydantic import BaseModel
 
 from fercore.errors import RegistryError
-from fercore.stores import folder_bytes
+from fercore.tracking.locations import folder_bytes
 from fercore.tracking.store import STORE_ERRORS, RunInfo, client, connect, translate_module
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from fercore.errors import RegistryError, StoreBusyError
-from fercore.stores import redact
+from fercore.tracking.locations import redact
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -16,7 +16,7 @@ gradio = pytest.importorskip("gradio", reason="the demo extra: pip install -e '.
 from gradio_client import Client, handle_file  # noqa: E402
 
 from fercore.serving.demo import MAX_FILE_MB, analyse, build_app, launch, load_contenders  # noqa: E402
-from fercore.stores import default_cache_dir  # noqa: E402
+from fercore.tracking.locations import default_cache_dir  # noqa: E402
 
 
 def _free_port() -> int:

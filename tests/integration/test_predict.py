@@ -15,8 +15,8 @@ from PIL import Image
 
 from fercore.constants import CLASS_NAMES
 from fercore.explain.cam import class_activation_maps
+from fercore.explain.registered import load_explainer
 from fercore.models import load_model
-from fercore.serving.explainers import load_explainer
 from fercore.serving.faces import ANNOTATION_COLOUR, crop_face, find_faces, load_photo
 from fercore.serving.predict import format_results, predict_photos
 from fercore.tracking.copies import local_copy, network_folder

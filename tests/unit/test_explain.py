@@ -14,10 +14,10 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from fercore.constants import CLASS_NAMES
-from fercore.evaluation.explanation import Explanation, explain_model
-from fercore.evaluation.map_figures import contest_figure, gallery_png, mean_maps_png
 from fercore.evaluation.predictions import Predictions
 from fercore.explain.cam import ExplainError, class_activation_maps, ensemble_maps, target_layer, view_pixels
+from fercore.explain.figures import contest_figure, gallery_png, mean_maps_png
+from fercore.explain.summary import Explanation, explain_model
 from fercore.models import build_cnn
 from fercore.models.vit import pretrained_vit, scratch_conv_vit, scratch_vit
 

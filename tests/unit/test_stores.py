@@ -2,7 +2,7 @@
 
 import pytest
 
-from fercore.stores import local_store_path, redact
+from fercore.tracking.locations import local_store_path, redact
 
 
 @pytest.mark.parametrize(("uri", "shown"), [

@@ -1,4 +1,5 @@
-"""Where things are kept: the MLflow store and the local cache, found without importing MLflow or ZenML."""
+"""Where things are kept: the MLflow store and the local cache, found without importing MLflow or ZenML (so the data
+layer, the CLI's preflight and the demo use them before, or without, the adapter in :mod:`fercore.tracking.store`)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fercore.constants import CLASS_NAMES
-from fercore.evaluation.explanation import Explanation
 from fercore.evaluation.plots import plt, png_bytes
 from fercore.explain.overlay import overlay
+from fercore.explain.summary import Explanation
 
 
 def _stretch(mean_map: np.ndarray) -> np.ndarray:
