@@ -44,6 +44,38 @@ def skip_zenml_survey(driver, pages: int = 6) -> None:
         time.sleep(3)
 
 
+def chromium(size: str = "1400x1600"):
+    """A headless Chromium driven by selenium (Debian's chromium and chromium-driver)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={size.replace('x', ',')}"):
+        options.add_argument(arg)
+    options.page_load_strategy = "eager"  # the dashboards keep connections open; "normal" can wait for ever
+    if shutil.which("chromium"):  # Debian's package; selenium would otherwise try to download a Chrome
+        options.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def zenml_login(driver, base: str, settle: float = 3.0) -> None:
+    """Logs in to the local ZenML dashboard at ``base`` as its ``default`` user (no password) and skips its survey."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(base + "/")
+    time.sleep(settle)
+    if "/login" in driver.current_url:
+        wait = WebDriverWait(driver, 90)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input"))
+        driver.find_element(By.CSS_SELECTOR, "input").send_keys("default")
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: "/login" not in d.current_url)
+    skip_zenml_survey(driver)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("url")
@@ -55,31 +87,14 @@ def main() -> None:
     parser.add_argument("--size", default="1400x1600")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait for late rendering")
     args = parser.parse_args()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={args.size.replace('x', ',')}"):
-        options.add_argument(arg)
-    options.page_load_strategy = "eager"  # the dashboards keep connections open; "normal" can wait for ever
-    if shutil.which("chromium"):  # Debian's package; selenium would otherwise try to download a Chrome
-        options.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    driver.set_page_load_timeout(60)
+    driver = chromium(args.size)
     try:
         wait = WebDriverWait(driver, 90)
         if args.zenml_login:
-            base = "/".join(args.url.split("/")[:3])
-            driver.get(base + "/")  # the local daemon server lets its default user in without a password
-            time.sleep(args.settle)
-            if "/login" in driver.current_url:
-                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input"))
-                driver.find_element(By.CSS_SELECTOR, "input").send_keys("default")
-                driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-                wait.until(lambda d: "/login" not in d.current_url)
-            skip_zenml_survey(driver)
+            zenml_login(driver, "/".join(args.url.split("/")[:3]), args.settle)
         driver.get(args.url)
         if args.upload:
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
