@@ -66,7 +66,7 @@ def gc(config: Config, dry_run: bool) -> str:
     from fercore.tracking.store import connect
 
     name, uri = config.registry.model_name, config.registry.tracking_uri
-    connect(uri, config.registry.experiment_name)  # the client calls below go to this store, whatever the environment
+    connect(uri, config.registry.experiment_name)
     with promotion_lock(uri, name), ExitStack() as stack:
         try:  # no train_all starts while gc runs; one that runs already keeps its checkpoints
             stack.enter_context(one_run_of("fer_train_all"))
@@ -76,7 +76,7 @@ def gc(config: Config, dry_run: bool) -> str:
         plan = make_plan(config, training)
         report = describe(plan, dry_run)
         if not dry_run:
-            purged = apply_registry_plan(name, uri, plan.registry)
+            purged = apply_registry_plan(uri, name, plan.registry)
             client = Client()
             for run in plan.zenml_runs:
                 client.delete_pipeline_run(run.run_id)
@@ -97,15 +97,16 @@ def make_plan(config: Config, training: bool = False) -> GcPlan:
     r, model, experiment = config.retention, config.registry.model_name, config.registry.experiment_name
     # the pipeline runs that kept versions need, then the versions that the kept pipeline runs need: a kept run's
     # cached training steps hand their MLflow runs to the next run's registration (one more pass adds no run)
-    records = registry_records(model)
+    uri = config.registry.tracking_uri
+    records = registry_records(uri, model)
     kept = versions_to_keep(records, r.keep_versions)
     needed = {v.zenml_run_id for v in records if v.version in kept} - {""}
     runs, steps = _pipeline_runs()
     doomed = runs_to_delete(runs, needed, r.keep_runs, IN_PROGRESS, per_name=True)  # name: the run's pipeline
     gone = {run.run_id for run in doomed}
-    reg = registry_plan(model, experiment, r.keep_versions, r.keep_runs, {run.run_id for run in runs} - gone)
+    reg = registry_plan(uri, model, experiment, r.keep_versions, r.keep_runs, {run.run_id for run in runs} - gone)
     zenml_bytes = _artifact_bytes(steps, gone)
-    pending = pending_file(config.registry.tracking_uri)
+    pending = pending_file(uri)
     left_over = sum(map(len, read_pending(pending).values())) if pending else 0
     return GcPlan(reg, doomed, zenml_bytes, [] if training else _stale_checkpoints(config), _stale_copies(config, reg),
                   left_over)

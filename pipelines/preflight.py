@@ -93,4 +93,4 @@ def _check_registry(config: Config, pipeline: str) -> None:
     check_remote_stack(config)
     check_tracking_store(config.registry.tracking_uri, config.registry.experiment_name)
     if pipeline == "monitor":
-        resolve_version(f"models:/{config.registry.model_name}@{config.monitor.model}")
+        resolve_version(config.registry.tracking_uri, f"models:/{config.registry.model_name}@{config.monitor.model}")

@@ -65,16 +65,19 @@ def bare_loop(model: torch.nn.Module, images: np.ndarray, amp: torch.dtype | Non
 def pyfunc_model(model: torch.nn.Module, tta: str, precision: str, folder: Path):
     """The model logged as the project's pyfunc in a throwaway MLflow store, and loaded back."""
     from fercore.serving.pyfunc import FerEmotionModel
+    from fercore.tracking.copies import cache_folder, copy_version
     from fercore.tracking.registry import load_pyfunc, log_and_register
     from fercore.tracking.runs import one_off_run
     from fercore.tracking.store import RunInfo
 
     model_dir = save_model(model.cpu(), folder / f"model-{time.monotonic_ns()}")
     example = np.zeros((2, 48, 48), np.uint8)
-    with one_off_run(RunInfo(f"sqlite:///{folder / 'mlflow.db'}", "benchmark", "benchmark"), "bench", {}, {}) as run_id:
-        version = log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, "bench", {"family": "bench"},
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with one_off_run(RunInfo(uri, "benchmark", "benchmark"), "bench", {}, {}) as run_id:
+        version = log_and_register(uri, run_id, FerEmotionModel(), {"model": str(model_dir)}, "bench", {"family": "bench"},
                                    "", example, model_config={"tta": tta, "precision": precision})
-    return load_pyfunc(f"models:/bench/{version}")  # through MLflow, as mlflow models serve loads it
+    copy = copy_version("bench", version, uri, cache_folder(folder / "cache"))
+    return load_pyfunc(copy)  # through MLflow's loader, as mlflow models serve loads it
 
 
 def timed(fn, images: np.ndarray) -> float:

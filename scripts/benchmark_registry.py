@@ -36,15 +36,15 @@ def make_store(folder: Path, n: int) -> str:
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     experiment = connect(uri, "volume")
-    client = tracking_client()
+    client = tracking_client(uri)
     torch.manual_seed(0)
     run_id = client.create_run(experiment, run_name="train-0").info.run_id
     model = save_model(build_cnn("vgg7", width=8).eval(), folder / "model")
-    first = log_and_register(run_id, FerEmotionModel(), {"model": str(model)}, NAME,
+    first = log_and_register(uri, run_id, FerEmotionModel(), {"model": str(model)}, NAME,
                              {"family": "cnn", "contender": "vgg7"}, "", np.zeros((2, 48, 48), np.uint8),
                              model_config={"tta": "none"})
     client.set_terminated(run_id)
-    source = get_version(NAME, first).source
+    source = get_version(uri, NAME, first).source
     for i in range(1, n):
         run = client.create_run(experiment, run_name=f"train-{i}").info.run_id
         client.create_model_version(NAME, source, run_id=run, tags={
@@ -91,11 +91,11 @@ def measure(n: int, repeats: int) -> dict:
         run = lambda: promote(NAME, dataset, new, config, RunInfo(uri, "volume", "bench"))  # noqa: E731
         run()  # warm-up (imports, the first alias moves): the timed calls decide on the same holders
         return {"versions": n,
-                "aliases_ms": timed(lambda: registry.aliases(NAME), repeats),
-                "versions_of_a_contender_ms": timed(lambda: registry.versions(NAME, contender="vgg7"), repeats),
-                "registered_ensembles_ms": timed(lambda: registered_ensembles(NAME), repeats),
+                "aliases_ms": timed(lambda: registry.aliases(uri, NAME), repeats),
+                "versions_of_a_contender_ms": timed(lambda: registry.versions(uri, NAME, contender="vgg7"), repeats),
+                "registered_ensembles_ms": timed(lambda: registered_ensembles(uri, NAME), repeats),
                 "predict_alias_lookup_ms": timed(predict_lookup, repeats),
-                "gc_plan_ms": timed(lambda: registry_plan(NAME, "volume", 5, 10), repeats),
+                "gc_plan_ms": timed(lambda: registry_plan(uri, NAME, "volume", 5, 10), repeats),
                 "promote_ms": timed(run, max(1, repeats // 2))}
 
 

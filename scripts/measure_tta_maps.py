@@ -39,10 +39,8 @@ from fercore.tracking.copies import cache_folder, copy_version, network_folder, 
 def single_versions(name: str, tracking_uri: str) -> list[tuple[str, str]]:
     """(version, contender) of every single-model version of ``name``."""
     from fercore.tracking.registry import versions
-    from fercore.tracking.store import connect_registry
 
-    connect_registry(tracking_uri)
-    return [(v.version, v.tags.get("contender", "")) for v in versions(name) if v.tags.get("family") != "ensemble"]
+    return [(v.version, v.tags.get("contender", "")) for v in versions(tracking_uri, name) if v.tags.get("family") != "ensemble"]
 
 
 def loo_correlation(maps: np.ndarray, labels: np.ndarray) -> float:

@@ -14,7 +14,6 @@ import os
 from fercore.constants import CLASS_NAMES
 from fercore.tracking import registry
 from fercore.tracking.runs import run_metrics
-from fercore.tracking.store import connect_registry
 from fercore.tracking.tags import family
 
 
@@ -23,16 +22,15 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     parser.add_argument("--model", default="fer2013-emotion")
     args = parser.parse_args()
-    connect_registry(args.tracking_uri)
     by_version: dict[str, list[str]] = {}
-    for alias, version in registry.aliases(args.model).items():
+    for alias, version in registry.aliases(args.tracking_uri, args.model).items():
         by_version.setdefault(version, []).append(alias)
-    versions = registry.versions(args.model)[::-1]
+    versions = registry.versions(args.tracking_uri, args.model)[::-1]
     for metric, what in (("accuracy", "share of that emotion's test images classified correctly"), ("f1", "F1")):
         print(f"{'version':>7} {'family':<12} {'valF1':>6} {'acc':>6} {'macroF1':>7} {'Private':>7}  " +
               " ".join(f"{c[:7]:>7}" for c in CLASS_NAMES) + "  checkpoint / aliases")
         for v in versions:
-            metrics = run_metrics(v.run_id)
+            metrics = run_metrics(args.tracking_uri, v.run_id)
             per_class = " ".join(f"{metrics.get(f'test_{c}_{metric}', float('nan')):7.3f}" for c in CLASS_NAMES)
             print(f"{v.version:>7} {family(v):<12} {float(v.tags.get('val_macro_f1', 'nan')):6.4f} "
                   f"{float(v.tags.get('test_accuracy', 'nan')):6.4f} "

@@ -18,6 +18,6 @@ def find_warm_starts(dataset: FerDataset, config: Config) -> Annotated[dict[str,
     starts fresh (:func:`fercore.training.warm_start.warm_starts`)."""
     uri = tracking_uri(config.registry)
     connect(uri, config.registry.experiment_name)
-    found = warm_starts(config, dataset)
+    found = warm_starts(config, dataset, uri)
     log_metadata(metadata={n: e["reason"] for n, e in found.items()}, infer_artifact=True, artifact_name="warm_starts")
     return found

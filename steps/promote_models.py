@@ -55,7 +55,8 @@ def promote_models(
     log_metadata(metadata=run_metadata(out.summary), run_id_name_or_prefix=get_step_context().pipeline_run.id)
     figure = contest_figure(registrations, explanations, out.summary["per_emotion"])
     if figure.png:
-        log_files(out.summary["promotion_run"], {"contest_maps.png": figure.png}, "promotion")
+        log_files(run_info(registry).tracking_uri, out.summary["promotion_run"], {"contest_maps.png": figure.png},
+                  "promotion")
     data_page, prediction_page = out.drift_pages(run_info(registry).tracking_uri)  # light: the whole ones in MLflow
     return (MarkdownString(out.markdown), HTMLString(data_page), HTMLString(prediction_page),
             out.summary, figure, MarkdownString(out.data_drift.markdown("Image drift: train -> test")

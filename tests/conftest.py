@@ -29,6 +29,7 @@ os.environ.update(
     FER_TESTS_SESSION_DIR=str(_SESSION_DIR),
     FER_TESTS_SESSION_OWNER=_OWNER,
     ZENML_ANALYTICS_OPT_IN="false",
+    GRADIO_ANALYTICS_ENABLED="False",
     ZENML_CONFIG_PATH=str(_SESSION_DIR / "zenml"),
     ZENML_LOGGING_COLORS_DISABLED="true",
     FER_CACHE_DIR=str(_SESSION_DIR / "cache"),
@@ -187,3 +188,16 @@ def pytest_sessionfinish(session, exitstatus):
         for node, why in unexpected:
             reporter.write_line(f"  {node}: {why}", red=True)
         session.exitstatus = 1
+
+
+def connect_store(uri: str, experiment: str) -> str:
+    """The project's :func:`fercore.tracking.store.connect`, and MLflow's own clients in the test (``MlflowClient()``,
+    ``mlflow.pyfunc.load_model("models:/...")``) pointed at the same store. The project never sets MLflow's
+    process-wide URI; a test that reads the store through MLflow's own API does, for itself."""
+    import mlflow
+
+    from fercore.tracking.store import connect
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return connect(uri, experiment)

@@ -34,7 +34,8 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
         both, and the maps (empty when ``explain.enabled`` is false).
     """
     name = run.contender or "the model"
-    with resumed(run) as parent, resumed(open_child_run(run, info, "evaluate"), finish=True) as run_id:
+    uri = info.tracking_uri
+    with resumed(uri, run) as parent, resumed(uri, open_child_run(run, info, "evaluate"), finish=True) as run_id:
         device = pick_device()
         logger.info("Evaluating %s on %d validation and %d test images (test-time views: %s)", name,
                     len(dataset.split("val")), len(dataset.split("test")), tta)
@@ -46,17 +47,17 @@ def evaluate_and_report(model: nn.Module, dataset: FerDataset, history: list[dic
         ev.history = history
         # "validation_*": the per-epoch curves of training are loss/val and accuracy/val
         for each in (run_id, parent):
-            log_metrics(each, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
+            log_metrics(uri, each, {**flat_metrics(ev, "test"), **flat_metrics(val_ev, "validation")})
         files: dict[str, bytes | str] = {
             **evaluation_figures(ev), "per_class.csv": ev.per_class.to_csv(), "per_class.md": ev.markdown(),
             "evaluation.json": ev.to_json(), "validation_per_class.md": val_ev.markdown(),
         }
-        log_files(run_id, files)
+        log_files(uri, run_id, files)
         explanation = Explanation(name)
         if explain is not None and explain.enabled:
             explanation = explain_model(model, name, dataset, preds, val_ev.per_class["f1"].to_dict(),
                                         explain.faces_per_emotion, explain.mean_map_faces, tta=tta)
-            log_files(run_id, {"mean_maps.png": mean_maps_png(explanation), "gallery.png": gallery_png(explanation)},
+            log_files(uri, run_id, {"mean_maps.png": mean_maps_png(explanation), "gallery.png": gallery_png(explanation)},
                       "explain")
-            log_metrics(run_id, {"explain_seconds": explanation.seconds})
+            log_metrics(uri, run_id, {"explain_seconds": explanation.seconds})
     return ev, val_ev, preds, explanation

@@ -42,10 +42,10 @@ def monitor_run(config: MonitorConfig, model_name: str, info: RunInfo,
     training images (``training_data``); logs an MLflow run ``monitor`` with the drift share, the scores
     when the images are labelled, and both Evidently reports."""
     connect(info.tracking_uri, info.experiment_name)
-    version = registry.version_by_alias(model_name, config.model)
+    version = registry.version_by_alias(info.tracking_uri, model_name, config.model)
     v = str(version.version)  # loaded from its local copy, never unpickled
     predict = version_predictor(model_name, v, info.tracking_uri)
-    module = version_network(model_name, embedding_version(model_name, v), info.tracking_uri)
+    module = version_network(model_name, embedding_version(info.tracking_uri, model_name, v), info.tracking_uri)
     new = read_new_images(config.data, config.on_unreadable)
     result = monitor(training_data(version), new, predict, module, config.drift_share, config.max_images,
                      autocast_dtype(pick_device(), "auto"))
@@ -55,7 +55,7 @@ def monitor_run(config: MonitorConfig, model_name: str, info: RunInfo,
     with one_off_run(info, "monitor", {"data": config.data},
                      info.tags(stage="monitor", model_version=str(version.version))) as run_id:
         scores = flat_metrics(result.evaluation, "monitor") if result.evaluation is not None else {}
-        log_metrics(run_id, {"drift_share": result.data_drift.drift_share, **scores})
-        log_files(run_id, {"data_drift.html": result.data_drift.html,
+        log_metrics(info.tracking_uri, run_id, {"drift_share": result.data_drift.drift_share, **scores})
+        log_files(info.tracking_uri, run_id, {"data_drift.html": result.data_drift.html,
                            "prediction_drift.html": result.prediction_drift.html}, "monitor")
     return MonitorOutcome(result, summary, run_id)

@@ -173,7 +173,7 @@ def _embedded_member(routes: list[str], weights: dict[str, float] | None) -> str
     return max(sorted(weights, key=int), key=weights.get)
 
 
-def embedding_version(name: str, version: str) -> str:
+def embedding_version(tracking_uri: str, name: str, version: str) -> str:
     """The single version whose network embeddings are measured on for ``version``: itself; for a routed ensemble
     the member that routes the most emotions, for an averaging one the member with the largest weight (read from
     the ensemble's spec alone: that member is loaded, not the whole ensemble)."""
@@ -181,11 +181,11 @@ def embedding_version(name: str, version: str) -> str:
     from fercore.tracking.copies import ensemble_spec
     from fercore.tracking.tags import family
 
-    if family(registry.get_version(name, version)) != "ensemble":
+    if family(registry.get_version(tracking_uri, name, version)) != "ensemble":
         return version
-    spec = ensemble_spec(name, version)
+    spec = ensemble_spec(tracking_uri, name, version)
     routes, weights = list((spec.get("routes") or {}).values()), spec.get("weights")
-    return embedding_version(name, _embedded_member(routes, weights)) if routes or weights else version
+    return embedding_version(tracking_uri, name, _embedded_member(routes, weights)) if routes or weights else version
 
 
 def monitor(reference: FerDataset, new: NewImages, predict, module, drift_share: float = 0.5,

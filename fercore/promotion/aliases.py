@@ -22,7 +22,8 @@ from fercore.tracking.store import TrackingError
 logger = logging.getLogger(__name__)
 
 
-def apply_moves(name: str, moves: list[AliasMove], journal: RegistryJournal | None = None) -> list[AliasMove]:
+def apply_moves(tracking_uri: str, name: str, moves: list[AliasMove], journal: RegistryJournal | None = None
+                ) -> list[AliasMove]:
     """Moves aliases with a compare-and-swap per alias, each write through ``journal`` (default: one of its own,
     undone if a move fails; a promotion passes its own, which undoes the whole promotion).
 
@@ -37,14 +38,14 @@ def apply_moves(name: str, moves: list[AliasMove], journal: RegistryJournal | No
         The moves applied.
     """
     for move in moves:
-        if registry.get_version(name, move.version).status != "READY":
+        if registry.get_version(tracking_uri, name, move.version).status != "READY":
             raise RegistryError(f"version {move.version} of {name} is not READY; no alias moved")
     if journal is None:
-        with RegistryJournal(name) as own:
-            return apply_moves(name, moves, own)
+        with RegistryJournal(tracking_uri, name) as own:
+            return apply_moves(tracking_uri, name, moves, own)
     applied: list[AliasMove] = []
     for move in moves:
-        holders = registry.aliases(name)
+        holders = registry.aliases(tracking_uri, name)
         now = holders.get(move.alias)
         if now != move.previous:
             logger.warning("Alias %s changed to v%s during promotion; not moving it to v%s", move.alias, now,
@@ -85,12 +86,12 @@ def promotion_lock(tracking_uri: str, name: str, timeout_s: float = 1800.0,
         with _file_lock(path.with_name(path.name + ".promotion.lock"), timeout_s):
             yield
     else:
-        with registry_lease(name, timeout_s, lease_s, settle_s):
+        with registry_lease(tracking_uri, name, timeout_s, lease_s, settle_s):
             yield
 
 
 @contextmanager
-def registry_lease(name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0,
+def registry_lease(tracking_uri: str, name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0,
                    settle_s: float = 1.0) -> Iterator[None]:
     """The tracking-server form of :func:`promotion_lock`: a lease in the ``promotion.lease`` tag."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -98,11 +99,11 @@ def registry_lease(name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0
     lease: str | None = None
     while True:
         try:
-            lease = registry.model_tag(name, LEASE_TAG)
+            lease = registry.model_tag(tracking_uri, name, LEASE_TAG)
             if not lease or float(lease.rpartition(" ")[2] or 0) < time.time():
-                registry.set_model_tag(name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
+                registry.set_model_tag(tracking_uri, name, LEASE_TAG, f"{owner} {time.time() + lease_s:.0f}")
                 time.sleep(settle_s)
-                if (registry.model_tag(name, LEASE_TAG) or "").startswith(owner + " "):
+                if (registry.model_tag(tracking_uri, name, LEASE_TAG) or "").startswith(owner + " "):
                     break
         except TrackingError as exc:  # a busy store (e.g. a locked database): try again until the deadline
             lease = f"unknown: {exc.message}"
@@ -113,8 +114,8 @@ def registry_lease(name: str, timeout_s: float = 1800.0, lease_s: float = 3600.0
     try:
         yield
     finally:
-        if (registry.model_tag(name, LEASE_TAG) or "").startswith(owner + " "):
-            registry.set_model_tag(name, LEASE_TAG, None)
+        if (registry.model_tag(tracking_uri, name, LEASE_TAG) or "").startswith(owner + " "):
+            registry.set_model_tag(tracking_uri, name, LEASE_TAG, None)
 
 
 @contextmanager

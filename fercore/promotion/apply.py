@@ -35,28 +35,29 @@ def apply_plan(plan: Plan, name: str, dataset: FerDataset, info: RunInfo, drift_
     the alias moves applied. Any failure undoes every write made, then propagates."""
     if plan.blocked:
         return plan, []
-    with RegistryJournal(name) as journal:
+    uri = info.tracking_uri
+    with RegistryJournal(uri, name) as journal:
         for ensemble in plan.ensembles:
             if ensemble.candidate.new:
                 version = journal.registered(lambda e=ensemble: register_ensemble(name, e, dataset, info))
                 plan = plan.resolve(ensemble.candidate.version, version)
             else:
                 logger.info("%s is registered already as version %s", ensemble.description, ensemble.candidate.version)
-        applied = apply_moves(name, plan.decision.moves, journal)
+        applied = apply_moves(uri, name, plan.decision.moves, journal)
         for move in applied:
             journal.tag_version(move.version, {f"drift.{k}": v for k, v in drift_tags.items()})
-        holders = registry.aliases(name)
+        holders = registry.aliases(uri, name)
         journal.describe_model(model_description(name, holders, plan.cands, config))
         touched = {m.version for m in applied} | {m.previous for m in applied if m.previous}
-        for version, card in alias_cards(name, holders, touched).items():
+        for version, card in alias_cards(uri, name, holders, touched).items():
             journal.describe_version(version, card)
     return plan, applied
 
 
-def registered_ensembles(name: str) -> dict[tuple[str, str], str]:
+def registered_ensembles(tracking_uri: str, name: str) -> dict[tuple[str, str], str]:
     """``(routes|weights tag, value) -> version`` of the READY ensembles of ``name`` (the newest of equals)."""
     found: dict[tuple[str, str], str] = {}
-    for v in registry.versions(name, family="ensemble"):
+    for v in registry.versions(tracking_uri, name, family="ensemble"):
         for key in ("routes", "weights"):
             if v.status == "READY" and v.tags.get(key):
                 found.setdefault((key, v.tags[key]), str(v.version))
@@ -76,8 +77,9 @@ def register_ensemble(name: str, ensemble: EnsembleCandidate, dataset: FerDatase
                          cand.test_evaluation)
     with one_off_run(info, f"register-{cand.contender}", {"spec": json.dumps(ensemble.spec)},
                      info.tags(family="ensemble")) as run_id, tempfile.TemporaryDirectory() as tmp:
-        log_metrics(run_id, {**flat_metrics(cand.evaluation, "validation"), **flat_metrics(cand.test_evaluation, "test")})
+        log_metrics(info.tracking_uri, run_id, {**flat_metrics(cand.evaluation, "validation"),
+                                                **flat_metrics(cand.test_evaluation, "test")})
         path = Path(tmp) / ENSEMBLE_FILE
         path.write_text(json.dumps(ensemble.spec, indent=2))
-        return registry.log_and_register(run_id, FerEnsembleModel(), {"ensemble": str(path)}, name, tags, card,
+        return registry.log_and_register(info.tracking_uri, run_id, FerEnsembleModel(), {"ensemble": str(path)}, name, tags, card,
                                          dataset.split("test").images[:4])

@@ -56,15 +56,15 @@ def overlap_note(trained_on: np.ndarray | None, val_hashes: np.ndarray, split_tr
             "FER-2013's duplicates: its validation figures are optimistic")
 
 
-def training_hashes(name: str, version) -> np.ndarray | None:
+def training_hashes(tracking_uri: str, name: str, version) -> np.ndarray | None:
     """The image hashes a registered version was trained on (an ensemble: its members'), if recorded
     (versions registered before the record existed have none)."""
     if family(version) == "ensemble":
-        members = [registered_version(name, v, f"member v{v} of v{version.version}")
+        members = [registered_version(tracking_uri, name, v, f"member v{v} of v{version.version}")
                    for v in version.tags.get("members", "").split(",") if v]
-        parts = [training_hashes(name, m) for m in members]
+        parts = [training_hashes(tracking_uri, name, m) for m in members]
         return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
-    path = download_run_file(version.run_id, TRAIN_HASHES)
+    path = download_run_file(tracking_uri, version.run_id, TRAIN_HASHES)
     return None if path is None else np.load(path, allow_pickle=False)
 
 
@@ -84,7 +84,8 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
         StoreBusyError: the store stayed busy: no holder is judged on a guess, so no alias moves.
     """
     val_hashes, split_train = image_hashes(dataset.split("val").images), image_hashes(dataset.split("train").images)
-    meta = retry_transient(lambda: {v: registry.get_version(name, v) for v in versions}, "no alias moved", tracking_uri)
+    meta = retry_transient(lambda: {v: registry.get_version(tracking_uri, name, v) for v in versions}, "no alias moved",
+                           tracking_uri)
     singles = [v for v in versions if family(meta[v]) != "ensemble"]
     out, scored = [], dict(known)
     for v in singles + [v for v in versions if v not in singles]:
@@ -93,7 +94,8 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
             # retried apart: a busy read of the hashes does not score the holder again
             preds = retry_transient(lambda: _score(name, mv, scored, dataset, tracking_uri), "no alias moved",  # noqa: B023
                                     tracking_uri)
-            trained_on = retry_transient(lambda: training_hashes(name, mv), "no alias moved", tracking_uri)  # noqa: B023
+            trained_on = retry_transient(lambda: training_hashes(tracking_uri, name, mv), "no alias moved",  # noqa: B023
+                                         tracking_uri)
         except (ModelFilesMissing, UntrustedModelError) as exc:
             logger.warning("v%s (%s) holds an alias but cannot be scored: %s. Skipped, so its aliases go to the best "
                            "candidates", v, mv.tags.get("contender", kind), exc)
@@ -130,20 +132,20 @@ def _score(name: str, version, scored: dict[str, Candidate], dataset: FerDataset
     """A holder's val/test probabilities: from its members' when they are scored, else through its pyfunc."""
     members = set(member_versions(version.tags))
     if family(version) == "ensemble" and members and members <= set(scored):
-        return _from_members(name, version, scored)
+        return _from_members(tracking_uri, name, version, scored)
     v = str(version.version)
     logger.info("Scoring v%s (%s) on this run's %d validation and test images", v,
                 version.tags.get("contender", family(version)), len(dataset.split("val")) + len(dataset.split("test")))
     return predict_splits(version_predictor(name, v, tracking_uri), dataset, desc=f"scoring v{v}")
 
 
-def _from_members(name: str, version, scored: dict[str, Candidate]) -> Predictions:
+def _from_members(tracking_uri: str, name: str, version, scored: dict[str, Candidate]) -> Predictions:
     """An ensemble holder's probabilities from its scored members': routed by its ``routes`` tag, or averaged
     with the weights and temperatures of its spec (a small file; the members are not loaded)."""
     routes = parse_routes(version.tags.get("routes", ""))
     if routes:
         return routed_predictions(scored, routes)
-    spec = ensemble_spec(name, str(version.version))
+    spec = ensemble_spec(tracking_uri, name, str(version.version))
     members = ensemble_members(spec)
     return Predictions(ensemble_probabilities(spec, {m: scored[m].probs for m in members}),
                        ensemble_probabilities(spec, {m: scored[m].test_probs for m in members}))

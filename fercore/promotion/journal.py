@@ -17,8 +17,8 @@ class RegistryJournal:
     Use it as a context manager: an exception inside undoes every write, newest first, then propagates.
     """
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, tracking_uri: str, name: str):
+        self.tracking_uri, self.name = tracking_uri, name
         self.writes = 0  # how many writes were made (the tests fail each one in turn)
         self._undo: list[tuple[str, Callable[[], None]]] = []
 
@@ -31,32 +31,33 @@ class RegistryJournal:
         return False
 
     def set_alias(self, alias: str, version: str | None) -> None:
-        before = registry.aliases(self.name).get(alias)
-        self._record(f"@{alias} back to {before}", lambda: registry.set_alias(self.name, alias, before))
-        registry.set_alias(self.name, alias, version)
+        before = registry.aliases(self.tracking_uri, self.name).get(alias)
+        self._record(f"@{alias} back to {before}", lambda: registry.set_alias(self.tracking_uri, self.name, alias, before))
+        registry.set_alias(self.tracking_uri, self.name, alias, version)
 
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
-        before = registry.get_version(self.name, version).tags
+        before = registry.get_version(self.tracking_uri, self.name, version).tags
         undo = {k: before.get(k) for k in tags}
-        self._record(f"v{version}'s tags {sorted(tags)}", lambda: registry.tag_version(self.name, version, undo))
-        registry.tag_version(self.name, version, tags)
+        self._record(f"v{version}'s tags {sorted(tags)}",
+                     lambda: registry.tag_version(self.tracking_uri, self.name, version, undo))
+        registry.tag_version(self.tracking_uri, self.name, version, tags)
 
     def describe_version(self, version: str, text: str) -> None:
-        before = registry.get_version(self.name, version).description or ""
-        self._record(f"v{version}'s card", lambda: registry.describe_version(self.name, version, before))
-        registry.describe_version(self.name, version, text)
+        before = registry.get_version(self.tracking_uri, self.name, version).description or ""
+        self._record(f"v{version}'s card", lambda: registry.describe_version(self.tracking_uri, self.name, version, before))
+        registry.describe_version(self.tracking_uri, self.name, version, text)
 
     def describe_model(self, text: str) -> None:
-        before = registry.model_description(self.name)
-        self._record("the model's description", lambda: registry.describe_model(self.name, before))
-        registry.describe_model(self.name, text)
+        before = registry.model_description(self.tracking_uri, self.name)
+        self._record("the model's description", lambda: registry.describe_model(self.tracking_uri, self.name, before))
+        registry.describe_model(self.tracking_uri, self.name, text)
 
     def registered(self, register: Callable[[], str]) -> str:
         """Registers a version with ``register()`` (which returns its number); undone by deleting it."""
         self.writes += 1
         version = register()
         self._undo.append((f"v{version} (registered by this promotion)",
-                           lambda: registry.delete_version(self.name, version)))
+                           lambda: registry.delete_version(self.tracking_uri, self.name, version)))
         return version
 
     def undo(self) -> None:

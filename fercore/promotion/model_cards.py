@@ -97,12 +97,12 @@ def card_with_aliases(card: str, held: dict[str, str]) -> str:
     return f"{base}\n\n{ALIASES_HEADING} (after the latest promotion):\n\n" + "\n".join(lines) + "\n"
 
 
-def alias_cards(name: str, holders: dict[str, str | None], touched: set[str]) -> dict[str, str]:
+def alias_cards(tracking_uri: str, name: str, holders: dict[str, str | None], touched: set[str]) -> dict[str, str]:
     """The cards of the ``touched`` versions (those that gained or lost an alias) with their aliases section
     rewritten (read only: promotion's apply writes them under its journal)."""
     cards = {}
     for version in sorted((v for v in touched if v), key=int):
-        mv = registry.get_version(name, version)
+        mv = registry.get_version(tracking_uri, name, version)
         held = {a: mv.tags.get(f"promoted.{a}", "(reason not recorded)") for a, v in holders.items() if v == version}
         cards[version] = card_with_aliases(mv.description or "", held)
     return cards

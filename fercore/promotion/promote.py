@@ -62,7 +62,7 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
             raise ModelFilesMissing(f"the files of every version this run registered ({gone}) are gone from the "
                                     "store: nothing can be promoted. Run again with --no-cache to retrain them")
         with promotion_lock(info.tracking_uri, name):
-            holders = registry.aliases(name)
+            holders = registry.aliases(info.tracking_uri, name)
             held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
             logger.info("Promotion of %s: %d contenders of this run, %d alias holders of earlier runs to score", name,
                         len(scored), len(held))
@@ -73,11 +73,11 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
             everyone, unseen, left_out = on_unseen_images(scored + holders_scored, dataset)
             _say_left_out(left_out, len(dataset.split("val")))
             plan = make_plan(name, everyone[:len(scored)], everyone[len(scored):], holders, unseen, config,
-                             registered_ensembles(name), blocked)
+                             registered_ensembles(info.tracking_uri, name), blocked)
             plan, applied = apply_plan(plan, name, unseen, info, drift[0].summary(), config)  # every write, or none
-        result = report(name, plan, applied, registry.aliases(name), drift, config, len(unseen.split("val")), run_id,
-                        left_out)
-        log_files(run_id, result.files, "promotion")
+        result = report(info.tracking_uri, name, plan, applied, registry.aliases(info.tracking_uri, name), drift, config,
+                        len(unseen.split("val")), run_id, left_out)
+        log_files(info.tracking_uri, run_id, result.files, "promotion")
     return result
 
 
@@ -94,7 +94,7 @@ def _new_candidates(name: str, dataset: FerDataset, new: list[tuple[dict[str, An
     contender whose version's files were deleted since is named and left out: it could not be served."""
     split_train = image_hashes(dataset.split("train").images)
     own_overlap = overlap_note(split_train, image_hashes(dataset.split("val").images), split_train)
-    present = retry_transient(lambda: {r["version"]: registry.has_files(name, r["version"]) for r, _ in new},
+    present = retry_transient(lambda: {r["version"]: registry.has_files(info.tracking_uri, name, r["version"]) for r, _ in new},
                               "no alias moved", info.tracking_uri)
     for r, _ in new:
         if not present[r["version"]]:
@@ -110,7 +110,7 @@ def _registered_by(name: str, version: str, info: RunInfo) -> bool:
     """Whether this pipeline run registered ``version``: a cached register step hands on an earlier run's."""
     if not info.zenml_run_id:
         return True
-    return registry.get_version(name, version).tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
+    return registry.get_version(info.tracking_uri, name, version).tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
 
 
 def _embedding_network(name: str, cands: list[Candidate], tracking_uri: str):
@@ -118,7 +118,7 @@ def _embedding_network(name: str, cands: list[Candidate], tracking_uri: str):
     one whose files are gone is named and the next tried; ``(None, None)`` when none loads."""
     for c in cands:
         try:
-            embedded = embedding_version(name, c.version)
+            embedded = embedding_version(tracking_uri, name, c.version)
             return embedded, version_network(name, embedded, tracking_uri)
         except (ModelFilesMissing, UntrustedModelError) as exc:
             logger.warning("Drift of embeddings cannot use v%s: %s", c.version, exc)

@@ -37,24 +37,25 @@ def register(trained: TrainedModel, dataset: FerDataset, model_name: str, info: 
     connect(info.tracking_uri, info.experiment_name)
     metrics, run_id = trained.headline(), trained.run.run_id
     with busy_store_is_named(info.tracking_uri, f"{trained.tags.get('contender', trained.family)} was not registered"):
-        version = registered_version(model_name, run_id)
+        version = registered_version(info.tracking_uri, model_name, run_id)
         if version is not None:
             logger.info("Model of MLflow run %s is registered already as version %s", run_id, version)
         else:
-            version = _register(trained, dataset, model_name, info.zenml_run_id,
+            version = _register(info.tracking_uri, trained, dataset, model_name, info.zenml_run_id,
                                 {k: f"{x:.4f}" for k, x in metrics.items()})
     return {"name": model_name, "version": version, "model_uri": f"models:/{model_name}/{version}",
             "run_id": run_id, "family": trained.family, "contender": trained.tags.get("contender", trained.family),
             "contest": trained.tags.get("contest", ""), **metrics}
 
 
-def registered_version(model_name: str, run_id: str) -> str | None:
+def registered_version(tracking_uri: str, model_name: str, run_id: str) -> str | None:
     """The version registered from MLflow run ``run_id``, if any (a failed run's: none).
 
     Raises:
         RegistryError: the run is not in this store (a cached training step of another store).
     """
-    return None if run_status(run_id) == "FAILED" else registry.newest_ready(model_name, run_id=run_id)
+    return None if run_status(tracking_uri, run_id) == "FAILED" else registry.newest_ready(tracking_uri, model_name,
+                                                                                            run_id=run_id)
 
 
 def _version_tags(trained: TrainedModel, dataset: FerDataset, zenml_run_id: str) -> dict[str, str]:
@@ -68,21 +69,21 @@ def _version_tags(trained: TrainedModel, dataset: FerDataset, zenml_run_id: str)
     return tags
 
 
-def _register(trained: TrainedModel, dataset: FerDataset, model_name: str, zenml_run_id: str,
+def _register(uri: str, trained: TrainedModel, dataset: FerDataset, model_name: str, zenml_run_id: str,
               metric_tags: dict[str, str]) -> str:
     tags = _version_tags(trained, dataset, zenml_run_id)
     description = model_card(model_name, trained, tags, dataset)
     hashes = io.BytesIO()
     np.save(hashes, image_hashes(dataset.split("train").images))
     # the model is logged against the contender's run, which ends here: its duration is the contender's whole job
-    with resumed(trained.run, finish=True) as run_id, tempfile.TemporaryDirectory() as tmp:
-        log_files(run_id, {Path(TRAIN_HASHES).name: hashes.getvalue()}, str(Path(TRAIN_HASHES).parent))
+    with resumed(uri, trained.run, finish=True) as run_id, tempfile.TemporaryDirectory() as tmp:
+        log_files(uri, run_id, {Path(TRAIN_HASHES).name: hashes.getvalue()}, str(Path(TRAIN_HASHES).parent))
         if trained.metrics:  # before the model is logged: the logged model carries the run's metrics as they stand
-            log_metrics(run_id, trained.metrics)
+            log_metrics(uri, run_id, trained.metrics)
         model_dir = save_model(trained.model.cpu(), Path(tmp) / "model")
-        version = registry.log_and_register(run_id, FerEmotionModel(), {"model": str(model_dir)}, model_name,
+        version = registry.log_and_register(uri, run_id, FerEmotionModel(), {"model": str(model_dir)}, model_name,
                                             {**tags, **metric_tags},
                                             description, dataset.split("test").images[:4],
                                             model_config={"tta": trained.tta, "precision": trained.precision})
-        set_phase(run_id, "registered")  # a later rung (another pipeline run) opens a new run
+        set_phase(uri, run_id, "registered")  # a later rung (another pipeline run) opens a new run
     return version

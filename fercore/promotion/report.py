@@ -31,8 +31,9 @@ class PromotionResult:
                             "model compared"), run_url(tracking_uri, self.summary["promotion_run"]), "promotion")
 
 
-def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[str, str], drift: tuple[DriftResult, DriftResult],
-           config: PromotionConfig, val_images: int, promote_run_id: str, left_out: int = 0) -> PromotionResult:
+def report(tracking_uri: str, name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[str, str],
+           drift: tuple[DriftResult, DriftResult], config: PromotionConfig, val_images: int, promote_run_id: str,
+           left_out: int = 0) -> PromotionResult:
     """The promotion's tables, the files of its MLflow run ``promote_run_id`` (with the drift reports) and its
     summary."""
     data_report, pred_report = drift
@@ -61,7 +62,7 @@ def report(name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[st
                              f"test_{config.metric}": round(c.test_evaluation.overall[config.metric], 4)}
                    for c in plan.cands},
         **({"averaging": fitted.__dict__} if fitted else {}),  # ZenML metadata holds no None
-        "candidates": [_candidate_line(name, c) for c in plan.cands],
+        "candidates": [_candidate_line(tracking_uri, name, c) for c in plan.cands],
         "per_emotion": [{"emotion": r["emotion"], "winner": r["winner"], "lead": _fmt(r["margin_runner_up"]),
                          "interval": r["runner_up_95ci"], "significant": r["significant"], "decision": r["decision"]}
                         for r in plan.decision.table.to_dict("records")],
@@ -82,8 +83,8 @@ def _fmt(x: float) -> str:
     return "—" if x != x else f"{x:+.4f}"  # NaN: no runner-up
 
 
-def _candidate_line(name: str, c: Candidate) -> dict[str, Any]:
-    minutes = registry.get_version(name, c.version).tags.get("total_training_minutes", "")
+def _candidate_line(tracking_uri: str, name: str, c: Candidate) -> dict[str, Any]:
+    minutes = registry.get_version(tracking_uri, name, c.version).tags.get("total_training_minutes", "")
     return {"label": c.label, "new": c.new, "minutes": minutes,
             "val_accuracy": round(float(c.evaluation.overall["accuracy"]), 4),
             "test_accuracy": round(float(c.test_evaluation.overall["accuracy"]), 4)}

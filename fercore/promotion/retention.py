@@ -116,34 +116,34 @@ class RegistryPlan:
     bytes: int | None  # their files on a local artifact store (None: a server's, not measured)
 
 
-def registry_records(name: str) -> list[VersionRecord]:
+def registry_records(tracking_uri: str, name: str) -> list[VersionRecord]:
     """``name``'s versions as retention sees them (their aliases, members, runs)."""
     from fercore.tracking import registry
     from fercore.tracking.tags import family
 
     held: dict[str, list[str]] = {}
-    for alias, version in registry.aliases(name).items():
+    for alias, version in registry.aliases(tracking_uri, name).items():
         held.setdefault(version, []).append(alias)
     return [_record(v, held.get(str(v.version), []), family(v), registry.logged_model_id(v) or "")
-            for v in registry.versions(name)]
+            for v in registry.versions(tracking_uri, name)]
 
 
-def registry_plan(name: str, experiment: str, keep_versions: int, keep_runs: int,
+def registry_plan(tracking_uri: str, name: str, experiment: str, keep_versions: int, keep_runs: int,
                   kept_pipeline_runs: set[str] = frozenset()) -> RegistryPlan:
     """Reads ``name``'s versions and ``experiment``'s runs and decides what goes (the versions registered by
     ``kept_pipeline_runs`` stay: see :func:`versions_to_keep`)."""
     from fercore.tracking.registry import runs_of_other_models
     from fercore.tracking.runs import experiment_runs, local_artifact_bytes
 
-    records = registry_records(name)
+    records = registry_records(tracking_uri, name)
     kept = versions_to_keep(records, keep_versions, kept_pipeline_runs)
     doomed = [r for r in records if r.version not in kept]
-    needed = {r.run_id for r in records if r.version in kept} | runs_of_other_models(name)  # a shared experiment
-    runs = [RunRecord(r.run_id, r.name, r.status, r.start_time) for r in experiment_runs(experiment)]
+    needed = {r.run_id for r in records if r.version in kept} | runs_of_other_models(tracking_uri, name)  # a shared experiment
+    runs = [RunRecord(r.run_id, r.name, r.status, r.start_time) for r in experiment_runs(tracking_uri, experiment)]
     runs_out = runs_to_delete(runs, needed, keep_runs, {"RUNNING"})
     model_ids = {r.version: r.model_id for r in doomed if r.model_id}
-    sizes = [local_artifact_bytes(run_id=r.run_id) for r in runs_out]
-    sizes += [local_artifact_bytes(model_id=m) for m in model_ids.values()]
+    sizes = [local_artifact_bytes(tracking_uri, run_id=r.run_id) for r in runs_out]
+    sizes += [local_artifact_bytes(tracking_uri, model_id=m) for m in model_ids.values()]
     return RegistryPlan(kept, doomed, model_ids, runs_out, None if None in sizes else sum(sizes))
 
 
@@ -155,12 +155,12 @@ def _record(version, aliases: list[str], kind: str, model_id: str) -> VersionRec
                          tags.get("zenml_run_id", ""), model_id)
 
 
-def apply_registry_plan(name: str, tracking_uri: str, plan: RegistryPlan):
+def apply_registry_plan(tracking_uri: str, name: str, plan: RegistryPlan):
     """Deletes the plan's versions, then their runs and logged models with their files, and those an earlier gc left
     (:func:`fercore.tracking.purge.purge`); returns its :class:`~fercore.tracking.purge.PurgeResult`."""
     from fercore.tracking import registry
     from fercore.tracking.purge import purge
 
     for record in plan.versions:
-        registry.delete_version(name, record.version)
+        registry.delete_version(tracking_uri, name, record.version)
     return purge(tracking_uri, [r.run_id for r in plan.runs], list(plan.model_ids.values()))

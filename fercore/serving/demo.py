@@ -63,7 +63,7 @@ class Analysis:
 TABLE_HEADER = ["face", "model", "label", *CLASS_NAMES]
 
 
-def demo_versions(model_name: str) -> list[tuple[str, str]]:
+def demo_versions(tracking_uri: str, model_name: str) -> list[tuple[str, str]]:
     """``(version, label)`` shown on the page: what the registry holds, the champion first, then the challenger (an
     ensemble too), then the newest ready version of each contender; each label names the version, its aliases and
     its validation accuracy (``v3 (vgg7) @champion, val 68.4 %``)."""
@@ -71,18 +71,18 @@ def demo_versions(model_name: str) -> list[tuple[str, str]]:
     from fercore.tracking.tags import family
 
     held: dict[str, list[str]] = {}
-    for alias, version in sorted(aliases(model_name).items()):
+    for alias, version in sorted(aliases(tracking_uri, model_name).items()):
         held.setdefault(version, []).append(f"@{alias}")
-    shown = [str(version_by_alias(model_name, "champion").version)]
-    challenger = aliases(model_name).get("challenger")
+    shown = [str(version_by_alias(tracking_uri, model_name, "champion").version)]
+    challenger = aliases(tracking_uri, model_name).get("challenger")
     if challenger and challenger not in shown:
         shown.append(challenger)
-    for v in versions(model_name):  # newest first: one per contender
+    for v in versions(tracking_uri, model_name):  # newest first: one per contender
         contender = v.tags.get("contender", "")
         if (v.status == "READY" and family(v) != "ensemble" and contender and str(v.version) not in shown
-                and contender not in {get_version(model_name, s).tags.get("contender") for s in shown}):
+                and contender not in {get_version(tracking_uri, model_name, s).tags.get("contender") for s in shown}):
             shown.append(str(v.version))
-    return [(v, _label(get_version(model_name, v), held.get(v, []))) for v in shown[:MAX_CONTENDERS]]
+    return [(v, _label(get_version(tracking_uri, model_name, v), held.get(v, []))) for v in shown[:MAX_CONTENDERS]]
 
 
 def _label(version, held: list[str]) -> str:
@@ -95,12 +95,11 @@ def _label(version, held: list[str]) -> str:
 
 def load_contenders(model_name: str, tracking_uri: str) -> list[Contender]:
     """The champion and the contenders (:func:`demo_versions`), loaded from their local copies."""
-    from fercore.tracking.store import check_server, connect_registry
+    from fercore.tracking.store import check_server
 
     check_server(tracking_uri)
-    connect_registry(tracking_uri)
     out = []
-    for version, label in demo_versions(model_name):
+    for version, label in demo_versions(tracking_uri, model_name):
         folder, _ = local_copy(f"models:/{model_name}/{version}", tracking_uri)
         out.append(Contender(label, load_copy(folder), load_explainer(folder)))
     return out

@@ -76,11 +76,10 @@ def _write_index(cache: Path, index: dict) -> None:
 
 def _resolve_and_copy(uri: str, tracking_uri: str, cache: Path) -> tuple[Path, str]:
     from fercore.tracking.registry import resolve_version
-    from fercore.tracking.store import check_server, connect_registry
+    from fercore.tracking.store import check_server
 
     check_server(tracking_uri)
-    connect_registry(tracking_uri)
-    name, version = resolve_version(uri)
+    name, version = resolve_version(tracking_uri, uri)
     return copy_version(name, version, tracking_uri, cache), f"{name} v{version}"
 
 
@@ -97,14 +96,14 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path, what: 
     from fercore.models.inference import ensemble_members
 
     what = what or f"{name} v{version}"
-    mv = registered_version(name, version, what)
+    mv = registered_version(tracking_uri, name, version, what)
     key = hashlib.sha256(f"{tracking_uri}\0{name}\0{version}\0{mv.source}\0{mv.run_id}".encode()).hexdigest()[:24]
     folder = cache / key
     if (folder / "MLmodel").exists():
         return folder
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{key}."))
     try:
-        artifacts = _download(name, version, tmp, what)
+        artifacts = _download(tracking_uri, name, version, tmp, what)
         if "ensemble" in artifacts or "routes" in artifacts:
             spec = json.loads(Path(ensemble_spec_file(artifacts)).read_text())
             members = {v: copy_version(spec["model_name"], v, tracking_uri, cache, f"member v{v} of {what}").name
@@ -121,14 +120,14 @@ def copy_version(name: str, version: str, tracking_uri: str, cache: Path, what: 
     return folder
 
 
-def registered_version(name: str, version: str, what: str = ""):
+def registered_version(tracking_uri: str, name: str, version: str, what: str = ""):
     """The registry's record of a version; a version that is not there is :class:`ModelFilesMissing` (``what``: how
     to name it, default ``NAME vN``); a busy store raises MLflow's error."""
     from fercore.tracking.registry import get_version
     from fercore.tracking.store import TrackingError, is_transient
 
     try:
-        return get_version(name, version)
+        return get_version(tracking_uri, name, version)
     except TrackingError as exc:
         if is_transient(exc):
             raise
@@ -137,14 +136,14 @@ def registered_version(name: str, version: str, what: str = ""):
                                 "version, or register the model again") from None
 
 
-def _download(name: str, version: str, dst: Path, what: str) -> dict[str, str]:
+def _download(tracking_uri: str, name: str, version: str, dst: Path, what: str) -> dict[str, str]:
     """A version's files into ``dst``, and its pyfunc artifacts' paths; files that are gone are
     :class:`ModelFilesMissing`."""
     from fercore.tracking.registry import download_version
     from fercore.tracking.store import TrackingError, is_transient
 
     try:
-        download_version(name, version, dst)
+        download_version(tracking_uri, name, version, dst)
         if not (dst / "MLmodel").exists():
             raise FileNotFoundError("no MLmodel file at its artifact location")
         return pyfunc_spec(dst)[1]
@@ -175,11 +174,12 @@ def pyfunc_spec(folder: Path) -> tuple[dict, dict[str, str]]:
     return spec, {k: str(folder / v["path"]) for k, v in (spec.get("artifacts") or {}).items()}
 
 
-def ensemble_spec(name: str, version: str) -> dict:
+def ensemble_spec(tracking_uri: str, name: str, version: str) -> dict:
     """An ensemble version's spec (``ensemble.json``, or ``routes.json`` of earlier releases), read from its files
     alone: its members are not loaded."""
     with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(Path(ensemble_spec_file(_download(name, version, Path(tmp), f"{name} v{version}"))).read_text())
+        artifacts = _download(tracking_uri, name, version, Path(tmp), f"{name} v{version}")
+        return json.loads(Path(ensemble_spec_file(artifacts)).read_text())
 
 
 def network_folder(folder: Path) -> Path:

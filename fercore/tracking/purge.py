@@ -36,9 +36,9 @@ def purge(tracking_uri: str, run_ids: list[str], model_ids: list[str]) -> PurgeR
     """Marks runs and logged models deleted, then, for a local store (SQLite or a folder), removes them and those an
     earlier purge left, with ``mlflow gc``; an item that fails is named and the others still go."""
     for run_id in run_ids:
-        client().delete_run(run_id)
+        client(tracking_uri).delete_run(run_id)
     for model_id in model_ids:
-        client().delete_logged_model(model_id)
+        client(tracking_uri).delete_logged_model(model_id)
     pending = pending_file(tracking_uri)
     if pending is None:
         return PurgeResult(False)

@@ -1,4 +1,5 @@
-"""The model registry: registering a model as a new version, version and alias queries, loading a version.
+"""The model registry: registering a model as a new version, version and alias queries, loading a version. Every
+function names its store (``tracking_uri``, its first argument).
 
 Aliases, never the deprecated stages. A version's ``family`` tag (cnn, vit, ensemble) was called
 ``architecture`` before; :func:`fercore.tracking.tags.family` reads either, so earlier versions still load and compete.
@@ -16,12 +17,11 @@ import numpy as np
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
-from mlflow.utils.logging_utils import disable_logging, enable_logging
 
 from fercore.constants import CLASS_NAMES
 from fercore.errors import RegistryError
 from fercore.tracking.locations import redact
-from fercore.tracking.store import STORE_ERRORS, TrackingError, client, translate_module
+from fercore.tracking.store import STORE_ERRORS, TrackingError, client, fluent_store, translate_module
 from fercore.tracking.tags import family
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def pyfunc_signature() -> ModelSignature:
     return ModelSignature(outputs=outputs)
 
 
-def log_and_register(run_id: str, python_model: mlflow.pyfunc.PythonModel, artifacts: dict[str, str], model_name: str,
-                     tags: dict[str, str], description: str, input_example: np.ndarray,
+def log_and_register(tracking_uri: str, run_id: str, python_model: mlflow.pyfunc.PythonModel, artifacts: dict[str, str],
+                     model_name: str, tags: dict[str, str], description: str, input_example: np.ndarray,
                      model_config: dict[str, Any] | None = None) -> str:
     """Logs a model as the project's pyfunc and registers it as a new version.
 
@@ -63,6 +63,7 @@ def log_and_register(run_id: str, python_model: mlflow.pyfunc.PythonModel, artif
     registered version without its model.
 
     Args:
+        tracking_uri: the MLflow store.
         run_id: the MLflow run to log into.
         python_model: the pyfunc wrapper (:mod:`fercore.serving.pyfunc`).
         artifacts: pyfunc artifacts; ``{"model": folder}`` for a single network.
@@ -75,23 +76,20 @@ def log_and_register(run_id: str, python_model: mlflow.pyfunc.PythonModel, artif
     Returns:
         The new version number, as a string.
     """
-    with mlflow.start_run(run_id=run_id):
+    with fluent_store(tracking_uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=python_model, artifacts=artifacts, signature=pyfunc_signature(),
             input_example=input_example, model_config=model_config or {}, pip_requirements=pinned_requirements(),
             code_paths=code_paths(),
         )
     try:
-        client().create_registered_model(model_name, description="FER-2013 emotion classifiers (7 classes).")
+        client(tracking_uri).create_registered_model(model_name, description="FER-2013 emotion classifiers (7 classes).")
     except STORE_ERRORS as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
             raise
-    disable_logging()  # MLflow prints "already exists" / "Created version" to stderr: the log line below says it
-    try:
-        version = mlflow.register_model(info.model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
-    finally:
-        enable_logging()
-    client().update_model_version(model_name, version.version, description=description)
+    with fluent_store(tracking_uri):  # the registry finds the logged model of a models:/m-... source through it
+        version = client(tracking_uri).create_model_version(model_name, info.model_uri, run_id=run_id, tags={
+            k: str(v) for k, v in tags.items()}, description=description, model_id=info.model_id)
     logger.info("Registered %s version %s (run %s)", model_name, version.version, run_id)
     return str(version.version)
 
@@ -118,40 +116,40 @@ def _version_info(mv: ModelVersion) -> VersionInfo:
                        mv.run_id or "", mv.source or "", getattr(mv, "model_id", None))
 
 
-def get_version(name: str, version: str) -> VersionInfo:
-    return _version_info(client().get_model_version(name, str(version)))
+def get_version(tracking_uri: str, name: str, version: str) -> VersionInfo:
+    return _version_info(client(tracking_uri).get_model_version(name, str(version)))
 
 
-def versions(name: str, **tags: str) -> list[VersionInfo]:
+def versions(tracking_uri: str, name: str, **tags: str) -> list[VersionInfo]:
     """The versions of ``name`` whose tags equal ``tags`` (``run_id=`` filters by run), newest first."""
     run_id = tags.pop("run_id", None)
     query = f"name = '{name}'" + (f" and run_id = '{run_id}'" if run_id else "")
     query += "".join(f" and tags.`{k}` = '{v}'" for k, v in tags.items() if k not in ("family", "architecture"))
-    found = [v for v in map(_version_info, client().search_model_versions(query))
+    found = [v for v in map(_version_info, client(tracking_uri).search_model_versions(query))
              if all((family(v) if k in ("family", "architecture") else v.tags.get(k)) == x for k, x in tags.items())]
     return sorted(found, key=lambda v: -int(v.version))
 
 
-def runs_of_other_models(name: str) -> set[str]:
+def runs_of_other_models(tracking_uri: str, name: str) -> set[str]:
     """The MLflow runs that registered a version of any registered model but ``name`` (gc leaves them alone)."""
-    return {v.run_id for v in client().search_model_versions(f"name != '{name}'") if v.run_id}
+    return {v.run_id for v in client(tracking_uri).search_model_versions(f"name != '{name}'") if v.run_id}
 
 
-def newest_ready(name: str, **tags: str) -> str | None:
+def newest_ready(tracking_uri: str, name: str, **tags: str) -> str | None:
     """The newest READY version of ``name`` whose tags (or ``run_id``) equal ``tags``, if any."""
-    return next((str(v.version) for v in versions(name, **tags) if v.status == "READY"), None)
+    return next((str(v.version) for v in versions(tracking_uri, name, **tags) if v.status == "READY"), None)
 
 
-def version_by_alias(name: str, alias: str) -> VersionInfo:
+def version_by_alias(tracking_uri: str, name: str, alias: str) -> VersionInfo:
     """The version ``alias`` points at.
 
     Raises:
         RegistryError: no such model or alias (the message lists the aliases and versions that exist).
     """
-    return get_version(*resolve_version(f"models:/{name}@{alias}"))
+    return get_version(tracking_uri, *resolve_version(tracking_uri, f"models:/{name}@{alias}"))
 
 
-def resolve_version(uri: str) -> tuple[str, str]:
+def resolve_version(tracking_uri: str, uri: str) -> tuple[str, str]:
     """``(model name, version)`` of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``.
 
     Raises:
@@ -164,24 +162,24 @@ def resolve_version(uri: str) -> tuple[str, str]:
         raise RegistryError(f"'{uri}' is not a registry URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
     try:
         if sep_alias:
-            return name, str(client().get_model_version_by_alias(name, alias).version)
+            return name, str(client(tracking_uri).get_model_version_by_alias(name, alias).version)
         name, version = body.split("/")
-        return name, str(get_version(name, version).version)
+        return name, str(get_version(tracking_uri, name, version).version)
     except STORE_ERRORS as exc:
-        raise RegistryError(_missing_model_message(uri, name.split("/")[0], exc)) from None
+        raise RegistryError(_missing_model_message(tracking_uri, uri, name.split("/")[0], exc)) from None
 
 
-def _missing_model_message(uri: str, name: str, exc: TrackingError) -> str:
-    store = redact(mlflow.get_registry_uri())
+def _missing_model_message(tracking_uri: str, uri: str, name: str, exc: TrackingError) -> str:
+    store = redact(tracking_uri)
     try:
-        model = client().get_registered_model(name)
+        model = client(tracking_uri).get_registered_model(name)
     except STORE_ERRORS:
         return (f"{uri}: the registry at {store} has no model named {name}. Train one first (`make train`), or "
                 "point --tracking-uri / MLFLOW_TRACKING_URI at the store that has it.")
     except Exception:  # the store itself is unreachable: MLflow's own message says why
         return f"{uri} cannot be read from the registry at {store}: {exc.message}"
     aliases = ", ".join(f"@{a} (v{v})" for a, v in sorted((model.aliases or {}).items())) or "none"
-    numbers = sorted((int(v.version) for v in client().search_model_versions(f"name = '{name}'")), reverse=True)
+    numbers = sorted((int(v.version) for v in client(tracking_uri).search_model_versions(f"name = '{name}'")), reverse=True)
     return (f"{uri} does not exist in the registry at {store}. {name} has the aliases {aliases} and the versions "
             f"{', '.join(map(str, numbers[:10])) or 'none'}{' ...' if len(numbers) > 10 else ''}.")
 
@@ -189,41 +187,41 @@ def _missing_model_message(uri: str, name: str, exc: TrackingError) -> str:
 # -- aliases and tags ------------------------------------------------------------------------------
 
 
-def aliases(name: str) -> dict[str, str]:
+def aliases(tracking_uri: str, name: str) -> dict[str, str]:
     """Alias -> version of registered model ``name`` (empty when it does not exist yet)."""
     try:
-        return {a: str(v) for a, v in (client().get_registered_model(name).aliases or {}).items()}
+        return {a: str(v) for a, v in (client(tracking_uri).get_registered_model(name).aliases or {}).items()}
     except STORE_ERRORS:
         return {}
 
 
-def set_alias(name: str, alias: str, version: str | None) -> None:
+def set_alias(tracking_uri: str, name: str, alias: str, version: str | None) -> None:
     """Points ``alias`` at ``version``; None deletes the alias."""
     if version is None:
-        client().delete_registered_model_alias(name, alias)
+        client(tracking_uri).delete_registered_model_alias(name, alias)
     else:
-        client().set_registered_model_alias(name, alias, version)
+        client(tracking_uri).set_registered_model_alias(name, alias, version)
 
 
-def tag_version(name: str, version: str, tags: dict[str, str | None]) -> None:
+def tag_version(tracking_uri: str, name: str, version: str, tags: dict[str, str | None]) -> None:
     """Sets a version's tags; a None value deletes that tag."""
     for key, value in tags.items():
         if value is None:
-            client().delete_model_version_tag(name, version, key)
+            client(tracking_uri).delete_model_version_tag(name, version, key)
         else:
-            client().set_model_version_tag(name, version, key, str(value))
+            client(tracking_uri).set_model_version_tag(name, version, key, str(value))
 
 
-def model_tag(name: str, key: str) -> str | None:
-    return client().get_registered_model(name).tags.get(key)
+def model_tag(tracking_uri: str, name: str, key: str) -> str | None:
+    return client(tracking_uri).get_registered_model(name).tags.get(key)
 
 
-def set_model_tag(name: str, key: str, value: str | None) -> None:
+def set_model_tag(tracking_uri: str, name: str, key: str, value: str | None) -> None:
     """Sets a registered model's tag; None deletes it."""
     if value is None:
-        client().delete_registered_model_tag(name, key)
+        client(tracking_uri).delete_registered_model_tag(name, key)
     else:
-        client().set_registered_model_tag(name, key, value)
+        client(tracking_uri).set_registered_model_tag(name, key, value)
 
 
 # -- loading -----------------------------------------------------------------------------------------
@@ -240,20 +238,22 @@ def pyfunc_predict(model: mlflow.pyfunc.PyFuncModel):
     return lambda images: model.predict(images)[list(CLASS_NAMES)].to_numpy()
 
 
-def download_version(name: str, version: str, dst: Path) -> None:
+def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> None:
     """The files of ``models:/name/version`` into ``dst``."""
     import mlflow.artifacts
 
-    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst))
+    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst),
+                                        tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def has_files(name: str, version: str) -> bool:
+def has_files(tracking_uri: str, name: str, version: str) -> bool:
     """Whether a version's model files (its ``MLmodel``) are still at its artifact location: a listing, no download.
     A busy or unreachable store raises MLflow's error (nothing is concluded)."""
     import mlflow.artifacts
 
     try:
-        listed = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{name}/{version}")
+        location = client(tracking_uri).get_model_version_download_uri(name, version)  # no registry lookup below
+        listed = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=tracking_uri)
     except (OSError, *STORE_ERRORS) as exc:
         from fercore.tracking.store import is_transient
 
@@ -263,9 +263,9 @@ def has_files(name: str, version: str) -> bool:
     return any(Path(a.path).name == "MLmodel" for a in listed or [])
 
 
-def delete_version(name: str, version: str) -> None:
+def delete_version(tracking_uri: str, name: str, version: str) -> None:
     """Removes version ``version`` of ``name`` from the registry (its run and model files: :func:`purge`)."""
-    client().delete_model_version(name, version)
+    client(tracking_uri).delete_model_version(name, version)
 
 
 def logged_model_id(version: VersionInfo) -> str | None:
@@ -277,19 +277,19 @@ def logged_model_id(version: VersionInfo) -> str | None:
     return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
-def describe_version(name: str, version: str, description: str) -> None:
+def describe_version(tracking_uri: str, name: str, version: str, description: str) -> None:
     """Sets a version's description (its model card on the version's page)."""
-    client().update_model_version(name, str(version), description=description)
+    client(tracking_uri).update_model_version(name, str(version), description=description)
 
 
-def model_description(name: str) -> str:
+def model_description(tracking_uri: str, name: str) -> str:
     """The registered model's description (empty when it has none)."""
-    return client().get_registered_model(name).description or ""
+    return client(tracking_uri).get_registered_model(name).description or ""
 
 
-def describe_model(name: str, description: str) -> None:
+def describe_model(tracking_uri: str, name: str, description: str) -> None:
     """Sets the registered model's description (the MLflow UI shows it on the model's page)."""
-    client().update_registered_model(name, description=description)
+    client(tracking_uri).update_registered_model(name, description=description)
 
 
 translate_module(globals())  # MLflow's errors leave this module as TrackingError

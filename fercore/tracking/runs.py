@@ -53,7 +53,7 @@ def start_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[s
     the newest one continues, so the epoch history stays in one run; the others are marked KILLED.
     Parameter values are cut to 500 characters.
     """
-    exp_id, mlflow_client = connect(info.tracking_uri, info.experiment_name), client()
+    exp_id, mlflow_client = connect(info.tracking_uri, info.experiment_name), client(info.tracking_uri)
     orphans = []
     if job_key:
         orphans = [r for r in mlflow_client.search_runs(
@@ -85,9 +85,9 @@ def open_contender_run(info: RunInfo, contender: str, params: dict[str, Any], ta
     return TrackedRun(run_id=start_run(info, f"train-{contender}", params, tags, job_key, resume), contender=contender)
 
 
-def end_run(run_id: str, status: str = "FINISHED") -> None:
+def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
     """Ends a run with ``status``, now."""
-    client().set_terminated(run_id, status=status)
+    client(tracking_uri).set_terminated(run_id, status=status)
 
 
 def open_child_run(parent: TrackedRun, info: RunInfo, name: str, job_key: str | None = None,
@@ -115,10 +115,10 @@ def _summary(run) -> RunSummary:
                       run.info.end_time, dict(run.data.tags))
 
 
-def child_runs(run_id: str) -> list[RunSummary]:
+def child_runs(tracking_uri: str, run_id: str) -> list[RunSummary]:
     """The runs nested under ``run_id``, oldest first."""
-    parent = client().get_run(run_id)
-    return [_summary(r) for r in client().search_runs([parent.info.experiment_id],
+    parent = client(tracking_uri).get_run(run_id)
+    return [_summary(r) for r in client(tracking_uri).search_runs([parent.info.experiment_id],
                                                        f"tags.`mlflow.parentRunId` = '{run_id}'",
                                                        order_by=["attributes.start_time ASC"])]
 
@@ -128,12 +128,12 @@ def child_runs(run_id: str) -> list[RunSummary]:
 PHASE_TAG = "fer.phase"
 
 
-def set_phase(run_id: str, phase: str, tracking_uri: str | None = None) -> None:
+def set_phase(tracking_uri: str, run_id: str, phase: str) -> None:
     """Tags a contender's run ``training`` or ``registered`` (:data:`PHASE_TAG`)."""
     client(tracking_uri).set_tag(run_id, PHASE_TAG, phase)
 
 
-def can_train_on(run_id: str, tracking_uri: str | None = None) -> bool:
+def can_train_on(tracking_uri: str, run_id: str) -> bool:
     """Whether a later rung may train under run ``run_id``: it exists, is RUNNING and its model is not registered."""
     try:
         run = client(tracking_uri).get_run(run_id)
@@ -142,13 +142,13 @@ def can_train_on(run_id: str, tracking_uri: str | None = None) -> bool:
     return run.info.status == "RUNNING" and run.data.tags.get(PHASE_TAG) != "registered"
 
 
-def claim(run_id: str, tracking_uri: str | None = None) -> None:
+def claim(tracking_uri: str, run_id: str) -> None:
     """Marks this process as the one working in a run (a later rung, maybe in another pod)."""
     client(tracking_uri).set_tag(run_id, OWNER_TAG, owner())
 
 
 @contextmanager
-def resumed(run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
+def resumed(tracking_uri: str, run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
     """Logs into a run (yields its id): an error in the block ends it FAILED (KILLED on Ctrl-C); with
     ``finish``, a block that completes ends it FINISHED, now."""
     run_id = run if isinstance(run, str) else run.run_id
@@ -156,19 +156,20 @@ def resumed(run: TrackedRun | str, finish: bool = False) -> Iterator[str]:
         yield run_id
     except BaseException as exc:
         try:
-            end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            end_run(tracking_uri, run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         except Exception:  # the store itself may be what failed; the original error matters more
             logger.warning("Could not mark MLflow run %s as failed", run_id)
         raise
     if finish:
-        end_run(run_id)
+        end_run(tracking_uri, run_id)
 
 
 @contextmanager
 def one_off_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
     """A run that starts and ends in the block (promotion, monitoring, an ensemble's registration); a run of
     the same name left RUNNING by a process that died (SIGKILL) is marked KILLED when the next one starts."""
-    with resumed(start_run(info, run_name, params, tags, job_key=f"one-off:{run_name}"), finish=True) as run_id:
+    with resumed(info.tracking_uri, start_run(info, run_name, params, tags, job_key=f"one-off:{run_name}"),
+                 finish=True) as run_id:
         yield run_id
 
 
@@ -194,19 +195,19 @@ def owner_alive(tag: str) -> bool:
     return True
 
 
-def run_metrics(run_id: str) -> dict[str, float]:
+def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
     """The latest value of each of a run's metrics."""
-    return dict(client().get_run(run_id).data.metrics)
+    return dict(client(tracking_uri).get_run(run_id).data.metrics)
 
 
-def run_status(run_id: str) -> str:
+def run_status(tracking_uri: str, run_id: str) -> str:
     """``RUNNING``, ``FINISHED``, ``FAILED`` or ``KILLED``.
 
     Raises:
         RegistryError: the run is not in this store (a cached training step of another store).
     """
     try:
-        return client().get_run(run_id).info.status
+        return client(tracking_uri).get_run(run_id).info.status
     except Exception as exc:
         raise RegistryError(f"MLflow run {run_id} of this model is not in the tracking store "
                             f"({exc.__class__.__name__}): ZenML reused a training step that logged to another "
@@ -229,8 +230,8 @@ class EpochLogger:
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         for run_id in self.run_ids:
-            log_metrics(run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"},
-                        self.epochs_before + epoch, self.tracking_uri)
+            log_metrics(self.tracking_uri, run_id, {epoch_metric_name(k): v for k, v in metrics.items() if k != "epoch"},
+                        self.epochs_before + epoch)
 
 
 def epoch_metric_name(key: str) -> str:
@@ -239,27 +240,29 @@ def epoch_metric_name(key: str) -> str:
     return f"{quantity}/{split}" if sep and split in ("train", "val") else key
 
 
-def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0, tracking_uri: str | None = None) -> None:
+def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     """Logs ``name -> value`` metrics at ``step`` in one request instead of one per metric."""
     stamp = int(time.time() * 1000)
     client(tracking_uri).log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
 
 
-def log_files(run_id: str, files: dict[str, bytes | str], artifact_path: str = "evaluation") -> None:
+def log_files(tracking_uri: str, run_id: str, files: dict[str, bytes | str], artifact_path: str = "evaluation"
+              ) -> None:
     """Logs in-memory files (PNG bytes, CSV/JSON/markdown text, ``.npy`` bytes) as run artifacts."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, payload in files.items():
             path = Path(tmp) / name
             path.write_bytes(payload if isinstance(payload, bytes) else payload.encode())
-        client().log_artifacts(run_id, tmp, artifact_path)
+        client(tracking_uri).log_artifacts(run_id, tmp, artifact_path)
 
 
-def download_run_file(run_id: str, artifact_path: str) -> Path | None:
+def download_run_file(tracking_uri: str, run_id: str, artifact_path: str) -> Path | None:
     """A local copy of a run's file, or None when the run has no such file."""
     import mlflow.artifacts
 
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path))
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                        tracking_uri=tracking_uri))
     except Exception:  # noqa: BLE001 (MLflow raises several types for a missing file)
         return None
 
@@ -267,17 +270,18 @@ def download_run_file(run_id: str, artifact_path: str) -> Path | None:
 # -- retention -----------------------------------------------------------------------------------------
 
 
-def experiment_runs(experiment_name: str) -> list[RunSummary]:
+def experiment_runs(tracking_uri: str, experiment_name: str) -> list[RunSummary]:
     """Every run of an experiment."""
-    experiment = client().get_experiment_by_name(experiment_name)
+    experiment = client(tracking_uri).get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
-    return [_summary(r) for r in client().search_runs([experiment.experiment_id], max_results=50_000)]
+    return [_summary(r) for r in client(tracking_uri).search_runs([experiment.experiment_id], max_results=50_000)]
 
 
-def local_artifact_bytes(run_id: str | None = None, model_id: str | None = None) -> int | None:
+def local_artifact_bytes(tracking_uri: str, run_id: str | None = None, model_id: str | None = None) -> int | None:
     """The bytes of a run's (or a logged model's) files on a local artifact store; None elsewhere."""
-    uri = client().get_run(run_id).info.artifact_uri if run_id else client().get_logged_model(model_id).artifact_location
+    store = client(tracking_uri)
+    uri = store.get_run(run_id).info.artifact_uri if run_id else store.get_logged_model(model_id).artifact_location
     if not uri.startswith(("file:", "/")):
         return None
     return folder_bytes(Path(uri.removeprefix("file://").removeprefix("file:")))

@@ -48,30 +48,50 @@ class RunInfo:
         return {"zenml_run_id": self.zenml_run_id, "zenml_run_name": self.run_name, **more}
 
 
-def client(tracking_uri: str | None = None) -> MlflowClient:
-    """An MLflow client of ``tracking_uri`` (default: the connected store) for tracking and the registry."""
+def client(tracking_uri: str) -> MlflowClient:
+    """An MLflow client of the store at ``tracking_uri``, for tracking and the registry. Every call of the adapter
+    names its store: MLflow's process-wide tracking URI is never set (two stores in one process stay apart)."""
+    if not tracking_uri:
+        raise RegistryError("no MLflow store given: pass the tracking URI (registry.tracking_uri, --tracking-uri)")
     return MlflowClient(tracking_uri, registry_uri=tracking_uri)
 
 
-def connect_registry(tracking_uri: str) -> None:
-    """Points MLflow's tracking and registry clients at ``tracking_uri`` (creates nothing)."""
+@contextmanager
+def fluent_store(tracking_uri: str) -> Iterator[None]:
+    """For the MLflow calls that read the process-wide store whatever client they come from (``mlflow.pyfunc.log_model``
+    into a run; creating a version whose source is a ``models:/m-...`` logged model, which MLflow's registry looks up
+    in the tracking store it finds there): MLflow's process-wide tracking URI points at ``tracking_uri`` for the
+    block only. ``mlflow.set_tracking_uri`` also writes
+    ``MLFLOW_TRACKING_URI`` into the environment (for subprocesses); both are put back as they were afterwards
+    (MLflow's own ``_use_tracking_uri`` would unset a variable the user had set)."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    before, env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def connect(tracking_uri: str, experiment_name: str) -> str:
-    """Points MLflow at ``tracking_uri`` and returns the experiment id (created when missing)."""
-    connect_registry(tracking_uri)
+    """The id of experiment ``experiment_name`` in the store at ``tracking_uri`` (created when missing)."""
+    mlflow_client = client(tracking_uri)
     try:
-        exp = mlflow.get_experiment_by_name(experiment_name)
+        exp = mlflow_client.get_experiment_by_name(experiment_name)
         if exp is not None:
             if EXPERIMENT_KIND[0] not in exp.tags:  # experiments made by earlier releases
-                client().set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
+                mlflow_client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
             return exp.experiment_id
         location = None
         if tracking_uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in the cwd
             location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-        return mlflow.create_experiment(experiment_name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+        return mlflow_client.create_experiment(experiment_name, artifact_location=location,
+                                               tags=dict([EXPERIMENT_KIND]))
     except STORE_ERRORS as exc:
         raise RegistryError(f"MLflow tracking store {redact(tracking_uri)} cannot be used: {exc}. Check registry.tracking_uri "
                             "or MLFLOW_TRACKING_URI.") from exc
@@ -142,7 +162,7 @@ def check_tracking_store(tracking_uri: str, experiment_name: str, timeout_s: flo
     os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(timeout_s * 2)))
     try:
         experiment_id = connect(tracking_uri, experiment_name)
-        client().set_experiment_tag(experiment_id, "fer.last_checked", time.strftime("%Y-%m-%dT%H:%M:%SZ",
+        client(tracking_uri).set_experiment_tag(experiment_id, "fer.last_checked", time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                       time.gmtime()))
     except STORE_ERRORS as exc:
         raise RegistryError(f"MLflow tracking store {redact(tracking_uri)} is not writable: {exc.message}. Check its "

@@ -50,8 +50,8 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
         params_cfg: the settings logged as the run's parameters (the contender's whole budget, not a rung's).
         rung_name: the nested run's name (``rung-2``; ``training`` without rungs).
     """
-    if run is not None and can_train_on(run.run_id, info.tracking_uri):
-        claim(run.run_id, info.tracking_uri)
+    if run is not None and can_train_on(info.tracking_uri, run.run_id):
+        claim(info.tracking_uri, run.run_id)
     else:
         if run is not None:
             logger.info("MLflow run %s of %s's earlier rungs has its model registered already: this rung logs "
@@ -61,10 +61,11 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
     key = job.key()
     resume = job.checkpoints is not None and job.checkpoints.exists(key)
     job.epochs_before = epochs_before  # the console numbers epochs across rungs, as MLflow's steps do
-    with resumed(run), resumed(open_child_run(run, info, rung_name, key, resume), finish=True) as child:
+    uri = info.tracking_uri
+    with resumed(uri, run), resumed(uri, open_child_run(run, info, rung_name, key, resume), finish=True) as child:
         job.on_epoch_end = EpochLogger([child, run.run_id], info.tracking_uri, epochs_before)
         result = distributed.train_in_processes(job, processes)
-        log_metrics(child, {"training_minutes": result.wall_s / 60}, tracking_uri=info.tracking_uri)
+        log_metrics(uri, child, {"training_minutes": result.wall_s / 60})
     return result, run
 
 

@@ -57,12 +57,10 @@ def load_warm_start(model: nn.Module, model_name: str, entry: dict[str, Any], tr
     if not entry.get("version"):
         return None
     from fercore.tracking.copies import cache_folder, copy_version, network_folder
-    from fercore.tracking.store import connect_registry
 
     version = entry["version"]
     try:
         cache = cache_folder(cache_dir)
-        connect_registry(tracking_uri)
         folder = copy_version(model_name, version, tracking_uri, cache)
         model.load_state_dict(load_model(network_folder(folder)).state_dict())
     except Exception as exc:  # files deleted, store moved, weights that do not fit: start fresh, say why
@@ -90,15 +88,15 @@ def network_of(model: nn.Module, input_size: int | None) -> str:
             spec["input_size"] = saved
 
 
-def warm_starts(config: Config, dataset: FerDataset) -> dict[str, dict[str, Any]]:
+def warm_starts(config: Config, dataset: FerDataset, tracking_uri: str) -> dict[str, dict[str, Any]]:
     """:func:`find_warm_start` for every enabled contender of ``config`` (each reason is logged)."""
     from fercore.tracking import registry
 
     val_digest, found = split_digest(dataset), {}
     for name, cfg in config.enabled_contenders().items():
         network = network_of(build_contender(cfg), cfg.augment.crop_size)
-        found[name] = find_warm_start(registry.versions(config.registry.model_name, contender=name), name, val_digest,
-                                      network)
+        found[name] = find_warm_start(registry.versions(tracking_uri, config.registry.model_name, contender=name), name,
+                                      val_digest, network)
         logger.info("%s: %s", name, found[name]["reason"])
     return found
 

@@ -34,16 +34,16 @@ def registered(tmp_path_factory) -> str:
     from fercore.models import build_cnn, save_model
     from fercore.serving.pyfunc import FerEmotionModel
     from fercore.tracking.registry import log_and_register
-    from fercore.tracking.store import connect
+    from tests.conftest import connect_store
 
     tmp = tmp_path_factory.mktemp("photo-registry")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    experiment = connect(uri, "photos")
+    experiment = connect_store(uri, "photos")
     torch.manual_seed(0)
     run_id = MlflowClient().create_run(experiment).info.run_id
     with tempfile.TemporaryDirectory() as model_tmp:
         folder = save_model(build_cnn("vgg7", width=8).eval(), Path(model_tmp) / "model")
-        version = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-photo", {"family": "cnn"}, "",
+        version = log_and_register(uri, run_id, FerEmotionModel(), {"model": str(folder)}, "fer-photo", {"family": "cnn"}, "",
                                    np.zeros((2, 48, 48), np.uint8), model_config={"tta": "none"})
     MlflowClient().set_registered_model_alias("fer-photo", "champion", version)
     return uri

@@ -30,6 +30,7 @@ def registry(tmp_path):
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment("promo")
     client = MlflowClient(uri)
+    client.uri = uri  # the store the project's calls name
     for _ in range(3):
         with mlflow.start_run():
             mlflow.pyfunc.log_model(name="model", python_model=_Constant(), registered_model_name="m",
@@ -38,9 +39,9 @@ def registry(tmp_path):
 
 
 def test_moves_are_applied_and_tagged(registry):
-    applied = apply_moves("m", [AliasMove("champion", "1", None, "macro_f1 0.5"),
+    applied = apply_moves(registry.uri, "m", [AliasMove("champion", "1", None, "macro_f1 0.5"),
                                           AliasMove("champion-disgust", "2", None, "disgust F1 0.9")])
-    assert len(applied) == 2 and adapter.aliases("m") == {"champion": "1", "champion-disgust": "2"}
+    assert len(applied) == 2 and adapter.aliases(registry.uri, "m") == {"champion": "1", "champion-disgust": "2"}
     assert "macro_f1 0.5" in registry.get_model_version("m", "1").tags["promoted.champion"]
 
 
@@ -48,8 +49,8 @@ def test_a_concurrent_promotion_is_not_overwritten(registry):
     registry.set_registered_model_alias("m", "champion", "1")
     decided = [AliasMove("champion", "2", "1", "better")]
     registry.set_registered_model_alias("m", "champion", "3")  # another run promoted meanwhile
-    assert apply_moves("m", decided) == []
-    assert adapter.aliases("m")["champion"] == "3"
+    assert apply_moves(registry.uri, "m", decided) == []
+    assert adapter.aliases(registry.uri, "m")["champion"] == "3"
 
 
 def test_a_failure_mid_promotion_restores_the_old_aliases(registry, monkeypatch):
@@ -65,19 +66,20 @@ def test_a_failure_mid_promotion_restores_the_old_aliases(registry, monkeypatch)
 
     monkeypatch.setattr(adapter, "tag_version", flaky)
     with pytest.raises(RuntimeError):
-        apply_moves("m", [AliasMove("champion-angry", "2", None, "x"), AliasMove("champion", "3", "1", "y")])
-    assert adapter.aliases("m") == {"champion": "1"}
+        apply_moves(registry.uri, "m", [AliasMove("champion-angry", "2", None, "x"),
+                                        AliasMove("champion", "3", "1", "y")])
+    assert adapter.aliases(registry.uri, "m") == {"champion": "1"}
 
 
 def test_no_alias_points_at_a_version_that_is_not_ready(registry, monkeypatch):
     from fercore.errors import RegistryError
 
     real = adapter.get_version
-    monkeypatch.setattr(adapter, "get_version", lambda name, v: type("V", (), {"status": "PENDING_REGISTRATION"})()
-                        if v == "2" else real(name, v))
+    monkeypatch.setattr(adapter, "get_version", lambda uri, name, v: type("V", (), {"status": "PENDING_REGISTRATION"})()
+                        if v == "2" else real(uri, name, v))
     with pytest.raises(RegistryError, match="not READY"):
-        apply_moves("m", [AliasMove("champion", "2", None, "x")])
-    assert adapter.aliases("m") == {}
+        apply_moves(registry.uri, "m", [AliasMove("champion", "2", None, "x")])
+    assert adapter.aliases(registry.uri, "m") == {}
 
 
 @pytest.mark.parametrize(("model_config", "tta"), [({"tta": "shift"}, "shift"), ({"hflip_tta": True}, "hflip"),
@@ -134,7 +136,7 @@ def test_promotions_on_a_local_store_are_serialised(registry, tmp_path):
 def test_promotions_on_a_server_are_serialised_by_a_lease(registry):
     from fercore.promotion.aliases import LEASE_TAG, registry_lease
 
-    assert _overlaps(lambda: registry_lease("m", settle_s=0.1)) == []
+    assert _overlaps(lambda: registry_lease(registry.uri, "m", settle_s=0.1)) == []
     assert LEASE_TAG not in registry.get_registered_model("m").tags  # released
 
 
@@ -145,11 +147,11 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_waited_for(registry):
     from fercore.promotion.aliases import LEASE_TAG, registry_lease
 
     registry.set_registered_model_tag("m", LEASE_TAG, f"dead-host:1:x {time.time() - 5:.0f}")
-    with registry_lease("m", timeout_s=5, settle_s=0.05):
+    with registry_lease(registry.uri, "m", timeout_s=5, settle_s=0.05):
         assert not registry.get_registered_model("m").tags[LEASE_TAG].startswith("dead-host")
     registry.set_registered_model_tag("m", LEASE_TAG, f"live-host:1:x {time.time() + 600:.0f}")
     with pytest.raises(RegistryError, match="another promotion of m holds the lease"):
-        with registry_lease("m", timeout_s=0.3, settle_s=0.05):
+        with registry_lease(registry.uri, "m", timeout_s=0.3, settle_s=0.05):
             pass
 
 
@@ -158,7 +160,7 @@ def test_an_ensemble_whose_routes_lost_their_aliases_is_not_made_champion(regist
     routes = {e: "1" for e in CLASS_NAMES}
     move = AliasMove("champion", "3", None, "ensemble", routes=routes)
     registry.set_registered_model_alias("m", "champion-happy", "2")  # a concurrent promotion moved happy
-    assert apply_moves("m", [move]) == []
+    assert apply_moves(registry.uri, "m", [move]) == []
     for e in CLASS_NAMES:
         registry.set_registered_model_alias("m", f"champion-{e}", "1")
-    assert [m.alias for m in apply_moves("m", [move])] == ["champion"]
+    assert [m.alias for m in apply_moves(registry.uri, "m", [move])] == ["champion"]

@@ -109,9 +109,11 @@ def test_run_py_demo_removes_its_uploads_when_it_stops(registered, photos, tmp_p
     port = _free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     env.pop("GRADIO_TEMP_DIR", None)
-    server = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "demo", "--model-name", "fer-photo",
-                               "--tracking-uri", registered, "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "demo.log"  # a file, not a pipe: an unread pipe that fills up blocks the server's exit
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "demo", "--model-name", "fer-photo",
+                                   "--tracking-uri", registered, "--port", str(port)], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -119,14 +121,18 @@ def test_run_py_demo_removes_its_uploads_when_it_stops(registered, photos, tmp_p
                 client = Client(f"http://127.0.0.1:{port}/", verbose=False)
                 break
             except Exception:  # noqa: BLE001 (not listening yet)
-                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(1)
         assert client.predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0].startswith("1 face")
         (uploads,) = tmp_path.glob("fer-demo-uploads-*")
         assert any(p.name == "astronaut.jpg" for p in uploads.rglob("*"))  # the upload, in the page's own folder
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            pytest.fail("the demo did not stop within 30 s of Ctrl-C:\n" + log.read_text()[-3000:])
     assert list(tmp_path.glob("fer-demo-uploads-*")) == []
 
 

@@ -17,8 +17,8 @@ from fercore.errors import ModelFilesMissing, RegistryError, StoreBusyError
 from fercore.promotion.promote import promote
 from fercore.tracking.model_guard import UntrustedModelError
 from fercore.tracking.registry import log_and_register
-from fercore.tracking.store import RunInfo, connect
-from tests.conftest import synthetic
+from fercore.tracking.store import RunInfo
+from tests.conftest import connect_store, synthetic
 from tests.integration.test_promotion_run import _register, _winning
 
 NAME = "fer-promo"  # the name test_promotion_run's helpers register under
@@ -40,14 +40,14 @@ class _Evil(PythonModel):
 @pytest.fixture
 def store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    connect(uri, "promo")
+    connect_store(uri, "promo")
     return RunInfo(uri, "promo", "test-run", "zenml-run-id")
 
 
 def _register_evil(store: RunInfo, marker: Path, name: str = NAME) -> str:
     run_id = MlflowClient().create_run(MlflowClient().get_experiment_by_name("promo").experiment_id).info.run_id
-    version = log_and_register(run_id, _Evil(str(marker)), {}, name, {"family": "cnn", "contender": "evil"}, "",
-                               np.zeros((2, 48, 48), np.uint8))
+    version = log_and_register(store.tracking_uri, run_id, _Evil(str(marker)), {}, name,
+                               {"family": "cnn", "contender": "evil"}, "", np.zeros((2, 48, 48), np.uint8))
     marker.unlink()  # MLflow's logging loads the model to check its input example: the attacker's own machine
     MlflowClient().set_registered_model_alias(name, "champion", version)
     return version

@@ -163,20 +163,20 @@ def test_a_routed_ensemble_copy_predicts_as_mlflow_loads_it(registered, tmp_path
     from fercore.models import build_cnn, save_model
     from fercore.serving.pyfunc import FerEmotionModel, FerEnsembleModel
     from fercore.tracking.registry import log_and_register
-    from fercore.tracking.store import connect
+    from tests.conftest import connect_store
 
-    experiment = connect(registered, "photos")
+    experiment = connect_store(registered, "photos")
     torch.manual_seed(1)
     run_id = MlflowClient().create_run(experiment).info.run_id
     folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / "second")
-    second = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-photo", {"family": "cnn"}, "",
+    second = log_and_register(registered, run_id, FerEmotionModel(), {"model": str(folder)}, "fer-photo", {"family": "cnn"}, "",
                               np.zeros((2, 48, 48), np.uint8), model_config={"tta": "hflip"})
     routes = {e: ("1" if i % 2 else second) for i, e in enumerate(CLASS_NAMES)}
     spec = tmp_path / "routes.json"
     spec.write_text(json_mod.dumps({"model_name": "fer-photo", "routes": routes}))
     run_id = MlflowClient().create_run(experiment).info.run_id
     # the layout of versions registered before the spec was renamed ensemble.json: still loads
-    ensemble = log_and_register(run_id, FerEnsembleModel(), {"routes": str(spec)}, "fer-photo",
+    ensemble = log_and_register(registered, run_id, FerEnsembleModel(), {"routes": str(spec)}, "fer-photo",
                                 {"architecture": "ensemble"}, "", np.zeros((2, 48, 48), np.uint8))
     faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
     expected = mlflow.pyfunc.load_model(f"models:/fer-photo/{ensemble}").predict(faces)[list(CLASS_NAMES)].to_numpy()
@@ -289,12 +289,12 @@ def test_a_model_of_another_class_is_not_unpickled_unless_trusted(registered, tm
 
     from fercore.errors import RegistryError
     from fercore.tracking.registry import log_and_register
-    from fercore.tracking.store import connect
+    from tests.conftest import connect_store
 
     marker = tmp_path / "ran"
-    experiment = connect(registered, "photos")
+    experiment = connect_store(registered, "photos")
     run_id = MlflowClient().create_run(experiment).info.run_id
-    version = log_and_register(run_id, _Unpickled(str(marker)), {}, "fer-other", {"family": "cnn"}, "",
+    version = log_and_register(registered, run_id, _Unpickled(str(marker)), {}, "fer-other", {"family": "cnn"}, "",
                                np.zeros((2, 48, 48), np.uint8))
     marker.unlink(missing_ok=True)
     with pytest.raises(RegistryError, match="not one of this project's wrappers.*--trust-model"):
@@ -314,14 +314,14 @@ def test_a_version_whose_files_are_gone_is_named(tmp_path):
     from fercore.models import build_cnn, save_model
     from fercore.serving.pyfunc import FerEmotionModel
     from fercore.tracking.registry import log_and_register
-    from fercore.tracking.store import connect
+    from tests.conftest import connect_store
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment = connect(uri, "gone")
+    experiment = connect_store(uri, "gone")
     run_id = MlflowClient().create_run(experiment).info.run_id
     torch.manual_seed(0)
     folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / "model")
-    version = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-gone", {"family": "cnn"}, "",
+    version = log_and_register(uri, run_id, FerEmotionModel(), {"model": str(folder)}, "fer-gone", {"family": "cnn"}, "",
                                np.zeros((2, 48, 48), np.uint8))
     shutil.rmtree(tmp_path / "mlartifacts")
     with pytest.raises(RegistryError, match=rf"fer-gone v{version}'s files are missing or unreadable in its store "
@@ -338,12 +338,12 @@ def test_a_vit_answers_without_a_loading_bar_on_stderr(photos, registered, tiny_
     from fercore.models.vit import build_vit
     from fercore.serving.pyfunc import FerEmotionModel
     from fercore.tracking.registry import log_and_register
-    from fercore.tracking.store import connect
+    from tests.conftest import connect_store
 
-    experiment = connect(registered, "photos")
+    experiment = connect_store(registered, "photos")
     run_id = MlflowClient().create_run(experiment).info.run_id
     folder = save_model(build_vit(VitConfig(checkpoint=str(tiny_vit_dir), head_hidden=[16])).eval(), tmp_path / "vit")
-    version = log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "fer-vit", {"family": "vit"}, "",
+    version = log_and_register(registered, run_id, FerEmotionModel(), {"model": str(folder)}, "fer-vit", {"family": "vit"}, "",
                                np.zeros((2, 48, 48), np.uint8), model_config={"tta": "none"})
     result = _run_predict(str(photos["astronaut"]), "--model", f"models:/fer-vit/{version}", "--tracking-uri",
                           registered)

@@ -11,8 +11,8 @@ from fercore.config import PromotionConfig
 from fercore.promotion.apply import apply_plan
 from fercore.promotion.promote import promote
 from fercore.tracking import registry
-from fercore.tracking.store import RunInfo, connect
-from tests.conftest import synthetic
+from fercore.tracking.store import RunInfo
+from tests.conftest import connect_store, synthetic
 from tests.integration.test_promotion_run import _register, _winning
 
 NAME = "fer-promo"
@@ -31,7 +31,7 @@ class _Fail(RuntimeError):
 
 def test_a_failure_at_any_write_of_a_promotion_leaves_the_registry_as_it_was(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    connect(uri, "promo")
+    connect_store(uri, "promo")
     info = RunInfo(uri, "promo", "test-run", "zenml-run-id")
     dataset = synthetic(per_class=12, test_per_class=4)
     holder = _register(dataset, 0, info)

@@ -20,8 +20,8 @@ from fercore.promotion.register import TrainedModel, register
 from fercore.serving.pyfunc import route_probabilities
 from fercore.tracking.registry import pyfunc_predict
 from fercore.tracking.runs import TrackedRun, start_run
-from fercore.tracking.store import RunInfo, connect
-from tests.conftest import synthetic
+from fercore.tracking.store import RunInfo
+from tests.conftest import connect_store, synthetic
 
 NAME = "fer-promo"
 
@@ -37,7 +37,7 @@ def _eval(f1: float) -> Evaluation:
 @pytest.fixture
 def store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    connect(uri, "promo")
+    connect_store(uri, "promo")
     return RunInfo(uri, "promo", "test-run", "zenml-run-id")
 
 
@@ -262,7 +262,7 @@ def test_a_store_locked_by_another_process_is_named_busy_and_no_alias_moves(stor
     dataset = synthetic(per_class=12, test_per_class=4)
     version = _register(dataset, 0, store)
 
-    def locked(name):
+    def locked(uri, name):
         raise MlflowException("(sqlite3.OperationalError) database is locked")
 
     monkeypatch.setattr(promote_module.registry, "aliases", locked)  # what MLflow raises after its retries

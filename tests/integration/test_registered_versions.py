@@ -19,15 +19,14 @@ from fercore.serving import pyfunc
 from fercore.tracking.loading import load_predictor
 from fercore.tracking.model_guard import checked_wrapper
 from fercore.tracking.registry import log_and_register, pyfunc_predict
-from fercore.tracking.store import connect
-from tests.conftest import synthetic
+from tests.conftest import connect_store, synthetic
 
 
 @pytest.fixture
 def old_version(tmp_path, monkeypatch):
     """A tiny CNN registered with its wrapper pickled under the old import path."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    connect(uri, "old")
+    connect_store(uri, "old")
     torch.manual_seed(0)
     model = build_cnn("vgg7", width=8).eval()
     # what cloudpickle wrote before the move: the class by reference, as fercore.pyfunc.FerEmotionModel
@@ -36,7 +35,7 @@ def old_version(tmp_path, monkeypatch):
     run_id = MlflowClient().create_run(mlflow.get_experiment_by_name("old").experiment_id).info.run_id
     images = synthetic(per_class=5, test_per_class=1).images[:16]
     with tempfile.TemporaryDirectory() as tmp:
-        version = log_and_register(run_id, pyfunc.FerEmotionModel(), {"model": str(save_model(model, Path(tmp) / "m"))},
+        version = log_and_register(uri, run_id, pyfunc.FerEmotionModel(), {"model": str(save_model(model, Path(tmp) / "m"))},
                                    "fer-old", {"architecture": "cnn"}, "old layout", images[:2], model_config={"tta": "none"})
     monkeypatch.undo()
     return uri, version, model, images
@@ -69,10 +68,13 @@ def test_conv_vit_registers_and_predicts_through_the_pyfunc(tmp_path):
     info = RunInfo(f"sqlite:///{tmp_path / 'mlflow.db'}", "convvit", "test")
     model = build_vit(conv_cfg()).eval()
     images = synthetic(per_class=5, test_per_class=1).images[:6]
-    with resumed(start_run(info, "convvit", {}, {}), finish=True) as run_id:
-        version = log_and_register(run_id, pyfunc.FerEmotionModel(), {"model": str(save_model(model, tmp_path / "m"))},
+    with resumed(info.tracking_uri, start_run(info, "convvit", {}, {}), finish=True) as run_id:
+        folder = save_model(model, tmp_path / "m")
+        version = log_and_register(info.tracking_uri, run_id, pyfunc.FerEmotionModel(), {"model": str(folder)},
                                    "conv-test", {"family": "vit", "checkpoint": "scratch-conv"}, "test", images[:2],
                                    model_config={"tta": "hflip"})
-    assert MlflowClient().get_run(run_id).info.status == "FINISHED"
+    assert MlflowClient(info.tracking_uri).get_run(run_id).info.status == "FINISHED"
+    mlflow.set_tracking_uri(info.tracking_uri)  # MLflow's own loader, in the test
+    mlflow.set_registry_uri(info.tracking_uri)  # (an earlier test in this process may have set another)
     out = mlflow.pyfunc.load_model(f"models:/conv-test/{version}").predict(images)
     assert np.allclose(out.iloc[:, 1:].to_numpy(), predict_proba(model, images, tta="hflip"), atol=1e-5)

@@ -16,7 +16,8 @@ from fercore.serving.pyfunc import FerEmotionModel, FerEnsembleModel
 from fercore.tracking.loading import load_predictor
 from fercore.tracking.registry import log_and_register
 from fercore.tracking.runs import one_off_run
-from fercore.tracking.store import RunInfo, connect
+from fercore.tracking.store import RunInfo
+from tests.conftest import connect_store
 
 NAME = "fer-gc"
 
@@ -26,13 +27,13 @@ def store(tmp_path) -> tuple[str, dict[str, str]]:
     """vgg7 v1-v5, resnet v6-v10 (alternating from v6), a routed ensemble (v11: v2 and v7) and an averaging one
     (v12: v9 and v10); champion -> v11, challenger -> v12, champion-happy -> v4; and a promotion run."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment = connect(uri, "gc")
+    experiment = connect_store(uri, "gc")
     client, example = MlflowClient(), np.zeros((2, 48, 48), np.uint8)
     for i in range(10):
         torch.manual_seed(i)
         run_id = client.create_run(experiment, run_name=f"train-{i}").info.run_id
         folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / f"m{i}")
-        log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, NAME,
+        log_and_register(uri, run_id, FerEmotionModel(), {"model": str(folder)}, NAME,
                          {"family": "cnn", "contender": "vgg7" if i < 5 else "resnet"}, "", example,
                          model_config={"tta": "none"})
         client.set_terminated(run_id)
@@ -44,7 +45,7 @@ def store(tmp_path) -> tuple[str, dict[str, str]]:
     for kind, (spec, tags) in specs.items():
         (tmp_path / f"{kind}.json").write_text(json.dumps(spec))
         with one_off_run(RunInfo(uri, "gc", "run"), f"register-{kind}", {}, {}) as run_id:
-            log_and_register(run_id, FerEnsembleModel(), {"ensemble": str(tmp_path / f"{kind}.json")}, NAME,
+            log_and_register(uri, run_id, FerEnsembleModel(), {"ensemble": str(tmp_path / f"{kind}.json")}, NAME,
                              {"family": "ensemble", "contender": kind, **tags}, "", example)
     for alias, version in {"champion": "11", "challenger": "12", "champion-happy": "4"}.items():
         client.set_registered_model_alias(NAME, alias, version)
@@ -58,7 +59,7 @@ def test_gc_keeps_exactly_what_it_must_and_the_champion_still_predicts(store, tm
     faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
     before, _ = load_predictor(f"models:/{NAME}@champion", uri, tmp_path / "before")
     expected = before(faces)
-    plan = registry_plan(NAME, "gc", keep_versions=1, keep_runs=1)
+    plan = registry_plan(uri, NAME, "gc", keep_versions=1, keep_runs=1)
     assert plan.kept == {"11": "holds @champion", "12": "holds @challenger", "4": "holds @champion-happy",
                          "5": "one of the last 1 of vgg7", "10": "one of the last 1 of resnet",
                          "2": "member of kept ensemble v11", "7": "member of kept ensemble v11",
@@ -69,7 +70,7 @@ def test_gc_keeps_exactly_what_it_must_and_the_champion_still_predicts(store, tm
     artifacts = [Path(MlflowClient().get_logged_model(m).artifact_location.removeprefix("file://"))
                  for m in plan.model_ids.values()]
     assert all(a.exists() for a in artifacts)
-    assert apply_registry_plan(NAME, uri, plan).removed is True
+    assert apply_registry_plan(uri, NAME, plan).removed is True
     left = sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name = '{NAME}'"))
     assert left == [2, 4, 5, 7, 9, 10, 11, 12]
     assert not any(a.exists() for a in artifacts)  # the files went with them
@@ -78,7 +79,7 @@ def test_gc_keeps_exactly_what_it_must_and_the_champion_still_predicts(store, tm
         "train-1", "train-3", "train-4", "train-6", "train-8", "train-9"]
     after, _ = load_predictor(f"models:/{NAME}@champion", uri, tmp_path / "after")  # a fresh copy from the store
     np.testing.assert_allclose(after(faces), expected, rtol=1e-6)
-    assert registry_plan(NAME, "gc", keep_versions=1, keep_runs=1).versions == []  # nothing more to do
+    assert registry_plan(uri, NAME, "gc", keep_versions=1, keep_runs=1).versions == []  # nothing more to do
 
 
 def test_a_file_gc_cannot_delete_is_named_the_rest_goes_and_the_next_gc_finishes(store, monkeypatch):
@@ -87,7 +88,7 @@ def test_a_file_gc_cannot_delete_is_named_the_rest_goes_and_the_next_gc_finishes
     from fercore.tracking.purge import pending_file, purge, read_pending
 
     uri, _ = store
-    plan = registry_plan(NAME, "gc", keep_versions=1, keep_runs=1)
+    plan = registry_plan(uri, NAME, "gc", keep_versions=1, keep_runs=1)
     folders = {m: Path(MlflowClient().get_logged_model(m).artifact_location.removeprefix("file://"))
                for m in plan.model_ids.values()}
     stuck_id, stuck = sorted(folders.items())[0]
@@ -99,7 +100,7 @@ def test_a_file_gc_cannot_delete_is_named_the_rest_goes_and_the_next_gc_finishes
         return real(self, artifact_path)
 
     monkeypatch.setattr(LocalArtifactRepository, "delete_artifacts", immutable)
-    result = apply_registry_plan(NAME, uri, plan)
+    result = apply_registry_plan(uri, NAME, plan)
     assert result.failures == [f"logged model {stuck_id}: {stuck / 'artifacts'}: Operation not permitted"]
     assert stuck.exists() and not any(f.exists() for m, f in folders.items() if m != stuck_id)  # the others went
     assert read_pending(pending_file(uri)) == {"runs": [], "models": [stuck_id]}
@@ -113,9 +114,9 @@ def test_gc_leaves_the_runs_of_another_registered_model_in_the_same_experiment(s
     client = MlflowClient()
     run_id = client.create_run(ids["experiment"], run_name="other-model").info.run_id
     folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / "other")
-    log_and_register(run_id, FerEmotionModel(), {"model": str(folder)}, "someone-elses", {"family": "cnn"}, "",
+    log_and_register(uri, run_id, FerEmotionModel(), {"model": str(folder)}, "someone-elses", {"family": "cnn"}, "",
                      np.zeros((2, 48, 48), np.uint8), model_config={"tta": "none"})
     client.set_terminated(run_id)
-    plan = registry_plan(NAME, "gc", keep_versions=1, keep_runs=0)
+    plan = registry_plan(uri, NAME, "gc", keep_versions=1, keep_runs=0)
     assert "other-model" not in {r.name for r in plan.runs}
     assert {r.name for r in plan.runs} >= {"train-0", "train-2"}  # its own old runs still go

@@ -70,19 +70,20 @@ def test_a_contenders_rungs_and_evaluation_are_nested_runs_with_real_times(tmp_p
     run = open_contender_run(info, "vgg7", {}, {"fer.phase": "training"})
     mlflow_client = MlflowClient(uri)
     for name in ("rung-1", "rung-2", "evaluate"):
-        with resumed(run), resumed(open_child_run(run, info, name, "job" if name != "evaluate" else None),
+        with resumed(uri, run), resumed(uri, open_child_run(run, info, name, "job" if name != "evaluate" else None),
                                    finish=True) as child:
             time.sleep(0.05)
-            log_metrics(child, {"loss/train": 1.0})
-            log_metrics(run.run_id, {"loss/train": 1.0})
+            log_metrics(uri, child, {"loss/train": 1.0})
+            log_metrics(uri, run.run_id, {"loss/train": 1.0})
         assert mlflow_client.get_run(run.run_id).info.status == "RUNNING"  # the contender's job goes on
-        assert can_train_on(run.run_id, uri)
-    with resumed(run, finish=True) as run_id:  # registration: the model is logged against the contender's run
+        assert can_train_on(uri, run.run_id)
+    with resumed(uri, run, finish=True) as run_id:  # registration: the model is logged against the contender's run
+        mlflow.set_tracking_uri(uri)  # MLflow's fluent API, in the test
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metric("registered", 1.0)
-        set_phase(run_id, "registered")
+        set_phase(uri, run_id, "registered")
     parent = mlflow_client.get_run(run.run_id).info
-    children = child_runs(run.run_id)
+    children = child_runs(uri, run.run_id)
     assert [c.name for c in children] == ["rung-1", "rung-2", "evaluate"]
     for c in children:  # each ends when its work ended: at or after its last metric, at or before the parent's end
         last = max(m.timestamp for m in mlflow_client.get_metric_history(c.run_id, "loss/train"))
@@ -90,8 +91,8 @@ def test_a_contenders_rungs_and_evaluation_are_nested_runs_with_real_times(tmp_p
         assert c.tags["mlflow.parentRunId"] == run.run_id and c.tags["zenml_run_id"] == "zenml-1"
     assert children[0].end_time <= children[1].start_time  # one after the other, never overlapping
     assert parent.status == "FINISHED" and parent.start_time <= children[0].start_time
-    assert not can_train_on(run.run_id, uri)  # a later rung of another pipeline run opens a new run
-    assert not can_train_on("0" * 32, uri)
+    assert not can_train_on(uri, run.run_id)  # a later rung of another pipeline run opens a new run
+    assert not can_train_on(uri, "0" * 32)
 
 
 def test_a_killed_rung_resumes_in_its_own_nested_run(tmp_path):
@@ -114,3 +115,27 @@ def test_the_printed_run_link_opens_mlflows_model_training_view(tmp_path):
     experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
     # MLflow 3.17's UI takes the view from the URL's workflowType (a fresh browser would open the GenAI overview)
     assert run_url(uri, run_id) == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
+
+
+def test_two_stores_in_one_process_stay_apart_and_mlflows_own_uri_is_left_alone(tmp_path, monkeypatch):
+    """Every adapter call names its store: registering into one store and reading another in the same process
+    never mixes them, and MLflow's process-wide URI (and ``MLFLOW_TRACKING_URI``, which subprocesses inherit) is
+    as the process had it before (``connect`` used to set both)."""
+    import numpy as np
+
+    from fercore.models import build_cnn, save_model
+    from fercore.serving.pyfunc import FerEmotionModel
+    from fercore.tracking import registry
+    from fercore.tracking.store import connect
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///" + str(tmp_path / "users-own.db"))
+    before = mlflow.get_tracking_uri()
+    stores = [f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db")]
+    for i, uri in enumerate(stores):
+        run_id = MlflowClient(uri).create_run(connect(uri, "two")).info.run_id
+        folder = save_model(build_cnn("vgg7", width=8).eval(), tmp_path / f"m{i}")
+        for _ in range(i + 1):  # a: one version, b: two
+            registry.log_and_register(uri, run_id, FerEmotionModel(), {"model": str(folder)}, "m", {"family": "cnn"},
+                                      "", np.zeros((2, 48, 48), np.uint8), model_config={"tta": "none"})
+    assert [len(registry.versions(uri, "m")) for uri in stores] == [1, 2]
+    assert mlflow.get_tracking_uri() == before and os.environ["MLFLOW_TRACKING_URI"].endswith("users-own.db")

@@ -194,6 +194,25 @@ def test_mlflows_types_stay_inside_the_tracking_adapter():
     assert offenders == []
 
 
+def test_mlflows_process_wide_uri_is_set_only_for_the_one_fluent_call():
+    """Issue 43: every call of the adapter names its store: ``client(tracking_uri)`` always gets one, and MLflow's
+    process-wide tracking URI is set in one place only, ``fluent_store``, which puts it back (used by registration
+    alone)."""
+    setters, bare_clients = [], []
+    for module, path in MODULES.items():
+        if not module.startswith("fercore"):
+            continue
+        tree = ast.parse(path.read_text())
+        for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            for call in (c for c in ast.walk(fn) if isinstance(c, ast.Call)):
+                name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+                if name in ("set_tracking_uri", "set_registry_uri"):
+                    setters.append(f"{module}.{fn.name}")
+                if name == "client" and not call.args and not call.keywords:
+                    bare_clients.append(f"{module}.{fn.name}:{call.lineno}")
+    assert sorted(set(setters)) == ["fercore.tracking.store.fluent_store"] and bare_clients == []
+
+
 def test_training_evaluation_and_promotion_do_not_import_serving():
     """Issue 43: the registry's local copies and their guarded loading are the tracking adapter's
     (``fercore.tracking.copies``, ``loading``, ``model_guard``); serving (predict, the demo, the pyfunc wrappers)
