@@ -64,6 +64,11 @@ def small_conv_vit() -> nn.Module:
                             drop_path=0.0)
 
 
+# The sanity checks on trained models share a fixture that trains two (about 5 s): `make test` runs them,
+# `make test-fast` leaves them out.
+SLOW_TRAINED = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained() -> dict[str, nn.Module]:
     torch.manual_seed(0)
@@ -75,6 +80,7 @@ def cue_mass(maps: np.ndarray) -> float:
     return float(maps[:, CUE_REGION[0], CUE_REGION[1]].sum() / max(maps.sum(), 1e-12))
 
 
+@SLOW_TRAINED
 @pytest.mark.parametrize("tta", ["none", "tencrop"])
 def test_the_map_of_a_planted_cue_falls_on_the_cue(trained, tta, name="cnn"):
     images, labels = planted(120, seed=7)
@@ -85,6 +91,7 @@ def test_the_map_of_a_planted_cue_falls_on_the_cue(trained, tta, name="cnn"):
     assert cue_mass(maps) >= 0.70, f"{name}: {cue_mass(maps):.2f} of the map's mass on the cue (region {area:.0%})"
 
 
+@SLOW_TRAINED
 @pytest.mark.parametrize("tta", ["none", "tencrop"])
 @pytest.mark.parametrize("name", ["cnn", "conv_vit"])
 def test_the_maps_of_a_randomised_model_do_not_resemble_the_trained_ones(trained, name, tta):
@@ -111,6 +118,7 @@ def test_each_view_maps_back_onto_the_face_pixels_it_was_cut_from():
     np.testing.assert_array_equal(shifted[46:], grid[[47, 47]])
 
 
+@SLOW_TRAINED
 @pytest.mark.parametrize("tta", ["hflip", "tencrop", "grid"])
 def test_a_mirrored_face_gets_the_mirrored_map_when_the_views_include_the_mirrors(trained, tta):
     """The views of a mirrored face are the mirrors of the face's views, so aligned maps must mirror exactly; a map
@@ -123,6 +131,7 @@ def test_a_mirrored_face_gets_the_mirrored_map_when_the_views_include_the_mirror
     np.testing.assert_allclose(mirrored, maps[:, :, ::-1], atol=1e-4)
 
 
+@SLOW_TRAINED
 @pytest.mark.parametrize("name", ["cnn", "conv_vit"])
 def test_our_hirescam_draws_the_maps_of_grad_cams_hirescam(trained, name):
     """The reference implementation (``grad-cam``, a dev dependency: its import costs a cold predict 3 s)."""
