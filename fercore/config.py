@@ -289,6 +289,8 @@ class PromotionConfig(_Strict):
     ensemble: bool = Field(True, description="register the routed ensemble of the per-emotion champions")
     averaging: bool = Field(True, description="register the probability-averaging ensemble of this run's contenders "
                             "(temperatures and weights fitted on validation) as a candidate for champion")
+    max_members: int = Field(4, ge=1, description="the largest ensemble that may hold champion (each member is one "
+                             "more network run per face); the champion is the best model by metric within it")
     drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted image statistics = dataset drift")
     on_drift: Literal["warn", "block"] = Field("warn", description="'block' moves no alias when drift is detected")
     drift_max_images: int = Field(3000, ge=50, description="images per side in the drift reports")

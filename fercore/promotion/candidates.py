@@ -102,7 +102,7 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
             continue
         note = overlap_note(trained_on, val_hashes, split_train)
         scored[v] = replace(candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", "")),
-                            trained_on=trained_on)
+                            trained_on=trained_on, members=len(mv.tags.get("members", "").split(",")))
         out.append(scored[v])
     return out
 
@@ -124,7 +124,8 @@ def on_unseen_images(cands: list[Candidate], dataset: FerDataset) -> tuple[list[
     unseen = FerDataset(dataset.images[rows], dataset.labels[rows], dataset.splits[rows], dataset.ids[rows],
                         dataset.subsets[rows], dict(dataset.metadata))
     rescored = [replace(candidate(c.version, c.family, Predictions(c.probs[~seen], c.test_probs), unseen, c.new,
-                                  c.overlap, c.contender, c.contest), trained_on=c.trained_on) for c in cands]
+                                  c.overlap, c.contender, c.contest), trained_on=c.trained_on, members=c.members)
+                for c in cands]
     return rescored, unseen, int(seen.sum())
 
 

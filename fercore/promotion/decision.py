@@ -42,6 +42,7 @@ class Candidate:
     contender: str = ""  # its name in the config (versions registered before contenders: none)
     contest: str = ""  # what the contest's rungs said of it ("stopped after rung 1 of 2: ..."), if it ran in rungs
     trained_on: np.ndarray | None = None  # hashes of the images it trained on, where recorded (None: unknown)
+    members: int = 1  # the models it runs per face (an ensemble's members with a weight or a route)
 
     @property
     def label(self) -> str:
@@ -123,7 +124,7 @@ def _ranked(cands: list[Candidate], key) -> list[Candidate]:
 
 def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str = "macro_f1",
            min_margin: float = 0.0, single_models_only_per_category: bool = True,
-           bootstrap: Bootstrap | None = None) -> Decision:
+           bootstrap: Bootstrap | None = None, max_members: int = 4) -> Decision:
     """Decides every alias from scored candidates and the current alias holders, on the candidates'
     validation figures (``Candidate.evaluation``); their test figures are never read here.
 
@@ -138,14 +139,15 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
         min_margin: how much a new champion must beat the current one by.
         single_models_only_per_category: ensembles compete for ``champion`` only.
         bootstrap: resamples of the validation images (:mod:`fercore.evaluation.significance`); None: any lead counts.
+        max_members: the largest ensemble that may hold ``champion`` (a single model has one member).
     """
     per_cat = [c for c in cands if not (single_models_only_per_category and c.family == "ensemble")]
     decision = Decision(pd.DataFrame())
     rows = [_decide_emotion(emotion, per_cat, _by_version(cands).get(holders.get(category_alias(emotion)) or ""),
                             bootstrap, decision) for emotion in CLASS_NAMES]
     decision.table = pd.DataFrame(rows)
-    champion = _decide_champion(cands, holders, metric, min_margin, bootstrap, decision)
-    _decide_challenger(cands, holders, champion, metric, decision)
+    champion = _decide_champion(cands, holders, metric, min_margin, bootstrap, decision, max_members)
+    _decide_challenger(cands, holders, champion, metric, decision, max_members, bootstrap)
     return decision
 
 
@@ -208,31 +210,39 @@ def _yes_no(lead: Lead | None) -> str:
     return "—" if lead is None else ("yes" if lead.significant else "no")
 
 
-def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | None, decision: Decision) -> Candidate:
-    """The best candidate by ``metric``; an ensemble must lead the best single model significantly (it must
-    earn its complexity), else that single model is the best."""
+def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | None, decision: Decision,
+                  max_members: int) -> Candidate:
+    """The best candidate by ``metric`` among those the config can afford: a single model, or an ensemble of at
+    most ``max_members`` members (each costs a prediction per face). Whether it replaces the holder is gated by
+    significance and ``min_margin`` in :func:`_decide_champion`, not here: the champion is the best model."""
     ranked = _ranked(cands, lambda c: c.score(metric))
-    best, singles = ranked[0], [c for c in ranked if c.family != "ensemble"]
-    over_single = _lead(bootstrap, best, singles[0], metric) if singles else None
-    if over_single is not None and not over_single.significant:
-        decision.reasons["ensemble"] = (f"v{best.version} leads the best single model v{singles[0].version} by "
-                                        f"{over_single}: noise")
-        return singles[0]
+    affordable = [c for c in ranked if c.members <= max_members]
+    too_big = [c for c in ranked[:ranked.index(affordable[0])]] if affordable else ranked
+    if too_big:
+        decision.reasons["ensemble"] = "; ".join(
+            f"v{c.version} ({c.members} members, {metric} {c.score(metric):.4f}) is above promotion.max_members "
+            f"{max_members}: not a candidate for champion" for c in too_big)
+    best = affordable[0] if affordable else ranked[0]
+    singles = [c for c in affordable if c.family != "ensemble"]
+    if best.family == "ensemble" and singles:
+        lead = _lead(bootstrap, best, singles[0], metric) or f"{best.score(metric) - singles[0].score(metric):+.4f}"
+        decision.reasons["ensemble"] = (f"v{best.version} ({best.contender or 'ensemble'} of {best.members} members) "
+                                        f"leads the best single model v{singles[0].version} by {lead}: the champion is "
+                                        f"the best model within {max_members} members, whatever its lead over a single "
+                                        "model")
     return best
 
 
 def _ensemble_note(decision: Decision) -> str:
-    """Why an ensemble that scored higher is not champion, when that is so (:func:`_best_overall`)."""
-    if "ensemble" not in decision.reasons:
-        return ""
-    return (f"; not the ensemble: {decision.reasons['ensemble']} (an ensemble must lead the best single model beyond "
-            "the noise to be champion: it costs every member's prediction)")
+    """Why an ensemble is (or is not) the best model, when one was weighed (:func:`_best_overall`)."""
+    return f"; {decision.reasons['ensemble']}" if "ensemble" in decision.reasons else ""
 
 
 def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], metric: str, min_margin: float,
-                     bootstrap: Bootstrap | None, decision: Decision) -> Candidate:
+                     bootstrap: Bootstrap | None, decision: Decision, max_members: int) -> Candidate:
     """The ``champion`` alias (and ``previous-champion`` when it moves); returns the champion afterwards."""
-    best, holder = _best_overall(cands, metric, bootstrap, decision), _by_version(cands).get(holders.get(CHAMPION) or "")
+    best = _best_overall(cands, metric, bootstrap, decision, max_members)
+    holder = _by_version(cands).get(holders.get(CHAMPION) or "")
     lead = _lead(bootstrap, best, holder, metric)
     figures = f"{metric} {best.score(metric):.4f}" + _ensemble_note(decision)
     if holder is None:
@@ -256,19 +266,32 @@ def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], met
 
 
 def _decide_challenger(cands: list[Candidate], holders: dict[str, str | None], champion: Candidate, metric: str,
-                       decision: Decision) -> None:
-    """``challenger``: the runner-up to the champion, when it beats the current challenger."""
+                       decision: Decision, max_members: int, bootstrap: Bootstrap | None) -> None:
+    """``challenger``: the runner-up to the champion, when it beats the current challenger (beyond the noise, as
+    every alias: a challenger that flapped each night would tell nothing)."""
     others = [c for c in _ranked(cands, lambda c: c.score(metric)) if c.version != champion.version]
     if not others:
         return
     runner, current = others[0], _by_version(cands).get(holders.get(CHALLENGER) or "")
-    if current is None or current.version == champion.version or runner.score(metric) > current.score(metric):
+    lead = None if current is None or current.version == champion.version else _lead(bootstrap, runner, current, metric)
+    if current is None or current.version == champion.version or (runner.score(metric) > current.score(metric)
+                                                                   and (lead is None or lead.significant)):
         if current is None or runner.version != current.version:
-            beats = runner.score(metric) > champion.score(metric)  # an ensemble whose lead was inside the noise
             decision.moves.append(AliasMove(CHALLENGER, runner.version, holders.get(CHALLENGER),
                                             f"runner-up {metric} {runner.score(metric):.4f}"
-                                            + (_ensemble_note(decision) if beats else "")))
+                                            + _why_not_champion(runner, champion, metric, decision, max_members)))
             decision.reasons[CHALLENGER] = f"move: v{runner.version} runner-up"
+
+
+def _why_not_champion(runner: Candidate, champion: Candidate, metric: str, decision: Decision,
+                      max_members: int) -> str:
+    """Why a runner-up that scores above the champion is not champion: too many members, or a lead over the
+    holder inside the noise (or below ``min_margin``); nothing when it scores below."""
+    if runner.score(metric) <= champion.score(metric):
+        return ""
+    if runner.members > max_members:
+        return f"; scores above the champion but has {runner.members} members, above promotion.max_members {max_members}"
+    return f"; scores above the champion, which kept its alias ({decision.reasons[CHAMPION]})"
 
 
 def candidate(version: str, family: str, predictions: Predictions, dataset: FerDataset, new: bool,

@@ -16,7 +16,7 @@ an ensemble the decision needs (its spec is the version's ``ensemble.json``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -185,8 +185,9 @@ def routed_ensemble(name: str, routes: dict[str, str], cands: list[Candidate], d
     preds.val = routed_out_of_fold([c for c in cands if c.family != "ensemble"], dataset.split("val").labels)
     identity = {"routes": routes_tag(routes)}
     version = registered.get(("routes", identity["routes"]), "new-routed")
-    cand = candidate(version, "ensemble", preds, dataset, version == "new-routed",
-                     "; ".join(f"v{v}: {by_version[v].overlap}" for v in members), contender="routed")
+    cand = replace(candidate(version, "ensemble", preds, dataset, version == "new-routed",
+                             "; ".join(f"v{v}: {by_version[v].overlap}" for v in members), contender="routed"),
+                   members=len(members))
     routing = ", ".join(f"{e}: v{m}" for e, m in routes.items())
     return EnsembleCandidate(cand, {"model_name": name, "routes": routes}, identity, members,
                              f"Routed ensemble ({routing}).")
@@ -203,8 +204,8 @@ def averaged_ensemble(name: str, members: list[Candidate], dataset: FerDataset,
                         str(dataset.metadata.get("sha256", "")))
     identity = {"weights": ",".join(f"{v}:{w:.4f}" for v, w in fitted.weights.items())}
     version = registered.get(("weights", identity["weights"]), "new-averaged")
-    cand = candidate(version, "ensemble", preds, dataset, version == "new-averaged", members[0].overlap,
-                     contender="averaged")
+    cand = replace(candidate(version, "ensemble", preds, dataset, version == "new-averaged", members[0].overlap,
+                             contender="averaged"), members=len(fitted.weights))
     weights = ", ".join(f"v{v} {w:.3f} (T {fitted.temperatures[v]:.2f})" for v, w in fitted.weights.items())
     return EnsembleCandidate(cand, fitted.spec(name), identity, list(fitted.weights),
                              f"Probability-averaging ensemble: {weights}.", fitted)

@@ -118,8 +118,9 @@ def model_description(name: str, holders: dict[str, str], cands: list[Candidate]
 judged and promoted by the fer-mlops pipelines.
 
 **Aliases**, decided on the validation split ({significance}; the test split is reported only):
-- `champion`: the best version overall by {config.metric} (an ensemble must beat the best single model beyond the
-  noise); `previous-champion`: the one it replaced.
+- `champion`: the best version overall by {config.metric}, a single model or an ensemble of at most
+  {config.max_members} members; it replaces the holder only on a lead beyond the noise; `previous-champion`: the one
+  it replaced.
 - `challenger`: the runner-up to the champion.
 - `champion-<emotion>` (one per emotion): the best version for that emotion by its F1; the routed ensemble sends each
   emotion to this holder.

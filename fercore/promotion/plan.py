@@ -70,7 +70,8 @@ def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], 
     ensembles = [] if blocked else _ensembles(name, new, cands, holders, dataset, config, registered_ensembles, bootstrap)
     # an ensemble reused from the registry may be a holder: its out-of-fold figures replace its in-sample ones
     cands = list({c.version: c for c in cands + [e.candidate for e in ensembles]}.values())
-    decision = decide(cands, holders, config.metric, config.min_margin, bootstrap=bootstrap)
+    decision = decide(cands, holders, config.metric, config.min_margin, bootstrap=bootstrap,
+                      max_members=config.max_members)
     routed = next((e.candidate.version for e in ensembles if e.candidate.contender == "routed"), None)
     for move in decision.moves:  # this run's routed ensemble moves only while its members hold their routes
         move.routes = decision.routes if move.version == routed else None

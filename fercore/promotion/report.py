@@ -72,10 +72,10 @@ def report(tracking_uri: str, name: str, plan: Plan, applied: list[AliasMove], h
 
 
 def reasons_markdown(reasons: dict[str, str]) -> str:
-    """The overall aliases' reasons, and why an ensemble that scored higher is not champion (per-emotion reasons
-    are in the table above)."""
+    """The overall aliases' reasons, and why an ensemble is or is not the best model (per-emotion reasons are in
+    the table above)."""
     keys = [k for k in ("champion", "challenger", "ensemble") if k in reasons]
-    labels = {"ensemble": "not the ensemble"}
+    labels = {"ensemble": "ensemble or single model"}
     return "\n".join(f"- `{labels.get(k, '@' + k)}`: {reasons[k]}" for k in keys) or "- no overall alias was decided"
 
 
