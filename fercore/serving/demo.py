@@ -224,6 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     print("Models: " + ", ".join(c.label for c in contenders), flush=True)
     launch(build_app(contenders, args.model_name, Path(default_cache_dir()) / "demo"), args.host, args.port)
+    MODEL_THREAD.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: an answer still queued is not waited for
     return 0
 
 

@@ -107,7 +107,8 @@ def test_run_py_demo_removes_its_uploads_when_it_stops(registered, photos, tmp_p
     from tests.conftest import ROOT
 
     port = _free_port()
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    # faulthandler: a server that does not stop prints every thread's stack on SIGABRT (below)
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("GRADIO_TEMP_DIR", None)
     log = tmp_path / "demo.log"  # a file, not a pipe: an unread pipe that fills up blocks the server's exit
     with log.open("w") as out:
@@ -126,11 +127,14 @@ def test_run_py_demo_removes_its_uploads_when_it_stops(registered, photos, tmp_p
         assert client.predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0].startswith("1 face")
         (uploads,) = tmp_path.glob("fer-demo-uploads-*")
         assert any(p.name == "astronaut.jpg" for p in uploads.rglob("*"))  # the upload, in the page's own folder
+        client.close()  # its heartbeat stream, as a closed browser tab
     finally:
         server.send_signal(signal.SIGINT)
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:
+            server.send_signal(signal.SIGABRT)  # faulthandler's dump of every thread, into the log
+            time.sleep(3)
             server.kill()
             pytest.fail("the demo did not stop within 30 s of Ctrl-C:\n" + log.read_text()[-3000:])
     assert list(tmp_path.glob("fer-demo-uploads-*")) == []
