@@ -218,7 +218,10 @@ def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | No
     ranked = _ranked(cands, lambda c: c.score(metric))
     affordable = [c for c in ranked if c.members <= max_members]
     too_big = [c for c in ranked[:ranked.index(affordable[0])]] if affordable else ranked
-    if too_big:
+    if too_big and max_members == 1:
+        decision.reasons["ensemble"] = (f"promotion.max_members is 1: single models only (left out: "
+                                        f"{', '.join('v' + c.version for c in too_big)})")
+    elif too_big:
         decision.reasons["ensemble"] = "; ".join(
             f"v{c.version} ({c.members} members, {metric} {c.score(metric):.4f}) is above promotion.max_members "
             f"{max_members}: not a candidate for champion" for c in too_big)
