@@ -367,3 +367,29 @@ def test_an_identical_registered_ensemble_is_reused_and_a_drift_block_builds_non
     blocked = make_plan("fer", new, [], {}, dataset, config, registered_ensembles={}, blocked=True)
     assert blocked.blocked and blocked.ensembles == [] and {c.version for c in blocked.cands} == {"1", "2"}
     assert {m.alias for m in blocked.decision.moves} >= {"champion", "challenger"}  # decided, and reported
+
+
+def test_the_ensemble_reasons_exactly_at_their_edges():
+    single = judged("1", 150)
+    plain = {m.alias: m for m in decide([single, judged("2", 160)], {}, bootstrap=BOOT).moves}
+    assert plain["champion"].reason == f"macro_f1 {single.score('macro_f1'):.4f}"  # nothing appended
+    big, bigger = (judged(v, 146, offset=4, family="ensemble", members=m) for v, m in (("8", 3), ("9", 5)))
+    bigger.evaluation.overall["macro_f1"] = big.score("macro_f1") + 0.01  # ranked first
+    assert decide([single, big, bigger], {}, bootstrap=BOOT, max_members=2).reasons["ensemble"] == (
+        f"v9 (5 members, macro_f1 {bigger.score('macro_f1'):.4f}) is above promotion.max_members 2: not a candidate for "
+        f"champion; v8 (3 members, macro_f1 {big.score('macro_f1'):.4f}) is above promotion.max_members 2: not a "
+        "candidate for champion")
+    unnamed = Candidate("7", "ensemble", big.evaluation, big.probs, members=3)  # no contender name: "ensemble"
+    at_limit = decide([single, unnamed], {}, max_members=3)  # exactly max_members: allowed; no bootstrap: a plain lead
+    assert {m.alias: m.version for m in at_limit.moves}["champion"] == "7"
+    assert at_limit.reasons["ensemble"] == (
+        f"v7 (ensemble of 3 members) leads the best single model v1 by "
+        f"{unnamed.score('macro_f1') - single.score('macro_f1'):+.4f}: the champion is the best model within 3 members, "
+        "whatever its lead over a single model")
+    kept = decide([single, big], {"champion": "1"}, bootstrap=BOOT, max_members=3)  # at the limit, inside the noise
+    assert {m.alias: m for m in kept.moves}["challenger"].reason == (
+        f"runner-up macro_f1 {big.score('macro_f1'):.4f}; scores above the champion, which kept its alias "
+        f"({kept.reasons['champion']})")
+    twin = judged("2", 150)  # the same predictions as the champion: a tie is not "above" it
+    assert {m.alias: m for m in decide([single, twin], {}, bootstrap=BOOT).moves}["challenger"].reason == \
+        f"runner-up macro_f1 {twin.score('macro_f1'):.4f}"
