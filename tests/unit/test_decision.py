@@ -234,8 +234,9 @@ def test_why_an_ensemble_is_or_is_not_champion_is_said_in_both_aliases_reasons()
     assert moves["challenger"].version == "9" and moves["challenger"].reason == (
         f"runner-up macro_f1 {ensemble.score('macro_f1'):.4f}; scores above the champion but has 3 members, above "
         "promotion.max_members 2")
-    assert decide([single, ensemble], {}, bootstrap=BOOT, max_members=1).reasons["ensemble"] == \
-        "promotion.max_members is 1: single models only (left out: v9)"
+    routed = judged("8", 148, offset=4, family="ensemble", members=2)
+    assert decide([single, ensemble, routed], {}, bootstrap=BOOT, max_members=1).reasons["ensemble"] == \
+        "promotion.max_members is 1: single models only (left out: v9, v8)"
     kept = decide([single, ensemble], {"champion": "1"}, bootstrap=BOOT)  # a holder: significance still gates
     assert kept.reasons["champion"].startswith("keep v1: best candidate v9") and "inside the noise" in \
         kept.reasons["champion"]
