@@ -31,8 +31,12 @@ class DataConfig(_Strict):
     kaggle_dataset: str = Field("msambare/fer2013", description="the Kaggle dataset handle (--data kaggle)")
     cache_dir: str | None = Field(None, description="default: $FER_CACHE_DIR or ~/.cache/fer-mlops")
     use_cache: bool = Field(True, description="reuse decoded arrays of the same source (by content hash)")
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train carved out as the stratified "
-                                "validation split, on which promotion decides (test is only reported)")
+    validation: Literal["public_test", "carve"] = Field(
+        "public_test", description="the split every decision reads: FER-2013's PublicTest (the literature's protocol: "
+        "train on all of Training, choose on PublicTest, report on PrivateTest), or 'carve': val_fraction of train "
+        "(for sources without PublicTest)")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="with validation: carve, the share of train carved "
+                                "out as the stratified validation split")
     seed: int = Field(42, description="the validation split's seed")
     drop_test_overlap: bool = Field(False, description="drop train copies of images that are also in test")
     max_per_class: int | None = Field(None, ge=1, description="keep at most this many images of the source per split and "

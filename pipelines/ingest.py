@@ -12,7 +12,8 @@ from steps.split_data import split_data
 def data_steps(config: Config):
     """Wires the data steps shared by every pipeline; returns the split dataset and the plan."""
     raw = ingest_data(fingerprint_data(config=config.data), config=config.data)
-    dataset = split_data(raw, val_fraction=config.data.val_fraction, seed=config.data.seed)
+    dataset = split_data(raw, val_fraction=config.data.val_fraction, seed=config.data.seed,
+                         validation=config.data.validation)
     plan = rebalance_data(dataset, config=config.rebalance)
     return dataset, plan
 

@@ -107,6 +107,26 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
     return out
 
 
+SEEN_LIMIT = 0.25  # FER-2013's own duplicates are about 7 % of a carve-out: more means another validation split
+
+
+def judgeable(cands: list[Candidate], dataset: FerDataset) -> list[Candidate]:
+    """``cands`` without those trained on more than :data:`SEEN_LIMIT` of the validation images, each named: they
+    were trained under another validation protocol (on all of Training, where this run carves its validation out of
+    it), and leaving out every image they saw would leave too few to judge the others on."""
+    val_hashes = image_hashes(dataset.split("val").images)
+    kept = []
+    for c in cands:
+        seen = int(np.isin(val_hashes, c.trained_on).sum()) if c.trained_on is not None else 0
+        if seen > SEEN_LIMIT * len(val_hashes):
+            logger.warning("%s was trained on %d of this run's %d validation images (it was trained under another "
+                           "validation split): it cannot be judged on them, so it is left out and its aliases go to the "
+                           "best of the others", c.label, seen, len(val_hashes))
+        else:
+            kept.append(c)
+    return kept
+
+
 def on_unseen_images(cands: list[Candidate], dataset: FerDataset) -> tuple[list[Candidate], FerDataset, int]:
     """The candidates rescored on the validation images none of them trained on, the dataset whose ``val`` split
     holds only those, and how many were left out: no decision uses an image a candidate trained on (FER-2013's own

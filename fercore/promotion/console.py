@@ -21,7 +21,9 @@ def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, z
     """The last lines of a ``train_all`` on the console: the contenders, each emotion's winner, the aliases that
     moved and why, and where to look next (``python``: this interpreter as typed from the project folder, so the
     commands work as printed in a fresh shell: :func:`as_typed`)."""
-    lines = ["", f"Promotion of {model_name}: decided on validation, test reported", *_left_out(summary), "",
+    heading = (f"Promotion of {model_name}: decided on validation{_which(summary.get('validation_split'))}, "
+               f"test{_which(summary.get('test_split'))} reported")
+    lines = ["", heading, *_left_out(summary), "",
              f"  {'candidate':<24} {'minutes':>8} {'val acc':>8} {'test acc':>9}"]
     for c in summary["candidates"]:
         minutes = f"{float(c['minutes']):.1f}" if c["minutes"] else "—"
@@ -43,6 +45,10 @@ def console_summary(summary: dict[str, Any], model_name: str, mlflow_url: str, z
               f"  ZenML    {str(Path(python).parent / 'zenml')} login --local, then the run {zenml_run}",
               f"  predict  {python} run.py predict PHOTO_OR_FOLDER   (models:/{model_name}@champion = v{champion})"]
     return "\n".join(lines)
+
+
+def _which(split: str | None) -> str:
+    return f" ({split})" if split else ""
 
 
 def _left_out(summary: dict[str, Any]) -> list[str]:

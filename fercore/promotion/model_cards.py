@@ -6,6 +6,7 @@ from __future__ import annotations
 from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES, LIMITATIONS
 from fercore.data.dataset import FerDataset
+from fercore.data.split import test_label, validation_label
 from fercore.evaluation.metrics import Evaluation
 from fercore.models import count_parameters
 from fercore.promotion.decision import Candidate
@@ -19,12 +20,12 @@ TERMS = ("`kept_weights`: which weights were kept, those of the best epoch (`raw
          "can no longer win stops after its first rung); `continued_from`: the version it continued training from.")
 
 
-def opening(what: str, family: str, validation: Evaluation, test: Evaluation, val_images: int) -> str:
+def opening(what: str, family: str, validation: Evaluation, test: Evaluation, dataset: FerDataset) -> str:
     """The card's first line, plain: what the version is, how good it is and on what."""
     return (f"**{what}**, {KIND.get(family, family)} that names the emotion of a 48x48 grayscale face (7 emotions): "
-            f"{validation.overall['accuracy']:.1%} of the {val_images:,} validation faces right (macro-F1 "
-            f"{validation.overall['macro_f1']:.3f}: what promotion decides on), {test.overall['accuracy']:.1%} of the "
-            "test faces (reported only).")
+            f"{validation.overall['accuracy']:.1%} of the {len(dataset.split('val')):,} validation faces "
+            f"({validation_label(dataset)}) right (macro-F1 {validation.overall['macro_f1']:.3f}: what promotion decides "
+            f"on), {test.overall['accuracy']:.1%} of the test faces ({test_label(dataset)}; reported only).")
 
 
 def model_card(model_name: str, trained: TrainedModel, tags: dict[str, str], dataset: FerDataset) -> str:
@@ -35,7 +36,7 @@ def model_card(model_name: str, trained: TrainedModel, tags: dict[str, str], dat
     design = ", ".join(f"{k} {tags[k]}" for k in ("architecture", "checkpoint", "continued_from", "distill_teacher",
                                                    "kept_weights", "total_epochs", "total_training_minutes", "contest")
                        if tags.get(k))
-    first = opening(f"{contender}", trained.family, trained.validation, trained.test, len(dataset.split("val")))
+    first = opening(f"{contender}", trained.family, trained.validation, trained.test, dataset)
     return (f"## {contender} ({trained.family})\n\n{first}\n\n**Design**: {count_parameters(trained.model):,} "
             f"parameters; {design or 'no training record'}. {TERMS}\n\n"
             + card_body(model_name, tags, dataset, trained.validation, trained.test, trained.tta))
@@ -45,7 +46,7 @@ def ensemble_card(model_name: str, contender: str, members: list[str], spec_line
                   dataset: FerDataset, validation: Evaluation, test: Evaluation) -> str:
     """An ensemble version's card, as complete as a contender's: its members and how it combines them, its data,
     its validation and test figures (labelled), usage and limitations."""
-    first = opening(f"{contender} ensemble", "ensemble", validation, test, len(dataset.split("val")))
+    first = opening(f"{contender} ensemble", "ensemble", validation, test, dataset)
     listed = ", ".join(f"v{m}" for m in members)
     return (f"## {contender} (ensemble)\n\n{first}\n\n**Members**: {listed} of `{model_name}`, loaded by version "
             f"when it loads (a member deleted from the registry is named when it fails). {spec_line} Its validation "

@@ -13,6 +13,7 @@ from fercore.config import PromotionConfig
 from fercore.constants import CLASS_NAMES
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes
+from fercore.data.split import test_label, validation_label
 from fercore.errors import ModelFilesMissing
 from fercore.evaluation.predictions import Predictions
 from fercore.models.inference import autocast_dtype, pick_device
@@ -20,7 +21,7 @@ from fercore.monitoring.drift import DriftResult, data_drift, embeddings, predic
 from fercore.monitoring.new_images import embedding_version
 from fercore.promotion.aliases import promotion_lock
 from fercore.promotion.apply import apply_plan, registered_ensembles
-from fercore.promotion.candidates import holder_candidates, on_unseen_images, overlap_note
+from fercore.promotion.candidates import holder_candidates, judgeable, on_unseen_images, overlap_note
 from fercore.promotion.decision import CHAMPION, Candidate, candidate
 from fercore.promotion.plan import make_plan
 from fercore.promotion.report import PromotionResult, report
@@ -66,7 +67,8 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
             held = sorted({v for v in holders.values() if v} - {c.version for c in scored}, key=int)
             logger.info("Promotion of %s: %d contenders of this run, %d alias holders of earlier runs to score", name,
                         len(scored), len(held))
-            holders_scored = holder_candidates(name, held, {c.version: c for c in scored}, dataset, info.tracking_uri)
+            holders_scored = judgeable(holder_candidates(name, held, {c.version: c for c in scored}, dataset,
+                                                         info.tracking_uri), dataset)
             logger.info("Drift reports (train vs test images, the champion's embeddings, predicted classes)")
             drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config, info.tracking_uri)
             blocked = config.on_drift == "block" and drift[0].drifted
@@ -76,7 +78,7 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
                              registered_ensembles(info.tracking_uri, name), blocked)
             plan, applied = apply_plan(plan, name, unseen, info, drift[0].summary(), config)  # every write, or none
         result = report(info.tracking_uri, name, plan, applied, registry.aliases(info.tracking_uri, name), drift, config,
-                        len(unseen.split("val")), run_id, left_out)
+                        len(unseen.split("val")), run_id, left_out, (validation_label(dataset), test_label(dataset)))
         log_files(info.tracking_uri, run_id, result.files, "promotion")
     return result
 

@@ -33,9 +33,10 @@ class PromotionResult:
 
 def report(tracking_uri: str, name: str, plan: Plan, applied: list[AliasMove], holders_now: dict[str, str],
            drift: tuple[DriftResult, DriftResult], config: PromotionConfig, val_images: int, promote_run_id: str,
-           left_out: int = 0) -> PromotionResult:
+           left_out: int = 0, splits: tuple[str, str] = ("carved out of Training", "PublicTest and PrivateTest")
+           ) -> PromotionResult:
     """The promotion's tables, the files of its MLflow run ``promote_run_id`` (with the drift reports) and its
-    summary."""
+    summary; ``splits`` says which images validation and test hold (:func:`fercore.data.split.validation_label`)."""
     data_report, pred_report = drift
     fitted = next((e.fitted for e in plan.ensembles if e.fitted is not None), None)
     table = candidates_table(plan.cands)
@@ -44,8 +45,8 @@ def report(tracking_uri: str, name: str, plan: Plan, applied: list[AliasMove], h
              if config.require_significance else "Any lead moves an alias (promotion.require_significance: false).")
     unseen = (f" (of {val_images + left_out}: {left_out} were in a candidate's training data, FER-2013's own duplicates "
               "or a holder trained on another split, and were left out)" if left_out else "")
-    markdown = (f"## Promotion of {name}\n\nDecided on the validation split ({val_images} images{unseen}); the test "
-                f"figures are reported only. {noise}\n\n{table_markdown(table)}\n\n"
+    markdown = (f"## Promotion of {name}\n\nDecided on the validation split, {splits[0]} ({val_images} images{unseen}); "
+                f"the test figures, {splits[1]}, are reported only. {noise}\n\n{table_markdown(table)}\n\n"
                 f"### Per emotion (validation F1; every candidate's F1 and recall: promotion.csv)\n\n"
                 f"{plan.decision.markdown()}\n\n"
                 f"{calibration_markdown(fitted)}### Why\n\n{reasons_markdown(plan.decision.reasons)}\n\n"
@@ -54,7 +55,8 @@ def report(tracking_uri: str, name: str, plan: Plan, applied: list[AliasMove], h
              "candidates.csv": table.to_csv(index=False), "data_drift.html": data_report.html,
              "prediction_drift.html": pred_report.html}
     summary = {
-        "decided_on": "validation", "validation_images": val_images, "left_out_seen_in_training": left_out,
+        "decided_on": "validation", "validation_split": splits[0], "test_split": splits[1],
+        "validation_images": val_images, "left_out_seen_in_training": left_out,
         "blocked_by_drift": plan.blocked, "moves": [m.__dict__ for m in applied],
         "reasons": plan.decision.reasons, "routes": plan.decision.routes, "aliases": holders_now,
         "data_drift": data_report.summary(), "prediction_drift": pred_report.summary(),

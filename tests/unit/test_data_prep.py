@@ -60,6 +60,26 @@ def test_validation_split_is_stratified_seeded_and_leaves_test_alone():
         split_validation(ds, 1.5, seed=0)
 
 
+def test_the_literatures_protocol_trains_on_all_of_training_chooses_on_publictest_and_reports_privatetest():
+    from fercore.data.split import validation_label
+
+    ds = _dataset()
+    subsets = ds.subsets.astype("<U16")
+    test = np.flatnonzero(ds.splits == "test")
+    subsets[test[::2]], subsets[test[1::2]] = "PublicTest", "PrivateTest"
+    subsets[:3] = "Incoming"  # a newly arrived batch: it trains
+    ds = FerDataset(ds.images, ds.labels, ds.splits, ds.ids, subsets)
+    out = split_validation(ds, 0.1, seed=0, validation="public_test")
+    assert set(out.subsets[out.splits == "val"]) == {"PublicTest"} and (out.splits == "val").sum() == 35
+    assert set(out.subsets[out.splits == "test"]) == {"PrivateTest"} and (out.splits == "test").sum() == 35
+    assert (out.splits == "train").sum() == 320 and set(out.subsets[out.splits == "train"]) == {"Training", "Incoming"}
+    assert validation_label(out) == "PublicTest" and sum(out.metadata["counts"]["val"].values()) == 35
+    assert validation_label(split_validation(ds, 0.1, seed=0)) == "10% carved out of Training (seed 0)"
+    with pytest.raises(ConfigError, match="this source has none. Set data.validation: carve"):
+        split_validation(_dataset(), 0.1, seed=0, validation="public_test")  # no PublicTest images
+    assert parse_config({}).data.validation == "public_test"  # the default
+
+
 def test_resample_balances_train_only_and_is_seeded():
     ds = split_validation(_dataset(), 0.1, seed=0)
     plan = rebalance(ds, "resample", seed=1)
