@@ -107,7 +107,7 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
     return out
 
 
-SEEN_LIMIT = 0.25  # FER-2013's own duplicates are about 7 % of a carve-out: more means another validation split
+SEEN_LIMIT = 0.5  # FER-2013's own duplicates are about 7 % of a carve-out: more than half means another protocol
 
 
 def judgeable(cands: list[Candidate], dataset: FerDataset) -> list[Candidate]:

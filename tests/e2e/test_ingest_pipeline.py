@@ -16,7 +16,8 @@ def _run(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 
 def test_ingest_pipeline_prints_counts(fer_tar, tmp_path, run_py):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("data:\n  val_fraction: 0.3333\n  cache_dir: %s\nrebalance:\n  method: resample\n" % (tmp_path / "c"))
+    cfg.write_text("data:\n  validation: carve\n  val_fraction: 0.3333\n  cache_dir: %s\nrebalance:\n  method: resample\n"
+                   % (tmp_path / "c"))
     result = _run("--pipeline", "ingest", "--config", str(cfg), "--data", str(fer_tar))
     assert result.returncode == 0, result.stderr[-3000:]
     lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()}

@@ -371,7 +371,7 @@ def test_a_rerun_hits_the_cache_and_a_changed_model_config_reruns_only_its_steps
     typed = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python
     assert last[-1] == f"  predict  {typed} run.py predict PHOTO_OR_FOLDER   (models:/fer-test@champion = v{champion})"
     assert last[-2] == f"  ZenML    {typed.parent / 'zenml'} login --local, then the run {_zenml_run().name}"
-    assert "Promotion of fer-test: decided on validation, test reported" in last
+    assert "Promotion of fer-test: decided on validation (PublicTest), test (PrivateTest) reported" in last
     assert any(line.startswith("  surprise ") for line in last) and "Aliases moved: 0 (every holder kept its alias)" in last
     metadata = _zenml_run().run_metadata  # the run's page in ZenML
     assert metadata["champion"].startswith(f"v{champion} (") and metadata["aliases_moved"] == 0

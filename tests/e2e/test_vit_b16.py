@@ -32,7 +32,7 @@ def test_vit_b16_trains_two_batches_with_unfreezing_and_is_registered_and_promot
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = tmp_path / "b16.yaml"
     config.write_text(f"""
-data: {{val_fraction: 0.34, cache_dir: {tmp_path / 'cache'}}}
+data: {{validation: carve, val_fraction: 0.34, cache_dir: {tmp_path / 'cache'}}}
 contenders:
   vit_b16:
     family: vit

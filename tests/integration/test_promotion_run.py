@@ -129,7 +129,8 @@ def test_holders_of_earlier_runs_are_rescored_on_this_validation_split_with_thei
     # no decision uses an image a candidate trained on: the 5 the holder saw are left out for every candidate
     val = len(dataset.split("val"))
     assert (out.summary["validation_images"], out.summary["left_out_seen_in_training"]) == (val - 5, 5)
-    assert f"Decided on the validation split ({val - 5} images (of {val}: 5 were in a candidate's training data" \
+    assert f"Decided on the validation split, 20% carved out of Training (seed 0) ({val - 5} images (of {val}: 5 were in " \
+        "a candidate's training data" \
         in out.markdown
     # each card says which aliases its version holds now, and why; the old champion's says what it kept
     new_card = client.get_model_version(NAME, new_version).description
