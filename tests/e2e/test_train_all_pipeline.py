@@ -194,7 +194,8 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     assert promotion["averaging"]["weights"] and set(promotion["averaging"]["ece_after"]) == set(
         averaged[0].tags["members"].split(","))
     assert promotion["aliases"] == aliases and "champion" in promotion["reasons"]
-    assert promotion["decided_on"] == "validation"
+    assert (promotion["decided_on"], promotion["validation_split"], promotion["test_split"]) == (
+        "validation", "PublicTest", "PrivateTest")  # the literature's protocol, the default
     assert "data_drift" in promotion and "prediction_drift" in promotion
     for version in {v for v in aliases.values()}:
         tags = client.get_model_version("fer-test", version).tags

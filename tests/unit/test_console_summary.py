@@ -75,3 +75,9 @@ def test_the_runs_metadata_names_the_champion_the_holders_and_each_accuracy():
         "aliases_moved": 2, "why": {}}
     why = {"champion": "move: ...", "ensemble": "v5 leads the best single model v3 by +0.005 [-0.01, +0.02]: noise"}
     assert run_metadata({**SUMMARY, "reasons": {**why, "champion-angry": "move: ..."}})["why"] == why
+
+
+def test_the_heading_names_the_splits_it_decided_and_reported_on():
+    lines = console_summary({**SUMMARY, "validation_split": "PublicTest", "test_split": "PrivateTest"}, "m", "u",
+                            "r").splitlines()
+    assert lines[1] == "Promotion of m: decided on validation (PublicTest), test (PrivateTest) reported"
