@@ -122,6 +122,9 @@ def ensure_zenml_repository() -> None:
     from zenml.client import Client
     from zenml.utils import source_utils
 
+    from pipelines.stack_checks import check_zenml_server
+
+    check_zenml_server()
     if not (ROOT / ".zen").exists():
         Client.initialize(root=ROOT)
     source_utils.set_custom_source_root(str(ROOT))

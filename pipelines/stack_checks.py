@@ -17,6 +17,32 @@ _ADD_TRACKER = ("add an MLflow experiment tracker that points at your MLflow ser
                 "registry.tracking_uri / MLFLOW_TRACKING_URI to that server")
 
 
+def check_zenml_server(timeout_s: float = 3.0) -> None:
+    """The ZenML server this machine is logged in to answers (checked before anything asks it: ZenML's own client
+    retries a dead one for over a minute and ends in a traceback).
+
+    Raises:
+        ConfigError: naming the server and the two ways out.
+    """
+    import urllib.error
+    import urllib.request
+
+    from zenml.config.global_config import GlobalConfiguration
+
+    store = GlobalConfiguration().store_configuration
+    if store.type != "rest":
+        return
+    try:
+        urllib.request.urlopen(f"{store.url.rstrip('/')}/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"the ZenML server this machine is logged in to, {store.url}, does not answer ({reason}). "
+                          "Start it (`.venv/bin/zenml login --local` for the local dashboard), or go back to the local "
+                          "store (`.venv/bin/zenml logout`)") from None
+
+
 def _active(client=None):
     if client is not None:
         return client

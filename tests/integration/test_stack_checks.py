@@ -30,3 +30,27 @@ def test_monitoring_on_a_cluster_refuses_a_retrain_that_writes_faces_here(monkey
     config.monitor.data, config.monitor.on_drift = "/data/new-faces", "retrain"  # read in the pods: not looked up
     with pytest.raises(ConfigError, match="monitor.on_drift: retrain writes the new faces .* on this machine"):
         check_services(config, "monitor", "configs/cpu.yaml")
+
+
+def test_a_zenml_server_that_does_not_answer_is_named_at_once(tmp_path):
+    """Logged in to a server that is gone: exit 2 in seconds with the two ways out, not ZenML's minute of retries."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "zenml"), "ZENML_STORE_URL": f"http://127.0.0.1:{port}"}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "run.py", "--pipeline", "ingest", "--config", "configs/smoke.yaml", "--data",
+                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - started < 30, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: the ZenML server this machine is logged in to, http://127.0.0.1:{port}, does not answer ([Errno 111] "
+        "Connection refused). Start it (`.venv/bin/zenml login --local` for the local dashboard), or go back to the "
+        "local store (`.venv/bin/zenml logout`)")
