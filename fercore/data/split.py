@@ -60,7 +60,7 @@ def _public_test(ds: FerDataset) -> FerDataset:
         raise ConfigError("data.validation: public_test needs FER-2013's PublicTest images (test/<class>/"
                           "PublicTest_*.jpg in the image folders, or Usage PublicTest in fer2013.csv), and this source "
                           "has none. Set data.validation: carve to carve data.val_fraction of train out instead.")
-    if not (ds.splits == "test").sum() > public.sum():
+    if public.sum() == (ds.splits == "test").sum():
         raise ConfigError("data.validation: public_test leaves no test images (every test image is PublicTest): set "
                           "data.validation: carve")
     splits = np.where(ds.splits == "test", "test", "train").astype(ds.splits.dtype)

@@ -102,7 +102,7 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
             continue
         note = overlap_note(trained_on, val_hashes, split_train)
         scored[v] = replace(candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", "")),
-                            trained_on=trained_on, members=len(mv.tags.get("members", "").split(",")))
+                            trained_on=trained_on, members=max(1, len(member_versions(mv.tags))))
         out.append(scored[v])
     return out
 

@@ -217,7 +217,8 @@ def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | No
     significance and ``min_margin`` in :func:`_decide_champion`, not here: the champion is the best model."""
     ranked = _ranked(cands, lambda c: c.score(metric))
     affordable = [c for c in ranked if c.members <= max_members]
-    too_big = [c for c in ranked[:ranked.index(affordable[0])]] if affordable else ranked
+    best = affordable[0] if affordable else ranked[0]
+    too_big = ranked[:ranked.index(best)] if affordable else ranked
     if too_big and max_members == 1:
         decision.reasons["ensemble"] = (f"promotion.max_members is 1: single models only (left out: "
                                         f"{', '.join('v' + c.version for c in too_big)})")
@@ -225,7 +226,6 @@ def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | No
         decision.reasons["ensemble"] = "; ".join(
             f"v{c.version} ({c.members} members, {metric} {c.score(metric):.4f}) is above promotion.max_members "
             f"{max_members}: not a candidate for champion" for c in too_big)
-    best = affordable[0] if affordable else ranked[0]
     singles = [c for c in affordable if c.family != "ensemble"]
     if best.family == "ensemble" and singles:
         lead = _lead(bootstrap, best, singles[0], metric) or f"{best.score(metric) - singles[0].score(metric):+.4f}"
