@@ -53,13 +53,6 @@ def client(tracking_uri: str) -> MlflowClient:
     names its store: MLflow's process-wide tracking URI is never set (two stores in one process stay apart)."""
     if not tracking_uri:
         raise RegistryError("no MLflow store given: pass the tracking URI (registry.tracking_uri, --tracking-uri)")
-    return _client_of(tracking_uri)
-
-
-@functools.lru_cache(maxsize=8)
-def _client_of(tracking_uri: str) -> MlflowClient:
-    # one client per store: a new one per call cost about 4 ms (a promotion makes hundreds of registry calls);
-    # MLflow reads credentials per request, so a cached client still sees changed ones
     return MlflowClient(tracking_uri, registry_uri=tracking_uri)
 
 
