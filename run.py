@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,15 +118,16 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def ensure_zenml_repository() -> None:
-    """Runs ``zenml init`` in the project folder on first use (default local stack, SQLite store); the project
-    folder is the steps' source root wherever ZenML finds its repository (``ZENML_REPOSITORY_PATH``)."""
+    """Runs ``zenml init`` in the project folder on first use (default local stack, SQLite store), unless
+    ``ZENML_REPOSITORY_PATH`` names a repository elsewhere: ZenML uses that one, and the project's folder is left
+    as it is. The project folder is the steps' source root wherever the repository is."""
     from zenml.client import Client
     from zenml.utils import source_utils
 
     from pipelines.stack_checks import check_zenml_server
 
     check_zenml_server()
-    if not (ROOT / ".zen").exists():
+    if not os.environ.get("ZENML_REPOSITORY_PATH") and not (ROOT / ".zen").exists():
         Client.initialize(root=ROOT)
     source_utils.set_custom_source_root(str(ROOT))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import tarfile
 import tempfile
 import zipfile
@@ -47,22 +46,6 @@ from fercore.data.split import split_validation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_ARCHIVE = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.tar.gz"
-# run.py in the tests points the project's .zen at the tests' stores (ZenML records the repository's
-# active stack there): put the user's back afterwards, or they would find their stack switched to default
-_REPO_ZEN = ROOT / ".zen"
-_REPO_ZEN_EXISTED = _REPO_ZEN.exists()
-_REPO_ZEN_CONFIG = (_REPO_ZEN / "config.yaml").read_bytes() if (_REPO_ZEN / "config.yaml").exists() else None
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _restore_the_projects_zenml_repository():
-    yield
-    if _REPO_ZEN_CONFIG is not None:
-        (_REPO_ZEN / "config.yaml").write_bytes(_REPO_ZEN_CONFIG)
-    elif not _REPO_ZEN_EXISTED:
-        shutil.rmtree(_REPO_ZEN, ignore_errors=True)  # the tests made it
-
-
 def face(label: int, rng: np.random.Generator, size: int = 48, sided: bool = False) -> np.ndarray:
     """A synthetic 'face' whose class is learnable: a bright bar whose position encodes the label. With ``sided`` the
     side carries the label too: labels 0-3 a bar on the left half at rows 0-3, labels 4-6 one on the right half at

@@ -54,3 +54,22 @@ def test_a_zenml_server_that_does_not_answer_is_named_at_once(tmp_path):
         f"error: the ZenML server this machine is logged in to, http://127.0.0.1:{port}, does not answer ([Errno 111] "
         "Connection refused). Start it (`.venv/bin/zenml login --local` for the local dashboard), or go back to the "
         "local store (`.venv/bin/zenml logout`)")
+
+
+@pytest.mark.parametrize("elsewhere", [True, False])
+def test_the_project_folder_becomes_a_zenml_repository_unless_one_is_named_elsewhere(tmp_path, monkeypatch, elsewhere):
+    """ZENML_REPOSITORY_PATH set (as the tests and a user with a repository of their own do): the project's folder is
+    left alone (two test sessions once wrote and deleted its .zen under each other); unset: ``zenml init`` there."""
+    from zenml.utils import source_utils
+
+    import run
+
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setattr(run, "ROOT", project)
+    monkeypatch.setattr(stack_checks, "check_zenml_server", lambda: None)
+    monkeypatch.setattr(source_utils, "set_custom_source_root", lambda root: None)  # the session's stays the project's
+    if not elsewhere:
+        monkeypatch.delenv("ZENML_REPOSITORY_PATH")
+    run.ensure_zenml_repository()
+    assert (project / ".zen").is_dir() is not elsewhere
