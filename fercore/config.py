@@ -291,10 +291,14 @@ class PromotionConfig(_Strict):
         "excludes zero; false: any lead (beyond min_margin for champion) moves it")
     bootstrap_resamples: int = Field(1000, ge=100, description="resamples of the validation images for the interval")
     ensemble: bool = Field(True, description="register the routed ensemble of the per-emotion champions")
-    averaging: bool = Field(True, description="register the probability-averaging ensemble of this run's contenders "
-                            "(temperatures and weights fitted on validation) as a candidate for champion")
+    averaging: bool = Field(True, description="register the probability-averaging ensemble that greedy selection "
+                            "picks from the library (this run's contenders and earlier runs' registered models; "
+                            "temperatures and weights fitted on validation) as a candidate for champion")
     max_members: int = Field(4, ge=1, description="the largest ensemble that may hold champion (each member is one "
                              "more network run per face); the champion is the best model by metric within it")
+    max_predict_ms: float | None = Field(None, gt=0.0, description="the most an ensemble may take to predict one "
+                                         "face: the sum of its members' predict_ms, each measured at registration "
+                                         "(null: no budget); none that fits: single models only")
     drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted image statistics = dataset drift")
     on_drift: Literal["warn", "block"] = Field("warn", description="'block' moves no alias when drift is detected")
     drift_max_images: int = Field(3000, ge=50, description="images per side in the drift reports")

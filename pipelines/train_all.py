@@ -76,7 +76,7 @@ def evaluate_and_register(config: Config, name: str, dataset, trained: tuple, te
         id=f"evaluate_{suffix}")
     registration = register_model.with_options(substitutions=named)(
         model, evaluation, val_evaluation, run, dataset, config.registry, cfg.family, cfg.tta, cfg.mixed_precision,
-        tags, teacher_registration, training, id=f"register_{suffix}")
+        tags, teacher_registration, training, predictions, id=f"register_{suffix}")
     return registration, predictions, explanation
 
 

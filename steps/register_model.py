@@ -8,6 +8,7 @@ from zenml import log_metadata, step
 from fercore.config import RegistryConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.metrics import Evaluation
+from fercore.evaluation.predictions import Predictions
 from fercore.promotion.register import TrainedModel, register
 from fercore.tracking.runs import TrackedRun
 from fercore.training.tracked import training_metrics, training_tags
@@ -20,17 +21,19 @@ def register_model(
     model: nn.Module, evaluation: Evaluation, val_evaluation: Evaluation, mlflow_run: TrackedRun, dataset: FerDataset,
     registry: RegistryConfig, family: str, tta: str = "hflip", mixed_precision: str = "auto",
     extra_tags: dict[str, str] | None = None, teacher: dict[str, Any] | None = None,
-    training: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None, predictions: Predictions | None = None,
 ) -> Annotated[dict[str, Any], per_contender("registered_model")]:
     """Registers a new version of ``registry.model_name`` (see :class:`fercore.promotion.register.TrainedModel`
     for the arguments; ``dataset``'s sha256 and validation images become tags, and so do the training record's
-    kept weights, the contest's word, what it continued from and its total minutes).
+    kept weights, the contest's word, what it continued from and its total minutes; ``predictions``, from
+    ``evaluate_<name>``, are recorded with it for later runs' ensemble libraries).
 
     Returns:
         ``name``, ``version``, ``model_uri``, ``run_id``, ``family``, ``contender`` and headline metrics.
     """
     trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run, family, tta, mixed_precision,
-                           {**training_tags(training), **(extra_tags or {})}, teacher, training_metrics(training))
+                           {**training_tags(training), **(extra_tags or {})}, teacher, training_metrics(training),
+                           predictions)
     out = register(trained, dataset, registry.model_name, run_info(registry))
     log_metadata(metadata=out, infer_artifact=True, artifact_name=contender_output(mlflow_run.contender,
                                                                                     "registered_model"))

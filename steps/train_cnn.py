@@ -12,6 +12,7 @@ from fercore.data.rebalance import Rebalanced
 from fercore.models import build_cnn
 from fercore.tracking.runs import TrackedRun
 from fercore.training.trainer import TrainJob
+from fercore.training.warm_start import seeded
 from materializers import FerModelMaterializer, ProbabilitiesMaterializer
 from steps.cache import cache_policy
 from steps.common import RungInputs, per_contender, train_and_track
@@ -48,7 +49,8 @@ def train_cnn(
         The model with its best weights, the training record, the MLflow run's handle and, when judged, the
         validation probabilities.
     """
-    model = previous_model if previous_model is not None else build_cnn(config.architecture, **config.model_kwargs())
+    model = previous_model if previous_model is not None else seeded(
+        lambda: build_cnn(config.architecture, **config.model_kwargs()), (warm_starts or {}).get(name))
     rung = RungInputs(contest, warm_starts, previous_training, previous_run, judged)
     training, run, probs = train_and_track(TrainJob(model, config, dataset, plan), name, registry, checkpoint_dir,
                                               ddp_processes, rung)

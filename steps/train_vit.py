@@ -13,6 +13,7 @@ from fercore.models.vit import UnfreezeSchedule, build_vit, vit_variant
 from fercore.tracking.runs import TrackedRun
 from fercore.training.distill import soft_targets
 from fercore.training.trainer import TrainJob
+from fercore.training.warm_start import seeded
 from materializers import FerModelMaterializer, ProbabilitiesMaterializer
 from steps.cache import cache_policy
 from steps.common import RungInputs, per_contender, tracking_uri, train_and_track
@@ -33,7 +34,8 @@ def train_vit(
     ``contest``. The arguments are :func:`steps.train_cnn.train_cnn`'s, and ``teacher``: the teacher
     contender's model, when ``distill.teacher`` names one of this run's."""
     rung = RungInputs(contest, warm_starts, previous_training, previous_run, judged)
-    model = previous_model if previous_model is not None else build_vit(config)
+    model = previous_model if previous_model is not None else seeded(lambda: build_vit(config),
+                                                                     (warm_starts or {}).get(name))
     schedule = UnfreezeSchedule(config, rung.epochs_before(name)) if config.checkpoint else None
     probs, teacher_name = (soft_targets(config, dataset, teacher, tracking_uri(registry)) if rung.active(name)
                            else (None, None))  # a contender the contest stopped passes through

@@ -13,6 +13,7 @@ from pathlib import Path
 from fercore.config import PromotionConfig
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import split_digest
+from fercore.errors import ModelFilesMissing
 from fercore.evaluation.metrics import flat_metrics
 from fercore.models.inference import ENSEMBLE_FILE
 from fercore.promotion.aliases import apply_moves
@@ -67,6 +68,12 @@ def registered_ensembles(tracking_uri: str, name: str) -> dict[tuple[str, str], 
 def register_ensemble(name: str, ensemble: EnsembleCandidate, dataset: FerDataset, info: RunInfo) -> str:
     """Registers ``ensemble`` (its spec as the version's ``ensemble.json``) in a run of its own; returns the version."""
     cand = ensemble.candidate
+    gone = [m for m in ensemble.members if not registry.has_files(info.tracking_uri, name, m)]
+    if gone:  # deleted since the library was read: an ensemble without them could not be served
+        raise ModelFilesMissing(
+            f"the files of {', '.join(f'v{m}' for m in gone)}, chosen as member(s) of the {cand.contender} ensemble, "
+            "were deleted after the selection: the ensemble is not registered and no alias moved (every write of this "
+            "promotion was undone). Run the promotion again (the library leaves out versions without files)")
     v, t = cand.evaluation.overall, cand.test_evaluation.overall
     tags = {"family": "ensemble", "contender": cand.contender, "zenml_run_id": info.zenml_run_id,
             "members": ",".join(ensemble.members), **ensemble.identity, "val_accuracy": f"{v['accuracy']:.4f}",

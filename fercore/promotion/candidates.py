@@ -15,6 +15,7 @@ from fercore.evaluation.predictions import Predictions, predict_splits
 from fercore.models.inference import ensemble_members, ensemble_probabilities
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import member_versions, parse_routes, routed_predictions
+from fercore.promotion.records import TRAIN_HASHES, predict_ms, recorded_predictions
 from fercore.tracking import registry
 from fercore.tracking.copies import ensemble_spec, registered_version
 from fercore.tracking.loading import version_predictor
@@ -24,7 +25,6 @@ from fercore.tracking.store import retry_transient
 from fercore.tracking.tags import family
 
 logger = logging.getLogger(__name__)
-TRAIN_HASHES = "data/train_image_hashes.npy"  # logged in each model's MLflow run: which images it was trained on
 
 
 # -- which images a model saw ------------------------------------------------------------------
@@ -102,7 +102,8 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
             continue
         note = overlap_note(trained_on, val_hashes, split_train)
         scored[v] = replace(candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", "")),
-                            trained_on=trained_on, members=max(1, len(member_versions(mv.tags))))
+                            trained_on=trained_on, members=max(1, len(member_versions(mv.tags))),
+                            predict_ms=predict_ms(mv.tags))
         out.append(scored[v])
     return out
 
@@ -144,17 +145,22 @@ def on_unseen_images(cands: list[Candidate], dataset: FerDataset) -> tuple[list[
     unseen = FerDataset(dataset.images[rows], dataset.labels[rows], dataset.splits[rows], dataset.ids[rows],
                         dataset.subsets[rows], dict(dataset.metadata))
     rescored = [replace(candidate(c.version, c.family, Predictions(c.probs[~seen], c.test_probs), unseen, c.new,
-                                  c.overlap, c.contender, c.contest), trained_on=c.trained_on, members=c.members)
+                                  c.overlap, c.contender, c.contest), trained_on=c.trained_on, members=c.members,
+                        predict_ms=c.predict_ms)
                 for c in cands]
     return rescored, unseen, int(seen.sum())
 
 
 def _score(name: str, version, scored: dict[str, Candidate], dataset: FerDataset, tracking_uri: str) -> Predictions:
-    """A holder's val/test probabilities: from its members' when they are scored, else through its pyfunc."""
+    """A holder's val/test probabilities: a single model's from its record (:mod:`fercore.promotion.records`), an
+    ensemble's from its members' when they are scored, else through its pyfunc."""
     members = set(member_versions(version.tags))
     if family(version) == "ensemble" and members and members <= set(scored):
         return _from_members(tracking_uri, name, version, scored)
     v = str(version.version)
+    recorded = recorded_predictions(tracking_uri, version.run_id, dataset) if family(version) != "ensemble" else None
+    if recorded is not None:  # recorded at its registration, on these images: no need to run it
+        return recorded
     logger.info("Scoring v%s (%s) on this run's %d validation and test images", v,
                 version.tags.get("contender", family(version)), len(dataset.split("val")) + len(dataset.split("test")))
     return predict_splits(version_predictor(name, v, tracking_uri), dataset, desc=f"scoring v{v}")

@@ -43,6 +43,7 @@ class Candidate:
     contest: str = ""  # what the contest's rungs said of it ("stopped after rung 1 of 2: ..."), if it ran in rungs
     trained_on: np.ndarray | None = None  # hashes of the images it trained on, where recorded (None: unknown)
     members: int = 1  # the models it runs per face (an ensemble's members with a weight or a route)
+    predict_ms: float | None = None  # its measured predict time for one face (an ensemble: its members' sum)
 
     @property
     def label(self) -> str:

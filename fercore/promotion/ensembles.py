@@ -1,8 +1,9 @@
 """The two ensembles of the contenders, and their registration as versions.
 
 - Routed: each emotion's probability from that emotion's winner (:func:`routed_predictions`).
-- Averaging: each contender's probabilities temperature-scaled, then averaged with weights, both
-  fitted on the validation split by log-loss (:func:`fit_averaging`).
+- Averaging: each member's probabilities temperature-scaled, then averaged with weights that greedy forward
+  selection with replacement picks from a library of models (this run's contenders and earlier runs' versions),
+  both fitted on the validation split by log-loss (:func:`fit_averaging`, :func:`greedy_selection`).
 
 Fitted and judged on the same images, an ensemble would look better than it is. Their validation
 probabilities for promotion are therefore out of fold (:func:`routed_out_of_fold`, :func:`out_of_fold`):
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import minimize_scalar
 
 from fercore.constants import CLASS_NAMES
 from fercore.data.dataset import FerDataset
@@ -71,36 +72,80 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def fit_weights(member_probs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
-    """Non-negative weights summing to one (a softmax of free parameters) that minimise the average's log-loss."""
-    versions = list(member_probs)
-    stacked = np.stack([member_probs[v] for v in versions])
+@dataclass(frozen=True)
+class SelectionLimits:
+    """What an ensemble may cost per face: at most ``max_members`` distinct members whose measured predict times
+    (``predict_ms``, one face each) add up to at most ``max_predict_ms`` (None: no budget)."""
 
-    def loss(theta: np.ndarray) -> float:
-        w = np.exp(theta - theta.max())
-        return log_loss(np.tensordot(w / w.sum(), stacked, axes=1), labels)
+    max_members: int = 4
+    max_predict_ms: float | None = None
+    predict_ms: dict[str, float] = field(default_factory=dict)
 
-    theta = minimize(loss, np.zeros(len(versions)), method="L-BFGS-B").x
-    w = np.exp(theta - theta.max())
-    return {v: float(x) for v, x in zip(versions, w / w.sum())}
+    def admits(self, chosen: set[str], version: str) -> bool:
+        """Whether ``version`` may join ``chosen`` (one already in it always may: it adds weight, not cost)."""
+        if version in chosen:
+            return True
+        if len(chosen) >= self.max_members:
+            return False
+        return self.max_predict_ms is None or self.cost(chosen | {version}) <= self.max_predict_ms
+
+    def cost(self, versions) -> float:
+        return float(sum(self.predict_ms.get(v, 0.0) for v in versions))
 
 
-def fit_averaging(member_probs: dict[str, np.ndarray], labels: np.ndarray) -> AveragingFit:
-    """Temperatures per member, then the weights of the scaled members, on ``labels``' images."""
+SELECTION_ROUNDS = 25  # Caruana et al. add a model per round; the best prefix of the rounds is kept
+
+
+def greedy_selection(member_probs: dict[str, np.ndarray], labels: np.ndarray, limits: SelectionLimits = SelectionLimits(),
+                     rounds: int = SELECTION_ROUNDS) -> dict[str, float]:
+    """Forward selection with replacement from a library of models (Caruana et al. 2004, "Ensemble selection from
+    libraries of models"; auto-sklearn's ensemble builder): each round adds the member (a new one, or one already in,
+    which raises its weight) that most lowers the log-loss of the running average; the round with the lowest
+    log-loss is kept. Weights are counts over rounds: a few members, unlike free weights fitted to every model of a
+    large library. Members are limited by ``limits``; ties go to the earlier version in ``member_probs``' order.
+
+    Returns:
+        ``version -> weight`` (summing to one) of the members kept, in ``member_probs``' order.
+    """
+    versions, counts = list(member_probs), dict.fromkeys(member_probs, 0)
+    total = np.zeros_like(next(iter(member_probs.values())), dtype=np.float64)
+    best: tuple[float, dict[str, int]] = (np.inf, {})
+    for n in range(1, rounds + 1):
+        chosen = {v for v, c in counts.items() if c}
+        allowed = [v for v in versions if limits.admits(chosen, v)]
+        if not allowed:
+            break
+        losses = [log_loss((total + member_probs[v]) / n, labels) for v in allowed]
+        pick = allowed[int(np.argmin(losses))]
+        counts[pick] += 1
+        total += member_probs[pick]
+        if min(losses) < best[0]:
+            best = (min(losses), {v: c for v, c in counts.items() if c})
+    kept = best[1]
+    return {v: kept[v] / sum(kept.values()) for v in versions if v in kept}
+
+
+def fit_averaging(member_probs: dict[str, np.ndarray], labels: np.ndarray,
+                  limits: SelectionLimits = SelectionLimits()) -> AveragingFit:
+    """Temperatures per library model, then the members and their weights chosen by :func:`greedy_selection` from
+    the scaled models, on ``labels``' images."""
     temperatures = {v: fit_temperature(p, labels) for v, p in member_probs.items()}
     scaled = {v: temperature_scaled(p, temperatures[v]) for v, p in member_probs.items()}
-    return AveragingFit(temperatures, fit_weights(scaled, labels),
-                        {v: expected_calibration_error(p, labels) for v, p in member_probs.items()},
-                        {v: expected_calibration_error(p, labels) for v, p in scaled.items()})
+    weights = greedy_selection(scaled, labels, limits)
+    return AveragingFit({v: temperatures[v] for v in weights}, weights,
+                        {v: expected_calibration_error(member_probs[v], labels) for v in weights},
+                        {v: expected_calibration_error(scaled[v], labels) for v in weights})
 
 
-def out_of_fold(member_probs: dict[str, np.ndarray], labels: np.ndarray, folds: int = 2, seed: int = 0) -> np.ndarray:
-    """The ensemble's probabilities on every image, each from a fit on the other folds only."""
+def out_of_fold(member_probs: dict[str, np.ndarray], labels: np.ndarray, folds: int = 2, seed: int = 0,
+                limits: SelectionLimits = SelectionLimits()) -> np.ndarray:
+    """The ensemble's probabilities on every image, each from a fit (the selection of members included) on the other
+    folds only."""
     fold = np.random.default_rng(seed).permutation(len(labels)) % folds
     out = np.empty_like(next(iter(member_probs.values())), dtype=np.float64)
     for k in range(folds):
         held, rest = fold == k, fold != k
-        fitted = fit_averaging({v: p[rest] for v, p in member_probs.items()}, labels[rest])
+        fitted = fit_averaging({v: p[rest] for v, p in member_probs.items()}, labels[rest], limits)
         out[held] = fitted.apply({v: p[held] for v, p in member_probs.items()})
     return out
 
@@ -193,19 +238,30 @@ def routed_ensemble(name: str, routes: dict[str, str], cands: list[Candidate], d
                              f"Routed ensemble ({routing}).")
 
 
-def averaged_ensemble(name: str, members: list[Candidate], dataset: FerDataset,
-                      registered: dict[tuple[str, str], str]) -> EnsembleCandidate:
-    """The probability-averaging ensemble of ``members``, fitted on validation; judged on its out-of-fold
-    validation probabilities (see the module docstring)."""
+def averaged_ensemble(name: str, library: list[Candidate], dataset: FerDataset, registered: dict[tuple[str, str], str],
+                      limits: SelectionLimits = SelectionLimits()) -> EnsembleCandidate | None:
+    """The probability-averaging ensemble that :func:`greedy_selection` picks from ``library`` (single models scored
+    on this run's splits), fitted on validation and judged on its out-of-fold validation probabilities (see the
+    module docstring); None when the selection keeps one model alone (that model is a candidate already)."""
     labels = dataset.split("val").labels
-    val = {c.version: c.probs for c in members}
-    fitted = fit_averaging(val, labels)
-    preds = Predictions(out_of_fold(val, labels), fitted.apply({c.version: c.test_probs for c in members}),
+    val = {c.version: c.probs for c in library}
+    fitted = fit_averaging(val, labels, limits)
+    if len(fitted.weights) < 2:
+        logger.info("Ensemble selection from %d models kept %s alone: no averaging ensemble", len(library),
+                    ", ".join(f"v{v}" for v in fitted.weights))
+        return None
+    by_version = {c.version: c for c in library}
+    preds = Predictions(out_of_fold(val, labels, limits=limits),
+                        fitted.apply({v: by_version[v].test_probs for v in fitted.weights}),
                         str(dataset.metadata.get("sha256", "")))
     identity = {"weights": ",".join(f"{v}:{w:.4f}" for v, w in fitted.weights.items())}
     version = registered.get(("weights", identity["weights"]), "new-averaged")
-    cand = replace(candidate(version, "ensemble", preds, dataset, version == "new-averaged", members[0].overlap,
-                             contender="averaged"), members=len(fitted.weights))
+    first = by_version[next(iter(fitted.weights))]
+    cand = replace(candidate(version, "ensemble", preds, dataset, version == "new-averaged", first.overlap,
+                             contender="averaged"), members=len(fitted.weights),
+                   predict_ms=limits.cost(fitted.weights) if limits.predict_ms else None)
     weights = ", ".join(f"v{v} {w:.3f} (T {fitted.temperatures[v]:.2f})" for v, w in fitted.weights.items())
+    chosen_from = f" Chosen from {len(library)} models ({', '.join(f'v{c.version}' for c in library)}) by greedy " \
+                  "forward selection." if len(library) > len(fitted.weights) else ""
     return EnsembleCandidate(cand, fitted.spec(name), identity, list(fitted.weights),
-                             f"Probability-averaging ensemble: {weights}.", fitted)
+                             f"Probability-averaging ensemble: {weights}.{chosen_from}", fitted)

@@ -5,13 +5,16 @@ A pure function of its inputs: nothing is read from or written to the registry h
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 
 from fercore.config import PromotionConfig
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.significance import Bootstrap
 from fercore.promotion.decision import NO_HOLDER, Candidate, Decision, category_alias, decide, routes_of
-from fercore.promotion.ensembles import EnsembleCandidate, averaged_ensemble, routed_ensemble
+from fercore.promotion.ensembles import EnsembleCandidate, SelectionLimits, averaged_ensemble, routed_ensemble
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class Plan:
 
 def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], holders: dict[str, str | None],
               dataset: FerDataset, config: PromotionConfig, registered_ensembles: dict[tuple[str, str], str],
-              blocked: bool = False) -> Plan:
+              blocked: bool = False, library: list[Candidate] | None = None) -> Plan:
     """The ensembles of this run's candidates, then one decision over everyone.
 
     Args:
@@ -63,11 +66,15 @@ def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], 
         registered_ensembles: ``(routes|weights tag, value) -> version`` of the READY ensembles: an identical
             one is reused, not registered again.
         blocked: drift blocks this promotion: no ensemble is built (the decision is still reported).
+        library: earlier runs' single models scored from their records (:mod:`fercore.promotion.library`): the
+            averaging ensemble may choose them as members; they are not candidates for an alias themselves.
     """
     cands = new + holders_scored
     bootstrap = Bootstrap(dataset.split("val").labels, config.bootstrap_resamples) \
         if config.require_significance else None
-    ensembles = [] if blocked else _ensembles(name, new, cands, holders, dataset, config, registered_ensembles, bootstrap)
+    notes: dict[str, str] = {}
+    ensembles = [] if blocked else _ensembles(name, new + holders_scored + list(library or []), cands, holders,
+                                              dataset, config, registered_ensembles, bootstrap, notes)
     # an ensemble reused from the registry may be a holder: its out-of-fold figures replace its in-sample ones
     cands = list({c.version: c for c in cands + [e.candidate for e in ensembles]}.values())
     decision = decide(cands, holders, config.metric, config.min_margin, bootstrap=bootstrap,
@@ -79,6 +86,8 @@ def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], 
             move.previous = holders[move.alias]
             move.reason += f" (holder v{holders[move.alias]} could not be scored)"
     _name_unscored_holders(decision, holders)
+    if "ensemble" in notes:
+        decision.reasons.setdefault("ensemble", notes["ensemble"])
     return Plan(cands, decision, ensembles, blocked)
 
 
@@ -94,16 +103,42 @@ def _name_unscored_holders(decision: Decision, holders: dict[str, str | None]) -
                 decision.table.at[i, "decision"] = "replace (holder could not be scored)"
 
 
-def _ensembles(name: str, new: list[Candidate], cands: list[Candidate], holders: dict[str, str | None],
+def _ensembles(name: str, pool: list[Candidate], cands: list[Candidate], holders: dict[str, str | None],
                dataset: FerDataset, config: PromotionConfig, registered: dict[tuple[str, str], str],
-               bootstrap: Bootstrap | None) -> list[EnsembleCandidate]:
-    """The routed ensemble of the emotions' winners (when they are more than one model) and the averaging
-    ensemble of this run's single models (when they are more than one)."""
+               bootstrap: Bootstrap | None, notes: dict[str, str]) -> list[EnsembleCandidate]:
+    """The routed ensemble of the emotions' winners (when they are more than one model) and the averaging ensemble
+    that greedy selection picks from the library (``pool``'s single models: this run's, the holders', earlier
+    runs'), each within the members and predict time the config allows. A budget no two models meet is said once,
+    in ``notes["ensemble"]``: single models only."""
+    library = sorted({c.version: c for c in pool if c.family != "ensemble"}.values(), key=lambda c: int(c.version))
+    limits, unmeasured = _limits(library, config)
+    if unmeasured:
+        logger.info("Library: %s left out: no predict time recorded (promotion.max_predict_ms needs one)",
+                    ", ".join(c.label for c in unmeasured))
+        library = [c for c in library if c not in unmeasured]
+    cheapest = sorted(limits.predict_ms.values())[:2]
+    if config.max_predict_ms is not None and len(cheapest) == 2 and sum(cheapest) > config.max_predict_ms:
+        notes["ensemble"] = (f"promotion.max_predict_ms is {config.max_predict_ms:g} ms and the two fastest models "
+                             f"take {sum(cheapest):.0f} ms per face together: single models only")
+        logger.info("%s", notes["ensemble"])
+        return []
     out = []
     routes = routes_of(cands, holders, bootstrap)
+    routed_cost = limits.cost(set(routes.values()))
     if config.ensemble and len(set(routes.values())) > 1:
-        out.append(routed_ensemble(name, routes, cands, dataset, registered))
-    singles = [c for c in new if c.family != "ensemble"]
-    if config.averaging and len(singles) > 1:
-        out.append(averaged_ensemble(name, singles, dataset, registered))
-    return out
+        if config.max_predict_ms is None or routed_cost <= config.max_predict_ms:
+            out.append(routed_ensemble(name, routes, cands, dataset, registered))
+        else:
+            logger.info("The routed ensemble of %s would take %.0f ms per face, above promotion.max_predict_ms %g: "
+                        "not built", ", ".join(f"v{v}" for v in sorted(set(routes.values()), key=int)), routed_cost,
+                        config.max_predict_ms)
+    averaged = averaged_ensemble(name, library, dataset, registered, limits) \
+        if config.averaging and len(library) > 1 else None
+    return out + ([averaged] if averaged else [])
+
+
+def _limits(library: list[Candidate], config: PromotionConfig) -> tuple[SelectionLimits, list[Candidate]]:
+    """The selection's limits, and the models that cannot be weighed against a predict-time budget (none measured)."""
+    unmeasured = [c for c in library if c.predict_ms is None] if config.max_predict_ms is not None else []
+    measured = {c.version: c.predict_ms for c in library if c.predict_ms is not None}
+    return SelectionLimits(config.max_members, config.max_predict_ms, measured), unmeasured

@@ -23,7 +23,9 @@ from fercore.promotion.aliases import promotion_lock
 from fercore.promotion.apply import apply_plan, registered_ensembles
 from fercore.promotion.candidates import holder_candidates, judgeable, on_unseen_images, overlap_note
 from fercore.promotion.decision import CHAMPION, Candidate, candidate
+from fercore.promotion.library import library_candidates
 from fercore.promotion.plan import make_plan
+from fercore.promotion.records import predict_ms
 from fercore.promotion.report import PromotionResult, report
 from fercore.tracking import registry
 from fercore.tracking.loading import version_network
@@ -72,10 +74,13 @@ def _promote(name: str, dataset: FerDataset, new: list[tuple[dict[str, Any], Pre
             logger.info("Drift reports (train vs test images, the champion's embeddings, predicted classes)")
             drift = drift_reports(name, dataset, scored, scored + holders_scored, holders, config, info.tracking_uri)
             blocked = config.on_drift == "block" and drift[0].drifted
-            everyone, unseen, left_out = on_unseen_images(scored + holders_scored, dataset)
+            library = library_candidates(name, {c.version for c in scored + holders_scored}, dataset,
+                                         info.tracking_uri) if config.averaging and not blocked else []
+            everyone, unseen, left_out = on_unseen_images(scored + holders_scored + library, dataset)
             _say_left_out(left_out, len(dataset.split("val")))
-            plan = make_plan(name, everyone[:len(scored)], everyone[len(scored):], holders, unseen, config,
-                             registered_ensembles(info.tracking_uri, name), blocked)
+            new_end, holders_end = len(scored), len(scored) + len(holders_scored)
+            plan = make_plan(name, everyone[:new_end], everyone[new_end:holders_end], holders, unseen, config,
+                             registered_ensembles(info.tracking_uri, name), blocked, everyone[holders_end:])
             plan, applied = apply_plan(plan, name, unseen, info, drift[0].summary(), config)  # every write, or none
         result = report(info.tracking_uri, name, plan, applied, registry.aliases(info.tracking_uri, name), drift, config,
                         len(unseen.split("val")), run_id, left_out, (validation_label(dataset), test_label(dataset)))
@@ -103,16 +108,17 @@ def _new_candidates(name: str, dataset: FerDataset, new: list[tuple[dict[str, An
             logger.warning("v%s (%s) was registered by an earlier run (a cached step) but its files are gone from "
                            "the store: left out of this promotion. Run again with --no-cache to retrain it",
                            r["version"], r.get("contender") or r.get("family"))
+    tags = retry_transient(lambda: {r["version"]: registry.get_version(info.tracking_uri, name, r["version"]).tags
+                                    for r, _ in new if present[r["version"]]}, "no alias moved", info.tracking_uri)
     return [replace(candidate(r["version"], r.get("family") or r["architecture"], p, dataset,
-                              _registered_by(name, r["version"], info), own_overlap, r.get("contender", ""),
-                              r.get("contest", "")), trained_on=split_train) for r, p in new if present[r["version"]]]
+                              _registered_by(tags[r["version"]], info), own_overlap, r.get("contender", ""),
+                              r.get("contest", "")), trained_on=split_train, predict_ms=predict_ms(tags[r["version"]]))
+            for r, p in new if present[r["version"]]]
 
 
-def _registered_by(name: str, version: str, info: RunInfo) -> bool:
-    """Whether this pipeline run registered ``version``: a cached register step hands on an earlier run's."""
-    if not info.zenml_run_id:
-        return True
-    return registry.get_version(info.tracking_uri, name, version).tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
+def _registered_by(tags: dict[str, str], info: RunInfo) -> bool:
+    """Whether this pipeline run registered the version of ``tags``: a cached register step hands on an earlier run's."""
+    return not info.zenml_run_id or tags.get("zenml_run_id", info.zenml_run_id) == info.zenml_run_id
 
 
 def _embedding_network(name: str, cands: list[Candidate], tracking_uri: str):

@@ -1,6 +1,7 @@
-"""Registering a trained contender: its model as the project's pyfunc, tags, per-class table, and the
-record of the images it was trained on (which promotion reads to tell how much of a later validation
-split a holder has seen)."""
+"""Registering a trained contender: its model as the project's pyfunc, tags, per-class table, the record of the
+images it was trained on (which promotion reads to tell how much of a later validation split a holder has seen),
+and for later runs' ensemble libraries its val/test probabilities and its predict time for one face
+(:mod:`fercore.promotion.library`)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes, split_digest
 from fercore.data.incoming import incoming_tag
 from fercore.models import network_digest, save_model
-from fercore.promotion.candidates import TRAIN_HASHES
+from fercore.models.inference import load_for_inference
+from fercore.promotion.library import measure_predict_ms
 from fercore.promotion.model_cards import model_card
+from fercore.promotion.records import PREDICT_MS, PREDICTIONS, TRAIN_HASHES, predictions_record
 from fercore.promotion.trained import TrainedModel
 from fercore.serving.pyfunc import FerEmotionModel
 from fercore.tracking import registry
@@ -75,15 +78,21 @@ def _register(uri: str, trained: TrainedModel, dataset: FerDataset, model_name: 
     description = model_card(model_name, trained, tags, dataset)
     hashes = io.BytesIO()
     np.save(hashes, image_hashes(dataset.split("train").images))
+    records = {Path(TRAIN_HASHES).name: hashes.getvalue()}
+    if trained.predictions is not None:
+        records[Path(PREDICTIONS).name] = predictions_record(trained.predictions, dataset)
+    model_config = {"tta": trained.tta, "precision": trained.precision}
     # the model is logged against the contender's run, which ends here: its duration is the contender's whole job
     with resumed(uri, trained.run, finish=True) as run_id, tempfile.TemporaryDirectory() as tmp:
-        log_files(uri, run_id, {Path(TRAIN_HASHES).name: hashes.getvalue()}, str(Path(TRAIN_HASHES).parent))
+        log_files(uri, run_id, records, str(Path(TRAIN_HASHES).parent))
         if trained.metrics:  # before the model is logged: the logged model carries the run's metrics as they stand
             log_metrics(uri, run_id, trained.metrics)
         model_dir = save_model(trained.model.cpu(), Path(tmp) / "model")
+        if trained.predictions is not None:  # the model as predict loads it, on one face
+            loaded = load_for_inference(model_dir, model_config)
+            tags[PREDICT_MS] = str(measure_predict_ms(loaded.predict_proba, dataset.split("test").images[:1]))
         version = registry.log_and_register(uri, run_id, FerEmotionModel(), {"model": str(model_dir)}, model_name,
                                             {**tags, **metric_tags},
-                                            description, dataset.split("test").images[:4],
-                                            model_config={"tta": trained.tta, "precision": trained.precision})
+                                            description, dataset.split("test").images[:4], model_config=model_config)
         set_phase(uri, run_id, "registered")  # a later rung (another pipeline run) opens a new run
     return version

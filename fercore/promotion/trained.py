@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from fercore.evaluation.metrics import Evaluation
+from fercore.evaluation.predictions import Predictions
 from fercore.tracking.runs import TrackedRun
 
 
@@ -26,6 +27,7 @@ class TrainedModel:
         tags: more version tags: ``contender`` (its name in the config), the ViT checkpoint.
         teacher: the registration of the model it was distilled from (tagged ``distill_teacher``).
         metrics: the run's training figures, logged when it is registered (``training_minutes``, ...).
+        predictions: its val/test probabilities, recorded with it for later runs' ensemble libraries.
     """
 
     model: nn.Module
@@ -38,6 +40,7 @@ class TrainedModel:
     tags: dict[str, str] = field(default_factory=dict)
     teacher: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    predictions: Predictions | None = None
 
     def headline(self) -> dict[str, float]:
         o, v = self.test.overall, self.validation.overall

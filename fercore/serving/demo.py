@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -201,9 +202,28 @@ def main(argv: list[str]) -> int:
     uploads = tempfile.mkdtemp(prefix="fer-demo-uploads-")
     os.environ["GRADIO_TEMP_DIR"] = uploads
     try:
-        return _serve(args)
+        code = _serve(args)
     finally:
         shutil.rmtree(uploads, ignore_errors=True)
+    _exit_without_lingering_threads(code)
+    return code
+
+
+def _exit_without_lingering_threads(code: int) -> None:
+    """Ends the process now when a server thread outlived the close (Python would wait for it at exit, and the
+    demo would not stop on Ctrl-C); the uploads are removed by then."""
+    deadline = time.monotonic() + 2.0  # an idle worker thread ends in moments
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    lingering = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+                 and t.is_alive()]
+    if lingering:
+        logger.info("Threads still running after the server closed (%s): exiting without waiting for them",
+                    ", ".join(lingering))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -228,7 +248,25 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+CLOSE_TIMEOUT_S = 10.0
+
+
 def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> None:
-    """Serves the page: one request at a time (torch already uses every core), uploads over MAX_FILE_MB refused."""
+    """Serves the page: one request at a time (torch already uses every core), uploads over MAX_FILE_MB refused.
+    With ``block``, until Ctrl-C; then the server is closed, waiting at most :data:`CLOSE_TIMEOUT_S` (Gradio's own
+    wait for Ctrl-C closed the server without a bound: a stream still open kept the demo running past Ctrl-C)."""
     app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, max_file_size=f"{MAX_FILE_MB}mb",
-                                                  prevent_thread_lock=not block, quiet=True)
+                                                  prevent_thread_lock=True, quiet=True)
+    if not block:
+        return
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("Stopping the demo (Ctrl-C)", flush=True)
+    closing = threading.Thread(target=app.close, name="close-demo", daemon=True)
+    closing.start()
+    closing.join(CLOSE_TIMEOUT_S)
+    if closing.is_alive():
+        logger.warning("The demo's server did not close within %.0f s: leaving it to the process's exit",
+                       CLOSE_TIMEOUT_S)

@@ -136,6 +136,9 @@ def _start_weights(job: TrainJob, rung: Rung, tracking_uri: str) -> dict[str, An
     """Marks (and for a warm start, loads) the weights ``job`` starts from; returns what they bring: the minutes
     and epochs trained before, the version continued from, and why it continued or started fresh."""
     totals = {"total_training_minutes": 0.0, "total_epochs": 0, "continued_from": "", "warm_start": ""}
+    seed = (rung.previous_training or {}).get("seed", (rung.warm_start or {}).get("seed"))
+    if seed is not None:  # a converged contender's new, independent model, in every rung
+        job.cfg = job.cfg.model_copy(update={"seed": int(seed)})
     if rung.previous_training is not None:
         totals = {k: rung.previous_training.get(k, v) for k, v in totals.items()}
         job.start_digest = weights_digest(job.model)
@@ -152,6 +155,7 @@ def _record(previous: dict[str, Any] | None, result: TrainResult, state: dict[st
             cfg: TrainingConfig, totals: dict[str, Any]) -> dict[str, Any]:
     """The training record after this rung: :func:`merge_rung`'s, with the totals over runs and the contest's word."""
     training = merge_rung(previous, result, state["rung"] if state else 0, cfg)
+    training["seed"] = cfg.seed
     minutes = totals["total_training_minutes"] + (training["wall_s"] - (previous or {}).get("wall_s", 0.0)) / 60
     training.update(totals, total_training_minutes=round(minutes, 2),
                     total_epochs=totals["total_epochs"] + len(result.history))
@@ -184,6 +188,7 @@ def training_tags(training: dict[str, Any] | None) -> dict[str, str]:
     if not training:
         return {}
     tags = {"kept_weights": training.get("kept_weights", ""), "contest": training.get("contest", ""),
+            "seed": str(training.get("seed", "")),
             "continued_from": training.get("continued_from", ""), "warm_start": training.get("warm_start", ""),
             "total_training_minutes": f"{training.get('total_training_minutes', 0.0):.2f}",
             "total_epochs": str(training.get("total_epochs", "")),

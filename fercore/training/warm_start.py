@@ -9,9 +9,11 @@ another data source or split, or a changed network, starts fresh, and the reason
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from fercore.config import Config
@@ -23,17 +25,23 @@ from fercore.tracking.tags import family
 logger = logging.getLogger(__name__)
 
 
-def find_warm_start(registered: list, contender: str, val_digest: str, network: str) -> dict[str, Any]:
+def find_warm_start(registered: list, contender: str, val_digest: str, network: str, base_seed: int = 42) -> dict[str, Any]:
     """The latest version of ``contender`` to continue from, or why there is none.
+
+    A version that converged, that is whose own continuation kept its start weights (no epoch validated better), is
+    not continued again: that would register a copy of it. The contender starts fresh from a new seed instead
+    (one above every seed its versions used), so that each night adds an independent model to the ensemble library.
 
     Args:
         registered: the contender's registered versions (``version``, ``tags``), in any order.
         contender: the contender's name.
         val_digest: this run's validation images (:func:`fercore.data.duplicates.split_digest`).
         network: the contender's :func:`fercore.models.io.network_digest`.
+        base_seed: the contender's configured seed (versions without a ``seed`` tag used it).
 
     Returns:
-        ``{"version": str | None, "reason": str, "total_training_minutes": float, "total_epochs": int}``.
+        ``{"version": str | None, "reason": str, "total_training_minutes": float, "total_epochs": int}``, and
+        ``"seed"`` when it starts fresh from a new seed.
     """
     versions = sorted((v for v in registered if family(v) != "ensemble"), key=lambda v: -int(v.version))
     if not versions:
@@ -41,6 +49,11 @@ def find_warm_start(registered: list, contender: str, val_digest: str, network: 
     latest = versions[0]
     for v in versions:
         if v.tags.get("val_images") == val_digest and v.tags.get("network") == network:
+            if converged(v.tags):
+                seed = 1 + max(int(x.tags.get("seed") or base_seed) for x in versions)
+                return {"version": None, "seed": seed, "reason": f"v{v.version} converged (continued from "
+                        f"v{v.tags['continued_from']}, it kept its start weights): starting fresh from seed {seed}, a "
+                        "new model for the ensemble library"}
             return {"version": str(v.version), "reason": f"continuing from v{v.version} (same validation images "
                     "and network)", "total_training_minutes": float(v.tags.get("total_training_minutes", 0) or 0),
                     "total_epochs": int(v.tags.get("total_epochs", 0) or 0)}
@@ -48,6 +61,21 @@ def find_warm_start(registered: list, contender: str, val_digest: str, network: 
            else "another network (its shape or input size changed)")
     return {"version": None, "reason": f"the latest version of {contender}, v{latest.version}, was trained on {why}; "
             "no earlier one matches: starting fresh"}
+
+
+def converged(tags: dict[str, str]) -> bool:
+    """A version continued from another whose training kept its start weights: continuing it again adds nothing."""
+    return bool(tags.get("continued_from")) and tags.get("kept_weights") == "start"
+
+
+def seeded(build: Callable[[], nn.Module], entry: dict[str, Any] | None) -> nn.Module:
+    """``build()``'s fresh network, its random initial weights drawn from ``entry``'s new seed when it has one
+    (:func:`find_warm_start`); the global random state is left as it was."""
+    if not entry or "seed" not in entry:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(entry["seed"]))
+        return build()
 
 
 def load_warm_start(model: nn.Module, model_name: str, entry: dict[str, Any], tracking_uri: str,
@@ -96,7 +124,7 @@ def warm_starts(config: Config, dataset: FerDataset, tracking_uri: str) -> dict[
     for name, cfg in config.enabled_contenders().items():
         network = network_of(build_contender(cfg), cfg.augment.crop_size)
         found[name] = find_warm_start(registry.versions(tracking_uri, config.registry.model_name, contender=name), name,
-                                      val_digest, network)
+                                      val_digest, network, cfg.seed)
         logger.info("%s: %s", name, found[name]["reason"])
     return found
 

@@ -218,6 +218,10 @@ def test_an_averaging_ensemble_holder_is_scored_from_its_members_probabilities(s
     a, b = _register(dataset, 0, store), _register(dataset, 1, store)
     # the members' own predictions, as their evaluate steps cached them
     preds = {v: predict_splits(pyfunc_predict(mlflow.pyfunc.load_model(f"models:/{NAME}/{v}")), dataset) for v in (a, b)}
+    import fercore.promotion.ensembles as ensembles
+
+    # untrained, one of them would be selected alone: an even pair, whatever the selection would keep
+    monkeypatch.setattr(ensembles, "greedy_selection", lambda probs, labels, limits: dict.fromkeys(probs, 0.5))
     promote(NAME, dataset, [({"version": v, "family": "cnn"}, p) for v, p in preds.items()],
             PromotionConfig(drift_max_images=60), store)
     (averaged,) = [v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")
