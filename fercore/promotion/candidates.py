@@ -15,7 +15,7 @@ from fercore.evaluation.predictions import Predictions, predict_splits
 from fercore.models.inference import ensemble_members, ensemble_probabilities
 from fercore.promotion.decision import Candidate, candidate
 from fercore.promotion.ensembles import member_versions, parse_routes, routed_predictions
-from fercore.promotion.records import TRAIN_HASHES, predict_ms, recorded_predictions
+from fercore.promotion.records import PREDICTIONS, TRAIN_HASHES, lined_up, predict_ms
 from fercore.tracking import registry
 from fercore.tracking.copies import ensemble_spec, registered_version
 from fercore.tracking.loading import version_predictor
@@ -66,6 +66,13 @@ def training_hashes(tracking_uri: str, name: str, version) -> np.ndarray | None:
         return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
     path = download_run_file(tracking_uri, version.run_id, TRAIN_HASHES)
     return None if path is None else np.load(path, allow_pickle=False)
+
+
+def recorded_predictions(tracking_uri: str, run_id: str, dataset: FerDataset) -> Predictions | None:
+    """The run's recorded probabilities lined up with ``dataset``'s val and test images; None without a record
+    or when it does not cover them."""
+    path = download_run_file(tracking_uri, run_id, PREDICTIONS)
+    return None if path is None else lined_up(path, dataset)
 
 
 def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate],

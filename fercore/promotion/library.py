@@ -12,34 +12,20 @@ run's validation images (:data:`fercore.promotion.candidates.SEEN_LIMIT`).
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 from dataclasses import replace
 
 import numpy as np
 
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes
-from fercore.promotion.candidates import SEEN_LIMIT, overlap_note, training_hashes
+from fercore.promotion.candidates import SEEN_LIMIT, overlap_note, recorded_predictions, training_hashes
 from fercore.promotion.decision import Candidate, candidate
-from fercore.promotion.records import PREDICT_MS, predict_ms, recorded_predictions
+from fercore.promotion.records import PREDICT_MS, predict_ms
 from fercore.tracking import registry
 from fercore.tracking.store import retry_transient
 from fercore.tracking.tags import family
 
 logger = logging.getLogger(__name__)
-
-
-def measure_predict_ms(predict, face: np.ndarray, repeats: int = 7) -> float:
-    """Median milliseconds of ``predict`` on one face (``(1, 48, 48)``), after two warm-up calls."""
-    for _ in range(2):
-        predict(face)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(face)
-        times.append((time.perf_counter() - start) * 1000)
-    return round(statistics.median(times), 1)
 
 
 def library_candidates(name: str, skip: set[str], dataset: FerDataset, tracking_uri: str) -> list[Candidate]:

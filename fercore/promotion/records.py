@@ -1,10 +1,13 @@
 """What each registered single model records for later promotions, in its MLflow run and tags: the images it was
 trained on (:data:`TRAIN_HASHES`), its val/test probabilities by image (:data:`PREDICTIONS`) and its predict time
-for one face (:data:`PREDICT_MS`). A later run scores it from them, without running it, when they cover its images."""
+for one face (:data:`PREDICT_MS`). A later run scores it from them, without running it, when they cover its images
+(:func:`fercore.promotion.candidates.recorded_predictions`)."""
 
 from __future__ import annotations
 
 import io
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,6 @@ import numpy as np
 from fercore.data.dataset import FerDataset
 from fercore.data.duplicates import image_hashes
 from fercore.evaluation.predictions import Predictions
-from fercore.tracking.runs import download_run_file
 
 TRAIN_HASHES = "data/train_image_hashes.npy"  # which images it was trained on
 PREDICTIONS = "data/predictions.npz"  # its val/test probabilities, keyed by the images' hashes
@@ -47,8 +49,13 @@ def lined_up(path: Path, dataset: FerDataset) -> Predictions | None:
     return Predictions(parts[0], parts[1], str(dataset.metadata.get("sha256", "")))
 
 
-def recorded_predictions(tracking_uri: str, run_id: str, dataset: FerDataset) -> Predictions | None:
-    """The run's recorded probabilities lined up with ``dataset``'s val and test images; None without a record
-    or when it does not cover them."""
-    path = download_run_file(tracking_uri, run_id, PREDICTIONS)
-    return None if path is None else lined_up(path, dataset)
+def measure_predict_ms(predict, face: np.ndarray, repeats: int = 7) -> float:
+    """Median milliseconds of ``predict`` on one face (``(1, 48, 48)``), after two warm-up calls."""
+    for _ in range(2):
+        predict(face)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(face)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 1)

@@ -18,9 +18,8 @@ from fercore.data.duplicates import image_hashes, split_digest
 from fercore.data.incoming import incoming_tag
 from fercore.models import network_digest, save_model
 from fercore.models.inference import load_for_inference
-from fercore.promotion.library import measure_predict_ms
 from fercore.promotion.model_cards import model_card
-from fercore.promotion.records import PREDICT_MS, PREDICTIONS, TRAIN_HASHES, predictions_record
+from fercore.promotion.records import PREDICT_MS, PREDICTIONS, TRAIN_HASHES, measure_predict_ms, predictions_record
 from fercore.promotion.trained import TrainedModel
 from fercore.serving.pyfunc import FerEmotionModel
 from fercore.tracking import registry

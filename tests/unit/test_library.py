@@ -9,8 +9,7 @@ import pytest
 from fercore.data.dataset import FerDataset
 from fercore.evaluation.predictions import Predictions
 from fercore.promotion.ensembles import SelectionLimits, greedy_selection
-from fercore.promotion.library import measure_predict_ms
-from fercore.promotion.records import lined_up, predictions_record
+from fercore.promotion.records import lined_up, measure_predict_ms, predictions_record
 
 LABELS = np.array([0, 1])
 
