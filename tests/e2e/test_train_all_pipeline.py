@@ -189,7 +189,11 @@ def test_promotion_sets_aliases_and_registers_the_routed_ensemble(trained):
     assert f"runs/{promotion['promotion_run']}" in page and "promotion/data_drift.html" in page  # the whole report
     assert "promotion/data_drift.html" in {a.path for a in client.list_artifacts(promotion["promotion_run"], "promotion")}
     averaged = [v for v in client.search_model_versions("name='fer-test'") if v.tags.get("contender") == "averaged"]
-    assert len(averaged) == 1 and len(averaged[0].tags["members"].split(",")) == 3
+    singles = {str(v.version) for v in client.search_model_versions("name='fer-test'")
+               if v.tags.get("family") != "ensemble"}
+    # greedy selection from the library (this run's three contenders): two or three of them, by how they add up
+    assert len(averaged) == 1 and 2 <= len(averaged[0].tags["members"].split(",")) <= 3
+    assert set(averaged[0].tags["members"].split(",")) <= singles
     assert "| member | weight | temperature | ECE before | ECE after |" in table
     assert promotion["averaging"]["weights"] and set(promotion["averaging"]["ece_after"]) == set(
         averaged[0].tags["members"].split(","))
