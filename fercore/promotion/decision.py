@@ -248,16 +248,16 @@ def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], met
     best = _best_overall(cands, metric, bootstrap, decision, max_members)
     holder = _by_version(cands).get(holders.get(CHAMPION) or "")
     lead = _lead(bootstrap, best, holder, metric)
-    figures = f"{metric} {best.score(metric):.4f}" + _ensemble_note(decision)
+    figures, note = f"{metric} {best.score(metric):.4f}", _ensemble_note(decision)
     if holder is None:
-        decision.moves.append(AliasMove(CHAMPION, best.version, None, figures))
-        decision.reasons[CHAMPION] = f"{NO_HOLDER}: {figures}"
+        decision.moves.append(AliasMove(CHAMPION, best.version, None, figures + note))
+        decision.reasons[CHAMPION] = f"{NO_HOLDER}: {figures}{note}"
         return best
     beats = best.version != holder.version and best.score(metric) > holder.score(metric) \
         and best.score(metric) >= holder.score(metric) + min_margin
     if beats and (lead is None or lead.significant):
         reason = f"{figures} vs v{holder.version} {holder.score(metric):.4f}" + (f" (lead {lead}, 95 % interval)"
-                                                                                  if lead else "")
+                                                                                  if lead else "") + note
         decision.moves += [AliasMove(CHAMPION, best.version, holder.version, reason),
                            AliasMove(PREVIOUS, holder.version, holders.get(PREVIOUS),
                                      f"replaced as champion by v{best.version}")]
@@ -265,7 +265,7 @@ def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], met
         return best
     why = f"leads {holder.score(metric):.4f} by {lead}, inside the noise" if beats else \
         f"does not beat {holder.score(metric):.4f} by {min_margin}"
-    decision.reasons[CHAMPION] = f"keep v{holder.version}: best candidate v{best.version} {figures} {why}"
+    decision.reasons[CHAMPION] = f"keep v{holder.version}: best candidate v{best.version} {figures} {why}{note}"
     return holder
 
 

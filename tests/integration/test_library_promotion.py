@@ -124,3 +124,26 @@ def test_a_member_whose_files_vanish_after_the_selection_leaves_nothing_register
         promote(NAME, dataset, first, PromotionConfig(**CONFIG), store)
     assert {str(v.version) for v in client.search_model_versions(f"name='{NAME}'")} == before
     assert client.get_registered_model(NAME).aliases == {}
+
+
+def test_holders_are_scored_from_their_records_unless_their_files_are_gone(store, monkeypatch, caplog):
+    """A single holder, and an ensemble holder's members, come from their records (nothing is run); a holder whose
+    files are gone is still named and skipped, whatever its records say."""
+    import fercore.promotion.candidates as candidates
+
+    dataset = synthetic(per_class=12, test_per_class=4)
+    first = _night(dataset, store, [(0, [0, 1, 2, 3]), (1, [4, 5, 6])])
+    promote(NAME, dataset, first, PromotionConfig(**CONFIG), store)
+    client = MlflowClient(store.tracking_uri)
+    holders = dict(client.get_registered_model(NAME).aliases)
+    monkeypatch.setattr(candidates, "version_predictor", lambda *a: (_ for _ in ()).throw(AssertionError("ran")))
+    ensemble = holders["champion"]
+    assert client.get_model_version(NAME, ensemble).tags["contender"] == "averaged"
+    (scored,) = candidates.holder_candidates(NAME, [ensemble], {}, dataset, store.tracking_uri)  # members unscored
+    assert scored.version == ensemble and scored.members == 2  # from its members' records
+    gone = first[0][0]["version"]
+    source = client.get_model_version(NAME, gone).source
+    shutil.rmtree(client.get_logged_model(source.removeprefix("models:/")).artifact_location.removeprefix("file://"))
+    caplog.set_level(logging.WARNING)
+    kept = candidates.holder_candidates(NAME, [gone], {}, dataset, store.tracking_uri)
+    assert kept == [] and f"v{gone} (c0) holds an alias but cannot be scored: the files of v{gone} are gone" in caplog.text
