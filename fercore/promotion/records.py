@@ -41,7 +41,7 @@ def lined_up(path: Path, dataset: FerDataset) -> Predictions | None:
     with np.load(path, allow_pickle=False) as record:
         parts = []
         for split in ("val", "test"):
-            rows = dict(zip(record[f"{split}_hashes"].tolist(), range(len(record[f"{split}_hashes"]))))
+            rows = {h: i for i, h in enumerate(record[f"{split}_hashes"].tolist())}
             wanted = image_hashes(dataset.split(split).images).tolist()
             if any(h not in rows for h in wanted):
                 return None
