@@ -1,7 +1,7 @@
 """Registering a trained contender: its model as the project's pyfunc, tags, per-class table, the record of the
 images it was trained on (which promotion reads to tell how much of a later validation split a holder has seen),
 and for later runs' ensemble libraries its val/test probabilities and its predict time for one face
-(:mod:`fercore.promotion.library`)."""
+(:mod:`fercore.promotion.records`)."""
 
 from __future__ import annotations
 
