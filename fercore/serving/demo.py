@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -259,11 +260,14 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -
                                                   prevent_thread_lock=True, quiet=True)
     if not block:
         return
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("Stopping the demo (Ctrl-C)", flush=True)
+    # our own handlers, set after the launch: a SIGINT ignored by the parent (a test runner's worker) or a handler a
+    # library replaced left the demo running past Ctrl-C
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    print("Stopping the demo (Ctrl-C)", flush=True)
     closing = threading.Thread(target=app.close, name="close-demo", daemon=True)
     closing.start()
     closing.join(CLOSE_TIMEOUT_S)
