@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def main() -> None:
     start = time.perf_counter()
     page = start_page(args.tracking_uri, args.model_name, port)
     start_s = time.perf_counter() - start
+    # the answers' files, as a browser gets them; gradio_client also leaves an empty folder per file in the temp dir
+    downloads = tempfile.TemporaryDirectory(prefix="fer-demo-benchmark-")
+    tempfile.tempdir = downloads.name
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=downloads.name)
         first = client.predict(handle_file(str(args.photo)), None, api_name="/analyse")[0]
         times = []
         for _ in range(args.repeats):
@@ -63,6 +67,7 @@ def main() -> None:
     finally:
         page.terminate()
         page.wait()
+        downloads.cleanup()
     print(json.dumps({"page_start_s": round(start_s, 2), "first": first, "last": message,
                       "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
                       "repeats": args.repeats}, indent=1))

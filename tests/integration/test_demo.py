@@ -25,6 +25,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _client_scratch_in_tmp_path(tmp_path, monkeypatch):
+    """gradio_client makes an empty folder in the system's temp dir for every file it downloads, and leaves it:
+    here they go under the test's own folder (the client's temp dir only: the page in this process keeps its own)."""
+    import functools
+    import tempfile
+    from types import SimpleNamespace
+
+    import gradio_client.client
+
+    scratch = SimpleNamespace(gettempdir=lambda: str(tmp_path),
+                              TemporaryDirectory=functools.partial(tempfile.TemporaryDirectory, dir=tmp_path))
+    monkeypatch.setattr(gradio_client.client, "tempfile", scratch)
+
+
 @pytest.fixture(scope="module")
 def contenders(registered):
     return load_contenders("fer-photo", registered)
@@ -71,7 +86,7 @@ def test_no_face_and_files_that_are_no_photo_are_a_message(photos, contenders, t
 
 
 def test_the_http_api_answers_a_photo_and_keeps_serving_after_a_bad_file_and_a_huge_one(page, photos, tmp_path):
-    client = Client(page, verbose=False)
+    client = Client(page, verbose=False, download_files=str(tmp_path))
     message, annotated, champion, table, maps = client.predict(handle_file(str(photos["astronaut"])), None,
                                                                api_name="/analyse")
     assert message.startswith("1 face found") and champion["label"] in CLASS_NAMES
@@ -86,11 +101,12 @@ def test_the_http_api_answers_a_photo_and_keeps_serving_after_a_bad_file_and_a_h
     assert client.predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0].startswith("1 face")
 
 
-def test_five_visitors_at_once_are_queued_and_every_photo_answered(page, photos):
+def test_five_visitors_at_once_are_queued_and_every_photo_answered(page, photos, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     def visit(_):
-        return Client(page, verbose=False).predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0]
+        client = Client(page, verbose=False, download_files=str(tmp_path))
+        return client.predict(handle_file(str(photos["astronaut"])), None, api_name="/analyse")[0]
 
     with ThreadPoolExecutor(5) as pool:
         answers = list(pool.map(visit, range(15)))
@@ -119,7 +135,7 @@ def test_run_py_demo_removes_its_uploads_when_it_stops(registered, photos, tmp_p
         deadline = time.monotonic() + 120
         while True:
             try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path))
                 break
             except Exception:  # noqa: BLE001 (not listening yet)
                 assert server.poll() is None and time.monotonic() < deadline, log.read_text()
