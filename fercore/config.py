@@ -341,6 +341,20 @@ class MonitorConfig(_Strict):
                                                     "(all are named), or are skipped and counted")
 
 
+SPARE_SEED_STEPS = "spare_seed"  # the spare seed's steps and artifacts (train_spare_seed, spare_seed_model, ...)
+
+
+class SpareSeedConfig(_Strict):
+    """Another seed of the leading contender, trained with the minutes the contest left unused."""
+
+    of: list[str] = Field([], description="contenders (one family, the same tta and mixed_precision, none distilled) "
+                          "whose leader on validation after the last rung trains once more, from a new seed, with the "
+                          "minutes the run left unused (every contender's max_train_minutes less what it trained); "
+                          "registered as a version of that contender, an independent member for the ensembles. []: off")
+    min_minutes: float = Field(3.0, gt=0, description="the spare seed trains at least this long, beyond the "
+                               "contenders' budgets when they leave fewer minutes unused")
+
+
 class ContestConfig(_Strict):
     """How the contest spends the training minutes: successive halving in rungs (Hyperband's idea)."""
 
@@ -351,6 +365,7 @@ class ContestConfig(_Strict):
                                "max_train_minutes, else in shares of their own budgets); each rung restarts the "
                                "schedule from the last rung's weights. Increasing, the last 1.0; [1.0]: no rungs")
     resamples: int = Field(1000, ge=100, description="bootstrap resamples of the validation images per judgement")
+    spare_seed: SpareSeedConfig = SpareSeedConfig()
 
     @field_validator("rungs")
     @classmethod
@@ -414,6 +429,9 @@ class Config(_Strict):
             if not CONTENDER_NAME.match(name):
                 raise ValueError(f"contender name '{name}' must start with a letter and hold only letters, digits, "
                                  "'_' and '-' (at most 40): it names steps and tags")
+            if step_suffix(name) == SPARE_SEED_STEPS:
+                raise ValueError(f"contender name '{name}' would name the spare seed's steps (train_{SPARE_SEED_STEPS}): "
+                                 "rename it")
             if step_suffix(name) in seen:
                 raise ValueError(f"contenders '{seen[step_suffix(name)]}' and '{name}' would both name steps "
                                  f"train_{step_suffix(name)}: rename one")
@@ -433,7 +451,33 @@ class Config(_Strict):
                                  f"(enabled: {enabled}); name one, or a registered model (models:/NAME@ALIAS)")
         self.training_order()  # refuses a cycle of teachers
         self._rungs_have_budgets()
+        self._spare_seed_fits()
         return self
+
+    def _spare_seed_fits(self) -> None:
+        """``contest.spare_seed.of``: enabled contenders of one kind (the spare's evaluation and registration steps are
+        wired before the leader is known), none distilled, every contender's budget in minutes."""
+        of, enabled = self.contest.spare_seed.of, self.enabled_contenders()
+        where = "contest.spare_seed.of"
+        unknown = [n for n in of if n not in enabled]
+        if unknown:
+            raise ValueError(f"{where} names {unknown}, not enabled contenders (enabled: {', '.join(enabled)})")
+        if not of:
+            return
+        untimed = [n for n, c in enabled.items() if not c.max_train_minutes]
+        if untimed:
+            raise ValueError(f"{where} trains with the minutes the contenders leave unused, but {untimed} have no "
+                             "max_train_minutes: give every contender one, or set contest.spare_seed.of: []")
+        kinds = {"family": lambda c: c.family, "tta": lambda c: c.tta, "mixed_precision": lambda c: c.mixed_precision,
+                 "checkpoint": lambda c: getattr(c, "checkpoint", None) or getattr(c, "scratch", None) and c.scratch.tokenizer}
+        for key, kind in kinds.items():
+            values = {n: kind(enabled[n]) for n in of}
+            if len(set(values.values())) > 1:
+                raise ValueError(f"{where}: {values} differ in {key}; list contenders that share it")
+        distilled = [n for n in of if getattr(enabled[n], "distill", None) is not None and enabled[n].distill.enabled]
+        if distilled:
+            raise ValueError(f"{where}: {distilled} distill from a teacher, which a spare seed trains without; "
+                             "leave them out")
 
     def _rungs_have_budgets(self) -> None:
         if not self.has_rungs():

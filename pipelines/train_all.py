@@ -2,7 +2,7 @@
 
 from zenml import pipeline
 
-from fercore.config import Config, step_suffix
+from fercore.config import SPARE_SEED_STEPS, Config, step_suffix
 from fercore.models.vit import vit_variant
 from fercore.training.contest import initial_state
 from pipelines.ingest import data_steps
@@ -14,6 +14,7 @@ from steps.judge_rung import judge_rung
 from steps.promote_models import promote_models
 from steps.register_model import register_model
 from steps.train_cnn import train_cnn
+from steps.train_spare_seed import train_spare_seed
 from steps.train_vit import train_vit
 
 TRAIN_STEPS = {"cnn": train_cnn, "vit": train_vit}
@@ -53,19 +54,34 @@ def contest_steps(config: Config, dataset, plan, warm_starts) -> dict[str, tuple
         for name in names:
             first = {"warm_starts": warm_starts} if k == 0 else {}
             trained[name] = train_steps(config, name, dataset, plan, k, trained.get(name), contest=state,
-                                        judged=judged, **first)
+                                        judged=judged or _picks_spare(config, name), **first)
         if judged:
             state = judge_rung(dataset, state, names, [trained[n][3] for n in names], config.promotion.metric,
                                config.contest.resamples, id=f"judge_rung{k + 1}")
     return trained
 
 
+def _picks_spare(config: Config, name: str) -> bool:
+    """Whether ``name``'s last rung returns validation probabilities, for the spare seed's pick of its leader."""
+    return name in config.contest.spare_seed.of
+
+
+def spare_seed_steps(config: Config, dataset, plan, trained: dict[str, tuple]) -> tuple:
+    """Wires ``train_spare_seed`` after every contender's last rung (:mod:`steps.train_spare_seed`)."""
+    names, of = config.training_order(), config.contest.spare_seed.of
+    options = {"settings": training_settings(config), "substitutions": {CONTENDER: SPARE_SEED_STEPS}}
+    return train_spare_seed.with_options(**options)(dataset, plan, config, names, [trained[n][1] for n in names],
+                                                    [trained[n][3] for n in of], id=f"train_{SPARE_SEED_STEPS}")
+
+
 def evaluate_and_register(config: Config, name: str, dataset, trained: tuple, teacher_registration=None):
     """Wires ``evaluate_<name>`` -> ``register_<name>``; returns the registration, the val/test predictions
-    (which promotion reuses instead of scoring the model again) and the class activation maps."""
-    cfg, suffix = config.contenders[name], step_suffix(name)
+    (which promotion reuses instead of scoring the model again) and the class activation maps. The spare seed's
+    (``name`` :data:`SPARE_SEED_STEPS`) evaluate with the settings its candidates share; its MLflow run names its contender."""
+    spare = name == SPARE_SEED_STEPS
+    cfg, suffix = config.contenders[config.contest.spare_seed.of[0] if spare else name], step_suffix(name)
     model, training, run = trained[:3]
-    tags = {"contender": name}
+    tags = {}
     if cfg.family == "vit":
         tags["checkpoint"] = vit_variant(cfg)
         if cfg.distill.enabled:
@@ -93,10 +109,12 @@ def train_all_pipeline(config: Config) -> None:
         for name in config.training_order():  # a teacher before its students
             teacher = config.teacher_of(name)
             trained[name] = train_steps(config, name, dataset, plan, teacher=trained[teacher][0] if teacher else None,
-                                        warm_starts=warm_starts)
+                                        warm_starts=warm_starts, judged=_picks_spare(config, name))
+    if config.contest.spare_seed.of:
+        trained[SPARE_SEED_STEPS] = spare_seed_steps(config, dataset, plan, trained)
     registered = {}
-    for name in config.training_order():
-        teacher = config.teacher_of(name)
+    for name in [*config.training_order(), *([SPARE_SEED_STEPS] if config.contest.spare_seed.of else [])]:
+        teacher = None if name == SPARE_SEED_STEPS else config.teacher_of(name)
         registered[name] = evaluate_and_register(config, name, dataset, trained[name],
                                                  registered[teacher][0] if teacher else None)
     if config.promotion.enabled and registered:
@@ -116,5 +134,8 @@ def print_summary(run, config: Config) -> None:
     if step is None:
         return
     summary = step.outputs["promotion"][0].load()
+    spare = run.steps.get(f"train_{SPARE_SEED_STEPS}")
+    if spare is not None:  # what the unused minutes trained, before the promotion's table that judges it
+        print(f"\nSpare seed: {spare.outputs[f'{SPARE_SEED_STEPS}_training'][0].load()['spare_seed']}")
     url = run_url(config.registry.tracking_uri, summary["promotion_run"])
     print(console_summary(summary, config.registry.model_name, url, run.name, as_typed(sys.executable, Path.cwd())))

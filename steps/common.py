@@ -43,6 +43,12 @@ def contender_output(contender: str, key: str) -> str:
     return f"{step_suffix(contender)}_{key}"
 
 
+def own_output(key: str) -> str:
+    """The name of this step's output ``key`` as the pipeline substituted it (``vgg7_training``; the spare seed's
+    steps are ``spare_seed_*`` whatever contender it trains, so its run's contender does not name them)."""
+    return f"{get_step_context().step_run.config.substitutions[CONTENDER]}_{key}"
+
+
 def stack_tracking_uri() -> str | None:
     """The tracking URI of the active stack's MLflow experiment tracker, if it has one.
 
@@ -123,6 +129,8 @@ class RungInputs:
     previous_training: dict[str, Any] | None = None
     previous_run: TrackedRun | None = None
     judged: bool = False
+    run_name: str = ""
+    spare: str = ""
 
     def active(self, name: str) -> bool:
         return self.previous_training is None or is_active(self.contest, name)
@@ -136,7 +144,7 @@ class RungInputs:
     def rung(self, name: str, model_name: str) -> Rung:
         warm = (self.warm_starts or {}).get(name) if self.previous_training is None else None
         return Rung(self.contest, self.previous_training, self.previous_run, dict(warm) if warm else None,
-                    model_name, self.judged)
+                    model_name, self.judged, self.run_name, self.spare)
 
 
 def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoint_dir: str,
@@ -149,5 +157,5 @@ def train_and_track(job: TrainJob, name: str, registry: RegistryConfig, checkpoi
         name, registry.model_name), distributed.resolve_processes(ddp_processes), extra_params)
     summary = {k: v for k, v in training.items() if k != "history"}
     log_metadata(metadata={**summary, "parameters": count_parameters(job.model), **(extra_params or {})},
-                 infer_artifact=True, artifact_name=contender_output(name, "training"))
+                 infer_artifact=True, artifact_name=own_output("training"))
     return training, run, probs

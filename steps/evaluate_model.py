@@ -15,7 +15,7 @@ from fercore.tracking.runs import TrackedRun
 from fercore.tracking.store import connect
 from materializers import EvaluationMaterializer, ExplanationMaterializer, PredictionsMaterializer
 from steps.cache import cache_policy
-from steps.common import contender_output, per_contender, run_info, tracking_uri
+from steps.common import own_output, per_contender, run_info, tracking_uri
 
 
 @step(output_materializers={per_contender("test_evaluation"): EvaluationMaterializer,
@@ -49,9 +49,8 @@ def evaluate_model(
     connect(tracking_uri(registry), registry.experiment_name)
     ev, val_ev, preds, maps = evaluate_and_report(model, dataset, training.get("history", []), mlflow_run,
                                                   run_info(registry), tta, mixed_precision, explain)
-    name = mlflow_run.contender
     log_metadata(metadata={"test": ev.overall, "subsets": ev.subsets}, infer_artifact=True,
-                 artifact_name=contender_output(name, "test_evaluation"))
+                 artifact_name=own_output("test_evaluation"))
     log_metadata(metadata={"validation": val_ev.overall}, infer_artifact=True,
-                 artifact_name=contender_output(name, "val_evaluation"))
+                 artifact_name=own_output("val_evaluation"))
     return ev, val_ev, preds, maps

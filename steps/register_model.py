@@ -12,7 +12,7 @@ from fercore.evaluation.predictions import Predictions
 from fercore.promotion.register import TrainedModel, register
 from fercore.tracking.runs import TrackedRun
 from fercore.training.tracked import training_metrics, training_tags
-from steps.common import contender_output, per_contender, run_info
+from steps.common import own_output, per_contender, run_info
 
 
 # Not cached but idempotent: a model (its MLflow run) already registered is found, not registered again.
@@ -26,15 +26,15 @@ def register_model(
     """Registers a new version of ``registry.model_name`` (see :class:`fercore.promotion.register.TrainedModel`
     for the arguments; ``dataset``'s sha256 and validation images become tags, and so do the training record's
     kept weights, the contest's word, what it continued from and its total minutes; ``predictions``, from
-    ``evaluate_<name>``, are recorded with it for later runs' ensemble libraries).
+    ``evaluate_<name>``, are recorded with it for later runs' ensemble libraries; the ``contender`` tag is the MLflow
+    run's contender unless ``extra_tags`` name one).
 
     Returns:
         ``name``, ``version``, ``model_uri``, ``run_id``, ``family``, ``contender`` and headline metrics.
     """
-    trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run, family, tta, mixed_precision,
-                           {**training_tags(training), **(extra_tags or {})}, teacher, training_metrics(training),
-                           predictions)
+    tags = {"contender": mlflow_run.contender, **training_tags(training), **(extra_tags or {})}
+    trained = TrainedModel(model, evaluation, val_evaluation, mlflow_run, family, tta, mixed_precision, tags, teacher,
+                           training_metrics(training), predictions)
     out = register(trained, dataset, registry.model_name, run_info(registry))
-    log_metadata(metadata=out, infer_artifact=True, artifact_name=contender_output(mlflow_run.contender,
-                                                                                    "registered_model"))
+    log_metadata(metadata=out, infer_artifact=True, artifact_name=own_output("registered_model"))
     return out

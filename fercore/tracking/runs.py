@@ -79,10 +79,11 @@ def start_run(info: RunInfo, run_name: str, params: dict[str, Any], tags: dict[s
 
 
 def open_contender_run(info: RunInfo, contender: str, params: dict[str, Any], tags: dict[str, str],
-                       job_key: str | None = None, resume: bool = False) -> TrackedRun:
-    """Contender ``contender``'s run ``train-<contender>`` (see :func:`start_run`), RUNNING until its model is
-    registered; its rungs and its evaluation are nested under it."""
-    return TrackedRun(run_id=start_run(info, f"train-{contender}", params, tags, job_key, resume), contender=contender)
+                       job_key: str | None = None, resume: bool = False, run_name: str = "") -> TrackedRun:
+    """Contender ``contender``'s run ``train-<contender>`` (or ``run_name``; see :func:`start_run`), RUNNING until
+    its model is registered; its rungs and its evaluation are nested under it."""
+    name = run_name or f"train-{contender}"
+    return TrackedRun(run_id=start_run(info, name, params, tags, job_key, resume), contender=contender)
 
 
 def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
                   extra_params: dict[str, Any] | None = None, run: TrackedRun | None = None,
                   epochs_before: int = 0, params_cfg: TrainingConfig | None = None,
-                  rung_name: str = "training") -> tuple[TrainResult, TrackedRun]:
+                  rung_name: str = "training", run_name: str = "") -> tuple[TrainResult, TrackedRun]:
     """Trains contender ``name``'s job (in ``processes`` DDP workers when more than one) in a run ``rung_name``
     nested under the contender's run ``train-<name>``: the nested run starts and ends with this training (MLflow's
     duration is its training time), each epoch's metrics go to both; returns the result and the contender run's
@@ -49,6 +49,7 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
         epochs_before: epochs logged in the run already (a later rung's epochs are numbered on).
         params_cfg: the settings logged as the run's parameters (the contender's whole budget, not a rung's).
         rung_name: the nested run's name (``rung-2``; ``training`` without rungs).
+        run_name: the contender run's name, when it opens one (default ``train-<name>``).
     """
     if run is not None and can_train_on(info.tracking_uri, run.run_id):
         claim(info.tracking_uri, run.run_id)
@@ -57,7 +58,7 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
             logger.info("MLflow run %s of %s's earlier rungs has its model registered already: this rung logs "
                         "to a new run", run.run_id, name)
             epochs_before = 0
-        run = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg)
+        run = _open_run(job, name, info, processes, extra_params, params_cfg or job.cfg, run_name)
     key = job.key()
     resume = job.checkpoints is not None and job.checkpoints.exists(key)
     job.epochs_before = epochs_before  # the console numbers epochs across rungs, as MLflow's steps do
@@ -70,7 +71,7 @@ def train_tracked(job: TrainJob, name: str, info: RunInfo, processes: int = 1,
 
 
 def _open_run(job: TrainJob, name: str, info: RunInfo, processes: int, extra_params: dict[str, Any] | None,
-              config: TrainingConfig) -> TrackedRun:
+              config: TrainingConfig, run_name: str = "") -> TrackedRun:
     model, plan = job.model, job.plan
     family = getattr(model, "fer_spec", {}).get("family", "?")
     params = {**config.model_dump(exclude={"augment"}), **{f"augment_{k}": v for k, v in config.augment.model_dump().items()},
@@ -80,7 +81,7 @@ def _open_run(job: TrainJob, name: str, info: RunInfo, processes: int, extra_par
                      **{"fer.phase": "training"})
     key = job.key()
     return open_contender_run(info, name, params, tags, job_key=key,
-                              resume=job.checkpoints is not None and job.checkpoints.exists(key))
+                              resume=job.checkpoints is not None and job.checkpoints.exists(key), run_name=run_name)
 
 
 @dataclass
@@ -93,7 +94,9 @@ class Rung:
         previous_run: its MLflow run, opened by the first rung.
         warm_start: ``training.continue_from``'s pick for the first rung (:func:`fercore.training.warm_start.find_warm_start`).
         model_name: the registered model a warm start is loaded from.
-        judged: a judgement follows this rung: the step returns validation probabilities for it.
+        judged: the step returns validation probabilities (for the contest's judgement, or the spare seed's pick).
+        run_name: the contender run's name (default ``train-<name>``; the spare seed's ``train-<name>-seed<k>``).
+        spare: the spare seed's word (:class:`fercore.training.spare_seed.SparePlan`'s reason), kept in its record.
     """
 
     state: dict[str, Any] | None = None
@@ -102,6 +105,8 @@ class Rung:
     warm_start: dict[str, Any] | None = None
     model_name: str = ""
     judged: bool = False
+    run_name: str = ""
+    spare: str = ""
 
 
 def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, processes: int = 1,
@@ -126,8 +131,10 @@ def train_contender(job: TrainJob, name: str, info: RunInfo, rung: Rung, process
     epochs_before = len(previous["history"]) if previous else 0
     rung_name = f"rung-{state['rung'] + 1}" if state is not None else "training"
     result, run = train_tracked(job, name, info, processes, extra_params, rung.previous_run, epochs_before, whole,
-                                rung_name)
+                                rung_name, rung.run_name)
     training = _record(previous, result, state, name, job.cfg, totals)
+    if rung.spare:
+        training["spare_seed"] = rung.spare
     probs = _val_probs(job) if rung.judged else np.zeros((0, 7), np.float32)
     return training, run, probs
 
@@ -188,7 +195,7 @@ def training_tags(training: dict[str, Any] | None) -> dict[str, str]:
     if not training:
         return {}
     tags = {"kept_weights": training.get("kept_weights", ""), "contest": training.get("contest", ""),
-            "seed": str(training.get("seed", "")),
+            "seed": str(training.get("seed", "")), "spare_seed": training.get("spare_seed", ""),
             "continued_from": training.get("continued_from", ""), "warm_start": training.get("warm_start", ""),
             "total_training_minutes": f"{training.get('total_training_minutes', 0.0):.2f}",
             "total_epochs": str(training.get("total_epochs", "")),
