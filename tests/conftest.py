@@ -122,7 +122,11 @@ def tiny_vit_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-vit")
     config = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=3,
                        num_attention_heads=2, intermediate_size=64, num_labels=1000)
-    ViTForImageClassification(config).save_pretrained(path)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the same weights in every session, whatever ran before
+        torch.manual_seed(0)
+        ViTForImageClassification(config).save_pretrained(path)
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
     return path
 

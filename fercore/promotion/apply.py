@@ -22,6 +22,7 @@ from fercore.promotion.ensembles import EnsembleCandidate
 from fercore.promotion.journal import RegistryJournal
 from fercore.promotion.model_cards import alias_cards, ensemble_card, model_description
 from fercore.promotion.plan import Plan
+from fercore.promotion.records import PREDICT_MS
 from fercore.serving.pyfunc import FerEnsembleModel
 from fercore.tracking import registry
 from fercore.tracking.runs import log_metrics, one_off_run
@@ -79,7 +80,8 @@ def register_ensemble(name: str, ensemble: EnsembleCandidate, dataset: FerDatase
             "members": ",".join(ensemble.members), **ensemble.identity, "val_accuracy": f"{v['accuracy']:.4f}",
             "val_macro_f1": f"{v['macro_f1']:.4f}", "test_accuracy": f"{t['accuracy']:.4f}",
             "test_macro_f1": f"{t['macro_f1']:.4f}", "dataset_sha256": str(dataset.metadata.get("sha256")),
-            "val_images": split_digest(dataset)}
+            "val_images": split_digest(dataset),
+            **({PREDICT_MS: f"{cand.predict_ms:.1f}"} if cand.predict_ms is not None else {})}  # its members' sum
     card = ensemble_card(name, cand.contender, ensemble.members, ensemble.description, tags, dataset, cand.evaluation,
                          cand.test_evaluation)
     with one_off_run(info, f"register-{cand.contender}", {"spec": json.dumps(ensemble.spec)},

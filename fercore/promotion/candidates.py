@@ -110,9 +110,19 @@ def holder_candidates(name: str, versions: list[str], known: dict[str, Candidate
         note = overlap_note(trained_on, val_hashes, split_train)
         scored[v] = replace(candidate(v, kind, preds, dataset, False, note, mv.tags.get("contender", "")),
                             trained_on=trained_on, members=max(1, len(member_versions(mv.tags))),
-                            predict_ms=predict_ms(mv.tags))
+                            predict_ms=_predict_ms(name, mv, tracking_uri))
         out.append(scored[v])
     return out
+
+
+def _predict_ms(name: str, version, tracking_uri: str) -> float | None:
+    """A holder's time per face: its ``predict_ms`` tag, or for an ensemble registered before ensembles had one, the
+    sum of its members' (None when one of them has none)."""
+    own, members = predict_ms(version.tags), member_versions(version.tags)
+    if own is not None or not members:
+        return own
+    times = [predict_ms(registry.get_version(tracking_uri, name, m).tags) for m in members]
+    return None if None in times else float(sum(times))
 
 
 SEEN_LIMIT = 0.5  # FER-2013's own duplicates are about 7 % of a carve-out: more than half means another protocol

@@ -125,7 +125,7 @@ def _ranked(cands: list[Candidate], key) -> list[Candidate]:
 
 def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str = "macro_f1",
            min_margin: float = 0.0, single_models_only_per_category: bool = True,
-           bootstrap: Bootstrap | None = None, max_members: int = 4) -> Decision:
+           bootstrap: Bootstrap | None = None, max_members: int = 4, max_predict_ms: float | None = None) -> Decision:
     """Decides every alias from scored candidates and the current alias holders, on the candidates'
     validation figures (``Candidate.evaluation``); their test figures are never read here.
 
@@ -141,14 +141,17 @@ def decide(cands: list[Candidate], holders: dict[str, str | None], metric: str =
         single_models_only_per_category: ensembles compete for ``champion`` only.
         bootstrap: resamples of the validation images (:mod:`fercore.evaluation.significance`); None: any lead counts.
         max_members: the largest ensemble that may hold ``champion`` (a single model has one member).
+        max_predict_ms: the most a ``champion`` may take per face (its ``predict_ms``; None: no budget). A holder the
+            config no longer allows (a budget lowered since it won) is replaced by the best that fits, noise or not.
     """
     per_cat = [c for c in cands if not (single_models_only_per_category and c.family == "ensemble")]
     decision = Decision(pd.DataFrame())
     rows = [_decide_emotion(emotion, per_cat, _by_version(cands).get(holders.get(category_alias(emotion)) or ""),
                             bootstrap, decision) for emotion in CLASS_NAMES]
     decision.table = pd.DataFrame(rows)
-    champion = _decide_champion(cands, holders, metric, min_margin, bootstrap, decision, max_members)
-    _decide_challenger(cands, holders, champion, metric, decision, max_members, bootstrap)
+    budget = Budget(max_members, max_predict_ms)
+    champion = _decide_champion(cands, holders, metric, min_margin, bootstrap, decision, budget)
+    _decide_challenger(cands, holders, champion, metric, decision, budget, bootstrap)
     return decision
 
 
@@ -211,29 +214,48 @@ def _yes_no(lead: Lead | None) -> str:
     return "—" if lead is None else ("yes" if lead.significant else "no")
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What a ``champion`` may cost: members (each a prediction per face) and milliseconds per face."""
+
+    max_members: int = 4
+    max_predict_ms: float | None = None
+
+    def over(self, c: Candidate) -> tuple[str, str] | None:
+        """What of ``c`` the config cannot afford, and the limit (None: it can). A time never measured is not held
+        against it."""
+        if c.members > self.max_members:
+            return f"{c.members} members", f"promotion.max_members {self.max_members}"
+        if self.max_predict_ms is not None and c.predict_ms is not None and c.predict_ms > self.max_predict_ms:
+            return f"{c.predict_ms:.0f} ms per face", f"promotion.max_predict_ms {self.max_predict_ms:g}"
+        return None
+
+
 def _best_overall(cands: list[Candidate], metric: str, bootstrap: Bootstrap | None, decision: Decision,
-                  max_members: int) -> Candidate:
-    """The best candidate by ``metric`` among those the config can afford: a single model, or an ensemble of at
-    most ``max_members`` members (each costs a prediction per face). Whether it replaces the holder is gated by
-    significance and ``min_margin`` in :func:`_decide_champion`, not here: the champion is the best model."""
+                  budget: Budget) -> Candidate:
+    """The best candidate by ``metric`` among those the config can afford (:class:`Budget`). Whether it replaces
+    the holder is gated by significance and ``min_margin`` in :func:`_decide_champion`, not here: the champion is
+    the best model."""
     ranked = _ranked(cands, lambda c: c.score(metric))
-    affordable = [c for c in ranked if c.members <= max_members]
+    affordable = [c for c in ranked if not budget.over(c)]
     best = affordable[0] if affordable else ranked[0]
     too_big = ranked[:ranked.index(best)] if affordable else ranked
+    max_members = budget.max_members
     if too_big and max_members == 1:
         decision.reasons["ensemble"] = (f"promotion.max_members is 1: single models only (left out: "
                                         f"{', '.join('v' + c.version for c in too_big)})")
     elif too_big:
         decision.reasons["ensemble"] = "; ".join(
-            f"v{c.version} ({c.members} members, {metric} {c.score(metric):.4f}) is above promotion.max_members "
-            f"{max_members}: not a candidate for champion" for c in too_big)
+            f"v{c.version} ({budget.over(c)[0]}, {metric} {c.score(metric):.4f}) is above {budget.over(c)[1]}: not a "
+            "candidate for champion" for c in too_big)
     singles = [c for c in affordable if c.family != "ensemble"]
     if best.family == "ensemble" and singles:
         lead = _lead(bootstrap, best, singles[0], metric) or f"{best.score(metric) - singles[0].score(metric):+.4f}"
         decision.reasons["ensemble"] = (f"v{best.version} ({best.contender or 'ensemble'} of {best.members} members) "
                                         f"leads the best single model v{singles[0].version} by {lead}: the champion is "
-                                        f"the best model within {max_members} members, whatever its lead over a single "
-                                        "model")
+                                        f"the best model within {max_members} members"
+                                        + (f" and {budget.max_predict_ms:g} ms per face" if budget.max_predict_ms else "")
+                                        + ", whatever its lead over a single model")
     return best
 
 
@@ -243,9 +265,9 @@ def _ensemble_note(decision: Decision) -> str:
 
 
 def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], metric: str, min_margin: float,
-                     bootstrap: Bootstrap | None, decision: Decision, max_members: int) -> Candidate:
+                     bootstrap: Bootstrap | None, decision: Decision, budget: Budget) -> Candidate:
     """The ``champion`` alias (and ``previous-champion`` when it moves); returns the champion afterwards."""
-    best = _best_overall(cands, metric, bootstrap, decision, max_members)
+    best = _best_overall(cands, metric, bootstrap, decision, budget)
     holder = _by_version(cands).get(holders.get(CHAMPION) or "")
     lead = _lead(bootstrap, best, holder, metric)
     figures, note = f"{metric} {best.score(metric):.4f}", _ensemble_note(decision)
@@ -255,9 +277,11 @@ def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], met
         return best
     beats = best.version != holder.version and best.score(metric) > holder.score(metric) \
         and best.score(metric) >= holder.score(metric) + min_margin
-    if beats and (lead is None or lead.significant):
-        reason = f"{figures} vs v{holder.version} {holder.score(metric):.4f}" + (f" (lead {lead}, 95 % interval)"
-                                                                                  if lead else "") + note
+    over = budget.over(holder) if best.version != holder.version and not budget.over(best) else None
+    if over or (beats and (lead is None or lead.significant)):
+        reason = (f"{figures}: holder v{holder.version} ({over[0]}) is above {over[1]}, which it no longer fits"
+                  if over else f"{figures} vs v{holder.version} {holder.score(metric):.4f}"
+                  + (f" (lead {lead}, 95 % interval)" if lead else "")) + note
         decision.moves += [AliasMove(CHAMPION, best.version, holder.version, reason),
                            AliasMove(PREVIOUS, holder.version, holders.get(PREVIOUS),
                                      f"replaced as champion by v{best.version}")]
@@ -270,7 +294,7 @@ def _decide_champion(cands: list[Candidate], holders: dict[str, str | None], met
 
 
 def _decide_challenger(cands: list[Candidate], holders: dict[str, str | None], champion: Candidate, metric: str,
-                       decision: Decision, max_members: int, bootstrap: Bootstrap | None) -> None:
+                       decision: Decision, budget: Budget, bootstrap: Bootstrap | None) -> None:
     """``challenger``: the runner-up to the champion, when it beats the current challenger (beyond the noise, as
     every alias: a challenger that flapped each night would tell nothing)."""
     others = [c for c in _ranked(cands, lambda c: c.score(metric)) if c.version != champion.version]
@@ -283,18 +307,17 @@ def _decide_challenger(cands: list[Candidate], holders: dict[str, str | None], c
         if current is None or runner.version != current.version:
             decision.moves.append(AliasMove(CHALLENGER, runner.version, holders.get(CHALLENGER),
                                             f"runner-up {metric} {runner.score(metric):.4f}"
-                                            + _why_not_champion(runner, champion, metric, decision, max_members)))
+                                            + _why_not_champion(runner, champion, metric, decision, budget)))
             decision.reasons[CHALLENGER] = f"move: v{runner.version} runner-up"
 
 
-def _why_not_champion(runner: Candidate, champion: Candidate, metric: str, decision: Decision,
-                      max_members: int) -> str:
-    """Why a runner-up that scores above the champion is not champion: too many members, or a lead over the
-    holder inside the noise (or below ``min_margin``); nothing when it scores below."""
+def _why_not_champion(runner: Candidate, champion: Candidate, metric: str, decision: Decision, budget: Budget) -> str:
+    """Why a runner-up that scores above the champion is not champion: beyond the config's budget (members, time per
+    face), or a lead over the holder inside the noise (or below ``min_margin``); nothing when it scores below."""
     if runner.score(metric) <= champion.score(metric):
         return ""
-    if runner.members > max_members:
-        return f"; scores above the champion but has {runner.members} members, above promotion.max_members {max_members}"
+    if budget.over(runner):
+        return "; scores above the champion but has {}, above {}".format(*budget.over(runner))
     return f"; scores above the champion, which kept its alias ({decision.reasons[CHAMPION]})"
 
 

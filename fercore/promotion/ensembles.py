@@ -92,6 +92,10 @@ class SelectionLimits:
     def cost(self, versions) -> float:
         return float(sum(self.predict_ms.get(v, 0.0) for v in versions))
 
+    def measured_cost(self, versions) -> float | None:
+        """:meth:`cost`, when every one of ``versions`` has a measured time (else None: unknown, not zero)."""
+        return self.cost(versions) if all(v in self.predict_ms for v in versions) else None
+
 
 SELECTION_ROUNDS = 25  # Caruana et al. add a model per round; the best prefix of the rounds is kept
 

@@ -78,7 +78,7 @@ def make_plan(name: str, new: list[Candidate], holders_scored: list[Candidate], 
     # an ensemble reused from the registry may be a holder: its out-of-fold figures replace its in-sample ones
     cands = list({c.version: c for c in cands + [e.candidate for e in ensembles]}.values())
     decision = decide(cands, holders, config.metric, config.min_margin, bootstrap=bootstrap,
-                      max_members=config.max_members)
+                      max_members=config.max_members, max_predict_ms=config.max_predict_ms)
     routed = next((e.candidate.version for e in ensembles if e.candidate.contender == "routed"), None)
     for move in decision.moves:  # this run's routed ensemble moves only while its members hold their routes
         move.routes = decision.routes if move.version == routed else None
@@ -127,7 +127,9 @@ def _ensembles(name: str, pool: list[Candidate], cands: list[Candidate], holders
     routed_cost = limits.cost(set(routes.values()))
     if config.ensemble and len(set(routes.values())) > 1:
         if config.max_predict_ms is None or routed_cost <= config.max_predict_ms:
-            out.append(routed_ensemble(name, routes, cands, dataset, registered))
+            routed = routed_ensemble(name, routes, cands, dataset, registered)
+            cost = limits.measured_cost(set(routes.values()))
+            out.append(replace(routed, candidate=replace(routed.candidate, predict_ms=cost)))
         else:
             logger.info("The routed ensemble of %s would take %.0f ms per face, above promotion.max_predict_ms %g: "
                         "not built", ", ".join(f"v{v}" for v in sorted(set(routes.values()), key=int)), routed_cost,

@@ -104,6 +104,22 @@ def test_a_predict_time_budget_no_two_models_meet_means_single_models_only_said_
                 if v.tags.get("family") == "ensemble"]
 
 
+def test_an_ensemble_champion_records_its_time_and_loses_the_alias_when_the_budget_no_longer_fits_it(store):
+    dataset = synthetic(per_class=12, test_per_class=4)
+    first = _night(dataset, store, [(0, [0, 1, 2, 3]), (1, [4, 5, 6])])
+    out = promote(NAME, dataset, first, PromotionConfig(**CONFIG), store)
+    client = MlflowClient(store.tracking_uri)
+    champion = client.get_model_version(NAME, out.summary["aliases"]["champion"])
+    members = [float(client.get_model_version(NAME, r["version"]).tags["predict_ms"]) for r, _ in first]
+    assert champion.tags["family"] == "ensemble" and champion.tags["predict_ms"] == f"{sum(members):.1f}"
+    budget = max(members) + min(members) / 2  # each member fits, the two together do not
+    later = _night(dataset, store, [(2, [0])])
+    out = promote(NAME, dataset, later, PromotionConfig(**CONFIG, max_predict_ms=budget), store)
+    assert out.summary["aliases"]["champion"] in {r["version"] for r, _ in first}, out.summary["reasons"]["champion"]  # the best single
+    assert f"holder v{champion.version} ({float(champion.tags['predict_ms']):.0f} ms per face) is above " \
+        f"promotion.max_predict_ms {budget:g}, which it no longer fits" in out.summary["reasons"]["champion"]
+
+
 def test_a_member_whose_files_vanish_after_the_selection_leaves_nothing_registered(store, monkeypatch):
     dataset = synthetic(per_class=12, test_per_class=4)
     first = _night(dataset, store, [(0, [0, 1, 2, 3]), (1, [4, 5, 6])])

@@ -245,6 +245,31 @@ def test_why_an_ensemble_is_or_is_not_champion_is_said_in_both_aliases_reasons()
     assert "ensemble" not in plain.reasons and "ensemble" not in {m.alias: m for m in plain.moves}["champion"].reason
 
 
+def test_a_time_budget_keeps_a_slow_ensemble_from_champion_and_replaces_a_holder_it_no_longer_fits():
+    from dataclasses import replace
+
+    single = replace(judged("1", 150), predict_ms=15.0)
+    ensemble = replace(judged("9", 146, offset=4, family="ensemble", members=3), predict_ms=62.0)
+    score = f"macro_f1 {ensemble.score('macro_f1'):.4f}"
+    fresh = decide([single, ensemble], {}, bootstrap=BOOT, max_predict_ms=40)
+    assert {m.alias: m.version for m in fresh.moves if "-" not in m.alias} == {"champion": "1", "challenger": "9"}
+    assert fresh.reasons["ensemble"] == (f"v9 (62 ms per face, {score}) is above promotion.max_predict_ms 40: not a "
+                                         "candidate for champion")
+    # the ensemble won before the budget was lowered: its lead inside the noise does not keep it there
+    lowered = decide([single, ensemble], {"champion": "9"}, bootstrap=BOOT, max_predict_ms=40)
+    champion = {m.alias: m for m in lowered.moves}["champion"]
+    assert (champion.version, champion.previous) == ("1", "9")
+    assert champion.reason.startswith(f"macro_f1 {single.score('macro_f1'):.4f}: holder v9 (62 ms per face) is above "
+                                      "promotion.max_predict_ms 40, which it no longer fits")
+    assert decide([single, ensemble], {"champion": "9"}, bootstrap=BOOT, max_members=2).reasons["champion"].startswith(
+        f"move: macro_f1 {single.score('macro_f1'):.4f}: holder v9 (3 members) is above promotion.max_members 2")
+    within = decide([single, ensemble], {"champion": "9"}, bootstrap=BOOT, max_predict_ms=80)  # fits: it stays
+    assert within.reasons["champion"].startswith("keep v9")
+    unmeasured = replace(ensemble, predict_ms=None)  # an older ensemble without a time: not held against it
+    assert decide([single, unmeasured], {"champion": "9"}, bootstrap=BOOT, max_predict_ms=40).reasons[
+        "champion"].startswith("keep v9")
+
+
 def test_routes_follow_the_holders_ties_significance_and_never_an_ensemble():
     from fercore.promotion.decision import routes_of
 
