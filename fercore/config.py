@@ -298,7 +298,8 @@ class PromotionConfig(_Strict):
                              "more network run per face); the champion is the best model by metric within it")
     max_predict_ms: float | None = Field(None, gt=0.0, description="the most an ensemble may take to predict one "
                                          "face: the sum of its members' predict_ms, each measured at registration "
-                                         "(null: no budget); none that fits: single models only")
+                                         "(null: no budget); none that fits: single models only. A champion "
+                                         "above it (the budget lowered since it won) is replaced by the best that fits")
     drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted image statistics = dataset drift")
     on_drift: Literal["warn", "block"] = Field("warn", description="'block' moves no alias when drift is detected")
     drift_max_images: int = Field(3000, ge=50, description="images per side in the drift reports")
