@@ -144,7 +144,7 @@ def _start_weights(job: TrainJob, rung: Rung, tracking_uri: str) -> dict[str, An
     and epochs trained before, the version continued from, and why it continued or started fresh."""
     totals = {"total_training_minutes": 0.0, "total_epochs": 0, "continued_from": "", "warm_start": ""}
     seed = (rung.previous_training or {}).get("seed", (rung.warm_start or {}).get("seed"))
-    if seed is not None:  # a converged contender's new, independent model, in every rung
+    if seed is not None:  # a new, independent model's seed, or the lineage's it continues; in every rung
         job.cfg = job.cfg.model_copy(update={"seed": int(seed)})
     if rung.previous_training is not None:
         totals = {k: rung.previous_training.get(k, v) for k, v in totals.items()}

@@ -40,8 +40,9 @@ def find_warm_start(registered: list, contender: str, val_digest: str, network: 
         base_seed: the contender's configured seed (versions without a ``seed`` tag used it).
 
     Returns:
-        ``{"version": str | None, "reason": str, "total_training_minutes": float, "total_epochs": int}``, and
-        ``"seed"`` when it starts fresh from a new seed.
+        ``{"version": str | None, "reason": str, "total_training_minutes": float, "total_epochs": int, "seed": int}``:
+        a continuation keeps the seed of the version it continues (its record says which lineage it is), a fresh
+        start from a new seed has that seed, and a first start none (the config's).
     """
     versions = sorted((v for v in registered if family(v) != "ensemble"), key=lambda v: -int(v.version))
     if not versions:
@@ -56,7 +57,8 @@ def find_warm_start(registered: list, contender: str, val_digest: str, network: 
                         "new model for the ensemble library"}
             return {"version": str(v.version), "reason": f"continuing from v{v.version} (same validation images "
                     "and network)", "total_training_minutes": float(v.tags.get("total_training_minutes", 0) or 0),
-                    "total_epochs": int(v.tags.get("total_epochs", 0) or 0)}
+                    "total_epochs": int(v.tags.get("total_epochs", 0) or 0),
+                    "seed": int(v.tags.get("seed") or base_seed)}  # the lineage's seed (a spare's, say), kept on
     why = ("other validation images (another data source or split)" if latest.tags.get("val_images") != val_digest
            else "another network (its shape or input size changed)")
     return {"version": None, "reason": f"the latest version of {contender}, v{latest.version}, was trained on {why}; "

@@ -115,7 +115,8 @@ def test_an_ensemble_champion_records_its_time_and_loses_the_alias_when_the_budg
     budget = max(members) + min(members) / 2  # each member fits, the two together do not
     later = _night(dataset, store, [(2, [0])])
     out = promote(NAME, dataset, later, PromotionConfig(**CONFIG, max_predict_ms=budget), store)
-    assert out.summary["aliases"]["champion"] in {r["version"] for r, _ in first}, out.summary["reasons"]["champion"]  # the best single
+    # the best single model now
+    assert out.summary["aliases"]["champion"] in {r["version"] for r, _ in first}, out.summary["reasons"]["champion"]
     assert f"holder v{champion.version} ({float(champion.tags['predict_ms']):.0f} ms per face) is above " \
         f"promotion.max_predict_ms {budget:g}, which it no longer fits" in out.summary["reasons"]["champion"]
 

@@ -21,11 +21,12 @@ def _v(version: str, val: str = "V", network: str = "N", contender: str = "vgg7"
 
 def test_the_latest_version_on_the_same_validation_images_and_network_is_continued():
     registered = [_v("3", total_training_minutes="14.5", total_epochs="17"), _v("5", network="other"),
-                  _v("4", total_training_minutes="28.0", total_epochs="33"),
+                  _v("4", total_training_minutes="28.0", total_epochs="33", seed="43"),  # a spare seed, say
                   _v("7", architecture="ensemble"), _v("8", family="ensemble")]  # the old tag, and its new name
     found = find_warm_start(registered, "vgg7", "V", "N")
     assert found == {"version": "4", "reason": "continuing from v4 (same validation images and network)",
-                     "total_training_minutes": 28.0, "total_epochs": 33}
+                     "total_training_minutes": 28.0, "total_epochs": 33, "seed": 43}  # its lineage's seed, kept on
+    assert find_warm_start([_v("3")], "vgg7", "V", "N", base_seed=7)["seed"] == 7  # no tag: the config's seed
 
 
 def test_no_version_other_data_or_another_network_start_fresh_and_say_why():
