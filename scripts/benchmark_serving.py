@@ -1,6 +1,6 @@
 """Latency of a served model (`make serve`): one request with one face and one with 256 faces.
 
-Usage: python scripts/benchmark_serving.py [--url http://127.0.0.1:5001] [--repeats 20]
+Usage: python scripts/benchmark_serving.py [--url http://127.0.0.1:5001] [--repeats 20] [--faces 1 256]
 Prints JSON: the median and 90th percentile of each request's wall time, in milliseconds.
 """
 
@@ -30,10 +30,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:5001")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--faces", type=int, nargs="+", default=[1, 256], help="faces per request, one size each")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     out = {}
-    for n in (1, 256):
+    for n in args.faces:
         faces = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
         _request(args.url, faces)  # warm-up
         times = sorted(_request(args.url, faces) for _ in range(args.repeats))
