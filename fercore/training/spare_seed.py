@@ -20,7 +20,7 @@ from fercore.data.dataset import FerDataset
 from fercore.data.rebalance import Rebalanced
 from fercore.evaluation.significance import metric_score
 from fercore.training.trainer import TrainJob
-from fercore.training.warm_start import build_contender, seeded
+from fercore.training.warm_start import build_contender, new_seed, seeded
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,6 @@ def pick_leader(of: list[str], val_probs: dict[str, np.ndarray], trainings: dict
     best = min(of, key=lambda n: trainings[n].get("best_val_loss", float("inf")))
     return best, (f"every one of {', '.join(of)} stopped at a rung: {best} has the lowest validation loss "
                   f"({trainings[best].get('best_val_loss', float('nan')):.4f})")
-
-
-def new_seed(used: list[int]) -> int:
-    """One above every seed used so far: never a repeat of a model already in the library."""
-    return 1 + max(used)
 
 
 def plan_spare_seed(config: Config, trainings: dict[str, dict[str, Any]], leader: str, why: str,

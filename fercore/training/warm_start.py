@@ -51,7 +51,7 @@ def find_warm_start(registered: list, contender: str, val_digest: str, network: 
     for v in versions:
         if v.tags.get("val_images") == val_digest and v.tags.get("network") == network:
             if converged(v.tags):
-                seed = 1 + max(int(x.tags.get("seed") or base_seed) for x in versions)
+                seed = new_seed([int(x.tags.get("seed") or base_seed) for x in versions])
                 return {"version": None, "seed": seed, "reason": f"v{v.version} converged (continued from "
                         f"v{v.tags['continued_from']}, it kept its start weights): starting fresh from seed {seed}, a "
                         "new model for the ensemble library"}
@@ -63,6 +63,11 @@ def find_warm_start(registered: list, contender: str, val_digest: str, network: 
            else "another network (its shape or input size changed)")
     return {"version": None, "reason": f"the latest version of {contender}, v{latest.version}, was trained on {why}; "
             "no earlier one matches: starting fresh"}
+
+
+def new_seed(used: list[int]) -> int:
+    """One above every seed used so far: never a repeat of a model already in the library."""
+    return 1 + max(used)
 
 
 def converged(tags: dict[str, str]) -> bool:
