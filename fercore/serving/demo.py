@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,15 +26,12 @@ from fercore.errors import FerError
 from fercore.explain.overlay import overlay, with_colour_scale
 from fercore.explain.registered import Explain, load_explainer
 from fercore.serving.faces import annotate, find_faces, load_photo
+from fercore.serving.model_thread import on_model_thread, stop_model_thread
 from fercore.serving.predict import classify_faces
 from fercore.tracking.copies import local_copy
 from fercore.tracking.loading import Predict, load_copy
 
 logger = logging.getLogger(__name__)
-# The models are loaded and run on this one thread. Torch's OpenMP pool belongs to the thread that starts it: a
-# request on one of Gradio's worker threads starts a second pool, which competes with the first one's spinning
-# workers on a small machine (measured on 2 cores: one photo 0.70 s instead of 0.45 s).
-MODEL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-models")
 MAX_FILE_MB = 20  # larger uploads are refused by the page before they reach the models
 MAX_CONTENDERS = 6
 
@@ -147,7 +143,8 @@ def build_app(contenders: list[Contender], model_name: str, out_dir: Path):
     import gradio as gr
 
     def run(upload: str | None, webcam: str | None):
-        a = MODEL_THREAD.submit(analyse, upload or webcam, contenders, out_dir).result()
+        # on the model thread (fercore.serving.model_thread; on 2 cores one photo took 0.70 s on Gradio's, 0.45 s there)
+        a = on_model_thread(analyse, upload or webcam, contenders, out_dir)
         return a.message, _take_image(a.annotated), a.champion[0] if a.champion else None, a.table or None, a.maps
 
     # delete_cache: the uploads Gradio keeps are removed every 5 minutes once an hour old, and when the page stops
@@ -239,13 +236,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         store = existing_store(args.tracking_uri or resolve_tracking_uri())
-        contenders = MODEL_THREAD.submit(load_contenders, args.model_name, store).result()
+        contenders = on_model_thread(load_contenders, args.model_name, store)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("Models: " + ", ".join(c.label for c in contenders), flush=True)
     launch(build_app(contenders, args.model_name, Path(default_cache_dir()) / "demo"), args.host, args.port)
-    MODEL_THREAD.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: an answer still queued is not waited for
+    stop_model_thread()  # Ctrl-C: an answer still queued is not waited for
     return 0
 
 

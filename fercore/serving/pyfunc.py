@@ -48,15 +48,19 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from fercore.models.inference import load_for_inference
+        from fercore.serving.model_thread import on_model_thread
 
-        loaded = load_for_inference(context.artifacts["model"], context.model_config)
+        # loaded and run on one thread, whichever threads the server calls from (fercore.serving.model_thread)
+        loaded = on_model_thread(load_for_inference, context.artifacts["model"], context.model_config)
         self.model, self.tta, self.amp = loaded.module, loaded.tta, loaded.amp
 
     # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
     def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
         from fercore.models.inference import predict_proba
+        from fercore.serving.model_thread import on_model_thread
 
-        return predictions_frame(predict_proba(self.model, as_image_batch(model_input), tta=self.tta, amp=self.amp))
+        images = as_image_batch(model_input)
+        return predictions_frame(on_model_thread(predict_proba, self.model, images, tta=self.tta, amp=self.amp))
 
 
 def load_member(name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
@@ -83,17 +87,23 @@ class FerEnsembleModel(mlflow.pyfunc.PythonModel):
         import json
 
         from fercore.models.inference import ensemble_members, ensemble_spec_file
+        from fercore.serving.model_thread import on_model_thread
 
         with open(ensemble_spec_file(context.artifacts)) as f:
             self.spec = json.load(f)
         self.routes: dict[str, str] = self.spec.get("routes", {})
-        # members come from the registry the ensemble itself was loaded from, each checked before MLflow unpickles it
-        self.members = {v: load_member(self.spec["model_name"], v) for v in ensemble_members(self.spec)}
+        # members come from the registry the ensemble itself was loaded from, each checked before MLflow unpickles it,
+        # loaded on the thread that runs them (fercore.serving.model_thread)
+        self.members = {v: on_model_thread(load_member, self.spec["model_name"], v) for v in ensemble_members(self.spec)}
 
     # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
     def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+        from fercore.serving.model_thread import on_model_thread
+
+        return predictions_frame(on_model_thread(self._probabilities, as_image_batch(model_input)))
+
+    def _probabilities(self, images: np.ndarray) -> np.ndarray:
         from fercore.models.inference import ensemble_probabilities
 
-        images = as_image_batch(model_input)
         probs = {v: m.predict(images)[list(CLASS_NAMES)].to_numpy() for v, m in self.members.items()}
-        return predictions_frame(ensemble_probabilities(self.spec, probs))
+        return ensemble_probabilities(self.spec, probs)
