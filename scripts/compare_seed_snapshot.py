@@ -58,10 +58,24 @@ def judged(ds, base: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[
     val, test = ds.split("val").labels, ds.split("test").labels
     pair_val = {"base": base["val"], "new": new["val"]}
     fit = fit_averaging(pair_val, val)
+    oof = out_of_fold(pair_val, val)
     return {"alone": {"val": figures(val, new["val"]), "test": figures(test, new["test"])},
             "with_base": {"weights": {k: round(v, 3) for k, v in fit.weights.items()},
-                          "val_out_of_fold": figures(val, out_of_fold(pair_val, val)),
-                          "test": figures(test, fit.apply({"base": base["test"], "new": new["test"]}))}}
+                          "val_out_of_fold": figures(val, oof),
+                          "test": figures(test, fit.apply({"base": base["test"], "new": new["test"]}))},
+            "_oof": oof}
+
+
+def verdict(labels: np.ndarray, new_seed: np.ndarray, snapshot: np.ndarray) -> dict[str, str | None]:
+    """Which arm's ensemble with the base leads on validation (out-of-fold probabilities), by the paired bootstrap
+    promotion uses (:class:`fercore.evaluation.significance.Bootstrap`): a lead whose 95 % interval holds zero is
+    noise, and names no arm."""
+    from fercore.evaluation.significance import Bootstrap
+
+    lead = Bootstrap(labels).lead(new_seed.argmax(1), snapshot.argmax(1))
+    better = lead.leader("new_seed", "low_rate_snapshot")
+    return {"new_seed_lead_macro_f1": str(lead), "better_by_validation": better,
+            "verdict": f"{better} leads beyond the noise" if better else "inside the noise: neither arm leads"}
 
 
 def main() -> None:
@@ -105,15 +119,17 @@ def main() -> None:
     arms = {"new_seed": (seeded(lambda: build_contender(cfg), {"seed": args.seed}),
                          cfg.model_copy(update={"seed": args.seed}), False),
             "low_rate_snapshot": (base_model(), low_rate, True)}  # kept only if an epoch beats the start weights
+    oof: dict[str, np.ndarray] = {}
     for arm, (model, arm_cfg, from_base) in arms.items():
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             result = Trainer(model, arm_cfg, tmp, start_digest=weights_digest(model) if from_base else "").fit(ds, plan)
+        figures_of_arm = judged(ds, base_probs, probs(model))
+        oof[arm] = figures_of_arm.pop("_oof")
         report[arm] = {"epochs": len(result.history), "kept": result.kept_weights,
-                       "minutes": round((time.perf_counter() - t) / 60, 1), **judged(ds, base_probs, probs(model))}
+                       "minutes": round((time.perf_counter() - t) / 60, 1), **figures_of_arm}
         print(json.dumps(report, indent=2), flush=True)
-    better = max(("new_seed", "low_rate_snapshot"), key=lambda a: report[a]["with_base"]["val_out_of_fold"]["macro_f1"])
-    report["better_by_validation"] = better
+    report.update(verdict(ds.split("val").labels, oof["new_seed"], oof["low_rate_snapshot"]))
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

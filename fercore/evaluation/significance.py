@@ -30,6 +30,12 @@ class Lead:
     def __str__(self) -> str:
         return f"{self.value:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
 
+    def leader(self, a: str, b: str) -> str | None:
+        """``a`` when it leads beyond the noise, ``b`` when it trails beyond it, None when the interval holds zero."""
+        if self.significant:
+            return a
+        return b if self.high < 0.0 else None
+
 
 @dataclass
 class Bootstrap:

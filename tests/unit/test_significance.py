@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from fercore.constants import CLASS_NAMES
-from fercore.evaluation.significance import Bootstrap, class_f1, metric_score
+from fercore.evaluation.significance import Bootstrap, Lead, class_f1, metric_score
 
 CLASSES = list(range(len(CLASS_NAMES)))
 # 15 images: class 6 once, class 5 never (so some resamples hold a class once, others not at all)
@@ -62,3 +62,13 @@ def test_the_resamples_are_fixed_by_the_seed_and_draw_every_image():
     a, b, other = Bootstrap(LABELS, 50, seed=7), Bootstrap(LABELS, 50, seed=7), Bootstrap(LABELS, 50, seed=8)
     assert np.array_equal(a._rows, b._rows) and not np.array_equal(a._rows, other._rows)
     assert a._rows.shape == (50, len(LABELS)) and set(np.unique(a._rows)) == set(range(len(LABELS)))
+
+
+@pytest.mark.parametrize(("lead", "expected"), [
+    (Lead(0.02, 0.001, 0.04), "a"),  # the interval above zero: a leads
+    (Lead(-0.02, -0.04, -0.001), "b"),  # below zero: b leads
+    (Lead(0.01, -0.001, 0.02), None),  # holds zero: noise, nobody leads
+    (Lead(0.0, 0.0, 0.0), None),  # identical predictions
+])
+def test_the_leader_is_named_only_beyond_the_noise(lead, expected):
+    assert lead.leader("a", "b") == expected
