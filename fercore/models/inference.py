@@ -140,7 +140,12 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = BATCH_
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         for start in range(0, len(images), batch_size):
             views = tta_views(to_batch(images[start:start + batch_size], device), tta, size)
-            probs = sum(model(v.contiguous(memory_format=fmt)).float().softmax(-1) for v in views) / len(views)
+            # the views go through together, batch_size rows at a time: one face's ten views are one forward pass,
+            # not ten (one face, vgg7, ten-crop on 2 cores: 5.5 ms instead of 13.6), and a full batch's are ten
+            stacked = torch.cat(views).contiguous(memory_format=fmt)
+            scores = torch.cat([model(stacked[i:i + batch_size]).float().softmax(-1)
+                                for i in range(0, len(stacked), batch_size)])
+            probs = scores.view(len(views), -1, scores.shape[-1]).mean(0)
             out[start:start + len(probs)] = probs.cpu().numpy()
     model.train(was_training)
     return out

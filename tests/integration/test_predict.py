@@ -96,6 +96,24 @@ def test_the_local_copy_predicts_as_mlflow_loads_it_and_is_resolved_again_only_w
     assert len(resolved) == 2 and len([p for p in (cache / "models").iterdir() if p.is_dir()]) == 1
 
 
+def test_a_registered_model_runs_on_its_model_thread_whichever_thread_asks(registered):
+    """A server calls predict from worker threads (mlflow models serve: asyncio.to_thread); the network runs on one
+    thread all the same, the one it was loaded on (fercore.serving.model_thread)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fercore.serving.model_thread import THREAD_PREFIX
+
+    mlflow.set_registry_uri(registered)
+    model = mlflow.pyfunc.load_model("models:/fer-photo@champion")
+    ran_on = []
+    model.unwrap_python_model().model.register_forward_pre_hook(lambda *_: ran_on.append(threading.current_thread().name))
+    with ThreadPoolExecutor(3, thread_name_prefix="server-worker") as workers:
+        frames = list(workers.map(lambda n: model.predict(np.full((n, 48, 48), 100, np.uint8)), [1, 2, 3, 1, 2, 3]))
+    assert [len(f) for f in frames] == [1, 2, 3, 1, 2, 3]
+    assert len(ran_on) == 6 and len(set(ran_on)) == 1 and ran_on[0].startswith(THREAD_PREFIX)
+
+
 def test_run_py_predict_writes_json_and_annotated_photos_without_warnings(photos, registered, tmp_path):
     folder = photos["astronaut"].parent
     result = subprocess.run([sys.executable, "run.py", "predict", str(folder), "--model", "models:/fer-photo@champion",

@@ -99,9 +99,17 @@ def test_tta_views_are_cut_to_the_models_input_size(tmp_path):
     model = build_cnn("vgg7", width=8).eval()
     model.fer_spec["input_size"] = 40
     seen: list[tuple[int, ...]] = []
-    model.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
-    predict_proba(model, (x[:, 0] * 255).to(torch.uint8).numpy(), tta="tencrop")
-    assert seen == [(40, 40)] * 10
+    model.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape)))
+    images = (x[:, 0] * 255).to(torch.uint8).numpy()
+    probs = predict_proba(model, images, tta="tencrop")
+    assert seen == [(20, 1, 40, 40)]  # two faces' ten views in one forward pass
+    seen.clear()
+    assert np.allclose(predict_proba(model, images, tta="tencrop", batch_size=8), probs, atol=1e-6)
+    assert seen == [(8, 1, 40, 40), (8, 1, 40, 40), (4, 1, 40, 40)]  # never more than batch_size rows at a time
+    with torch.no_grad():  # the views' mean of each view's softmax, as one view at a time computes it
+        views = tta_views(torch.from_numpy(images).float().div(255).unsqueeze(1), "tencrop", size=40)
+        expected = torch.stack([model(v).softmax(-1) for v in views]).mean(0).numpy()
+    assert np.allclose(probs, expected, atol=1e-6)
     assert load_model(save_model(model, tmp_path / "m")).fer_spec["input_size"] == 40
 
 
