@@ -56,11 +56,14 @@ class FerEmotionModel(mlflow.pyfunc.PythonModel):
 
     # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
     def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+        return predictions_frame(self.probabilities(as_image_batch(model_input)))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, 7)`` of uint8 faces ``(N, 48, 48)``, computed on the model thread."""
         from fercore.models.inference import predict_proba
         from fercore.serving.model_thread import on_model_thread
 
-        images = as_image_batch(model_input)
-        return predictions_frame(on_model_thread(predict_proba, self.model, images, tta=self.tta, amp=self.amp))
+        return on_model_thread(predict_proba, self.model, images, tta=self.tta, amp=self.amp)
 
 
 def load_member(name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
@@ -98,12 +101,17 @@ class FerEnsembleModel(mlflow.pyfunc.PythonModel):
 
     # the np.ndarray hint asks MLflow for no type-hint validation (it warns on every load without one)
     def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:  # noqa: ARG002 (pyfunc API)
+        return predictions_frame(self.probabilities(as_image_batch(model_input)))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """The ensemble's class probabilities ``(N, 7)`` of uint8 faces ``(N, 48, 48)``, on the model thread."""
         from fercore.serving.model_thread import on_model_thread
 
-        return predictions_frame(on_model_thread(self._probabilities, as_image_batch(model_input)))
+        return on_model_thread(self._mix, images)
 
-    def _probabilities(self, images: np.ndarray) -> np.ndarray:
+    def _mix(self, images: np.ndarray) -> np.ndarray:
         from fercore.models.inference import ensemble_probabilities
 
-        probs = {v: m.predict(images)[list(CLASS_NAMES)].to_numpy() for v, m in self.members.items()}
+        # the members' wrappers directly: their pyfunc predict would check the input and build a table per member
+        probs = {v: m.unwrap_python_model().probabilities(images) for v, m in self.members.items()}
         return ensemble_probabilities(self.spec, probs)
