@@ -410,19 +410,24 @@ def _zenml_run():
 # --- the contest's rungs and continuing across runs (last: it adds versions) --------------------
 
 
-def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_version(trained):
-    client = trained["client"]
+@pytest.fixture(scope="module")
+def rungs_run(trained):
+    """A second run in rungs, each contender continuing its latest version, and the spare seed: every contender has
+    a budget in minutes, the spare trains the leader's one epoch. Returns the latest versions before it, its
+    console and its ZenML run."""
     before = {}
-    for v in client.search_model_versions("name='fer-test'"):
+    for v in trained["client"].search_model_versions("name='fer-test'"):
         if v.tags["family"] != "ensemble" and int(v.version) > int(before.get(v.tags["contender"], _NONE).version):
             before[v.tags["contender"]] = v
-    # and the spare seed: every contender has a budget in minutes, the spare trains the leader's one epoch
     spare = [x for n in ("cnn", "vit", "resnet") for x in ("--set", f"contenders.{n}.max_train_minutes=1")]
     result = _train_all([*trained["args"], "--set", "contest.rungs=[0.5, 1.0]", "--set", "training.continue_from=latest",
                          "--set", "explain.enabled=false", *spare, "--set", "contest.spare_seed.of=[cnn, resnet]",
                          "--set", "contest.spare_seed.min_minutes=0.05"])
-    trained["rungs_stdout"] = result.stdout  # the spare seed's test reads its line
-    run = _zenml_run()
+    return {"before": before, "stdout": result.stdout, "run": _zenml_run()}
+
+
+def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_version(trained, rungs_run):
+    client, before, run = trained["client"], rungs_run["before"], rungs_run["run"]
     assert not run.steps["evaluate_cnn"].outputs["cnn_explanation"][0].load().enabled  # no maps drawn, nothing failed
     assert run.steps["promote_models"].outputs["contest_maps"][0].load().png == b""
     names = ("cnn", "vit", "resnet")
@@ -458,10 +463,10 @@ def test_rungs_judge_between_steps_and_each_contender_continues_from_its_latest_
         assert logged == [mlflow_run.data.metrics["training_minutes"]], (name, logged)  # not rung 1's figure too
 
 
-def test_the_spare_seed_trains_the_leader_again_from_a_new_seed_and_joins_the_promotion(trained):
-    """The rungs run above, with ``contest.spare_seed``: after the last rung, the leader of cnn and resnet on
+def test_the_spare_seed_trains_the_leader_again_from_a_new_seed_and_joins_the_promotion(trained, rungs_run):
+    """The rungs run, with ``contest.spare_seed``: after the last rung, the leader of cnn and resnet on
     validation trains once more from a seed none of its versions used, in its own run, registered as its version."""
-    client, run = trained["client"], _zenml_run()
+    client, run = trained["client"], rungs_run["run"]
     assert {"train_spare_seed", "evaluate_spare_seed", "register_spare_seed"} <= set(run.steps)
     training = run.steps["train_spare_seed"].outputs["spare_seed_training"][0].load()
     registered = run.steps["register_spare_seed"].outputs["spare_seed_registered_model"][0].load()
@@ -472,7 +477,7 @@ def test_the_spare_seed_trains_the_leader_again_from_a_new_seed_and_joins_the_pr
              if v.tags.get("contender") == leader and v.version != version.version]
     assert tags["seed"] == str(max(seeds) + 1) == str(training["seed"])
     assert tags["spare_seed"].startswith(f"spare seed {tags['seed']} of {leader}, trained for the ")
-    assert f"Spare seed: {tags['spare_seed']}" in trained["rungs_stdout"]  # on the console, before the promotion
+    assert f"Spare seed: {tags['spare_seed']}" in rungs_run["stdout"]  # on the console, before the promotion
     assert "leads on validation macro_f1" in tags["spare_seed"] and not tags.get("continued_from")
     assert client.get_run(version.run_id).info.run_name == f"train-{leader}-seed{tags['seed']}"
     assert len(training["history"]) == 1 and training["wall_s"] < 60  # its leader's one epoch, not the minutes
