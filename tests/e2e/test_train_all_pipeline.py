@@ -128,9 +128,15 @@ def test_registry_pyfunc_predicts_like_the_in_memory_model(trained):
         out = pyfunc.predict(images)
         assert list(out.columns[:2]) == ["label", "angry"] and len(out) == len(images)
         model = _zenml_model(f"train_{arch}", contender_output(arch, "model"))
-        expected = predict_proba(model, images, tta="hflip").argmax(1)
-
-        assert list(out["label"]) == [CLASS_NAMES[i] for i in expected]
+        wrapper = pyfunc.unwrap_python_model()  # the registered views and precision, as the pipeline evaluated it
+        assert wrapper.tta == "hflip"
+        expected = predict_proba(model, images, tta=wrapper.tta, amp=wrapper.amp)
+        got = out[list(CLASS_NAMES)].to_numpy()
+        # a one-epoch model's probabilities are near-even: the same sums on another thread can swap a near-tie
+        assert np.allclose(got, expected, atol=2e-3 if wrapper.amp else 1e-5), (arch, np.abs(got - expected).max())
+        top2 = np.sort(expected, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 5e-3
+        assert (out["label"].to_numpy()[clear] == np.array(CLASS_NAMES)[expected.argmax(1)][clear]).all(), arch
         assert np.allclose(out.iloc[:, 1:].sum(axis=1), 1.0, atol=1e-5)
 
 
