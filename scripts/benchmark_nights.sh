@@ -5,7 +5,7 @@
 # The scheduled config is written with fercore.crontab.write_scheduled_config, the function --schedule calls, so a
 # machine without crontab runs it too.
 #
-# Usage: scripts/benchmark_nights.sh ARCHIVE [NIGHTS]   (docs/BENCHMARKS.md, "One night with the spare seed, and the next")
+# Usage: scripts/benchmark_nights.sh ARCHIVE [NIGHTS]   (docs/BENCHMARKS.md, "Three nights with the spare seed")
 set -u
 DATA=$(realpath "${1:?path of the FER-2013 archive}")
 NIGHTS=${2:-3}

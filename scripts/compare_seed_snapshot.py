@@ -50,9 +50,9 @@ def figures(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return {"accuracy": round(ev.overall["accuracy"], 4), "macro_f1": round(ev.overall["macro_f1"], 4)}
 
 
-def judged(ds, base: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, dict]:
+def judged(ds, base: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> tuple[dict[str, dict], np.ndarray]:
     """The new model alone, and the ensemble with the base on validation (out of fold) and on test (fitted on all
-    of validation, applied to test)."""
+    of validation, applied to test); and the ensemble's out-of-fold validation probabilities (for the verdict)."""
     from fercore.promotion.ensembles import fit_averaging
 
     val, test = ds.split("val").labels, ds.split("test").labels
@@ -62,8 +62,7 @@ def judged(ds, base: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[
     return {"alone": {"val": figures(val, new["val"]), "test": figures(test, new["test"])},
             "with_base": {"weights": {k: round(v, 3) for k, v in fit.weights.items()},
                           "val_out_of_fold": figures(val, oof),
-                          "test": figures(test, fit.apply({"base": base["test"], "new": new["test"]}))},
-            "_oof": oof}
+                          "test": figures(test, fit.apply({"base": base["test"], "new": new["test"]}))}}, oof
 
 
 def verdict(labels: np.ndarray, new_seed: np.ndarray, snapshot: np.ndarray) -> dict[str, str | None]:
@@ -124,8 +123,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             result = Trainer(model, arm_cfg, tmp, start_digest=weights_digest(model) if from_base else "").fit(ds, plan)
-        figures_of_arm = judged(ds, base_probs, probs(model))
-        oof[arm] = figures_of_arm.pop("_oof")
+        figures_of_arm, oof[arm] = judged(ds, base_probs, probs(model))
         report[arm] = {"epochs": len(result.history), "kept": result.kept_weights,
                        "minutes": round((time.perf_counter() - t) / 60, 1), **figures_of_arm}
         print(json.dumps(report, indent=2), flush=True)
